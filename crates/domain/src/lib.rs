@@ -1,0 +1,19 @@
+//! The credit and plan rules of `credits` (SPEC R1-R17), as pure functions of
+//! (state, request, now), and the ports the adapters implement. No HTTP, SQL, Stripe or SMTP here.
+
+pub mod account;
+pub mod burn;
+pub mod catalog;
+pub mod credits;
+pub mod error;
+pub mod idempotency;
+pub mod ids;
+pub mod operator;
+pub mod ports;
+pub mod pricing;
+pub mod runs;
+pub mod trial;
+pub mod views;
+
+pub use credits::Credits;
+pub use ids::{AccountId, BucketId, EntryId, OperatorId, RunId};

@@ -1,0 +1,158 @@
+//! The ports: what the rules need from the outside (a store, a clock). Synchronous, because the
+//! store is; the HTTP adapter calls them off its async threads.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{AccountError, AdminError, RunError, StoreError};
+use crate::idempotency::{IdempotencyKey, Replayable};
+use crate::ids::{AccountId, RunId};
+use crate::operator::{Adjustment, ContractTerms, Operator, Role};
+use crate::pricing::RunParams;
+use crate::runs::{Channel, Quote, RunRequest};
+use crate::trial::TrialView;
+use crate::views::{
+    AccountView, AdjustmentView, AdminAccountView, BalanceView, LedgerPage, LedgerQuery, RunView,
+};
+
+/// The one clock every rule reads (R16, R10, R9, R3, the ledger's timestamps).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+}
+
+/// The test clock (`clock.mode = "test"`), kept where every instance reads the same time.
+pub trait TestClock: Clock {
+    fn advance(&self, seconds: i64) -> Result<DateTime<Utc>, StoreError>;
+}
+
+/// A new account's details, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub email: String,
+    pub name: String,
+}
+
+impl NewAccount {
+    pub fn new(email: &str, name: &str) -> Result<NewAccount, String> {
+        let email = email.trim();
+        let name = name.trim();
+        let valid_email = email.len() <= 254
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            })
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid_email {
+            return Err("email must be a valid email address".into());
+        }
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err("name must be 1-200 characters".into());
+        }
+        Ok(NewAccount {
+            email: email.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+pub trait AccountStore {
+    /// R2: a new account on Free with its one-time lifetime grant, in one transaction.
+    fn create_account(
+        &self,
+        new: &NewAccount,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<AccountView>, AccountError>;
+    /// Whether an account exists (the canvas channel's `X-Account-Id`).
+    fn account_exists(&self, id: AccountId) -> Result<bool, StoreError>;
+    fn account_view(&self, id: AccountId, now: DateTime<Utc>) -> Result<AccountView, AccountError>;
+    fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError>;
+    fn ledger(&self, id: AccountId, query: &LedgerQuery) -> Result<LedgerPage, AccountError>;
+    fn trials(&self, id: AccountId, now: DateTime<Utc>) -> Result<Vec<TrialView>, AccountError>;
+}
+
+pub trait RunStore {
+    fn start_run(
+        &self,
+        account: AccountId,
+        channel: &Channel,
+        req: &RunRequest,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError>;
+    fn quote(
+        &self,
+        account: AccountId,
+        channel: &Channel,
+        req: &RunRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Quote, RunError>;
+    fn run(&self, account: AccountId, run: RunId, now: DateTime<Utc>) -> Result<RunView, RunError>;
+    fn complete_run(
+        &self,
+        account: AccountId,
+        run: RunId,
+        actual: RunParams,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError>;
+    fn cancel_run(
+        &self,
+        account: AccountId,
+        run: RunId,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError>;
+}
+
+pub trait OperatorStore {
+    fn operator_by_token_hash(&self, token_hash: &str) -> Result<Option<Operator>, StoreError>;
+    fn create_operator(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Operator, StoreError>;
+    fn adjust(
+        &self,
+        by: &Operator,
+        account: AccountId,
+        adjustment: &Adjustment,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<AdjustmentView>, AdminError>;
+    fn admin_account(
+        &self,
+        by: &Operator,
+        account: AccountId,
+        now: DateTime<Utc>,
+    ) -> Result<AdminAccountView, AdminError>;
+    fn set_enterprise(
+        &self,
+        by: &Operator,
+        account: AccountId,
+        terms: ContractTerms,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, AdminError>;
+}
+
+/// Background work, safe to run on several instances at once. Each returns how much it did.
+pub trait Maintenance {
+    /// R10: release holds past their TTL.
+    fn release_expired_holds(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
+    /// R16: write `expire` entries for buckets past their expiry.
+    fn expire_buckets(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
+    /// R3: grant each Enterprise contract's allowance for the period that has begun.
+    fn refresh_contracts(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
+    /// R11: forget idempotency records older than 24 hours.
+    fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Readiness: the database answers.
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Everything the service needs from its store.
+pub trait Store: AccountStore + RunStore + OperatorStore + Maintenance + Send + Sync {}
+
+impl<T: AccountStore + RunStore + OperatorStore + Maintenance + Send + Sync> Store for T {}

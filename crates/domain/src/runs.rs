@@ -1,0 +1,387 @@
+//! Runs (R1, R6-R10, R12): judging a run request in SPEC's order, quoting, completing and
+//! cancelling a hold. Pure: the store locks the account, loads the state, calls these, and
+//! writes what they decided.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::account::Account;
+use crate::burn::{Insufficient, Portion, Wallet, capture_split};
+use crate::catalog::{Capability, Catalog, Model};
+use crate::credits::Credits;
+use crate::ids::RunId;
+use crate::pricing::{Priced, RunParams, price, price_actual};
+use crate::trial::{self, TrialGrant, TrialRefusal, TrialUsage};
+
+/// R12's rolling window.
+pub const RATE_WINDOW_SECONDS: i64 = 60;
+
+/// How a request arrived (R8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// The canvas backend, acting for an account: open to every plan.
+    Canvas,
+    /// An API key with the scopes chosen at its creation.
+    Api { scopes: BTreeSet<Capability> },
+}
+
+impl Channel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Canvas => "canvas",
+            Channel::Api { .. } => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub model: String,
+    pub params: RunParams,
+    pub workflow_id: Option<String>,
+    pub capture: bool,
+}
+
+/// Why a run is refused, or a quote denied; each is one of SPEC's error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("too many runs: at most {limit} a minute on this plan")]
+    RateLimited {
+        limit: u32,
+        retry_after_seconds: u32,
+    },
+    #[error("unknown model {model:?}")]
+    UnknownModel { model: String },
+    #[error("{message}")]
+    InvalidParameters { message: String },
+    #[error("the API needs a plan with API access")]
+    ApiAccessRequired,
+    #[error("this API key or plan lacks the {capability} capability")]
+    CapabilityRequired { capability: Capability },
+    #[error("the free trial of this model is used up; it needs the {required_plan} plan")]
+    TrialExhausted { required_plan: String },
+    #[error("the free trial window of this model has closed; it needs the {required_plan} plan")]
+    TrialExpired { required_plan: String },
+    #[error("this model needs the {required_plan} plan")]
+    ModelTierRequired { required_plan: String },
+    #[error("this run costs {required} credits; {available} are available")]
+    InsufficientCredits {
+        required: Credits,
+        available: Credits,
+    },
+}
+
+impl From<Insufficient> for Denial {
+    fn from(i: Insufficient) -> Denial {
+        Denial::InsufficientCredits {
+            required: i.required,
+            available: i.available,
+        }
+    }
+}
+
+/// What the rules see of an account when judging a run.
+pub struct RunState<'a> {
+    pub catalog: &'a Catalog,
+    pub account: &'a Account,
+    /// How the request arrived (R8).
+    pub channel: &'a Channel,
+    pub wallet: &'a Wallet,
+    /// The account's use of this model's trial, if it has any.
+    pub trial: TrialUsage,
+    /// When the account's runs of the last minute started (refused runs are not runs).
+    pub recent_starts: &'a [DateTime<Utc>],
+    pub now: DateTime<Utc>,
+}
+
+/// How a run is paid for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// R9: through the model's trial, free of charge.
+    Trial(TrialGrant),
+    /// From the balance, bucket by bucket (R5).
+    Credits(Vec<Portion>),
+}
+
+/// A run the rules let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub model: String,
+    pub priced: Priced,
+    pub charge: Charge,
+}
+
+/// R12: whether one more run fits in the rolling minute; if not, how long until it does.
+pub fn rate_limit(
+    limit: Option<u32>,
+    recent_starts: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Option<Denial> {
+    let limit = limit?;
+    let window_start = now - Duration::seconds(RATE_WINDOW_SECONDS);
+    let mut inside: Vec<DateTime<Utc>> = recent_starts
+        .iter()
+        .copied()
+        .filter(|t| *t > window_start)
+        .collect();
+    if (inside.len() as u64) < u64::from(limit) {
+        return None;
+    }
+    inside.sort();
+    // The run that frees a place is the one that leaves the window first among the newest `limit`.
+    let frees_at = inside[inside.len() - limit as usize] + Duration::seconds(RATE_WINDOW_SECONDS);
+    let wait_ms = (frees_at - now).num_milliseconds().max(0);
+    let retry_after_seconds = u32::try_from((wait_ms + 999) / 1000)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    Some(Denial::RateLimited {
+        limit,
+        retry_after_seconds,
+    })
+}
+
+fn validate<'c>(catalog: &'c Catalog, req: &RunRequest) -> Result<(&'c Model, Priced), Denial> {
+    let model = catalog
+        .model(&req.model)
+        .ok_or_else(|| Denial::UnknownModel {
+            model: req.model.clone(),
+        })?;
+    let priced =
+        price(model, req.params).map_err(|message| Denial::InvalidParameters { message })?;
+    if let Some(w) = &req.workflow_id
+        && (w.is_empty() || w.len() > 200)
+    {
+        return Err(Denial::InvalidParameters {
+            message: "workflow_id must be 1-200 characters".into(),
+        });
+    }
+    Ok((model, priced))
+}
+
+/// R8: the channel and capability gates.
+fn channel_gate(state: &RunState<'_>, req: &RunRequest) -> Option<Denial> {
+    let Channel::Api { scopes } = state.channel else {
+        return None;
+    };
+    let plan = state.account.plan(state.catalog);
+    if !plan.api_access {
+        return Some(Denial::ApiAccessRequired);
+    }
+    let needed = if req.workflow_id.is_some() {
+        Capability::WorkflowRun
+    } else {
+        Capability::ModelRun
+    };
+    if !plan.has(needed) || !scopes.contains(&needed) {
+        return Some(Denial::CapabilityRequired { capability: needed });
+    }
+    None
+}
+
+/// Trial (R9) and tier (R7), after the channel: how the run is paid, or why it is refused.
+fn pay(state: &RunState<'_>, model: &Model, priced: &Priced) -> Result<Charge, Denial> {
+    let plan = state.account.plan(state.catalog);
+    if let Some(spec) = trial::applies(plan, model) {
+        return trial::admit(spec, state.trial, priced, state.now)
+            .map(Charge::Trial)
+            .map_err(|r| match r {
+                TrialRefusal::Exhausted => Denial::TrialExhausted {
+                    required_plan: model.min_plan.clone(),
+                },
+                TrialRefusal::Expired => Denial::TrialExpired {
+                    required_plan: model.min_plan.clone(),
+                },
+            });
+    }
+    let min_rank = state
+        .catalog
+        .plan(&model.min_plan)
+        .map(|p| p.rank)
+        .unwrap_or(u32::MAX);
+    if plan.rank < min_rank {
+        return Err(Denial::ModelTierRequired {
+            required_plan: model.min_plan.clone(),
+        });
+    }
+    Ok(Charge::Credits(Vec::new()))
+}
+
+/// The whole judgement of a run, in SPEC's order: 429, 422, 403 (channel, capability, trial,
+/// tier), 402.
+pub fn decide_run(state: &RunState<'_>, req: &RunRequest) -> Result<Admitted, Denial> {
+    let limit = state.account.runs_per_minute(state.catalog);
+    if let Some(denial) = rate_limit(limit, state.recent_starts, state.now) {
+        return Err(denial);
+    }
+    let (model, priced) = validate(state.catalog, req)?;
+    admit(state, req, model, priced)
+}
+
+fn admit(
+    state: &RunState<'_>,
+    req: &RunRequest,
+    model: &Model,
+    priced: Priced,
+) -> Result<Admitted, Denial> {
+    if let Some(denial) = channel_gate(state, req) {
+        return Err(denial);
+    }
+    let charge = match pay(state, model, &priced)? {
+        Charge::Credits(_) => Charge::Credits(state.wallet.split(priced.cost, state.now)?),
+        trial => trial,
+    };
+    Ok(Admitted {
+        model: model.id.clone(),
+        priced,
+        charge,
+    })
+}
+
+/// A quote (`POST /v1/quote`): the cost, and the refusal a run would get now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub model: String,
+    pub priced: Priced,
+    pub trial: Option<TrialGrant>,
+    pub denial: Option<Denial>,
+}
+
+/// A quote is a run judged without effect. A bad request is refused as for a run (422); every
+/// other refusal (429, 403, 402) is the quote's `denial`.
+pub fn decide_quote(state: &RunState<'_>, req: &RunRequest) -> Result<Quote, Denial> {
+    let (model, priced) = validate(state.catalog, req)?;
+    let limit = state.account.runs_per_minute(state.catalog);
+    let outcome = match rate_limit(limit, state.recent_starts, state.now) {
+        Some(denial) => Err(denial),
+        None => admit(state, req, model, priced),
+    };
+    Ok(match outcome {
+        Ok(a) => Quote {
+            model: a.model,
+            priced,
+            trial: match a.charge {
+                Charge::Trial(t) => Some(t),
+                Charge::Credits(_) => None,
+            },
+            denial: None,
+        },
+        Err(denial) => Quote {
+            model: model.id.clone(),
+            priced,
+            trial: None,
+            denial: Some(denial),
+        },
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Held,
+    Captured,
+    Released,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Held => "held",
+            RunStatus::Captured => "captured",
+            RunStatus::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [RunStatus::Held, RunStatus::Captured, RunStatus::Released]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A run as the rules need it to finish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRun {
+    pub id: RunId,
+    pub model: String,
+    pub requested: Priced,
+    pub status: RunStatus,
+    pub trial: Option<TrialGrant>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+impl HeldRun {
+    /// The status a reader sees: a hold past its TTL is released, even before the sweep says so.
+    pub fn effective_status(&self, now: DateTime<Utc>) -> RunStatus {
+        match (self.status, self.hold_expires_at) {
+            (RunStatus::Held, Some(at)) if now >= at => RunStatus::Released,
+            (s, _) => s,
+        }
+    }
+}
+
+/// Why a hold cannot be finished.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FinishRefusal {
+    #[error("the run is already {0}")]
+    NotHeld(&'static str),
+    #[error("{0}")]
+    InvalidParameters(String),
+}
+
+/// Completing a hold (R10): the actual cost is captured from what the hold reserved, the rest
+/// released; a trial run returns the generations it did not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub actual: Priced,
+    pub debits: Vec<Portion>,
+    pub generations_returned: i64,
+}
+
+fn ensure_held(run: &HeldRun, now: DateTime<Utc>) -> Result<(), FinishRefusal> {
+    match run.effective_status(now) {
+        RunStatus::Held => Ok(()),
+        other => Err(FinishRefusal::NotHeld(other.as_str())),
+    }
+}
+
+pub fn decide_capture(
+    catalog: &Catalog,
+    wallet: &Wallet,
+    run: &HeldRun,
+    actual: RunParams,
+    now: DateTime<Utc>,
+) -> Result<Capture, FinishRefusal> {
+    ensure_held(run, now)?;
+    let model = catalog.model(&run.model).ok_or_else(|| {
+        FinishRefusal::InvalidParameters(format!(
+            "model {:?} is no longer in the catalog",
+            run.model
+        ))
+    })?;
+    let actual =
+        price_actual(model, &run.requested, actual).map_err(FinishRefusal::InvalidParameters)?;
+    Ok(match run.trial {
+        Some(t) => Capture {
+            actual,
+            debits: Vec::new(),
+            generations_returned: if t.generations > 0 {
+                t.generations - actual.generations()
+            } else {
+                0
+            },
+        },
+        None => Capture {
+            debits: capture_split(wallet, run.id, actual.cost),
+            actual,
+            generations_returned: 0,
+        },
+    })
+}
+
+/// Cancelling a hold (R10) releases all of it; a trial run gives its generations back (R9).
+pub fn decide_cancel(run: &HeldRun, now: DateTime<Utc>) -> Result<i64, FinishRefusal> {
+    ensure_held(run, now)?;
+    Ok(run.trial.map(|t| t.generations).unwrap_or(0))
+}
