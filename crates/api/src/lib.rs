@@ -1,1 +1,79 @@
+//! The HTTP API of `credits` (actix-web): routes, authentication, the one error-to-HTTP mapping.
+//! Handlers parse at the edge into domain types and call the ports off the async threads.
 
+mod accounts;
+mod admin;
+pub mod auth;
+mod catalog;
+pub mod edge;
+pub mod error;
+mod runs;
+pub mod state;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+pub use error::ApiError;
+pub use state::{AppState, Credentials, token_hash};
+
+use crate::edge::blocking;
+
+/// Every route of the service.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .service(
+            web::scope("/v1")
+                .route("/plans", web::get().to(catalog::plans))
+                .route("/models", web::get().to(catalog::models))
+                .route("/topup-packs", web::get().to(catalog::topup_packs))
+                .route("/accounts", web::post().to(accounts::create))
+                .route("/account", web::get().to(accounts::show))
+                .route("/balance", web::get().to(accounts::balance))
+                .route("/ledger", web::get().to(accounts::ledger))
+                .route("/trials", web::get().to(accounts::trials))
+                .route("/quote", web::post().to(runs::quote))
+                .route("/runs", web::post().to(runs::start))
+                .route("/runs/{id}", web::get().to(runs::show))
+                .route("/runs/{id}/complete", web::post().to(runs::complete))
+                .route("/runs/{id}/cancel", web::post().to(runs::cancel)),
+        )
+        .service(
+            web::scope("/admin/v1")
+                .route("/accounts/{id}", web::get().to(admin::account))
+                .route("/accounts/{id}/adjustments", web::post().to(admin::adjust))
+                .route(
+                    "/accounts/{id}/enterprise",
+                    web::put().to(admin::enterprise),
+                )
+                .route("/test-clock", web::get().to(admin::clock_now))
+                .route("/test-clock", web::post().to(admin::clock_advance)),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// Body limits for `web::Bytes` (larger bodies are refused by `edge::json_value`'s check too).
+pub fn payload_config() -> web::PayloadConfig {
+    web::PayloadConfig::new(edge::MAX_BODY_BYTES)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    match blocking(move || Ok(store.ping()?)).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "unavailable", "database": "unreachable" })),
+    }
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,1 +1,151 @@
+//! PostgreSQL persistence of `credits`: Diesel rows and schema, the r2d2 pool, the embedded
+//! migrations, and the store ports of `credits-domain`. One use case is one transaction: the
+//! account's row is locked (`SELECT … FOR UPDATE`), the rules decide, and everything they
+//! decided (ledger rows, bucket balances, the idempotency record) is written before the commit.
 
+mod accounts;
+mod clock;
+mod idempotency;
+mod ledger;
+mod maintenance;
+mod operators;
+mod rows;
+mod runs;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use credits_domain::catalog::Catalog;
+use credits_domain::error::StoreError;
+use diesel::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub use clock::PgTestClock;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// A pool of `size` connections to `url`. Connections are made lazily, so the service starts
+/// (and answers `/readyz` 503) while the database is down, and recovers when it is back.
+pub fn pool(url: &str, size: u32, connect_timeout: Duration) -> PgPool {
+    Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(connect_timeout)
+        .test_on_check_out(false)
+        .build_unchecked(ConnectionManager::new(url))
+}
+
+/// Apply the pending migrations; returns their names.
+pub fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    let mut conn = pool
+        .get()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+    Ok(applied.iter().map(|m| m.to_string()).collect())
+}
+
+/// Revert every migration (tests check that migrations are reversible).
+pub fn revert_all(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool
+        .get()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    conn.revert_all_migrations(MIGRATIONS)
+        .map_err(|e| StoreError::Internal(format!("revert failed: {e}")))?;
+    Ok(())
+}
+
+/// The PostgreSQL implementation of every store port.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    catalog: Arc<Catalog>,
+    hold_ttl: chrono::Duration,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool, catalog: Arc<Catalog>, hold_ttl_seconds: i64) -> PgStore {
+        PgStore {
+            pool,
+            catalog,
+            hold_ttl: chrono::Duration::seconds(hold_ttl_seconds),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// A transaction's failure: the rules refused (`Rule`), or the database failed (`Db`).
+enum Fail<E> {
+    Rule(E),
+    Db(diesel::result::Error),
+}
+
+impl<E> From<diesel::result::Error> for Fail<E> {
+    fn from(e: diesel::result::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+fn store_error(e: diesel::result::Error) -> StoreError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            info,
+        ) => StoreError::Unavailable(info.message().to_string()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+impl<E: From<StoreError>> Fail<E> {
+    fn into_error(self) -> E {
+        match self {
+            Fail::Rule(e) => e,
+            Fail::Db(d) => E::from(store_error(d)),
+        }
+    }
+}
+
+/// Run `work` in one read-committed transaction (writers lock the account row explicitly).
+fn write_tx<T, E: From<StoreError>>(
+    conn: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+) -> Result<T, E> {
+    conn.build_transaction().run(work).map_err(Fail::into_error)
+}
+
+/// Run `work` in one read-only repeatable-read transaction: a consistent snapshot, so a balance
+/// never mixes a bucket before a capture with reservations after it.
+fn read_tx<T, E: From<StoreError>>(
+    conn: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+) -> Result<T, E> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(work)
+        .map_err(Fail::into_error)
+}
+
+/// Timestamps are stored with microsecond precision; the clock hands out the same precision so
+/// a value read back equals the value written (and an idempotent replay equals a fresh read).
+pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}

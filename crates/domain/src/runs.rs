@@ -39,6 +39,9 @@ impl Channel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRequest {
     pub model: String,
+    /// A field-level problem the edge found (a wrong type, an unknown field): judged as
+    /// INVALID_PARAMETERS in its place, after the rate limit.
+    pub malformed: Option<String>,
     pub params: RunParams,
     pub workflow_id: Option<String>,
     pub capture: bool,
@@ -143,6 +146,11 @@ pub fn rate_limit(
 }
 
 fn validate<'c>(catalog: &'c Catalog, req: &RunRequest) -> Result<(&'c Model, Priced), Denial> {
+    if let Some(message) = &req.malformed {
+        return Err(Denial::InvalidParameters {
+            message: message.clone(),
+        });
+    }
     let model = catalog
         .model(&req.model)
         .ok_or_else(|| Denial::UnknownModel {

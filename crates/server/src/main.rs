@@ -1,1 +1,158 @@
-fn main() {}
+//! `credits`: one binary for every part of the service (SPEC section 7).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use credits_domain::operator::Role;
+use credits_domain::ports::OperatorStore;
+use credits_server::app::{self, Services};
+use credits_server::settings::Settings;
+use credits_server::telemetry;
+use rand::RngCore;
+
+#[derive(Parser)]
+#[command(name = "credits", version, about = "The credits and billing service")]
+struct Cli {
+    /// Where the configuration files are (default.toml, <CREDITS_ENV>.toml).
+    #[arg(
+        long,
+        env = "CREDITS_CONFIG_DIR",
+        default_value = "config",
+        global = true
+    )]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (public, webhooks, admin) with the background workers.
+    Serve {
+        /// Run the HTTP API alone; run `credits worker` elsewhere.
+        #[arg(long)]
+        no_workers: bool,
+    },
+    /// Run the background workers alone.
+    Worker,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Manage operators.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create an operator and print its token, once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// sales, support or admin
+        #[arg(long)]
+        role: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env_name = std::env::var("CREDITS_ENV").ok();
+    let settings = match Settings::load(&cli.config_dir, env_name.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("credits: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The commands print their results on stdout; their logs go to stderr.
+    let logs_to_stderr = matches!(cli.command, Command::Migrate | Command::Operator { .. });
+    telemetry::init(settings.log.format, &settings.log.level, logs_to_stderr);
+    let result = match cli.command {
+        Command::Serve { no_workers } => serve(&settings, !no_workers),
+        Command::Worker => worker(&settings),
+        Command::Migrate => migrate(&settings),
+        Command::Operator {
+            command: OperatorCommand::Create { name, role },
+        } => create_operator(&settings, &name, &role),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "credits stopped");
+            eprintln!("credits: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: &Settings, with_workers: bool) -> Result<(), String> {
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    if settings.database.migrate_on_start {
+        let applied = services.migrate().map_err(|e| e.to_string())?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrations applied");
+        }
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let running = app::start(settings, services, with_workers).map_err(|e| e.to_string())?;
+        running.wait().await.map_err(|e| e.to_string())
+    })
+}
+
+fn worker(settings: &Settings) -> Result<(), String> {
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    actix_web::rt::System::new().block_on(async move {
+        let workers = app::start_workers(settings, &services);
+        tracing::info!("credits worker running");
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+        workers.stop().await;
+        Ok(())
+    })
+}
+
+fn migrate(settings: &Settings) -> Result<(), String> {
+    let pool = credits_db::pool(
+        &settings.database.url,
+        1,
+        std::time::Duration::from_secs(settings.database.connect_timeout_seconds),
+    );
+    let applied = credits_db::migrate(&pool).map_err(|e| e.to_string())?;
+    println!(
+        "migrations applied: {}",
+        if applied.is_empty() {
+            "none pending".to_string()
+        } else {
+            applied.join(", ")
+        }
+    );
+    Ok(())
+}
+
+fn create_operator(settings: &Settings, name: &str, role: &str) -> Result<(), String> {
+    let role = Role::parse(role)
+        .ok_or_else(|| format!("--role must be sales, support or admin, not {role:?}"))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("--name must be 1-100 characters".into());
+    }
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("cop_{}", hex::encode(secret));
+    let now = services.state.clock.now().map_err(|e| e.to_string())?;
+    let operator = services
+        .store
+        .create_operator(name, role, &credits_api::token_hash(&token), now)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "created operator {} with role {}",
+        operator.name,
+        role.as_str()
+    );
+    println!("its token, shown this once (only its hash is stored):");
+    println!("{token}");
+    Ok(())
+}

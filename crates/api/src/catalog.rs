@@ -1,0 +1,37 @@
+//! `GET /v1/plans`, `/v1/models`, `/v1/topup-packs`: the catalog, open to anyone.
+
+use actix_web::{HttpResponse, web};
+use credits_domain::catalog::{Model, Pricing};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+pub async fn plans(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "plans": state.catalog.plans() }))
+}
+
+fn model_view(m: &Model) -> Value {
+    let parameter = match m.pricing {
+        Pricing::PerImage => Some("images"),
+        Pricing::PerSecond => Some("duration_seconds"),
+        Pricing::PerCall => None,
+    };
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "pricing": m.pricing,
+        "credits": m.credits,
+        "min_plan": m.min_plan,
+        "limits": m.limits.map(|l| json!({"parameter": parameter, "min": l.min, "max": l.max})),
+        "trial": m.trial,
+    })
+}
+
+pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+    let models: Vec<Value> = state.catalog.models().iter().map(model_view).collect();
+    HttpResponse::Ok().json(json!({ "models": models }))
+}
+
+pub async fn topup_packs(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "packs": state.catalog.packs() }))
+}

@@ -1,0 +1,235 @@
+//! The one mapping from the use cases' errors to SPEC's error format and codes:
+//! `{"error": {"code": "…", "message": "…", …details}}`. Internal causes are logged, never sent.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use credits_domain::error::{AccountError, AdminError, RunError, StoreError};
+use credits_domain::runs::Denial;
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Map<String, Value>,
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    pub fn invalid_parameters(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_PARAMETERS",
+            message,
+        )
+    }
+
+    pub fn idempotency_key_reused() -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was already used with another request",
+        )
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "an internal error occurred; it has been logged",
+        )
+    }
+
+    pub fn unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "the service cannot reach its database right now; retry shortly",
+        )
+        .retry(1)
+    }
+
+    fn retry(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The error object alone (a quote's `denial` is the object a run would get).
+    pub fn object(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("code".into(), Value::from(self.code));
+        obj.insert("message".into(), Value::from(self.message.clone()));
+        for (k, v) in &self.details {
+            obj.insert(k.clone(), v.clone());
+        }
+        Value::Object(obj)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        resp.json(json!({ "error": self.object() }))
+    }
+}
+
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> ApiError {
+        let message = d.to_string();
+        match d {
+            Denial::RateLimited {
+                limit,
+                retry_after_seconds,
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+                .with("limit", limit)
+                .with("retry_after_seconds", retry_after_seconds)
+                .retry(retry_after_seconds),
+            Denial::UnknownModel { model } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_MODEL", message)
+                    .with("model", model)
+            }
+            Denial::InvalidParameters { .. } => ApiError::invalid_parameters(message),
+            Denial::ApiAccessRequired => {
+                ApiError::new(StatusCode::FORBIDDEN, "API_ACCESS_REQUIRED", message)
+            }
+            Denial::CapabilityRequired { capability } => {
+                ApiError::new(StatusCode::FORBIDDEN, "CAPABILITY_REQUIRED", message)
+                    .with("capability", capability.as_str())
+            }
+            Denial::TrialExhausted { required_plan } => {
+                ApiError::new(StatusCode::FORBIDDEN, "TRIAL_EXHAUSTED", message)
+                    .with("required_plan", required_plan)
+            }
+            Denial::TrialExpired { required_plan } => {
+                ApiError::new(StatusCode::FORBIDDEN, "TRIAL_EXPIRED", message)
+                    .with("required_plan", required_plan)
+            }
+            Denial::ModelTierRequired { required_plan } => {
+                ApiError::new(StatusCode::FORBIDDEN, "MODEL_TIER_REQUIRED", message)
+                    .with("required_plan", required_plan)
+            }
+            Denial::InsufficientCredits {
+                required,
+                available,
+            } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "INSUFFICIENT_CREDITS",
+                message,
+            )
+            .with("required", required.get())
+            .with("available", available.get()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::unavailable()
+            }
+            StoreError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> ApiError {
+        match e {
+            AccountError::NotFound => ApiError::not_found("no such account"),
+            AccountError::InvalidParameters(m) => ApiError::invalid_parameters(m),
+            AccountError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            AccountError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> ApiError {
+        match e {
+            RunError::Denied(d) => d.into(),
+            RunError::NotFound => ApiError::not_found("no such run or account"),
+            RunError::Conflict(m) => ApiError::conflict(m),
+            RunError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            RunError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::NotFound => ApiError::not_found("no such account"),
+            AdminError::InvalidParameters { message, available } => {
+                let err = ApiError::invalid_parameters(message);
+                match available {
+                    Some(a) => err.with("available", a.get()),
+                    None => err,
+                }
+            }
+            AdminError::Conflict(m) => ApiError::conflict(m),
+            AdminError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            AdminError::Store(s) => s.into(),
+        }
+    }
+}

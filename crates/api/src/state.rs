@@ -1,0 +1,48 @@
+//! What every handler shares: the ports, the catalog and the credentials it checks.
+
+use std::sync::Arc;
+
+use credits_domain::catalog::Catalog;
+use credits_domain::ports::{Clock, Store, TestClock};
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of a token, hex: how operator tokens are stored and looked up, and how the
+/// configured tokens are compared (comparing digests leaks nothing about the token).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    internal_token_hash: Option<String>,
+    bootstrap_admin_hash: Option<String>,
+}
+
+impl Credentials {
+    /// Empty tokens count as unset: an empty bearer must never authenticate.
+    pub fn new(internal_token: Option<&str>, bootstrap_admin_token: Option<&str>) -> Credentials {
+        let hash = |t: Option<&str>| t.map(str::trim).filter(|t| !t.is_empty()).map(token_hash);
+        Credentials {
+            internal_token_hash: hash(internal_token),
+            bootstrap_admin_hash: hash(bootstrap_admin_token),
+        }
+    }
+
+    pub fn is_internal(&self, token_hash: &str) -> bool {
+        self.internal_token_hash.as_deref() == Some(token_hash)
+    }
+
+    pub fn is_bootstrap_admin(&self, token_hash: &str) -> bool {
+        self.bootstrap_admin_hash.as_deref() == Some(token_hash)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Set when `clock.mode = "test"`: enables `/admin/v1/test-clock`.
+    pub test_clock: Option<Arc<dyn TestClock>>,
+    pub catalog: Arc<Catalog>,
+    pub credentials: Credentials,
+}

@@ -1,0 +1,302 @@
+//! Accounts, balances, the ledger and trials.
+
+use chrono::{DateTime, Utc};
+use credits_domain::account::{Account, PlanStatus};
+use credits_domain::burn::{BucketKind, Wallet};
+use credits_domain::catalog::{Catalog, FREE_PLAN};
+use credits_domain::error::{AccountError, StoreError};
+use credits_domain::idempotency::{IdempotencyKey, Replayable};
+use credits_domain::ids::AccountId;
+use credits_domain::ports::{AccountStore, NewAccount};
+use credits_domain::runs::RATE_WINDOW_SECONDS;
+use credits_domain::trial::{self, TrialUsage, TrialView};
+use credits_domain::views::{
+    AccountView, BalanceView, BucketView, ContractView, EntryType, LedgerPage, LedgerQuery,
+    RateLimitView,
+};
+use diesel::prelude::*;
+
+use crate::ledger::{Grant, grant, live_buckets, open_reservations, read_account};
+use crate::rows::{AccountRow, BucketRow, EntryRow, NewEntryRow, ReservationRow};
+use crate::schema::{accounts, buckets, ledger_entries, trial_usage};
+use crate::{Fail, PgStore, idempotency, read_tx, write_tx};
+
+pub fn account_view(catalog: &Catalog, account: &Account) -> AccountView {
+    let plan = account.plan(catalog);
+    AccountView {
+        id: account.id,
+        email: account.email.clone(),
+        name: account.name.clone(),
+        plan: plan.id.clone(),
+        status: account.status.as_str().to_string(),
+        period_start: account.period.map(|p| p.start),
+        period_end: account.period.map(|p| p.end),
+        capabilities: plan.capabilities.iter().copied().collect(),
+        api_access: plan.api_access,
+        business_verification: None,
+        rate_limit: RateLimitView {
+            runs_per_minute: account.runs_per_minute(catalog),
+            window_seconds: RATE_WINDOW_SECONDS,
+        },
+        enterprise_contract: account
+            .contract
+            .filter(|_| account.plan == credits_domain::catalog::ENTERPRISE_PLAN)
+            .map(|c| ContractView {
+                monthly_credits: c.monthly_credits,
+                runs_per_minute: c.runs_per_minute,
+                starts_at: c.starts_at,
+            }),
+        pending_change: None,
+        created_at: account.created_at,
+    }
+}
+
+/// R6's figures and the buckets that still count, from one consistent snapshot.
+pub fn balance_view(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    account: &Account,
+    now: DateTime<Utc>,
+) -> QueryResult<BalanceView> {
+    let rows = live_buckets(conn, account.id, now)?;
+    let reservations = open_reservations(conn, account.id)?;
+    let wallet = Wallet::new(
+        rows.iter().map(BucketRow::to_domain).collect(),
+        reservations.iter().map(ReservationRow::to_domain).collect(),
+    );
+    let balance = wallet.balance(now);
+    Ok(BalanceView {
+        account_id: account.id,
+        available: balance.available,
+        held: balance.held,
+        total: balance.total,
+        plan: account.plan(catalog).id.clone(),
+        period_end: account.period.map(|p| p.end),
+        buckets: wallet
+            .buckets
+            .iter()
+            .map(|b| BucketView {
+                id: b.id,
+                kind: b.kind,
+                granted: b.granted,
+                remaining: b.remaining,
+                held: wallet.reserved_in(b.id, now),
+                expires_at: b.expires_at,
+                created_at: b.created_at,
+            })
+            .collect(),
+    })
+}
+
+fn found(row: Option<AccountRow>) -> Result<Account, Fail<AccountError>> {
+    row.map(|r| r.to_domain())
+        .ok_or(Fail::Rule(AccountError::NotFound))
+}
+
+pub fn ledger_page(
+    conn: &mut PgConnection,
+    account: AccountId,
+    query: &LedgerQuery,
+) -> QueryResult<LedgerPage> {
+    let mut q = ledger_entries::table
+        .inner_join(buckets::table)
+        .filter(ledger_entries::account_id.eq(account.0))
+        .select((ledger_entries::seq, NewEntryRow::as_select(), buckets::kind))
+        .order(ledger_entries::seq.desc())
+        .limit(query.limit + 1)
+        .into_boxed();
+    if let Some(cursor) = query.cursor {
+        q = q.filter(ledger_entries::seq.lt(cursor));
+    }
+    let mut rows: Vec<EntryRow> = q
+        .load::<(i64, NewEntryRow, String)>(conn)?
+        .into_iter()
+        .map(|(seq, entry, bucket_kind)| EntryRow {
+            seq,
+            entry,
+            bucket_kind,
+        })
+        .collect();
+    let more = rows.len() as i64 > query.limit;
+    rows.truncate(query.limit as usize);
+    Ok(LedgerPage {
+        next_cursor: if more {
+            rows.last().map(|r| r.seq.to_string())
+        } else {
+            None
+        },
+        entries: rows.iter().map(EntryRow::to_view).collect(),
+    })
+}
+
+impl AccountStore for PgStore {
+    fn create_account(
+        &self,
+        new: &NewAccount,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<AccountView>, AccountError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        write_tx(&mut conn, |conn| {
+            idempotency::once(
+                conn,
+                idem,
+                now,
+                || AccountError::IdempotencyKeyReused,
+                |conn| {
+                    let row = AccountRow {
+                        id: AccountId::generate().0,
+                        email: new.email.clone(),
+                        name: new.name.clone(),
+                        plan_id: FREE_PLAN.to_string(),
+                        plan_status: PlanStatus::Active.as_str().to_string(),
+                        period_start: None,
+                        period_end: None,
+                        contract_monthly_credits: None,
+                        contract_runs_per_minute: None,
+                        contract_starts_at: None,
+                        created_at: now,
+                    };
+                    diesel::insert_into(accounts::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    let account = row.to_domain();
+                    // R2: the one-time lifetime grant (a unique index keeps it one per account, ever).
+                    if let Some(credits) = catalog.free().lifetime_credits {
+                        grant(
+                            conn,
+                            Grant {
+                                account: account.id,
+                                kind: BucketKind::Lifetime,
+                                credits,
+                                expires_at: None,
+                                entry_type: EntryType::Grant,
+                                reference: Some("lifetime"),
+                                reason: Some("Free plan lifetime grant"),
+                            },
+                            now,
+                        )?;
+                    }
+                    Ok(account_view(catalog, &account))
+                },
+            )
+        })
+    }
+
+    fn account_exists(&self, id: AccountId) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        diesel::select(diesel::dsl::exists(accounts::table.find(id.0)))
+            .get_result(&mut conn)
+            .map_err(crate::store_error)
+    }
+
+    fn account_view(
+        &self,
+        id: AccountId,
+        _now: DateTime<Utc>,
+    ) -> Result<AccountView, AccountError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        read_tx(&mut conn, |conn| {
+            Ok(account_view(catalog, &found(read_account(conn, id)?)?))
+        })
+    }
+
+    fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        read_tx(&mut conn, |conn| {
+            let account = found(read_account(conn, id)?)?;
+            Ok(balance_view(conn, catalog, &account, now)?)
+        })
+    }
+
+    fn ledger(&self, id: AccountId, query: &LedgerQuery) -> Result<LedgerPage, AccountError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| {
+            found(read_account(conn, id)?)?;
+            Ok(ledger_page(conn, id, query)?)
+        })
+    }
+
+    fn trials(&self, id: AccountId, now: DateTime<Utc>) -> Result<Vec<TrialView>, AccountError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        read_tx(&mut conn, |conn| {
+            let account = found(read_account(conn, id)?)?;
+            let usage: Vec<(String, i64, Option<DateTime<Utc>>)> = trial_usage::table
+                .filter(trial_usage::account_id.eq(id.0))
+                .select((
+                    trial_usage::model_id,
+                    trial_usage::used,
+                    trial_usage::window_opens_at,
+                ))
+                .load(conn)?;
+            let plan = account.plan(catalog);
+            Ok(catalog
+                .models()
+                .iter()
+                .filter_map(|m| {
+                    let spec = m.trial?;
+                    let u = usage
+                        .iter()
+                        .find(|(model, _, _)| model == &m.id)
+                        .map(|(_, used, opens)| TrialUsage {
+                            used: *used,
+                            window_opens_at: *opens,
+                        })
+                        .unwrap_or_default();
+                    Some(trial::view(plan, m, spec, u, now))
+                })
+                .collect())
+        })
+    }
+}
+
+/// The account's use of one model's trial.
+pub fn trial_usage_of(
+    conn: &mut PgConnection,
+    account: AccountId,
+    model: &str,
+) -> QueryResult<TrialUsage> {
+    Ok(trial_usage::table
+        .find((account.0, model))
+        .select((trial_usage::used, trial_usage::window_opens_at))
+        .first::<(i64, Option<DateTime<Utc>>)>(conn)
+        .optional()?
+        .map(|(used, window_opens_at)| TrialUsage {
+            used,
+            window_opens_at,
+        })
+        .unwrap_or_default())
+}
+
+/// Move a trial's used generations by `delta`; open its window at `opens` if not yet open.
+pub fn record_trial(
+    conn: &mut PgConnection,
+    account: AccountId,
+    model: &str,
+    delta: i64,
+    opens: Option<DateTime<Utc>>,
+) -> QueryResult<()> {
+    diesel::insert_into(trial_usage::table)
+        .values((
+            trial_usage::account_id.eq(account.0),
+            trial_usage::model_id.eq(model),
+            trial_usage::used.eq(delta.max(0)),
+            trial_usage::window_opens_at.eq(opens),
+        ))
+        .on_conflict((trial_usage::account_id, trial_usage::model_id))
+        .do_update()
+        .set((
+            trial_usage::used.eq(trial_usage::used + delta),
+            trial_usage::window_opens_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(
+                "COALESCE(trial_usage.window_opens_at, excluded.window_opens_at)",
+            )),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! R11 inside the use case's transaction: an advisory lock on (scope, key) serializes requests
+//! with the same key on every instance; the record is written with the change it answers, so a
+//! refused request (rolled back) keeps nothing.
+
+use chrono::{DateTime, Utc};
+use credits_domain::idempotency::{
+    IdempotencyKey, Recall, Recorded, Replayable, StoredResponse, recall,
+};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use serde::Serialize;
+
+use crate::Fail;
+use crate::schema::idempotency_records;
+
+fn begin(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> QueryResult<Recall> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<Text, _>(format!("idempotency\u{1f}{}\u{1f}{}", key.scope, key.key))
+        .execute(conn)?;
+    let found: Option<(String, i16, String, DateTime<Utc>)> = idempotency_records::table
+        .find((&key.scope, &key.key))
+        .select((
+            idempotency_records::fingerprint,
+            idempotency_records::response_status,
+            idempotency_records::response_body,
+            idempotency_records::created_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(recall(
+        found.map(|(fingerprint, status, body, created_at)| Recorded {
+            fingerprint,
+            created_at,
+            response: StoredResponse {
+                status: status as u16,
+                body,
+            },
+        }),
+        key,
+        now,
+    ))
+}
+
+fn save(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    body: String,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let status = key.success_status as i16;
+    diesel::insert_into(idempotency_records::table)
+        .values((
+            idempotency_records::scope.eq(&key.scope),
+            idempotency_records::key.eq(&key.key),
+            idempotency_records::fingerprint.eq(&key.fingerprint),
+            idempotency_records::response_status.eq(status),
+            idempotency_records::response_body.eq(&body),
+            idempotency_records::created_at.eq(now),
+        ))
+        // A record older than 24 hours no longer counts (recall said Unused): replace it.
+        .on_conflict((idempotency_records::scope, idempotency_records::key))
+        .do_update()
+        .set((
+            idempotency_records::fingerprint.eq(&key.fingerprint),
+            idempotency_records::response_status.eq(status),
+            idempotency_records::response_body.eq(&body),
+            idempotency_records::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Do `work` once per key: replay the first answer to the same request, refuse another request
+/// under the same key with `reused()`, and record a fresh success.
+pub fn once<T: Serialize, E>(
+    conn: &mut PgConnection,
+    key: Option<&IdempotencyKey>,
+    now: DateTime<Utc>,
+    reused: impl FnOnce() -> E,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+) -> Result<Replayable<T>, Fail<E>> {
+    let Some(key) = key else {
+        return work(conn).map(Replayable::Fresh);
+    };
+    match begin(conn, key, now)? {
+        Recall::Replay(response) => return Ok(Replayable::Replay(response)),
+        Recall::Reused => return Err(Fail::Rule(reused())),
+        Recall::Unused => {}
+    }
+    let value = work(conn)?;
+    let body = serde_json::to_string(&value)
+        .map_err(|e| Fail::Db(diesel::result::Error::SerializationError(Box::new(e))))?;
+    save(conn, key, body, now)?;
+    Ok(Replayable::Fresh(value))
+}

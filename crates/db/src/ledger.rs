@@ -1,0 +1,235 @@
+//! The ledger's writing side (R15), shared by every use case: lock an account, load its wallet,
+//! grant buckets, post entries. Every posting changes one bucket's `remaining` by exactly the
+//! entry's credits, in the same transaction, so remaining = the sum of the entries always.
+
+use chrono::{DateTime, Utc};
+use credits_domain::burn::{BucketKind, Portion, Wallet};
+use credits_domain::credits::Credits;
+use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
+use credits_domain::views::EntryType;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::rows::{AccountRow, BucketRow, NewEntryRow, ReservationRow};
+use crate::schema::{accounts, buckets, ledger_entries, run_reservations, runs};
+
+/// Lock the account's row for the rest of the transaction: every change to an account's
+/// buckets, holds and trials happens under this lock, on any number of instances (R6).
+pub fn lock_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
+    accounts::table
+        .find(id.0)
+        .select(AccountRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// The same, for background work: an account another instance holds is skipped, not waited for.
+pub fn try_lock_account(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<AccountRow>> {
+    accounts::table
+        .find(id)
+        .select(AccountRow::as_select())
+        .for_update()
+        .skip_locked()
+        .first(conn)
+        .optional()
+}
+
+pub fn read_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
+    accounts::table
+        .find(id.0)
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// What the burn-down needs: the buckets with anything left, and the open reservations.
+pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<Wallet> {
+    let buckets: Vec<BucketRow> = buckets::table
+        .filter(buckets::account_id.eq(account.0))
+        .filter(buckets::remaining.gt(0))
+        .select(BucketRow::as_select())
+        .load(conn)?;
+    let reservations = open_reservations(conn, account)?;
+    Ok(Wallet::new(
+        buckets.iter().map(BucketRow::to_domain).collect(),
+        reservations.iter().map(ReservationRow::to_domain).collect(),
+    ))
+}
+
+pub fn open_reservations(
+    conn: &mut PgConnection,
+    account: AccountId,
+) -> QueryResult<Vec<ReservationRow>> {
+    run_reservations::table
+        .inner_join(runs::table)
+        .filter(run_reservations::account_id.eq(account.0))
+        .filter(run_reservations::open.eq(true))
+        .select((
+            run_reservations::run_id,
+            run_reservations::bucket_id,
+            run_reservations::credits,
+            runs::hold_expires_at,
+        ))
+        .load(conn)
+}
+
+/// The buckets that still count at `now`, spent or not, for the balance.
+pub fn live_buckets(
+    conn: &mut PgConnection,
+    account: AccountId,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<BucketRow>> {
+    buckets::table
+        .filter(buckets::account_id.eq(account.0))
+        .filter(
+            buckets::expires_at
+                .is_null()
+                .or(buckets::expires_at.gt(now)),
+        )
+        .select(BucketRow::as_select())
+        .load(conn)
+}
+
+/// One ledger entry to write.
+pub struct Posting<'a> {
+    pub account: AccountId,
+    pub bucket: BucketId,
+    pub entry_type: EntryType,
+    /// Signed: positive adds to the bucket, negative takes from it.
+    pub credits: Credits,
+    pub run: Option<RunId>,
+    pub reference: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+/// Write one entry and move its bucket's remaining by the same credits.
+pub fn post(
+    conn: &mut PgConnection,
+    p: Posting<'_>,
+    now: DateTime<Utc>,
+) -> QueryResult<NewEntryRow> {
+    let row = NewEntryRow {
+        id: EntryId::generate().0,
+        account_id: p.account.0,
+        bucket_id: p.bucket.0,
+        entry_type: p.entry_type.as_str().to_string(),
+        credits: p.credits.get(),
+        run_id: p.run.map(|r| r.0),
+        reference: p.reference.map(str::to_string),
+        reason: p.reason.map(str::to_string),
+        created_at: now,
+    };
+    diesel::insert_into(ledger_entries::table)
+        .values(&row)
+        .execute(conn)?;
+    diesel::update(buckets::table.find(p.bucket.0))
+        .set(buckets::remaining.eq(buckets::remaining + p.credits.get()))
+        .execute(conn)?;
+    Ok(row)
+}
+
+/// Take `portions` out of their buckets with entries of one type (debit, adjustment, clawback, expire).
+pub fn post_all(
+    conn: &mut PgConnection,
+    account: AccountId,
+    portions: &[Portion],
+    entry_type: EntryType,
+    run: Option<RunId>,
+    reference: Option<&str>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<NewEntryRow>> {
+    portions
+        .iter()
+        .map(|p| {
+            post(
+                conn,
+                Posting {
+                    account,
+                    bucket: p.bucket_id,
+                    entry_type,
+                    credits: p.credits.negated(),
+                    run,
+                    reference,
+                    reason,
+                },
+                now,
+            )
+        })
+        .collect()
+}
+
+/// A new bucket of `credits`, with its `grant` (or `adjustment`) entry.
+pub struct Grant<'a> {
+    pub account: AccountId,
+    pub kind: BucketKind,
+    pub credits: Credits,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub entry_type: EntryType,
+    pub reference: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+pub fn grant(
+    conn: &mut PgConnection,
+    g: Grant<'_>,
+    now: DateTime<Utc>,
+) -> QueryResult<(BucketRow, NewEntryRow)> {
+    let bucket = BucketRow {
+        id: BucketId::generate().0,
+        account_id: g.account.0,
+        kind: g.kind.as_str().to_string(),
+        granted: g.credits.get(),
+        remaining: 0,
+        expires_at: g.expires_at,
+        reference: g.reference.map(str::to_string),
+        created_at: now,
+    };
+    diesel::insert_into(buckets::table)
+        .values(&bucket)
+        .execute(conn)?;
+    let entry = post(
+        conn,
+        Posting {
+            account: g.account,
+            bucket: BucketId(bucket.id),
+            entry_type: g.entry_type,
+            credits: g.credits,
+            run: None,
+            reference: g.reference,
+            reason: g.reason,
+        },
+        now,
+    )?;
+    Ok((
+        BucketRow {
+            remaining: g.credits.get(),
+            ..bucket
+        },
+        entry,
+    ))
+}
+
+/// R10 + R16: credits released back to a bucket that has expired expire at once. `wallet` is the
+/// state after the release; only the buckets the release touched are looked at.
+pub fn expire_released(
+    conn: &mut PgConnection,
+    account: AccountId,
+    wallet: &Wallet,
+    touched: &[BucketId],
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let due = wallet.expirations(now, Some(touched));
+    post_all(
+        conn,
+        account,
+        &due,
+        EntryType::Expire,
+        None,
+        None,
+        Some("bucket expired"),
+        now,
+    )?;
+    Ok(())
+}

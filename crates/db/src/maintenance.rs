@@ -1,0 +1,189 @@
+//! Background work: release holds past their TTL (R10), expire buckets (R16), refresh
+//! Enterprise allowances (R3), forget old idempotency records (R11). Each claims one account at
+//! a time with `FOR UPDATE SKIP LOCKED`, so several instances share the work and never do the
+//! same piece twice.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use credits_domain::burn::BucketKind;
+use credits_domain::error::StoreError;
+use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
+use credits_domain::ids::AccountId;
+use credits_domain::operator::due_contract_period;
+use credits_domain::ports::Maintenance;
+use credits_domain::runs::RunStatus;
+use credits_domain::views::EntryType;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz};
+use uuid::Uuid;
+
+use crate::ledger::{Grant, grant, load_wallet, post_all, try_lock_account};
+use crate::rows::RunRow;
+use crate::runs::release;
+use crate::schema::{accounts, idempotency_records, runs};
+use crate::{Fail, PgStore, write_tx};
+
+#[derive(QueryableByName)]
+struct AccountIdRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: Uuid,
+}
+
+impl PgStore {
+    /// Run `work` for each account, each in its own transaction with the account claimed;
+    /// an account locked elsewhere is left for the next round.
+    fn per_account(
+        &self,
+        accounts: Vec<Uuid>,
+        work: impl Fn(&mut PgConnection, AccountId) -> QueryResult<usize>,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let mut done = 0;
+        for id in accounts.into_iter().collect::<BTreeSet<_>>() {
+            done += write_tx(&mut conn, |conn| -> Result<usize, Fail<StoreError>> {
+                if try_lock_account(conn, id)?.is_none() {
+                    return Ok(0);
+                }
+                Ok(work(conn, AccountId(id))?)
+            })?;
+        }
+        Ok(done)
+    }
+}
+
+impl Maintenance for PgStore {
+    fn release_expired_holds(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let due: Vec<Uuid> = runs::table
+            .filter(runs::status.eq(RunStatus::Held.as_str()))
+            .filter(runs::hold_expires_at.le(now))
+            .order(runs::hold_expires_at.asc())
+            .limit(batch)
+            .select(runs::account_id)
+            .load(&mut conn)
+            .map_err(crate::store_error)?;
+        drop(conn);
+        self.per_account(due, |conn, account| {
+            let held: Vec<RunRow> = runs::table
+                .filter(runs::account_id.eq(account.0))
+                .filter(runs::status.eq(RunStatus::Held.as_str()))
+                .filter(runs::hold_expires_at.le(now))
+                .select(RunRow::as_select())
+                .load(conn)?;
+            let mut wallet = load_wallet(conn, account)?;
+            for row in &held {
+                let generations = row.trial_generations;
+                // Released at the end of its TTL, which is when it stopped reserving anything.
+                let at = row.hold_expires_at.unwrap_or(now);
+                release(
+                    conn,
+                    account,
+                    &mut wallet,
+                    row,
+                    generations,
+                    "expired",
+                    at.min(now),
+                )?;
+            }
+            Ok(held.len())
+        })
+    }
+
+    fn expire_buckets(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        // Accounts with an expired bucket that still holds more than its live holds reserve.
+        let due: Vec<AccountIdRow> = diesel::sql_query(
+            "SELECT DISTINCT b.account_id FROM buckets b \
+             WHERE b.remaining > 0 AND b.expires_at <= $1 \
+               AND b.remaining > COALESCE((SELECT sum(r.credits) FROM run_reservations r JOIN runs u ON u.id = r.run_id \
+                                           WHERE r.bucket_id = b.id AND r.open AND u.hold_expires_at > $1), 0) \
+             LIMIT $2",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<BigInt, _>(batch)
+        .load(&mut conn)
+        .map_err(crate::store_error)?;
+        drop(conn);
+        self.per_account(
+            due.into_iter().map(|r| r.account_id).collect(),
+            |conn, account| {
+                let wallet = load_wallet(conn, account)?;
+                let due = wallet.expirations(now, None);
+                post_all(
+                    conn,
+                    account,
+                    &due,
+                    EntryType::Expire,
+                    None,
+                    None,
+                    Some("bucket expired"),
+                    now,
+                )?;
+                Ok(due.len())
+            },
+        )
+    }
+
+    fn refresh_contracts(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let due: Vec<Uuid> = accounts::table
+            .filter(accounts::contract_monthly_credits.is_not_null())
+            .filter(accounts::plan_id.eq(credits_domain::catalog::ENTERPRISE_PLAN))
+            .filter(accounts::period_end.le(now))
+            .limit(batch)
+            .select(accounts::id)
+            .load(&mut conn)
+            .map_err(crate::store_error)?;
+        drop(conn);
+        self.per_account(due, |conn, id| {
+            let Some(row) = crate::ledger::read_account(conn, id)? else {
+                return Ok(0);
+            };
+            let account = row.to_domain();
+            let (Some(period), Some(contract)) =
+                (due_contract_period(&account, now), account.contract)
+            else {
+                return Ok(0);
+            };
+            let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
+            grant(
+                conn,
+                Grant {
+                    account: id,
+                    kind: BucketKind::Allowance,
+                    credits: contract.monthly_credits,
+                    expires_at: Some(period.end),
+                    entry_type: EntryType::Grant,
+                    reference: Some(&reference),
+                    reason: Some("Enterprise monthly allowance"),
+                },
+                now,
+            )?;
+            diesel::update(accounts::table.find(id.0))
+                .set((
+                    accounts::period_start.eq(Some(period.start)),
+                    accounts::period_end.eq(Some(period.end)),
+                ))
+                .execute(conn)?;
+            Ok(1)
+        })
+    }
+
+    fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        diesel::delete(idempotency_records::table.filter(
+            idempotency_records::created_at.lt(now - Duration::hours(IDEMPOTENCY_TTL_HOURS)),
+        ))
+        .execute(&mut conn)
+        .map_err(crate::store_error)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .map(|_| ())
+            .map_err(crate::store_error)
+    }
+}

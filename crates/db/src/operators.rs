@@ -1,0 +1,331 @@
+//! Operators: tokens (stored as hashes), adjustments, account reads, Enterprise contracts; every
+//! action recorded with who and when, in the same transaction as the action.
+
+use chrono::{DateTime, Utc};
+use credits_domain::burn::{BucketKind, Insufficient};
+use credits_domain::catalog::ENTERPRISE_PLAN;
+use credits_domain::error::{AdminError, StoreError};
+use credits_domain::idempotency::{IdempotencyKey, Replayable};
+use credits_domain::ids::{AccountId, BucketId, OperatorId};
+use credits_domain::operator::{
+    Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment,
+    decide_contract,
+};
+use credits_domain::ports::OperatorStore;
+use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
+use diesel::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::accounts::{account_view, balance_view};
+use crate::ledger::{
+    Grant, expire_released, grant, load_wallet, lock_account, post_all, read_account,
+};
+use crate::rows::{AccountRow, EntryRow};
+use crate::schema::{accounts, buckets, operator_actions, operators};
+use crate::{Fail, PgStore, idempotency, write_tx};
+
+pub fn record_action(
+    conn: &mut PgConnection,
+    by: &Operator,
+    action: &str,
+    account: Option<AccountId>,
+    details: serde_json::Value,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(operator_actions::table)
+        .values((
+            operator_actions::operator_id.eq(by.id.map(|i| i.0)),
+            operator_actions::operator_name.eq(&by.name),
+            operator_actions::operator_role.eq(by.role.as_str()),
+            operator_actions::action.eq(action),
+            operator_actions::account_id.eq(account.map(|a| a.0)),
+            operator_actions::details.eq(details),
+            operator_actions::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn locked(conn: &mut PgConnection, id: AccountId) -> Result<AccountRow, Fail<AdminError>> {
+    lock_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))
+}
+
+fn entry_views(
+    rows: Vec<crate::rows::NewEntryRow>,
+    kind: &str,
+) -> Vec<credits_domain::views::LedgerEntryView> {
+    rows.into_iter()
+        .map(|entry| {
+            EntryRow {
+                seq: 0,
+                entry,
+                bucket_kind: kind.to_string(),
+            }
+            .to_view()
+        })
+        .collect()
+}
+
+impl OperatorStore for PgStore {
+    fn operator_by_token_hash(&self, token_hash: &str) -> Result<Option<Operator>, StoreError> {
+        let mut conn = self.conn()?;
+        let found: Option<(Uuid, String, String)> = operators::table
+            .filter(operators::token_hash.eq(token_hash))
+            .filter(operators::disabled_at.is_null())
+            .select((operators::id, operators::name, operators::role))
+            .first(&mut conn)
+            .optional()
+            .map_err(crate::store_error)?;
+        Ok(found.and_then(|(id, name, role)| {
+            Role::parse(&role).map(|role| Operator {
+                id: Some(OperatorId(id)),
+                name,
+                role,
+            })
+        }))
+    }
+
+    fn create_operator(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Operator, StoreError> {
+        let mut conn = self.conn()?;
+        let id = OperatorId::generate();
+        diesel::insert_into(operators::table)
+            .values((
+                operators::id.eq(id.0),
+                operators::name.eq(name),
+                operators::role.eq(role.as_str()),
+                operators::token_hash.eq(token_hash),
+                operators::created_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .map_err(crate::store_error)?;
+        Ok(Operator {
+            id: Some(id),
+            name: name.to_string(),
+            role,
+        })
+    }
+
+    fn adjust(
+        &self,
+        by: &Operator,
+        account: AccountId,
+        adj: &Adjustment,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<AdjustmentView>, AdminError> {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |conn| {
+            idempotency::once(
+                conn,
+                idem,
+                now,
+                || AdminError::IdempotencyKeyReused,
+                |conn| {
+                    locked(conn, account)?;
+                    let wallet = load_wallet(conn, account)?;
+                    let effect = decide_adjustment(&wallet, adj, now).map_err(
+                        |Insufficient {
+                             required,
+                             available,
+                         }| {
+                            Fail::Rule(AdminError::InvalidParameters {
+                                message: format!(
+                                    "cannot remove {required} credits: {available} are available"
+                                ),
+                                available: Some(available),
+                            })
+                        },
+                    )?;
+                    let reference = format!("operator:{}", by.name);
+                    let (bucket_id, entries) = match effect {
+                        AdjustmentEffect::Grant {
+                            credits,
+                            expires_at,
+                        } => {
+                            let (bucket, entry) = grant(
+                                conn,
+                                Grant {
+                                    account,
+                                    kind: BucketKind::Adjustment,
+                                    credits,
+                                    expires_at,
+                                    entry_type: EntryType::Adjustment,
+                                    reference: Some(&reference),
+                                    reason: Some(&adj.reason),
+                                },
+                                now,
+                            )?;
+                            (
+                                Some(BucketId(bucket.id)),
+                                entry_views(vec![entry], "adjustment"),
+                            )
+                        }
+                        AdjustmentEffect::Take(portions) => {
+                            let rows = post_all(
+                                conn,
+                                account,
+                                &portions,
+                                EntryType::Adjustment,
+                                None,
+                                Some(&reference),
+                                Some(&adj.reason),
+                                now,
+                            )?;
+                            let kinds: Vec<(Uuid, String)> = buckets::table
+                                .filter(buckets::id.eq_any(
+                                    portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>(),
+                                ))
+                                .select((buckets::id, buckets::kind))
+                                .load(conn)?;
+                            let views = rows
+                                .into_iter()
+                                .map(|entry| {
+                                    let kind = kinds
+                                        .iter()
+                                        .find(|(id, _)| *id == entry.bucket_id)
+                                        .map(|(_, k)| k.clone());
+                                    EntryRow {
+                                        seq: 0,
+                                        entry,
+                                        bucket_kind: kind.unwrap_or_default(),
+                                    }
+                                    .to_view()
+                                })
+                                .collect();
+                            (None, views)
+                        }
+                    };
+                    record_action(
+                        conn,
+                        by,
+                        "account.adjust",
+                        Some(account),
+                        json!({"credits": adj.credits, "reason": adj.reason, "expires_at": adj.expires_at}),
+                        now,
+                    )?;
+                    Ok(AdjustmentView {
+                        account_id: account,
+                        credits: adj.credits,
+                        reason: adj.reason.clone(),
+                        expires_at: adj.expires_at,
+                        bucket_id,
+                        entries,
+                        created_by: by.name.clone(),
+                    })
+                },
+            )
+        })
+    }
+
+    fn admin_account(
+        &self,
+        by: &Operator,
+        id: AccountId,
+        now: DateTime<Utc>,
+    ) -> Result<AdminAccountView, AdminError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        write_tx(&mut conn, |conn| {
+            let account = read_account(conn, id)?
+                .ok_or(Fail::Rule(AdminError::NotFound))?
+                .to_domain();
+            let balance = balance_view(conn, catalog, &account, now)?;
+            // Support reads customer data: that is recorded too.
+            record_action(conn, by, "account.read", Some(id), json!({}), now)?;
+            Ok(AdminAccountView {
+                account: account_view(catalog, &account),
+                balance,
+            })
+        })
+    }
+
+    fn set_enterprise(
+        &self,
+        by: &Operator,
+        id: AccountId,
+        terms: ContractTerms,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, AdminError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        write_tx(&mut conn, |conn| {
+            let account = locked(conn, id)?.to_domain();
+            match decide_contract(&account, terms, now) {
+                ContractChange::Amend { runs_per_minute } => {
+                    diesel::update(accounts::table.find(id.0))
+                        .set(
+                            accounts::contract_runs_per_minute
+                                .eq(runs_per_minute.map(|n| n as i32)),
+                        )
+                        .execute(conn)?;
+                }
+                ContractChange::Start {
+                    starts_at,
+                    period,
+                    grant: credits,
+                } => {
+                    // The allowance of the old plan or contract ends now (R3: no rollover).
+                    let ended: Vec<Uuid> = diesel::update(
+                        buckets::table
+                            .filter(buckets::account_id.eq(id.0))
+                            .filter(buckets::kind.eq(BucketKind::Allowance.as_str()))
+                            .filter(buckets::remaining.gt(0))
+                            .filter(buckets::expires_at.gt(now)),
+                    )
+                    .set(buckets::expires_at.eq(Some(now)))
+                    .returning(buckets::id)
+                    .get_results(conn)?;
+                    if !ended.is_empty() {
+                        let wallet = load_wallet(conn, id)?;
+                        let touched: Vec<BucketId> = ended.into_iter().map(BucketId).collect();
+                        expire_released(conn, id, &wallet, &touched, now)?;
+                    }
+                    let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
+                    grant(
+                        conn,
+                        Grant {
+                            account: id,
+                            kind: BucketKind::Allowance,
+                            credits,
+                            expires_at: Some(period.end),
+                            entry_type: EntryType::Grant,
+                            reference: Some(&reference),
+                            reason: Some("Enterprise monthly allowance"),
+                        },
+                        now,
+                    )?;
+                    diesel::update(accounts::table.find(id.0))
+                        .set((
+                            accounts::plan_id.eq(ENTERPRISE_PLAN),
+                            accounts::plan_status.eq("active"),
+                            accounts::period_start.eq(Some(period.start)),
+                            accounts::period_end.eq(Some(period.end)),
+                            accounts::contract_monthly_credits
+                                .eq(Some(terms.monthly_credits.get())),
+                            accounts::contract_runs_per_minute
+                                .eq(terms.runs_per_minute.map(|n| n as i32)),
+                            accounts::contract_starts_at.eq(Some(starts_at)),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+            record_action(
+                conn,
+                by,
+                "account.enterprise",
+                Some(id),
+                json!({"monthly_credits": terms.monthly_credits, "runs_per_minute": terms.runs_per_minute}),
+                now,
+            )?;
+            let updated = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?;
+            Ok(account_view(catalog, &updated.to_domain()))
+        })
+    }
+}

@@ -1,0 +1,200 @@
+//! Diesel rows and their conversions to the domain's types.
+
+use chrono::{DateTime, Utc};
+use credits_domain::account::{Account, Contract, Period, PlanStatus};
+use credits_domain::burn::{Bucket, BucketKind, Reservation};
+use credits_domain::credits::Credits;
+use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
+use credits_domain::pricing::Priced;
+use credits_domain::runs::{HeldRun, RunStatus};
+use credits_domain::trial::{TrialGrant, TrialKind};
+use credits_domain::views::{EntryType, LedgerEntryView};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::schema::{accounts, buckets, ledger_entries, runs};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub plan_id: String,
+    pub plan_status: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub contract_monthly_credits: Option<i64>,
+    pub contract_runs_per_minute: Option<i32>,
+    pub contract_starts_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AccountRow {
+    pub fn to_domain(&self) -> Account {
+        Account {
+            id: AccountId(self.id),
+            email: self.email.clone(),
+            name: self.name.clone(),
+            plan: self.plan_id.clone(),
+            status: PlanStatus::parse(&self.plan_status).unwrap_or(PlanStatus::Active),
+            period: match (self.period_start, self.period_end) {
+                (Some(start), Some(end)) => Some(Period { start, end }),
+                _ => None,
+            },
+            contract: match (self.contract_monthly_credits, self.contract_starts_at) {
+                (Some(m), Some(starts_at)) => Some(Contract {
+                    monthly_credits: Credits::new(m),
+                    runs_per_minute: self
+                        .contract_runs_per_minute
+                        .and_then(|n| u32::try_from(n).ok()),
+                    starts_at,
+                }),
+                _ => None,
+            },
+            created_at: self.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = buckets, check_for_backend(diesel::pg::Pg))]
+pub struct BucketRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub granted: i64,
+    pub remaining: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl BucketRow {
+    pub fn to_domain(&self) -> Bucket {
+        Bucket {
+            id: BucketId(self.id),
+            kind: BucketKind::parse(&self.kind).unwrap_or(BucketKind::Adjustment),
+            granted: Credits::new(self.granted),
+            remaining: Credits::new(self.remaining),
+            expires_at: self.expires_at,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// An open reservation with its hold's expiry.
+#[derive(Debug, Clone, Queryable)]
+pub struct ReservationRow {
+    pub run_id: Uuid,
+    pub bucket_id: Uuid,
+    pub credits: i64,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+impl ReservationRow {
+    pub fn to_domain(&self) -> Reservation {
+        Reservation {
+            run_id: RunId(self.run_id),
+            bucket_id: BucketId(self.bucket_id),
+            credits: Credits::new(self.credits),
+            // A held run always has an expiry; a missing one reserves nothing.
+            hold_expires_at: self.hold_expires_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg))]
+pub struct NewEntryRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub bucket_id: Uuid,
+    pub entry_type: String,
+    pub credits: i64,
+    pub run_id: Option<Uuid>,
+    pub reference: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A ledger entry with its order key and its bucket's kind.
+#[derive(Debug, Clone, Queryable)]
+pub struct EntryRow {
+    pub seq: i64,
+    pub entry: NewEntryRow,
+    pub bucket_kind: String,
+}
+
+impl EntryRow {
+    pub fn to_view(&self) -> LedgerEntryView {
+        let e = &self.entry;
+        LedgerEntryView {
+            id: EntryId(e.id),
+            entry_type: EntryType::parse(&e.entry_type).unwrap_or(EntryType::Adjustment),
+            credits: Credits::new(e.credits),
+            bucket_id: BucketId(e.bucket_id),
+            bucket_kind: BucketKind::parse(&self.bucket_kind).unwrap_or(BucketKind::Adjustment),
+            run_id: e.run_id.map(RunId),
+            reference: e.reference.clone(),
+            reason: e.reason.clone(),
+            created_at: e.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = runs, check_for_backend(diesel::pg::Pg))]
+pub struct RunRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub model_id: String,
+    pub channel: String,
+    pub workflow_id: Option<String>,
+    pub images: Option<i64>,
+    pub duration_seconds: Option<i64>,
+    pub cost: i64,
+    pub status: String,
+    pub captured_credits: Option<i64>,
+    pub captured_images: Option<i64>,
+    pub captured_duration_seconds: Option<i64>,
+    pub trial_kind: Option<String>,
+    pub trial_generations: i64,
+    pub trial_window_opens_at: Option<DateTime<Utc>>,
+    pub trial_window_closes_at: Option<DateTime<Utc>>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub release_reason: Option<String>,
+}
+
+impl RunRow {
+    pub fn status(&self) -> RunStatus {
+        RunStatus::parse(&self.status).unwrap_or(RunStatus::Released)
+    }
+
+    pub fn trial(&self) -> Option<TrialGrant> {
+        let kind = TrialKind::parse(self.trial_kind.as_deref()?)?;
+        Some(TrialGrant {
+            kind,
+            generations: self.trial_generations,
+            window_opens_at: self.trial_window_opens_at,
+            window_closes_at: self.trial_window_closes_at,
+        })
+    }
+
+    pub fn to_held(&self) -> HeldRun {
+        HeldRun {
+            id: RunId(self.id),
+            model: self.model_id.clone(),
+            requested: Priced {
+                images: self.images,
+                duration_seconds: self.duration_seconds,
+                cost: Credits::new(self.cost),
+            },
+            status: self.status(),
+            trial: self.trial(),
+            hold_expires_at: self.hold_expires_at,
+        }
+    }
+}

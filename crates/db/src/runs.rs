@@ -1,0 +1,447 @@
+//! Runs: start (hold or capture), quote, read, complete, cancel. Each write locks the account's
+//! row first, so concurrent runs on one account, on any number of instances, are judged one
+//! after the other against the balance the previous one left (R6).
+
+use chrono::{DateTime, Duration, Utc};
+use credits_domain::burn::{BucketKind, Portion, Wallet};
+use credits_domain::catalog::Catalog;
+use credits_domain::credits::Credits;
+use credits_domain::error::RunError;
+use credits_domain::idempotency::{IdempotencyKey, Replayable};
+use credits_domain::ids::{AccountId, BucketId, RunId};
+use credits_domain::ports::RunStore;
+use credits_domain::pricing::RunParams;
+use credits_domain::runs::{
+    Channel, Charge, FinishRefusal, Quote, RATE_WINDOW_SECONDS, RunRequest, RunState, RunStatus,
+    decide_cancel, decide_capture, decide_quote, decide_run,
+};
+use credits_domain::trial::TrialKind;
+use credits_domain::views::{ChargeView, EntryType, RunView};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::accounts::{record_trial, trial_usage_of};
+use crate::ledger::{expire_released, load_wallet, lock_account, post_all, read_account};
+use crate::rows::{AccountRow, RunRow};
+use crate::schema::{buckets, ledger_entries, run_reservations, runs};
+use crate::{Fail, PgStore, idempotency, read_tx, write_tx};
+
+fn denied(d: credits_domain::runs::Denial) -> Fail<RunError> {
+    Fail::Rule(RunError::Denied(d))
+}
+
+fn finish_refused(r: FinishRefusal) -> Fail<RunError> {
+    match r {
+        FinishRefusal::NotHeld(status) => {
+            Fail::Rule(RunError::Conflict(format!("the run is already {status}")))
+        }
+        FinishRefusal::InvalidParameters(message) => {
+            denied(credits_domain::runs::Denial::InvalidParameters { message })
+        }
+    }
+}
+
+/// When the account's runs of the last minute started, if it has a limit at all (R12).
+fn recent_starts(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    account: &credits_domain::account::Account,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<DateTime<Utc>>> {
+    if account.runs_per_minute(catalog).is_none() {
+        return Ok(Vec::new());
+    }
+    runs::table
+        .filter(runs::account_id.eq(account.id.0))
+        .filter(runs::created_at.gt(now - Duration::seconds(RATE_WINDOW_SECONDS)))
+        .select(runs::created_at)
+        .load(conn)
+}
+
+fn found_account(
+    row: Option<AccountRow>,
+) -> Result<credits_domain::account::Account, Fail<RunError>> {
+    row.map(|r| r.to_domain())
+        .ok_or(Fail::Rule(RunError::NotFound))
+}
+
+/// A run as the service shows it: its debits from the ledger, its open reservations.
+fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryResult<RunView> {
+    let charged: Vec<(Uuid, String, i64)> = ledger_entries::table
+        .inner_join(buckets::table)
+        .filter(ledger_entries::run_id.eq(row.id))
+        .filter(ledger_entries::entry_type.eq(EntryType::Debit.as_str()))
+        .order(ledger_entries::seq.asc())
+        .select((
+            ledger_entries::bucket_id,
+            buckets::kind,
+            ledger_entries::credits,
+        ))
+        .load(conn)?;
+    let status = row.to_held().effective_status(now);
+    let reserved: Vec<(Uuid, String, i64)> = if status == RunStatus::Held {
+        run_reservations::table
+            .inner_join(buckets::table)
+            .filter(run_reservations::run_id.eq(row.id))
+            .filter(run_reservations::open.eq(true))
+            .select((
+                run_reservations::bucket_id,
+                buckets::kind,
+                run_reservations::credits,
+            ))
+            .load(conn)?
+    } else {
+        Vec::new()
+    };
+    let to_view = |(bucket, kind, credits): (Uuid, String, i64), sign: i64| ChargeView {
+        bucket_id: BucketId(bucket),
+        kind: BucketKind::parse(&kind).unwrap_or(BucketKind::Adjustment),
+        credits: Credits::new(credits * sign),
+    };
+    Ok(RunView {
+        id: RunId(row.id),
+        account_id: AccountId(row.account_id),
+        model: row.model_id.clone(),
+        status,
+        cost: Credits::new(row.cost),
+        images: row.images,
+        duration_seconds: row.duration_seconds,
+        workflow_id: row.workflow_id.clone(),
+        channel: row.channel.clone(),
+        charged: charged.into_iter().map(|c| to_view(c, -1)).collect(),
+        reserved: reserved.into_iter().map(|c| to_view(c, 1)).collect(),
+        captured_credits: row.captured_credits.map(Credits::new),
+        trial: row.trial(),
+        hold_expires_at: if row.status() == RunStatus::Held {
+            row.hold_expires_at
+        } else {
+            None
+        },
+        created_at: row.created_at,
+        finished_at: row.finished_at.or(if status == RunStatus::Released {
+            row.hold_expires_at
+        } else {
+            None
+        }),
+    })
+}
+
+fn load_run(
+    conn: &mut PgConnection,
+    account: AccountId,
+    run: RunId,
+) -> Result<RunRow, Fail<RunError>> {
+    runs::table
+        .filter(runs::id.eq(run.0))
+        .filter(runs::account_id.eq(account.0))
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(Fail::Rule(RunError::NotFound))
+}
+
+/// Close a run's reservations and expire at once what went back to buckets that expired meanwhile.
+pub fn close_reservations(
+    conn: &mut PgConnection,
+    account: AccountId,
+    wallet: &mut Wallet,
+    run: RunId,
+    debits: &[Portion],
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let touched: Vec<BucketId> = wallet
+        .reservations
+        .iter()
+        .filter(|r| r.run_id == run)
+        .map(|r| r.bucket_id)
+        .collect();
+    diesel::update(run_reservations::table.filter(run_reservations::run_id.eq(run.0)))
+        .set(run_reservations::open.eq(false))
+        .execute(conn)?;
+    wallet.take(debits);
+    wallet.drop_run(run);
+    expire_released(conn, account, wallet, &touched, now)
+}
+
+impl RunStore for PgStore {
+    fn start_run(
+        &self,
+        account_id: AccountId,
+        channel: &Channel,
+        req: &RunRequest,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        let ttl = self.hold_ttl;
+        write_tx(&mut conn, |conn| {
+            idempotency::once(
+                conn,
+                idem,
+                now,
+                || RunError::IdempotencyKeyReused,
+                |conn| {
+                    let account = found_account(lock_account(conn, account_id)?)?;
+                    let wallet = load_wallet(conn, account_id)?;
+                    let trial = trial_usage_of(conn, account_id, &req.model)?;
+                    let recent = recent_starts(conn, catalog, &account, now)?;
+                    let state = RunState {
+                        catalog,
+                        account: &account,
+                        channel,
+                        wallet: &wallet,
+                        trial,
+                        recent_starts: &recent,
+                        now,
+                    };
+                    let admitted = decide_run(&state, req).map_err(denied)?;
+                    let run_id = RunId::generate();
+                    let trial_grant = match &admitted.charge {
+                        Charge::Trial(t) => Some(*t),
+                        Charge::Credits(_) => None,
+                    };
+                    let row = RunRow {
+                        id: run_id.0,
+                        account_id: account_id.0,
+                        model_id: admitted.model.clone(),
+                        channel: channel.as_str().to_string(),
+                        workflow_id: req.workflow_id.clone(),
+                        images: admitted.priced.images,
+                        duration_seconds: admitted.priced.duration_seconds,
+                        cost: admitted.priced.cost.get(),
+                        status: if req.capture {
+                            RunStatus::Captured
+                        } else {
+                            RunStatus::Held
+                        }
+                        .as_str()
+                        .to_string(),
+                        captured_credits: req.capture.then(|| {
+                            if trial_grant.is_some() {
+                                0
+                            } else {
+                                admitted.priced.cost.get()
+                            }
+                        }),
+                        captured_images: if req.capture {
+                            admitted.priced.images
+                        } else {
+                            None
+                        },
+                        captured_duration_seconds: if req.capture {
+                            admitted.priced.duration_seconds
+                        } else {
+                            None
+                        },
+                        trial_kind: trial_grant.map(|t| t.kind.as_str().to_string()),
+                        trial_generations: trial_grant.map(|t| t.generations).unwrap_or(0),
+                        trial_window_opens_at: trial_grant.and_then(|t| t.window_opens_at),
+                        trial_window_closes_at: trial_grant.and_then(|t| t.window_closes_at),
+                        hold_expires_at: (!req.capture).then(|| now + ttl),
+                        created_at: now,
+                        finished_at: req.capture.then_some(now),
+                        release_reason: None,
+                    };
+                    diesel::insert_into(runs::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    match &admitted.charge {
+                        Charge::Trial(t) => {
+                            let opens = (t.kind == TrialKind::Window)
+                                .then_some(t.window_opens_at)
+                                .flatten();
+                            record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
+                        }
+                        Charge::Credits(portions) if req.capture => {
+                            post_all(
+                                conn,
+                                account_id,
+                                portions,
+                                EntryType::Debit,
+                                Some(run_id),
+                                None,
+                                Some("run captured"),
+                                now,
+                            )?;
+                        }
+                        Charge::Credits(portions) => {
+                            let rows: Vec<_> = portions
+                                .iter()
+                                .map(|p| {
+                                    (
+                                        run_reservations::run_id.eq(run_id.0),
+                                        run_reservations::bucket_id.eq(p.bucket_id.0),
+                                        run_reservations::account_id.eq(account_id.0),
+                                        run_reservations::credits.eq(p.credits.get()),
+                                    )
+                                })
+                                .collect();
+                            diesel::insert_into(run_reservations::table)
+                                .values(&rows)
+                                .execute(conn)?;
+                        }
+                    }
+                    Ok(run_view(conn, &row, now)?)
+                },
+            )
+        })
+    }
+
+    fn quote(
+        &self,
+        account_id: AccountId,
+        channel: &Channel,
+        req: &RunRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Quote, RunError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        read_tx(&mut conn, |conn| {
+            let account = found_account(read_account(conn, account_id)?)?;
+            let wallet = load_wallet(conn, account_id)?;
+            let trial = trial_usage_of(conn, account_id, &req.model)?;
+            let recent = recent_starts(conn, catalog, &account, now)?;
+            let state = RunState {
+                catalog,
+                account: &account,
+                channel,
+                wallet: &wallet,
+                trial,
+                recent_starts: &recent,
+                now,
+            };
+            decide_quote(&state, req).map_err(denied)
+        })
+    }
+
+    fn run(&self, account: AccountId, run: RunId, now: DateTime<Utc>) -> Result<RunView, RunError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| {
+            let row = load_run(conn, account, run)?;
+            Ok(run_view(conn, &row, now)?)
+        })
+    }
+
+    fn complete_run(
+        &self,
+        account_id: AccountId,
+        run: RunId,
+        actual: RunParams,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        write_tx(&mut conn, |conn| {
+            idempotency::once(
+                conn,
+                idem,
+                now,
+                || RunError::IdempotencyKeyReused,
+                |conn| {
+                    found_account(lock_account(conn, account_id)?)?;
+                    let row = load_run(conn, account_id, run)?;
+                    let mut wallet = load_wallet(conn, account_id)?;
+                    let capture = decide_capture(catalog, &wallet, &row.to_held(), actual, now)
+                        .map_err(finish_refused)?;
+                    post_all(
+                        conn,
+                        account_id,
+                        &capture.debits,
+                        EntryType::Debit,
+                        Some(run),
+                        None,
+                        Some("run captured"),
+                        now,
+                    )?;
+                    close_reservations(conn, account_id, &mut wallet, run, &capture.debits, now)?;
+                    if capture.generations_returned > 0 {
+                        record_trial(
+                            conn,
+                            account_id,
+                            &row.model_id,
+                            -capture.generations_returned,
+                            None,
+                        )?;
+                    }
+                    let captured = if row.trial_kind.is_some() {
+                        0
+                    } else {
+                        capture.actual.cost.get()
+                    };
+                    let updated: RunRow = diesel::update(runs::table.find(run.0))
+                        .set((
+                            runs::status.eq(RunStatus::Captured.as_str()),
+                            runs::captured_credits.eq(Some(captured)),
+                            runs::captured_images.eq(capture.actual.images),
+                            runs::captured_duration_seconds.eq(capture.actual.duration_seconds),
+                            runs::finished_at.eq(Some(now)),
+                        ))
+                        .returning(RunRow::as_returning())
+                        .get_result(conn)?;
+                    Ok(run_view(conn, &updated, now)?)
+                },
+            )
+        })
+    }
+
+    fn cancel_run(
+        &self,
+        account_id: AccountId,
+        run: RunId,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError> {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |conn| {
+            idempotency::once(
+                conn,
+                idem,
+                now,
+                || RunError::IdempotencyKeyReused,
+                |conn| {
+                    found_account(lock_account(conn, account_id)?)?;
+                    let row = load_run(conn, account_id, run)?;
+                    let returned = decide_cancel(&row.to_held(), now).map_err(finish_refused)?;
+                    let mut wallet = load_wallet(conn, account_id)?;
+                    let updated = release(
+                        conn,
+                        account_id,
+                        &mut wallet,
+                        &row,
+                        returned,
+                        "cancelled",
+                        now,
+                    )?;
+                    Ok(run_view(conn, &updated, now)?)
+                },
+            )
+        })
+    }
+}
+
+/// Release a hold: its reservations close, a trial gets its generations back, and what went
+/// back to an expired bucket expires.
+pub fn release(
+    conn: &mut PgConnection,
+    account: AccountId,
+    wallet: &mut Wallet,
+    row: &RunRow,
+    generations_returned: i64,
+    reason: &str,
+    finished_at: DateTime<Utc>,
+) -> QueryResult<RunRow> {
+    close_reservations(conn, account, wallet, RunId(row.id), &[], finished_at)?;
+    if generations_returned > 0 {
+        record_trial(conn, account, &row.model_id, -generations_returned, None)?;
+    }
+    diesel::update(runs::table.find(row.id))
+        .set((
+            runs::status.eq(RunStatus::Released.as_str()),
+            runs::finished_at.eq(Some(finished_at)),
+            runs::release_reason.eq(Some(reason)),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)
+}

@@ -1,0 +1,156 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    accounts (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        plan_id -> Text,
+        plan_status -> Text,
+        period_start -> Nullable<Timestamptz>,
+        period_end -> Nullable<Timestamptz>,
+        contract_monthly_credits -> Nullable<Int8>,
+        contract_runs_per_minute -> Nullable<Int4>,
+        contract_starts_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    buckets (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        kind -> Text,
+        granted -> Int8,
+        remaining -> Int8,
+        expires_at -> Nullable<Timestamptz>,
+        reference -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    idempotency_records (scope, key) {
+        scope -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        response_status -> Int2,
+        response_body -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger_entries (seq) {
+        seq -> Int8,
+        id -> Uuid,
+        account_id -> Uuid,
+        bucket_id -> Uuid,
+        entry_type -> Text,
+        credits -> Int8,
+        run_id -> Nullable<Uuid>,
+        reference -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    operator_actions (id) {
+        id -> Int8,
+        operator_id -> Nullable<Uuid>,
+        operator_name -> Text,
+        operator_role -> Text,
+        action -> Text,
+        account_id -> Nullable<Uuid>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    operators (id) {
+        id -> Uuid,
+        name -> Text,
+        role -> Text,
+        token_hash -> Text,
+        created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    run_reservations (run_id, bucket_id) {
+        run_id -> Uuid,
+        bucket_id -> Uuid,
+        account_id -> Uuid,
+        credits -> Int8,
+        open -> Bool,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        model_id -> Text,
+        channel -> Text,
+        workflow_id -> Nullable<Text>,
+        images -> Nullable<Int8>,
+        duration_seconds -> Nullable<Int8>,
+        cost -> Int8,
+        status -> Text,
+        captured_credits -> Nullable<Int8>,
+        captured_images -> Nullable<Int8>,
+        captured_duration_seconds -> Nullable<Int8>,
+        trial_kind -> Nullable<Text>,
+        trial_generations -> Int8,
+        trial_window_opens_at -> Nullable<Timestamptz>,
+        trial_window_closes_at -> Nullable<Timestamptz>,
+        hold_expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        release_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    test_clock (id) {
+        id -> Int2,
+        offset_micros -> Int8,
+    }
+}
+
+diesel::table! {
+    trial_usage (account_id, model_id) {
+        account_id -> Uuid,
+        model_id -> Text,
+        used -> Int8,
+        window_opens_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(buckets -> accounts (account_id));
+diesel::joinable!(ledger_entries -> accounts (account_id));
+diesel::joinable!(ledger_entries -> buckets (bucket_id));
+diesel::joinable!(ledger_entries -> runs (run_id));
+diesel::joinable!(operator_actions -> accounts (account_id));
+diesel::joinable!(operator_actions -> operators (operator_id));
+diesel::joinable!(run_reservations -> accounts (account_id));
+diesel::joinable!(run_reservations -> buckets (bucket_id));
+diesel::joinable!(run_reservations -> runs (run_id));
+diesel::joinable!(runs -> accounts (account_id));
+diesel::joinable!(trial_usage -> accounts (account_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    buckets,
+    idempotency_records,
+    ledger_entries,
+    operator_actions,
+    operators,
+    run_reservations,
+    runs,
+    test_clock,
+    trial_usage,
+);

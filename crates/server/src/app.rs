@@ -1,0 +1,208 @@
+//! Wiring: settings → catalog, pool, store, clock → the HTTP server and the workers.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{App, HttpMessage, HttpServer, web};
+use credits_api::{AppState, Credentials};
+use credits_db::{PgPool, PgStore, PgTestClock};
+use credits_domain::catalog::{Catalog, RawCatalog};
+use credits_domain::ports::{Clock, Store, TestClock};
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::clock::SystemClock;
+use crate::settings::{ClockMode, Settings};
+use crate::workers::{self, Workers};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    #[error("catalog ({source_name}): {message}")]
+    Catalog {
+        source_name: String,
+        message: String,
+    },
+    #[error("database: {0}")]
+    Database(String),
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen { addr: String, cause: std::io::Error },
+}
+
+/// The catalog from settings, validated: a bad one stops the service naming the bad entry.
+pub fn load_catalog(settings: &Settings) -> Result<Catalog, StartError> {
+    let (text, source_name) = settings.catalog_text()?;
+    let raw: RawCatalog = toml::from_str(&text).map_err(|e| StartError::Catalog {
+        source_name: source_name.clone(),
+        message: e.to_string(),
+    })?;
+    let catalog = Catalog::from_raw(raw).map_err(|e| StartError::Catalog {
+        source_name: source_name.clone(),
+        message: e.to_string(),
+    })?;
+    tracing::info!(catalog = %source_name, plans = catalog.plans().len(), models = catalog.models().len(), "catalog loaded");
+    Ok(catalog)
+}
+
+/// Everything a process of the service needs, built once.
+#[derive(Clone)]
+pub struct Services {
+    pub pool: PgPool,
+    pub store: Arc<PgStore>,
+    pub state: AppState,
+}
+
+impl Services {
+    pub fn build(settings: &Settings) -> Result<Services, StartError> {
+        let catalog = Arc::new(load_catalog(settings)?);
+        let pool = credits_db::pool(
+            &settings.database.url,
+            settings.database.pool_size,
+            Duration::from_secs(settings.database.connect_timeout_seconds),
+        );
+        let store = Arc::new(PgStore::new(
+            pool.clone(),
+            catalog.clone(),
+            settings.runs.hold_ttl_seconds,
+        ));
+        let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<dyn TestClock>>) =
+            match settings.clock.mode {
+                ClockMode::System => (Arc::new(SystemClock), None),
+                ClockMode::Test => {
+                    let c = Arc::new(PgTestClock::new(pool.clone()));
+                    (c.clone(), Some(c))
+                }
+            };
+        let state = AppState {
+            store: store.clone() as Arc<dyn Store>,
+            clock,
+            test_clock,
+            catalog,
+            credentials: Credentials::new(
+                settings.auth.internal_token.as_deref(),
+                settings.auth.bootstrap_admin_token.as_deref(),
+            ),
+        };
+        Ok(Services { pool, store, state })
+    }
+
+    pub fn migrate(&self) -> Result<Vec<String>, StartError> {
+        credits_db::migrate(&self.pool).map_err(|e| StartError::Database(e.to_string()))
+    }
+}
+
+/// A running service: its HTTP server (if any) and its workers (if any).
+pub struct Running {
+    pub port: u16,
+    pub handle: ServerHandle,
+    server: Option<Server>,
+    workers: Option<Workers>,
+}
+
+impl Running {
+    /// Serve until a signal (or `handle.stop`), let in-flight requests finish, then stop the workers.
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        let served = match self.server.take() {
+            Some(server) => server.await,
+            None => Ok(()),
+        };
+        if let Some(workers) = self.workers.take() {
+            workers.stop().await;
+        }
+        served
+    }
+
+    /// Start the server on the current runtime in the background (tests).
+    pub fn spawn(
+        mut self,
+    ) -> (
+        u16,
+        ServerHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let port = self.port;
+        let handle = self.handle.clone();
+        let server = self.server.take();
+        let workers = self.workers.take();
+        let task = tokio::spawn(async move {
+            let served = match server {
+                Some(s) => s.await,
+                None => Ok(()),
+            };
+            if let Some(w) = workers {
+                w.stop().await;
+            }
+            served
+        });
+        (port, handle, task)
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Start the HTTP server (and the background workers when `with_workers`).
+pub fn start(
+    settings: &Settings,
+    services: Services,
+    with_workers: bool,
+) -> Result<Running, StartError> {
+    let addr = format!("{}:{}", settings.server.host, settings.server.port);
+    let listener = TcpListener::bind(&addr).map_err(|cause| StartError::Listen {
+        addr: addr.clone(),
+        cause,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|cause| StartError::Listen {
+            addr: addr.clone(),
+            cause,
+        })?
+        .port();
+    let state = web::Data::new(services.state.clone());
+    let mut http = HttpServer::new(move || {
+        App::new()
+            .wrap_fn(|req, srv| {
+                let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
+                let fut = srv.call(req);
+                async move {
+                    let mut res = fut.await?;
+                    if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                        res.headers_mut().insert(REQUEST_ID, v);
+                    }
+                    Ok(res)
+                }
+            })
+            .wrap(TracingLogger::default())
+            .app_data(state.clone())
+            .app_data(credits_api::payload_config())
+            .configure(credits_api::configure)
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+    if settings.server.http_workers > 0 {
+        http = http.workers(settings.server.http_workers);
+    }
+    let server = http
+        .listen(listener)
+        .map_err(|cause| StartError::Listen {
+            addr: addr.clone(),
+            cause,
+        })?
+        .run();
+    let handle = server.handle();
+    let workers = with_workers.then(|| workers::spawn(settings, &services));
+    tracing::info!(%addr, port, workers = with_workers, "credits listening");
+    Ok(Running {
+        port,
+        handle,
+        server: Some(server),
+        workers,
+    })
+}
+
+/// Only the background workers (`credits worker`).
+pub fn start_workers(settings: &Settings, services: &Services) -> Workers {
+    workers::spawn(settings, services)
+}

@@ -1,0 +1,238 @@
+//! Settings (SPEC section 7): the built-in defaults, then `$CREDITS_CONFIG_DIR/default.toml`,
+//! then `$CREDITS_CONFIG_DIR/$CREDITS_ENV.toml`, then `CREDITS__SECTION__KEY` variables. The
+//! settings are built once in `main` and handed down; nothing reads them from a global.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// The base layer, built into the binary so the service starts the same way from any directory.
+pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+/// The default catalog, built into the binary (used when `catalog.path` is left at its default
+/// and that file is not there, e.g. a binary run outside the repository).
+pub const DEFAULT_CATALOG: &str = include_str!("../../../config/catalog.toml");
+pub const DEFAULT_CATALOG_PATH: &str = "config/catalog.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub clock: ClockSettings,
+    pub runs: RunsSettings,
+    pub workers: WorkerSettings,
+    pub catalog: CatalogSettings,
+    pub stripe: StripeSettings,
+    pub smtp: SmtpSettings,
+    pub mail: MailSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub http_workers: usize,
+    pub shutdown_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: u32,
+    pub migrate_on_start: bool,
+    pub connect_timeout_seconds: u64,
+}
+
+#[derive(Clone, Default, Deserialize)]
+pub struct AuthSettings {
+    pub internal_token: Option<String>,
+    pub bootstrap_admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "internal_token",
+                &self.internal_token.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "bootstrap_admin_token",
+                &self.bootstrap_admin_token.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    System,
+    Test,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClockSettings {
+    pub mode: ClockMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunsSettings {
+    pub hold_ttl_seconds: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub interval_seconds: u64,
+    pub batch: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct StripeSettings {
+    pub secret_key: Option<String>,
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    pub api_base: String,
+}
+
+impl std::fmt::Debug for StripeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeSettings")
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<set>"))
+            .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: String,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MailSettings {
+    pub from: String,
+    pub sales_team: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// The layers of SPEC section 7, read from `config_dir` and the process environment.
+    pub fn load(config_dir: &Path, env_name: Option<&str>) -> Result<Settings, SettingsError> {
+        Settings::load_with(config_dir, env_name, Environment::with_prefix("CREDITS"))
+    }
+
+    /// The same with another source of variables (tests pass their own).
+    pub fn load_with(
+        config_dir: &Path,
+        env_name: Option<&str>,
+        env: Environment,
+    ) -> Result<Settings, SettingsError> {
+        let mut builder = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(config_dir.join("default.toml")).required(false));
+        if let Some(name) = env_name.filter(|n| !n.is_empty()) {
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(SettingsError(format!(
+                    "CREDITS_ENV {name:?} is not a plain name"
+                )));
+            }
+            builder = builder
+                .add_source(File::from(config_dir.join(format!("{name}.toml"))).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                env.prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("stripe.webhook_secrets")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| SettingsError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.runs.hold_ttl_seconds <= 0 {
+            return Err(SettingsError(
+                "runs.hold_ttl_seconds must be positive".into(),
+            ));
+        }
+        if self.workers.interval_seconds == 0 || self.workers.batch <= 0 {
+            return Err(SettingsError(
+                "workers.interval_seconds and workers.batch must be positive".into(),
+            ));
+        }
+        if self.database.pool_size == 0 {
+            return Err(SettingsError("database.pool_size must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The catalog's text: the configured file; the built-in one only when the path was left at
+    /// its default and no such file exists (a configured path that is missing is an error).
+    pub fn catalog_text(&self) -> Result<(String, String), SettingsError> {
+        match std::fs::read_to_string(&self.catalog.path) {
+            Ok(text) => Ok((text, self.catalog.path.display().to_string())),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && self.catalog.path == Path::new(DEFAULT_CATALOG_PATH) =>
+            {
+                Ok((
+                    DEFAULT_CATALOG.to_string(),
+                    "the built-in default catalog".to_string(),
+                ))
+            }
+            Err(e) => Err(SettingsError(format!(
+                "catalog.path {}: {e}",
+                self.catalog.path.display()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+DROP TABLE test_clock;
+DROP TABLE operator_actions;
+DROP TABLE operators;
+DROP TABLE idempotency_records;
+DROP TABLE trial_usage;
+DROP TRIGGER ledger_entries_no_update ON ledger_entries;
+DROP TABLE ledger_entries;
+DROP FUNCTION ledger_entries_immutable();
+DROP TABLE run_reservations;
+DROP TABLE runs;
+DROP TABLE buckets;
+DROP TABLE accounts;
