@@ -129,15 +129,41 @@ pub fn post(
     Ok(row)
 }
 
-/// Take `portions` out of their buckets with entries of one type (debit, adjustment, clawback, expire).
+/// What a set of entries is: its type, run, reference and reason.
+pub struct EntryMeta<'a> {
+    pub entry_type: EntryType,
+    pub run: Option<RunId>,
+    pub reference: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> EntryMeta<'a> {
+    pub fn new(entry_type: EntryType, reason: &'a str) -> EntryMeta<'a> {
+        EntryMeta {
+            entry_type,
+            run: None,
+            reference: None,
+            reason: Some(reason),
+        }
+    }
+
+    pub fn run(mut self, run: RunId) -> Self {
+        self.run = Some(run);
+        self
+    }
+
+    pub fn reference(mut self, reference: &'a str) -> Self {
+        self.reference = Some(reference);
+        self
+    }
+}
+
+/// Take `portions` out of their buckets with one entry each (debit, adjustment, clawback, expire).
 pub fn post_all(
     conn: &mut PgConnection,
     account: AccountId,
     portions: &[Portion],
-    entry_type: EntryType,
-    run: Option<RunId>,
-    reference: Option<&str>,
-    reason: Option<&str>,
+    meta: &EntryMeta<'_>,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<NewEntryRow>> {
     portions
@@ -148,11 +174,11 @@ pub fn post_all(
                 Posting {
                     account,
                     bucket: p.bucket_id,
-                    entry_type,
+                    entry_type: meta.entry_type,
                     credits: p.credits.negated(),
-                    run,
-                    reference,
-                    reason,
+                    run: meta.run,
+                    reference: meta.reference,
+                    reason: meta.reason,
                 },
                 now,
             )
@@ -225,10 +251,7 @@ pub fn expire_released(
         conn,
         account,
         &due,
-        EntryType::Expire,
-        None,
-        None,
-        Some("bucket expired"),
+        &EntryMeta::new(EntryType::Expire, "bucket expired"),
         now,
     )?;
     Ok(())

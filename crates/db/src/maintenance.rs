@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Timestamptz};
 use uuid::Uuid;
 
-use crate::ledger::{Grant, grant, load_wallet, post_all, try_lock_account};
+use crate::ledger::{EntryMeta, Grant, grant, load_wallet, post_all, try_lock_account};
 use crate::rows::RunRow;
 use crate::runs::release;
 use crate::schema::{accounts, idempotency_records, runs};
@@ -114,10 +114,7 @@ impl Maintenance for PgStore {
                     conn,
                     account,
                     &due,
-                    EntryType::Expire,
-                    None,
-                    None,
-                    Some("bucket expired"),
+                    &EntryMeta::new(EntryType::Expire, "bucket expired"),
                     now,
                 )?;
                 Ok(due.len())

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::accounts::{account_view, balance_view};
 use crate::ledger::{
-    Grant, expire_released, grant, load_wallet, lock_account, post_all, read_account,
+    EntryMeta, Grant, expire_released, grant, load_wallet, lock_account, post_all, read_account,
 };
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators};
@@ -168,16 +168,9 @@ impl OperatorStore for PgStore {
                             )
                         }
                         AdjustmentEffect::Take(portions) => {
-                            let rows = post_all(
-                                conn,
-                                account,
-                                &portions,
-                                EntryType::Adjustment,
-                                None,
-                                Some(&reference),
-                                Some(&adj.reason),
-                                now,
-                            )?;
+                            let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason)
+                                .reference(&reference);
+                            let rows = post_all(conn, account, &portions, &meta, now)?;
                             let kinds: Vec<(Uuid, String)> = buckets::table
                                 .filter(buckets::id.eq_any(
                                     portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>(),

@@ -21,7 +21,9 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
-use crate::ledger::{expire_released, load_wallet, lock_account, post_all, read_account};
+use crate::ledger::{
+    EntryMeta, expire_released, load_wallet, lock_account, post_all, read_account,
+};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
 use crate::{Fail, PgStore, idempotency, read_tx, write_tx};
@@ -258,10 +260,7 @@ impl RunStore for PgStore {
                                 conn,
                                 account_id,
                                 portions,
-                                EntryType::Debit,
-                                Some(run_id),
-                                None,
-                                Some("run captured"),
+                                &EntryMeta::new(EntryType::Debit, "run captured").run(run_id),
                                 now,
                             )?;
                         }
@@ -349,10 +348,7 @@ impl RunStore for PgStore {
                         conn,
                         account_id,
                         &capture.debits,
-                        EntryType::Debit,
-                        Some(run),
-                        None,
-                        Some("run captured"),
+                        &EntryMeta::new(EntryType::Debit, "run captured").run(run),
                         now,
                     )?;
                     close_reservations(conn, account_id, &mut wallet, run, &capture.debits, now)?;

@@ -1,0 +1,53 @@
+# credits — the two commands on a fresh machine:  make run   and   make test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PG_BASE ?= postgres://postgres@127.0.0.1:5432
+DB_NAME ?= credits
+CONFORMANCE ?= ../shared/conformance/run
+# The conformance groups this build implements (README, "Conformance").
+CONFORMANCE_MARKERS ?= core and not access
+BIN := target/debug/credits
+
+.PHONY: help run test unit conformance build lint fmt migrate db
+
+help:
+	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
+	@echo "make test         every test: unit, property and integration (nextest), then the conformance suite"
+	@echo "make unit         the Rust tests only"
+	@echo "make conformance  the conformance suite only (markers: $(CONFORMANCE_MARKERS))"
+	@echo "make lint         rustfmt check and clippy"
+
+build:
+	cargo build --workspace
+
+db:
+	@psql "$(PG_BASE)/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 \
+	  || psql "$(PG_BASE)/postgres" -qc 'CREATE DATABASE "$(DB_NAME)"'
+
+# Tokens for local work only: made fresh unless you set them, and printed so you can use them.
+run: build db
+	@internal=$${CREDITS__AUTH__INTERNAL_TOKEN:-dev-$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}; \
+	admin=$${CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN:-dev-admin-$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}; \
+	echo "canvas (internal) token: $$internal"; echo "bootstrap admin token:   $$admin"; \
+	CREDITS__DATABASE__URL=$${CREDITS__DATABASE__URL:-$(PG_BASE)/$(DB_NAME)} \
+	CREDITS__AUTH__INTERNAL_TOKEN=$$internal CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN=$$admin \
+	$(BIN) serve
+
+migrate: build db
+	CREDITS__DATABASE__URL=$${CREDITS__DATABASE__URL:-$(PG_BASE)/$(DB_NAME)} $(BIN) migrate
+
+unit:
+	cargo nextest run --workspace
+
+conformance: build
+	$(CONFORMANCE) --binary $(BIN) -m "$(CONFORMANCE_MARKERS)"
+
+test: unit conformance
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

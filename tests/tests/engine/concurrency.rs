@@ -1,0 +1,132 @@
+//! R6: no interleaving of concurrent requests, on any number of instances, overdraws.
+
+use credits_tests::{As, Instance, TestApp, account_id, call_at};
+use serde_json::json;
+
+/// An account with no rate limit (Enterprise) whose balance covers exactly 50 upscale runs (5 each).
+async fn account_covering_fifty_runs(app: &TestApp) -> As {
+    let acct = app.account().await;
+    let id = account_id(&acct).to_string();
+    app.call(
+        &app.admin(),
+        "PUT",
+        &format!("/admin/v1/accounts/{id}/enterprise"),
+        Some(json!({"monthly_credits": 250})),
+        None,
+    )
+    .await
+    .expect(200);
+    app.adjust(
+        &acct,
+        json!({"credits": -250, "reason": "leave exactly 250"}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(app.available(&acct).await, 250);
+    acct
+}
+
+async fn burst(app: &TestApp, acct: &As, bases: &[String], n: usize) -> (usize, usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (http, base, who) = (
+            app.http.clone(),
+            bases[i % bases.len()].clone(),
+            acct.clone(),
+        );
+        tasks.spawn(async move {
+            call_at(
+                &http,
+                &base,
+                &who,
+                "POST",
+                "/v1/runs",
+                Some(json!({"model": "upscale-4x", "capture": true})),
+                None,
+            )
+            .await
+            .status
+        });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(status) = tasks.join_next().await {
+        match status.unwrap() {
+            201 => ok += 1,
+            402 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (ok, refused)
+}
+
+async fn assert_ledger_matches_balance(app: &TestApp, acct: &As) {
+    let sum: i64 = app
+        .ledger(acct)
+        .await
+        .iter()
+        .map(|e| e["credits"].as_i64().unwrap())
+        .sum();
+    let b = app.balance(acct).await;
+    assert_eq!(
+        (b["available"].as_i64(), b["held"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(sum, b["total"].as_i64().unwrap(), "sum(ledger) == balance");
+    app.assert_ledger_consistent();
+}
+
+#[actix_web::test]
+async fn two_hundred_concurrent_runs_on_a_balance_for_fifty_charge_exactly_fifty() {
+    let app = TestApp::spawn().await;
+    let acct = account_covering_fifty_runs(&app).await;
+    let (ok, refused) = burst(
+        &app,
+        &acct,
+        std::slice::from_ref(&app.instance.base_url),
+        200,
+    )
+    .await;
+    assert_eq!((ok, refused), (50, 150));
+    assert_ledger_matches_balance(&app, &acct).await;
+}
+
+#[actix_web::test]
+async fn two_instances_on_one_database_never_overdraw_either() {
+    let app = TestApp::spawn().await;
+    let second = Instance::start(&app.db.url, &[]);
+    let acct = account_covering_fifty_runs(&app).await;
+    let (ok, refused) = burst(
+        &app,
+        &acct,
+        &[app.instance.base_url.clone(), second.base_url.clone()],
+        200,
+    )
+    .await;
+    assert_eq!((ok, refused), (50, 150));
+    assert_ledger_matches_balance(&app, &acct).await;
+    second.stop().await;
+}
+
+#[actix_web::test]
+async fn the_rate_limit_holds_across_two_instances() {
+    let app = TestApp::spawn().await;
+    let second = Instance::start(&app.db.url, &[]);
+    let acct = app.account().await;
+    let bases = [app.instance.base_url.clone(), second.base_url.clone()];
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let r = call_at(
+            &app.http,
+            &bases[i % 2],
+            &acct,
+            "POST",
+            "/v1/runs",
+            Some(json!({"model": "upscale-4x", "capture": true})),
+            None,
+        )
+        .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [vec![201; 10], vec![429; 2]].concat());
+    second.stop().await;
+}

@@ -1,0 +1,13 @@
+//! The credit engine end to end: real HTTP through the actix app, a real PostgreSQL database
+//! per test (cloned from a migrated template), time moved with the test clock.
+
+mod accounts;
+mod burn_down;
+mod concurrency;
+mod expiry;
+mod idempotency;
+mod ledger;
+mod migrations;
+mod operators;
+mod runs;
+mod trials;
