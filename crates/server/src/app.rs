@@ -21,7 +21,7 @@ use crate::workers::{self, Workers};
 pub enum StartError {
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
-    #[error("catalog ({source_name}): {message}")]
+    #[error("{message} (in {source_name})")]
     Catalog {
         source_name: String,
         message: String,
@@ -166,9 +166,16 @@ pub fn start(
         App::new()
             .wrap_fn(|req, srv| {
                 let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
+                let started = std::time::Instant::now();
                 let fut = srv.call(req);
                 async move {
                     let mut res = fut.await?;
+                    // One access-log line per request, inside the request's span (its id).
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "request"
+                    );
                     if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
                         res.headers_mut().insert(REQUEST_ID, v);
                     }
