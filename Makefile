@@ -6,16 +6,17 @@ PG_BASE ?= postgres://postgres@127.0.0.1:5432
 DB_NAME ?= credits
 CONFORMANCE ?= ../shared/conformance/run
 # The conformance groups this build implements (README, "Conformance").
-CONFORMANCE_MARKERS ?= core and not access
+CONFORMANCE_MARKERS ?= core
 BIN := target/debug/credits
 
-.PHONY: help run test unit conformance build lint fmt migrate db
+.PHONY: help run test unit conformance openapi-check build lint fmt migrate db
 
 help:
 	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
 	@echo "make test         every test: unit, property and integration (nextest), then the conformance suite"
 	@echo "make unit         the Rust tests only"
 	@echo "make conformance  the conformance suite only (markers: $(CONFORMANCE_MARKERS))"
+	@echo "make openapi-check  validate the OpenAPI document (openapi-spec-validator, in target/ci-venv)"
 	@echo "make lint         rustfmt check and clippy"
 
 build:
@@ -43,7 +44,18 @@ unit:
 conformance: build
 	$(CONFORMANCE) --binary $(BIN) -m "$(CONFORMANCE_MARKERS)"
 
-test: unit conformance
+# The OpenAPI document validated as OpenAPI 3 by openapi-spec-validator (pinned in tools/).
+CI_VENV := target/ci-venv
+$(CI_VENV)/.installed: tools/requirements-ci.txt
+	python3 -m venv $(CI_VENV)
+	$(CI_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-ci.txt
+	touch $@
+
+openapi-check: build $(CI_VENV)/.installed
+	$(BIN) openapi > target/openapi.json
+	$(CI_VENV)/bin/openapi-spec-validator target/openapi.json
+
+test: unit openapi-check conformance
 
 lint:
 	cargo fmt --all -- --check

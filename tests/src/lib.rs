@@ -28,8 +28,7 @@ pub fn db_url(name: &str) -> String {
 }
 
 fn admin_conn() -> PgConnection {
-    PgConnection::establish(&db_url("postgres"))
-        .expect("PostgreSQL is reachable at CREDITS_TEST_PG")
+    PgConnection::establish(&db_url("postgres")).expect("PostgreSQL is reachable at CREDITS_TEST_PG")
 }
 
 fn migrations_dir() -> PathBuf {
@@ -41,27 +40,15 @@ fn template_name() -> String {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut stack = vec![migrations_dir()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)
-            .expect("migrations/ is readable")
-            .flatten()
-        {
+        for entry in std::fs::read_dir(&dir).expect("migrations/ is readable").flatten() {
             let path = entry.path();
-            if path.is_dir() {
-                stack.push(path)
-            } else {
-                files.push(path)
-            }
+            if path.is_dir() { stack.push(path) } else { files.push(path) }
         }
     }
     files.sort();
     let mut hasher = Sha256::new();
     for f in files {
-        hasher.update(
-            f.strip_prefix(migrations_dir())
-                .unwrap()
-                .to_string_lossy()
-                .as_bytes(),
-        );
+        hasher.update(f.strip_prefix(migrations_dir()).unwrap().to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&f).unwrap());
     }
     format!("credits_test_tpl_{}", &hex::encode(hasher.finalize())[..16])
@@ -90,31 +77,17 @@ fn ensure_template() -> String {
     if exists(&mut conn, &name) {
         return name;
     }
-    diesel::sql_query("SELECT pg_advisory_lock(7263001)")
-        .execute(&mut conn)
-        .unwrap();
+    diesel::sql_query("SELECT pg_advisory_lock(7263001)").execute(&mut conn).unwrap();
     if !exists(&mut conn, &name) {
         let building = format!("{name}_building");
-        diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-        ))
-        .execute(&mut conn)
-        .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
-            .execute(&mut conn)
-            .unwrap();
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut conn).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).unwrap();
         let pool = credits_db::pool(&db_url(&building), 1, Duration::from_secs(10));
         credits_db::migrate(&pool).expect("migrations apply to a fresh database");
         drop(pool);
-        diesel::sql_query(format!(
-            "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-        ))
-        .execute(&mut conn)
-        .unwrap();
+        diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).execute(&mut conn).unwrap();
     }
-    diesel::sql_query("SELECT pg_advisory_unlock(7263001)")
-        .execute(&mut conn)
-        .unwrap();
+    diesel::sql_query("SELECT pg_advisory_unlock(7263001)").execute(&mut conn).unwrap();
     name
 }
 
@@ -132,11 +105,7 @@ impl TestDb {
         let mut tries = 0;
         loop {
             // Two clones of one template at the same moment can collide; try again shortly.
-            match diesel::sql_query(format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-            ))
-            .execute(&mut conn)
-            {
+            match diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).execute(&mut conn) {
                 Ok(_) => break,
                 Err(e) if tries < 50 => {
                     tries += 1;
@@ -146,22 +115,14 @@ impl TestDb {
                 Err(e) => panic!("cannot clone the template database: {e}"),
             }
         }
-        TestDb {
-            url: db_url(&name),
-            name,
-        }
+        TestDb { url: db_url(&name), name }
     }
 
     /// An empty database (for the migration tests).
     pub fn empty() -> TestDb {
         let name = format!("credits_test_{}", uuid::Uuid::new_v4().simple());
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin_conn())
-            .unwrap();
-        TestDb {
-            url: db_url(&name),
-            name,
-        }
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin_conn()).unwrap();
+        TestDb { url: db_url(&name), name }
     }
 
     pub fn conn(&self) -> PgConnection {
@@ -178,11 +139,8 @@ impl Default for TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut conn) = PgConnection::establish(&db_url("postgres")) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn);
+            let _ =
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn);
         }
     }
 }
@@ -197,26 +155,14 @@ pub fn test_settings(db_url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("CREDITS__DATABASE__POOL_SIZE".into(), "8".into()),
         ("CREDITS__SERVER__PORT".into(), "0".into()),
         ("CREDITS__SERVER__HTTP_WORKERS".into(), "2".into()),
-        (
-            "CREDITS__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(),
-            "1".into(),
-        ),
-        (
-            "CREDITS__AUTH__INTERNAL_TOKEN".into(),
-            INTERNAL_TOKEN.into(),
-        ),
-        (
-            "CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN".into(),
-            ADMIN_TOKEN.into(),
-        ),
+        ("CREDITS__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(), "1".into()),
+        ("CREDITS__AUTH__INTERNAL_TOKEN".into(), INTERNAL_TOKEN.into()),
+        ("CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
         ("CREDITS__CLOCK__MODE".into(), "test".into()),
         ("CREDITS__WORKERS__INTERVAL_SECONDS".into(), "1".into()),
         (
             "CREDITS__CATALOG__PATH".into(),
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../config/catalog.toml")
-                .display()
-                .to_string(),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/catalog.toml").display().to_string(),
         ),
         ("CREDITS__LOG__LEVEL".into(), "warn".into()),
     ]);
@@ -224,18 +170,15 @@ pub fn test_settings(db_url: &str, overrides: &[(&str, &str)]) -> Settings {
         vars.insert(k.to_string(), v.to_string());
     }
     let env = config::Environment::with_prefix("CREDITS").source(Some(vars));
-    Settings::load_with(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"),
-        None,
-        env,
-    )
-    .expect("test settings load")
+    Settings::load_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"), None, env)
+        .expect("test settings load")
 }
 
 /// One running instance of the service.
 pub struct Instance {
     pub base_url: String,
     handle: ServerHandle,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl Instance {
@@ -243,15 +186,17 @@ impl Instance {
         let settings = test_settings(db_url, overrides);
         let services = Services::build(&settings).expect("services build");
         let running = app::start(&settings, services, true).expect("server starts");
-        let (port, handle, _task) = running.spawn();
-        Instance {
-            base_url: format!("http://127.0.0.1:{port}"),
-            handle,
-        }
+        let (port, handle, task) = running.spawn();
+        Instance { base_url: format!("http://127.0.0.1:{port}"), handle, task: std::sync::Mutex::new(Some(task)) }
     }
 
+    /// Stop gracefully: no new connections, in-flight requests finish, then the workers stop.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            task.await.expect("the server task ends").expect("the server ends cleanly");
+        }
     }
 }
 
@@ -282,17 +227,8 @@ impl Response {
 
     #[track_caller]
     pub fn expect_error(&self, status: u16, code: &str) -> &Value {
-        assert_eq!(
-            (self.status, self.code()),
-            (status, code),
-            "unexpected answer: {}",
-            self.body
-        );
-        assert!(
-            self.body["error"]["message"].is_string(),
-            "an error carries a message: {}",
-            self.body
-        );
+        assert_eq!((self.status, self.code()), (status, code), "unexpected answer: {}", self.body);
+        assert!(self.body["error"]["message"].is_string(), "an error carries a message: {}", self.body);
         &self.body["error"]
     }
 }
@@ -314,31 +250,11 @@ impl TestApp {
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
         let db = TestDb::new();
         let instance = Instance::start(&db.url, overrides);
-        TestApp {
-            db,
-            instance,
-            http: client(),
-        }
+        TestApp { db, instance, http: client() }
     }
 
-    pub async fn call(
-        &self,
-        who: &As,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        idem: Option<&str>,
-    ) -> Response {
-        call_at(
-            &self.http,
-            &self.instance.base_url,
-            who,
-            method,
-            path,
-            body,
-            idem,
-        )
-        .await
+    pub async fn call(&self, who: &As, method: &str, path: &str, body: Option<Value>, idem: Option<&str>) -> Response {
+        call_at(&self.http, &self.instance.base_url, who, method, path, body, idem).await
     }
 
     pub async fn get(&self, who: &As, path: &str) -> Response {
@@ -381,6 +297,28 @@ impl TestApp {
         As::Bearer(token)
     }
 
+    /// Put an account on a plan directly in its database: the test's precondition for plans that
+    /// are sold through Stripe (the Stripe flow has tests of its own).
+    pub fn set_plan(&self, who: &As, plan: &str) {
+        let id: uuid::Uuid = account_id(who).parse().unwrap();
+        diesel::sql_query("UPDATE accounts SET plan_id = $1 WHERE id = $2")
+            .bind::<Text, _>(plan)
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .execute(&mut self.db.conn())
+            .unwrap();
+    }
+
+    /// A new API key of the account, with `scopes` (all its API capabilities if `None`).
+    pub async fn api_key(&self, who: &As, scopes: Option<&[&str]>) -> (As, String) {
+        let mut body = json!({"name": "test key"});
+        if let Some(s) = scopes {
+            body["scopes"] = json!(s);
+        }
+        let created = self.post(who, "/v1/api-keys", body).await.expect(201);
+        let key = created["key"].as_str().unwrap().to_string();
+        (As::Bearer(key), created["id"].as_str().unwrap().to_string())
+    }
+
     pub fn admin(&self) -> As {
         As::Bearer(ADMIN_TOKEN.into())
     }
@@ -416,31 +354,15 @@ impl TestApp {
 
     pub async fn adjust(&self, who: &As, body: Value) -> Response {
         let id = account_id(who);
-        self.call(
-            &self.admin(),
-            "POST",
-            &format!("/admin/v1/accounts/{id}/adjustments"),
-            Some(body),
-            None,
-        )
-        .await
+        self.call(&self.admin(), "POST", &format!("/admin/v1/accounts/{id}/adjustments"), Some(body), None).await
     }
 
     pub async fn advance(&self, seconds: i64) {
-        self.post(
-            &self.admin(),
-            "/admin/v1/test-clock",
-            json!({"advance_seconds": seconds}),
-        )
-        .await
-        .expect(200);
+        self.post(&self.admin(), "/admin/v1/test-clock", json!({"advance_seconds": seconds})).await.expect(200);
     }
 
     pub async fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        let body = self
-            .get(&self.admin(), "/admin/v1/test-clock")
-            .await
-            .expect(200);
+        let body = self.get(&self.admin(), "/admin/v1/test-clock").await.expect(200);
         body["now"].as_str().unwrap().parse().unwrap()
     }
 
@@ -466,31 +388,17 @@ impl TestApp {
     /// Row counts of every table a request could write to.
     pub fn trace(&self) -> Vec<i64> {
         let mut conn = self.db.conn();
-        [
-            "accounts",
-            "buckets",
-            "runs",
-            "run_reservations",
-            "ledger_entries",
-            "trial_usage",
-            "idempotency_records",
-        ]
-        .iter()
-        .map(|t| {
-            diesel::sql_query(format!("SELECT count(*) AS n FROM {t}"))
-                .get_result::<Count>(&mut conn)
-                .unwrap()
-                .n
-        })
-        .collect()
+        ["accounts", "buckets", "runs", "run_reservations", "ledger_entries", "trial_usage", "idempotency_records"]
+            .iter()
+            .map(|t| {
+                diesel::sql_query(format!("SELECT count(*) AS n FROM {t}")).get_result::<Count>(&mut conn).unwrap().n
+            })
+            .collect()
     }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap()
 }
 
 pub fn account_id(who: &As) -> &str {
@@ -527,16 +435,8 @@ pub async fn call_at(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    Response {
-        status,
-        body,
-        headers,
-    }
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    Response { status, body, headers }
 }
 
 #[derive(QueryableByName)]
@@ -555,8 +455,5 @@ pub fn assert_ledger_consistent(conn: &mut PgConnection) {
     .load(conn)
     .unwrap();
     let problems: Vec<String> = broken.into_iter().map(|b| b.problem).collect();
-    assert!(
-        problems.is_empty(),
-        "the ledger and the buckets disagree: {problems:?}"
-    );
+    assert!(problems.is_empty(), "the ledger and the buckets disagree: {problems:?}");
 }

@@ -12,41 +12,36 @@ use crate::edge::{blocking, idempotency_key, json_value, respond, typed};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAccount {
+pub struct CreateAccount {
     email: String,
     name: String,
 }
 
-pub async fn create(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(post, path = "/v1/accounts", operation_id = "post_v1_accounts", tag = "accounts", request_body = CreateAccount, params(("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the account: Free, with its 250-credit lifetime grant", body = Object), (status = 401, description = "not the internal token", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("canvas" = [])))]
+pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth::internal(&req, &state)?;
     let value = json_value(&body)?;
     let input: CreateAccount = typed(&value)?;
     let new = NewAccount::new(&input.email, &input.name).map_err(ApiError::invalid_parameters)?;
     let idem = idempotency_key(&req, "canvas".into(), &value, StatusCode::CREATED)?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result =
-        blocking(move || Ok(store.create_account(&new, clock.now()?, idem.as_ref())?)).await?;
+    let result = blocking(move || Ok(store.create_account(&new, clock.now()?, idem.as_ref())?)).await?;
     Ok(respond(StatusCode::CREATED, result))
 }
 
+#[utoipa::path(get, path = "/v1/account", operation_id = "get_v1_account", tag = "accounts", responses((status = 200, description = "plan, status, period, capabilities, api_access, business_verification, rate limit", body = Object), (status = 401, description = "UNAUTHENTICATED", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let caller = auth::account(&req, &state)?;
+    let caller = auth::reader(&req, &state).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let view = blocking(move || Ok(store.account_view(caller.account, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
-pub async fn balance(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let caller = auth::account(&req, &state)?;
+#[utoipa::path(get, path = "/v1/balance", operation_id = "get_v1_balance", tag = "accounts", responses((status = 200, description = "available, held, total, plan, period_end, buckets", body = Object), (status = 401, description = "UNAUTHENTICATED", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+pub async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::reader(&req, &state).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let view = blocking(move || Ok(store.balance(caller.account, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(view))
@@ -58,31 +53,27 @@ struct LedgerParams {
     cursor: Option<String>,
 }
 
-pub async fn ledger(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let caller = auth::account(&req, &state)?;
+#[utoipa::path(get, path = "/v1/ledger", operation_id = "get_v1_ledger", tag = "accounts", params(("limit" = Option<i64>, Query, description = "1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "entries newest first, and next_cursor", body = Object), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+pub async fn ledger(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::reader(&req, &state).await?;
     let params = web::Query::<LedgerParams>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid_parameters(e.to_string()))?;
-    let limit = match &params.limit {
-        None => LEDGER_DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=LEDGER_MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_parameters(format!(
-                    "limit must be between 1 and {LEDGER_MAX_LIMIT}"
-                ))
+    let limit =
+        match &params.limit {
+            None => LEDGER_DEFAULT_LIMIT,
+            Some(raw) => raw.parse::<i64>().ok().filter(|n| (1..=LEDGER_MAX_LIMIT).contains(n)).ok_or_else(|| {
+                ApiError::invalid_parameters(format!("limit must be between 1 and {LEDGER_MAX_LIMIT}"))
             })?,
-    };
+        };
     let cursor = match &params.cursor {
         None => None,
         Some(raw) if raw.is_empty() => None,
-        Some(raw) => Some(raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::invalid_parameters("cursor is not one this service gave out")
-        })?),
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::invalid_parameters("cursor is not one this service gave out"))?,
+        ),
     };
     let query = LedgerQuery { limit, cursor };
     let store = state.store.clone();
@@ -90,11 +81,9 @@ pub async fn ledger(
     Ok(HttpResponse::Ok().json(page))
 }
 
-pub async fn trials(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let caller = auth::account(&req, &state)?;
+#[utoipa::path(get, path = "/v1/trials", operation_id = "get_v1_trials", tag = "accounts", responses((status = 200, description = "each trial: model, kind, used, total, window, status", body = Object)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+pub async fn trials(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::reader(&req, &state).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let trials = blocking(move || Ok(store.trials(caller.account, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "trials": trials })))

@@ -14,6 +14,7 @@ use crate::edge::{blocking, idempotency_key, json_value, path_id, respond, typed
 use crate::error::ApiError;
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}", operation_id = "get_admin_v1_accounts_id", tag = "operators", params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account with its balance", body = Object), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn account(
     req: HttpRequest,
     path: web::Path<String>,
@@ -26,14 +27,15 @@ pub async fn account(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AdjustmentBody {
+pub struct AdjustmentBody {
     credits: i64,
     reason: String,
     expires_at: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", operation_id = "post_admin_v1_accounts_id_adjustments", tag = "operators", request_body = AdjustmentBody, params(("id" = String, Path, description = "the account's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the adjustment and its ledger entries", body = Object), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS (e.g. more than available)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn adjust(
     req: HttpRequest,
     path: web::Path<String>,
@@ -44,12 +46,7 @@ pub async fn adjust(
     let id: AccountId = path_id(&path, "account")?;
     let value = json_value(&body)?;
     let input: AdjustmentBody = typed(&value)?;
-    let scope = format!(
-        "operator:{}",
-        by.id
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| by.name.clone())
-    );
+    let scope = format!("operator:{}", by.id.map(|i| i.to_string()).unwrap_or_else(|| by.name.clone()));
     let idem = idempotency_key(&req, scope, &value, StatusCode::CREATED)?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let result = blocking(move || {
@@ -62,13 +59,14 @@ pub async fn adjust(
     Ok(respond(StatusCode::CREATED, result))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnterpriseBody {
+pub struct EnterpriseBody {
     monthly_credits: i64,
     runs_per_minute: Option<i64>,
 }
 
+#[utoipa::path(put, path = "/admin/v1/accounts/{id}/enterprise", operation_id = "put_admin_v1_accounts_id_enterprise", tag = "operators", request_body = EnterpriseBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account on its Enterprise contract", body = Object), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn enterprise(
     req: HttpRequest,
     path: web::Path<String>,
@@ -78,41 +76,35 @@ pub async fn enterprise(
     let by = auth::operator(&req, &state, Role::Admin).await?;
     let id: AccountId = path_id(&path, "account")?;
     let input: EnterpriseBody = typed(&json_value(&body)?)?;
-    let terms = ContractTerms::new(input.monthly_credits, input.runs_per_minute)
-        .map_err(ApiError::invalid_parameters)?;
+    let terms =
+        ContractTerms::new(input.monthly_credits, input.runs_per_minute).map_err(ApiError::invalid_parameters)?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let view = blocking(move || Ok(store.set_enterprise(&by, id, terms, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
-fn test_clock_enabled(
-    state: &AppState,
-) -> Result<std::sync::Arc<dyn credits_domain::ports::TestClock>, ApiError> {
-    state
-        .test_clock
-        .clone()
-        .ok_or_else(|| ApiError::not_found("the test clock is off (clock.mode = \"system\")"))
+fn test_clock_enabled(state: &AppState) -> Result<std::sync::Arc<dyn credits_domain::ports::TestClock>, ApiError> {
+    state.test_clock.clone().ok_or_else(|| ApiError::not_found("the test clock is off (clock.mode = \"system\")"))
 }
 
-pub async fn clock_now(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/admin/v1/test-clock", operation_id = "get_admin_v1_test_clock", tag = "operators", responses((status = 200, description = "now, by the test clock", body = Object), (status = 404, description = "clock.mode is not test", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+pub async fn clock_now(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let clock = test_clock_enabled(&state)?;
     auth::operator(&req, &state, Role::Admin).await?;
     let now = blocking(move || Ok(clock.now()?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "now": now })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AdvanceBody {
+pub struct AdvanceBody {
     advance_seconds: i64,
 }
 
 /// How far one call may move the clock: ten years, far beyond any rule's horizon.
 const MAX_ADVANCE_SECONDS: i64 = 10 * 366 * 24 * 3600;
 
+#[utoipa::path(post, path = "/admin/v1/test-clock", operation_id = "post_admin_v1_test_clock", tag = "operators", request_body = AdvanceBody, responses((status = 200, description = "now, after the move", body = Object), (status = 404, description = "clock.mode is not test", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn clock_advance(
     req: HttpRequest,
     body: web::Bytes,

@@ -4,28 +4,27 @@
 use actix_web::HttpRequest;
 use credits_domain::ids::AccountId;
 use credits_domain::operator::{Operator, Role};
-use credits_domain::runs::Channel;
+use credits_domain::runs::{Channel, Denial};
 
 use crate::edge::blocking;
 use crate::error::ApiError;
 use crate::state::{AppState, token_hash};
+
+/// Every API key starts so: 256 bits of randomness follow.
+pub const API_KEY_PREFIX: &str = "ck_";
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let header = req
         .headers()
         .get("Authorization")
         .ok_or_else(|| ApiError::unauthenticated("an Authorization: Bearer token is required"))?;
-    let value = header
-        .to_str()
-        .map_err(|_| ApiError::unauthenticated("the Authorization header is not readable"))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'")
-    })?;
+    let value = header.to_str().map_err(|_| ApiError::unauthenticated("the Authorization header is not readable"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthenticated(
-            "the Authorization header must be 'Bearer <token>'",
-        ));
+        return Err(ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'"));
     }
     Ok(token)
 }
@@ -45,6 +44,8 @@ pub fn internal(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 pub struct AccountCaller {
     pub account: AccountId,
     pub channel: Channel,
+    /// Whether the account's plan has API access now (always true on the canvas channel).
+    pub api_access: bool,
 }
 
 impl AccountCaller {
@@ -55,12 +56,19 @@ impl AccountCaller {
     }
 }
 
-/// The canvas channel (`X-Account-Id`) or the api channel (an API key).
-pub fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
+/// The canvas channel (`X-Account-Id`) or the api channel (an API key). Judging the channel
+/// itself (API access, capabilities) is left to the rules for runs, in SPEC's order, and to
+/// [`reader`] for everything else.
+pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
     let token = bearer(req)?;
-    if token.starts_with("ck_") {
-        // API keys arrive with the access issue; until then no key is valid.
-        return Err(ApiError::unauthenticated("unknown API key"));
+    if token.starts_with(API_KEY_PREFIX) {
+        let hash = token_hash(token);
+        let store = state.store.clone();
+        let key = blocking(move || Ok(store.api_key_by_hash(&hash)?))
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
+        let api_access = state.catalog.plan_or_free(&key.plan).api_access;
+        return Ok(AccountCaller { account: key.account, channel: Channel::Api { scopes: key.scopes }, api_access });
     }
     if !state.credentials.is_internal(&token_hash(token)) {
         return Err(ApiError::unauthenticated("the token is not valid here"));
@@ -69,42 +77,36 @@ pub fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, Api
         .headers()
         .get("X-Account-Id")
         .ok_or_else(|| ApiError::unauthenticated("the canvas channel needs X-Account-Id"))?;
-    let account = raw
-        .to_str()
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ApiError::not_found("no such account"))?;
-    Ok(AccountCaller {
-        account,
-        channel: Channel::Canvas,
-    })
+    let account =
+        raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| ApiError::not_found("no such account"))?;
+    Ok(AccountCaller { account, channel: Channel::Canvas, api_access: true })
+}
+
+/// R8 for the routes other than runs: the api channel needs a plan with API access, checked
+/// against the account's plan at this request (a downgrade takes effect at once).
+pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
+    let caller = account(req, state).await?;
+    if !caller.api_access {
+        return Err(Denial::ApiAccessRequired.into());
+    }
+    Ok(caller)
 }
 
 /// The canvas channel only (API keys cannot manage keys or start checkouts).
-pub fn canvas(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
-    let caller = account(req, state)?;
+pub async fn canvas(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
+    let caller = account(req, state).await?;
     match caller.channel {
         Channel::Canvas => Ok(caller),
-        Channel::Api { .. } => Err(ApiError::forbidden(
-            "this route is for the canvas channel only",
-        )),
+        Channel::Api { .. } => Err(ApiError::forbidden("this route is for the canvas channel only")),
     }
 }
 
 /// An operator with at least `role` (admin may do all).
-pub async fn operator(
-    req: &HttpRequest,
-    state: &AppState,
-    role: Role,
-) -> Result<Operator, ApiError> {
+pub async fn operator(req: &HttpRequest, state: &AppState, role: Role) -> Result<Operator, ApiError> {
     let token = bearer(req)?;
     let hash = token_hash(token);
     let operator = if state.credentials.is_bootstrap_admin(&hash) {
-        Operator {
-            id: None,
-            name: "bootstrap-admin".into(),
-            role: Role::Admin,
-        }
+        Operator { id: None, name: "bootstrap-admin".into(), role: Role::Admin }
     } else {
         let store = state.store.clone();
         blocking(move || Ok(store.operator_by_token_hash(&hash)?))
@@ -112,10 +114,7 @@ pub async fn operator(
             .ok_or_else(|| ApiError::unauthenticated("not an operator token"))?
     };
     if !operator.role.allows(role) {
-        return Err(ApiError::forbidden(format!(
-            "this needs the {} role",
-            role.as_str()
-        )));
+        return Err(ApiError::forbidden(format!("this needs the {} role", role.as_str())));
     }
     Ok(operator)
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/v1/plans", operation_id = "get_v1_plans", tag = "catalog", responses((status = 200, description = "the plans, in rank order", body = Object)))]
 pub async fn plans(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "plans": state.catalog.plans() }))
 }
@@ -27,11 +28,13 @@ fn model_view(m: &Model) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/models", operation_id = "get_v1_models", tag = "catalog", responses((status = 200, description = "the models with pricing, limits and trials", body = Object)))]
 pub async fn models(state: web::Data<AppState>) -> HttpResponse {
     let models: Vec<Value> = state.catalog.models().iter().map(model_view).collect();
     HttpResponse::Ok().json(json!({ "models": models }))
 }
 
+#[utoipa::path(get, path = "/v1/topup-packs", operation_id = "get_v1_topup_packs", tag = "catalog", responses((status = 200, description = "the top-up packs", body = Object)))]
 pub async fn topup_packs(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "packs": state.catalog.packs() }))
 }

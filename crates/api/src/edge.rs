@@ -30,9 +30,7 @@ where
 /// The body as a JSON value. An empty body is `{}` (for the POSTs whose fields are all optional).
 pub fn json_value(body: &[u8]) -> Result<Value, ApiError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::invalid_request(format!(
-            "the body exceeds {MAX_BODY_BYTES} bytes"
-        )));
+        return Err(ApiError::invalid_request(format!("the body exceeds {MAX_BODY_BYTES} bytes")));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
@@ -61,8 +59,7 @@ pub fn param(value: Option<&Value>) -> Param {
 
 /// A path id: one that does not parse names nothing (404), like one that parses and names nothing.
 pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("no such {what}")))
+    raw.parse().map_err(|_| ApiError::not_found(format!("no such {what}")))
 }
 
 /// JSON with keys sorted at every level, so the same request always has the same fingerprint.
@@ -71,16 +68,11 @@ fn canonical(value: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let fields: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical(&map[k])))
-                .collect();
+            let fields: Vec<String> =
+                keys.into_iter().map(|k| format!("{}:{}", Value::from(k.as_str()), canonical(&map[k]))).collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
         other => other.to_string(),
     }
 }
@@ -95,9 +87,7 @@ pub fn idempotency_key(
     let Some(raw) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
-    let key = raw
-        .to_str()
-        .map_err(|_| ApiError::invalid_request("Idempotency-Key must be visible ASCII"))?;
+    let key = raw.to_str().map_err(|_| ApiError::invalid_request("Idempotency-Key must be visible ASCII"))?;
     let mut hasher = Sha256::new();
     hasher.update(req.method().as_str().as_bytes());
     hasher.update(b" ");
@@ -105,20 +95,16 @@ pub fn idempotency_key(
     hasher.update(b"\n");
     hasher.update(canonical(body).as_bytes());
     let fingerprint = hex::encode(hasher.finalize());
-    IdempotencyKey::new(scope, key, fingerprint, success.as_u16())
-        .map(Some)
-        .map_err(ApiError::invalid_request)
+    IdempotencyKey::new(scope, key, fingerprint, success.as_u16()).map(Some).map_err(ApiError::invalid_request)
 }
 
 /// A fresh result with its status, or the first response to the same key, replayed as it was.
 pub fn respond<T: Serialize>(status: StatusCode, result: Replayable<T>) -> HttpResponse {
     match result {
         Replayable::Fresh(value) => HttpResponse::build(status).json(value),
-        Replayable::Replay(stored) => {
-            HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(status))
-                .insert_header(("Idempotent-Replayed", "true"))
-                .content_type("application/json")
-                .body(stored.body)
-        }
+        Replayable::Replay(stored) => HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(status))
+            .insert_header(("Idempotent-Replayed", "true"))
+            .content_type("application/json")
+            .body(stored.body),
     }
 }

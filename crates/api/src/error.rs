@@ -19,13 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Map::new(),
-            retry_after: None,
-        }
+        ApiError { status, code, message: message.into(), details: Map::new(), retry_after: None }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
@@ -54,11 +48,7 @@ impl ApiError {
     }
 
     pub fn invalid_parameters(message: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_PARAMETERS",
-            message,
-        )
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PARAMETERS", message)
     }
 
     pub fn idempotency_key_reused() -> ApiError {
@@ -70,11 +60,7 @@ impl ApiError {
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "an internal error occurred; it has been logged",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "an internal error occurred; it has been logged")
     }
 
     pub fn unavailable() -> ApiError {
@@ -105,13 +91,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
     }
 }
 
@@ -133,47 +113,36 @@ impl From<Denial> for ApiError {
     fn from(d: Denial) -> ApiError {
         let message = d.to_string();
         match d {
-            Denial::RateLimited {
-                limit,
-                retry_after_seconds,
-            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
-                .with("limit", limit)
-                .with("retry_after_seconds", retry_after_seconds)
-                .retry(retry_after_seconds),
+            Denial::RateLimited { limit, retry_after_seconds } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+                    .with("limit", limit)
+                    .with("retry_after_seconds", retry_after_seconds)
+                    .retry(retry_after_seconds)
+            }
             Denial::UnknownModel { model } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_MODEL", message)
-                    .with("model", model)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_MODEL", message).with("model", model)
             }
             Denial::InvalidParameters { .. } => ApiError::invalid_parameters(message),
-            Denial::ApiAccessRequired => {
-                ApiError::new(StatusCode::FORBIDDEN, "API_ACCESS_REQUIRED", message)
-            }
+            Denial::ApiAccessRequired => ApiError::new(StatusCode::FORBIDDEN, "API_ACCESS_REQUIRED", message),
             Denial::CapabilityRequired { capability } => {
                 ApiError::new(StatusCode::FORBIDDEN, "CAPABILITY_REQUIRED", message)
                     .with("capability", capability.as_str())
             }
             Denial::TrialExhausted { required_plan } => {
-                ApiError::new(StatusCode::FORBIDDEN, "TRIAL_EXHAUSTED", message)
-                    .with("required_plan", required_plan)
+                ApiError::new(StatusCode::FORBIDDEN, "TRIAL_EXHAUSTED", message).with("required_plan", required_plan)
             }
             Denial::TrialExpired { required_plan } => {
-                ApiError::new(StatusCode::FORBIDDEN, "TRIAL_EXPIRED", message)
-                    .with("required_plan", required_plan)
+                ApiError::new(StatusCode::FORBIDDEN, "TRIAL_EXPIRED", message).with("required_plan", required_plan)
             }
             Denial::ModelTierRequired { required_plan } => {
                 ApiError::new(StatusCode::FORBIDDEN, "MODEL_TIER_REQUIRED", message)
                     .with("required_plan", required_plan)
             }
-            Denial::InsufficientCredits {
-                required,
-                available,
-            } => ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "INSUFFICIENT_CREDITS",
-                message,
-            )
-            .with("required", required.get())
-            .with("available", available.get()),
+            Denial::InsufficientCredits { required, available } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", message)
+                    .with("required", required.get())
+                    .with("available", available.get())
+            }
         }
     }
 }

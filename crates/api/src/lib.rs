@@ -3,10 +3,14 @@
 
 mod accounts;
 mod admin;
+mod apikeys;
 pub mod auth;
 mod catalog;
+mod checkout;
 pub mod edge;
 pub mod error;
+pub mod metrics;
+pub mod openapi;
 mod runs;
 pub mod state;
 
@@ -14,6 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use state::{AppState, Credentials, token_hash};
 
 use crate::edge::blocking;
@@ -22,6 +27,9 @@ use crate::edge::blocking;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/openapi.json", web::get().to(openapi::openapi_json))
+        .route("/docs", web::get().to(openapi::docs))
         .service(
             web::scope("/v1")
                 .route("/plans", web::get().to(catalog::plans))
@@ -36,16 +44,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/runs", web::post().to(runs::start))
                 .route("/runs/{id}", web::get().to(runs::show))
                 .route("/runs/{id}/complete", web::post().to(runs::complete))
-                .route("/runs/{id}/cancel", web::post().to(runs::cancel)),
+                .route("/runs/{id}/cancel", web::post().to(runs::cancel))
+                .route("/api-keys", web::post().to(apikeys::create))
+                .route("/api-keys", web::get().to(apikeys::list))
+                .route("/api-keys/{id}", web::delete().to(apikeys::revoke))
+                .route("/checkout/subscription", web::post().to(checkout::subscription))
+                .route("/checkout/topup", web::post().to(checkout::topup)),
         )
         .service(
             web::scope("/admin/v1")
                 .route("/accounts/{id}", web::get().to(admin::account))
                 .route("/accounts/{id}/adjustments", web::post().to(admin::adjust))
-                .route(
-                    "/accounts/{id}/enterprise",
-                    web::put().to(admin::enterprise),
-                )
+                .route("/accounts/{id}/enterprise", web::put().to(admin::enterprise))
                 .route("/test-clock", web::get().to(admin::clock_now))
                 .route("/test-clock", web::post().to(admin::clock_advance)),
         )
@@ -57,23 +67,22 @@ pub fn payload_config() -> web::PayloadConfig {
     web::PayloadConfig::new(edge::MAX_BODY_BYTES)
 }
 
+#[utoipa::path(get, path = "/healthz", operation_id = "get_healthz", tag = "operations", responses((status = 200, description = "alive", body = Object)))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", operation_id = "get_readyz", tag = "operations", responses((status = 200, description = "the database answers", body = Object), (status = 503, description = "the database does not answer", body = Object)))]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     match blocking(move || Ok(store.ping()?)).await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "database": "unreachable" })),
+        Err(_) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "database": "unreachable" }))
+        }
     }
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::not_found(format!("no route {} {}", req.method(), req.path())))
 }

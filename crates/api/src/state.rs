@@ -22,10 +22,7 @@ impl Credentials {
     /// Empty tokens count as unset: an empty bearer must never authenticate.
     pub fn new(internal_token: Option<&str>, bootstrap_admin_token: Option<&str>) -> Credentials {
         let hash = |t: Option<&str>| t.map(str::trim).filter(|t| !t.is_empty()).map(token_hash);
-        Credentials {
-            internal_token_hash: hash(internal_token),
-            bootstrap_admin_hash: hash(bootstrap_admin_token),
-        }
+        Credentials { internal_token_hash: hash(internal_token), bootstrap_admin_hash: hash(bootstrap_admin_token) }
     }
 
     pub fn is_internal(&self, token_hash: &str) -> bool {
@@ -45,4 +42,5 @@ pub struct AppState {
     pub test_clock: Option<Arc<dyn TestClock>>,
     pub catalog: Arc<Catalog>,
     pub credentials: Credentials,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

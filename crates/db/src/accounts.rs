@@ -11,15 +11,14 @@ use credits_domain::ports::{AccountStore, NewAccount};
 use credits_domain::runs::RATE_WINDOW_SECONDS;
 use credits_domain::trial::{self, TrialUsage, TrialView};
 use credits_domain::views::{
-    AccountView, BalanceView, BucketView, ContractView, EntryType, LedgerPage, LedgerQuery,
-    RateLimitView,
+    AccountView, BalanceView, BucketView, ContractView, EntryType, LedgerPage, LedgerQuery, RateLimitView,
 };
 use diesel::prelude::*;
 
 use crate::ledger::{Grant, grant, live_buckets, open_reservations, read_account};
 use crate::rows::{AccountRow, BucketRow, EntryRow, NewEntryRow, ReservationRow};
 use crate::schema::{accounts, buckets, ledger_entries, trial_usage};
-use crate::{Fail, PgStore, idempotency, read_tx, write_tx};
+use crate::{Fail, PgStore, idempotency, read_tx};
 
 pub fn account_view(catalog: &Catalog, account: &Account) -> AccountView {
     let plan = account.plan(catalog);
@@ -38,14 +37,13 @@ pub fn account_view(catalog: &Catalog, account: &Account) -> AccountView {
             runs_per_minute: account.runs_per_minute(catalog),
             window_seconds: RATE_WINDOW_SECONDS,
         },
-        enterprise_contract: account
-            .contract
-            .filter(|_| account.plan == credits_domain::catalog::ENTERPRISE_PLAN)
-            .map(|c| ContractView {
+        enterprise_contract: account.contract.filter(|_| account.plan == credits_domain::catalog::ENTERPRISE_PLAN).map(
+            |c| ContractView {
                 monthly_credits: c.monthly_credits,
                 runs_per_minute: c.runs_per_minute,
                 starts_at: c.starts_at,
-            }),
+            },
+        ),
         pending_change: None,
         created_at: account.created_at,
     }
@@ -89,15 +87,10 @@ pub fn balance_view(
 }
 
 fn found(row: Option<AccountRow>) -> Result<Account, Fail<AccountError>> {
-    row.map(|r| r.to_domain())
-        .ok_or(Fail::Rule(AccountError::NotFound))
+    row.map(|r| r.to_domain()).ok_or(Fail::Rule(AccountError::NotFound))
 }
 
-pub fn ledger_page(
-    conn: &mut PgConnection,
-    account: AccountId,
-    query: &LedgerQuery,
-) -> QueryResult<LedgerPage> {
+pub fn ledger_page(conn: &mut PgConnection, account: AccountId, query: &LedgerQuery) -> QueryResult<LedgerPage> {
     let mut q = ledger_entries::table
         .inner_join(buckets::table)
         .filter(ledger_entries::account_id.eq(account.0))
@@ -111,20 +104,12 @@ pub fn ledger_page(
     let mut rows: Vec<EntryRow> = q
         .load::<(i64, NewEntryRow, String)>(conn)?
         .into_iter()
-        .map(|(seq, entry, bucket_kind)| EntryRow {
-            seq,
-            entry,
-            bucket_kind,
-        })
+        .map(|(seq, entry, bucket_kind)| EntryRow { seq, entry, bucket_kind })
         .collect();
     let more = rows.len() as i64 > query.limit;
     rows.truncate(query.limit as usize);
     Ok(LedgerPage {
-        next_cursor: if more {
-            rows.last().map(|r| r.seq.to_string())
-        } else {
-            None
-        },
+        next_cursor: if more { rows.last().map(|r| r.seq.to_string()) } else { None },
         entries: rows.iter().map(EntryRow::to_view).collect(),
     })
 }
@@ -138,7 +123,7 @@ impl AccountStore for PgStore {
     ) -> Result<Replayable<AccountView>, AccountError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, |conn| {
             idempotency::once(
                 conn,
                 idem,
@@ -158,9 +143,7 @@ impl AccountStore for PgStore {
                         contract_starts_at: None,
                         created_at: now,
                     };
-                    diesel::insert_into(accounts::table)
-                        .values(&row)
-                        .execute(conn)?;
+                    diesel::insert_into(accounts::table).values(&row).execute(conn)?;
                     let account = row.to_domain();
                     // R2: the one-time lifetime grant (a unique index keeps it one per account, ever).
                     if let Some(credits) = catalog.free().lifetime_credits {
@@ -191,16 +174,10 @@ impl AccountStore for PgStore {
             .map_err(crate::store_error)
     }
 
-    fn account_view(
-        &self,
-        id: AccountId,
-        _now: DateTime<Utc>,
-    ) -> Result<AccountView, AccountError> {
+    fn account_view(&self, id: AccountId, _now: DateTime<Utc>) -> Result<AccountView, AccountError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        read_tx(&mut conn, |conn| {
-            Ok(account_view(catalog, &found(read_account(conn, id)?)?))
-        })
+        read_tx(&mut conn, |conn| Ok(account_view(catalog, &found(read_account(conn, id)?)?)))
     }
 
     fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError> {
@@ -227,11 +204,7 @@ impl AccountStore for PgStore {
             let account = found(read_account(conn, id)?)?;
             let usage: Vec<(String, i64, Option<DateTime<Utc>>)> = trial_usage::table
                 .filter(trial_usage::account_id.eq(id.0))
-                .select((
-                    trial_usage::model_id,
-                    trial_usage::used,
-                    trial_usage::window_opens_at,
-                ))
+                .select((trial_usage::model_id, trial_usage::used, trial_usage::window_opens_at))
                 .load(conn)?;
             let plan = account.plan(catalog);
             Ok(catalog
@@ -242,10 +215,7 @@ impl AccountStore for PgStore {
                     let u = usage
                         .iter()
                         .find(|(model, _, _)| model == &m.id)
-                        .map(|(_, used, opens)| TrialUsage {
-                            used: *used,
-                            window_opens_at: *opens,
-                        })
+                        .map(|(_, used, opens)| TrialUsage { used: *used, window_opens_at: *opens })
                         .unwrap_or_default();
                     Some(trial::view(plan, m, spec, u, now))
                 })
@@ -255,20 +225,13 @@ impl AccountStore for PgStore {
 }
 
 /// The account's use of one model's trial.
-pub fn trial_usage_of(
-    conn: &mut PgConnection,
-    account: AccountId,
-    model: &str,
-) -> QueryResult<TrialUsage> {
+pub fn trial_usage_of(conn: &mut PgConnection, account: AccountId, model: &str) -> QueryResult<TrialUsage> {
     Ok(trial_usage::table
         .find((account.0, model))
         .select((trial_usage::used, trial_usage::window_opens_at))
         .first::<(i64, Option<DateTime<Utc>>)>(conn)
         .optional()?
-        .map(|(used, window_opens_at)| TrialUsage {
-            used,
-            window_opens_at,
-        })
+        .map(|(used, window_opens_at)| TrialUsage { used, window_opens_at })
         .unwrap_or_default())
 }
 
@@ -294,7 +257,7 @@ pub fn record_trial(
             trial_usage::window_opens_at.eq(diesel::dsl::sql::<
                 diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
             >(
-                "COALESCE(trial_usage.window_opens_at, excluded.window_opens_at)",
+                "COALESCE(trial_usage.window_opens_at, excluded.window_opens_at)"
             )),
         ))
         .execute(conn)?;

@@ -19,9 +19,7 @@ impl PgTestClock {
     }
 
     fn conn(&self) -> Result<crate::Conn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 
@@ -33,25 +31,20 @@ impl Clock for PgTestClock {
             .select(test_clock::offset_micros)
             .first(&mut conn)
             .map_err(crate::store_error)?;
-        Ok(truncate_to_micros(
-            Utc::now() + Duration::microseconds(offset),
-        ))
+        Ok(truncate_to_micros(Utc::now() + Duration::microseconds(offset)))
     }
 }
 
 impl TestClock for PgTestClock {
     fn advance(&self, seconds: i64) -> Result<DateTime<Utc>, StoreError> {
         let mut conn = self.conn()?;
-        let micros = seconds
-            .checked_mul(1_000_000)
-            .ok_or_else(|| StoreError::Internal("advance out of range".into()))?;
+        let micros =
+            seconds.checked_mul(1_000_000).ok_or_else(|| StoreError::Internal("advance out of range".into()))?;
         let offset: i64 = diesel::update(test_clock::table.find(1i16))
             .set(test_clock::offset_micros.eq(test_clock::offset_micros + micros))
             .returning(test_clock::offset_micros)
             .get_result(&mut conn)
             .map_err(crate::store_error)?;
-        Ok(truncate_to_micros(
-            Utc::now() + Duration::microseconds(offset),
-        ))
+        Ok(truncate_to_micros(Utc::now() + Duration::microseconds(offset)))
     }
 }

@@ -3,9 +3,7 @@
 //! refused request (rolled back) keeps nothing.
 
 use chrono::{DateTime, Utc};
-use credits_domain::idempotency::{
-    IdempotencyKey, Recall, Recorded, Replayable, StoredResponse, recall,
-};
+use credits_domain::idempotency::{IdempotencyKey, Recall, Recorded, Replayable, StoredResponse, recall};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use serde::Serialize;
@@ -31,22 +29,14 @@ fn begin(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> Q
         found.map(|(fingerprint, status, body, created_at)| Recorded {
             fingerprint,
             created_at,
-            response: StoredResponse {
-                status: status as u16,
-                body,
-            },
+            response: StoredResponse { status: status as u16, body },
         }),
         key,
         now,
     ))
 }
 
-fn save(
-    conn: &mut PgConnection,
-    key: &IdempotencyKey,
-    body: String,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
+fn save(conn: &mut PgConnection, key: &IdempotencyKey, body: String, now: DateTime<Utc>) -> QueryResult<()> {
     let status = key.success_status as i16;
     diesel::insert_into(idempotency_records::table)
         .values((
@@ -88,8 +78,8 @@ pub fn once<T: Serialize, E>(
         Recall::Unused => {}
     }
     let value = work(conn)?;
-    let body = serde_json::to_string(&value)
-        .map_err(|e| Fail::Db(diesel::result::Error::SerializationError(Box::new(e))))?;
+    let body =
+        serde_json::to_string(&value).map_err(|e| Fail::Db(diesel::result::Error::SerializationError(Box::new(e))))?;
     save(conn, key, body, now)?;
     Ok(Replayable::Fresh(value))
 }

@@ -16,31 +16,16 @@ use crate::schema::{accounts, buckets, ledger_entries, run_reservations, runs};
 /// Lock the account's row for the rest of the transaction: every change to an account's
 /// buckets, holds and trials happens under this lock, on any number of instances (R6).
 pub fn lock_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
-    accounts::table
-        .find(id.0)
-        .select(AccountRow::as_select())
-        .for_update()
-        .first(conn)
-        .optional()
+    accounts::table.find(id.0).select(AccountRow::as_select()).for_update().first(conn).optional()
 }
 
 /// The same, for background work: an account another instance holds is skipped, not waited for.
 pub fn try_lock_account(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<AccountRow>> {
-    accounts::table
-        .find(id)
-        .select(AccountRow::as_select())
-        .for_update()
-        .skip_locked()
-        .first(conn)
-        .optional()
+    accounts::table.find(id).select(AccountRow::as_select()).for_update().skip_locked().first(conn).optional()
 }
 
 pub fn read_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
-    accounts::table
-        .find(id.0)
-        .select(AccountRow::as_select())
-        .first(conn)
-        .optional()
+    accounts::table.find(id.0).select(AccountRow::as_select()).first(conn).optional()
 }
 
 /// What the burn-down needs: the buckets with anything left, and the open reservations.
@@ -57,10 +42,7 @@ pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<W
     ))
 }
 
-pub fn open_reservations(
-    conn: &mut PgConnection,
-    account: AccountId,
-) -> QueryResult<Vec<ReservationRow>> {
+pub fn open_reservations(conn: &mut PgConnection, account: AccountId) -> QueryResult<Vec<ReservationRow>> {
     run_reservations::table
         .inner_join(runs::table)
         .filter(run_reservations::account_id.eq(account.0))
@@ -75,18 +57,10 @@ pub fn open_reservations(
 }
 
 /// The buckets that still count at `now`, spent or not, for the balance.
-pub fn live_buckets(
-    conn: &mut PgConnection,
-    account: AccountId,
-    now: DateTime<Utc>,
-) -> QueryResult<Vec<BucketRow>> {
+pub fn live_buckets(conn: &mut PgConnection, account: AccountId, now: DateTime<Utc>) -> QueryResult<Vec<BucketRow>> {
     buckets::table
         .filter(buckets::account_id.eq(account.0))
-        .filter(
-            buckets::expires_at
-                .is_null()
-                .or(buckets::expires_at.gt(now)),
-        )
+        .filter(buckets::expires_at.is_null().or(buckets::expires_at.gt(now)))
         .select(BucketRow::as_select())
         .load(conn)
 }
@@ -103,12 +77,18 @@ pub struct Posting<'a> {
     pub reason: Option<&'a str>,
 }
 
+thread_local! {
+    /// The entries the current transaction on this thread wrote (for the ledger observer).
+    static POSTED: std::cell::RefCell<Vec<(EntryType, Credits)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The entries posted on this thread since the last call.
+pub fn take_posted() -> Vec<(EntryType, Credits)> {
+    POSTED.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
 /// Write one entry and move its bucket's remaining by the same credits.
-pub fn post(
-    conn: &mut PgConnection,
-    p: Posting<'_>,
-    now: DateTime<Utc>,
-) -> QueryResult<NewEntryRow> {
+pub fn post(conn: &mut PgConnection, p: Posting<'_>, now: DateTime<Utc>) -> QueryResult<NewEntryRow> {
     let row = NewEntryRow {
         id: EntryId::generate().0,
         account_id: p.account.0,
@@ -120,12 +100,11 @@ pub fn post(
         reason: p.reason.map(str::to_string),
         created_at: now,
     };
-    diesel::insert_into(ledger_entries::table)
-        .values(&row)
-        .execute(conn)?;
+    diesel::insert_into(ledger_entries::table).values(&row).execute(conn)?;
     diesel::update(buckets::table.find(p.bucket.0))
         .set(buckets::remaining.eq(buckets::remaining + p.credits.get()))
         .execute(conn)?;
+    POSTED.with(|posted| posted.borrow_mut().push((p.entry_type, p.credits)));
     Ok(row)
 }
 
@@ -139,12 +118,7 @@ pub struct EntryMeta<'a> {
 
 impl<'a> EntryMeta<'a> {
     pub fn new(entry_type: EntryType, reason: &'a str) -> EntryMeta<'a> {
-        EntryMeta {
-            entry_type,
-            run: None,
-            reference: None,
-            reason: Some(reason),
-        }
+        EntryMeta { entry_type, run: None, reference: None, reason: Some(reason) }
     }
 
     pub fn run(mut self, run: RunId) -> Self {
@@ -197,11 +171,7 @@ pub struct Grant<'a> {
     pub reason: Option<&'a str>,
 }
 
-pub fn grant(
-    conn: &mut PgConnection,
-    g: Grant<'_>,
-    now: DateTime<Utc>,
-) -> QueryResult<(BucketRow, NewEntryRow)> {
+pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> QueryResult<(BucketRow, NewEntryRow)> {
     let bucket = BucketRow {
         id: BucketId::generate().0,
         account_id: g.account.0,
@@ -212,9 +182,7 @@ pub fn grant(
         reference: g.reference.map(str::to_string),
         created_at: now,
     };
-    diesel::insert_into(buckets::table)
-        .values(&bucket)
-        .execute(conn)?;
+    diesel::insert_into(buckets::table).values(&bucket).execute(conn)?;
     let entry = post(
         conn,
         Posting {
@@ -228,13 +196,7 @@ pub fn grant(
         },
         now,
     )?;
-    Ok((
-        BucketRow {
-            remaining: g.credits.get(),
-            ..bucket
-        },
-        entry,
-    ))
+    Ok((BucketRow { remaining: g.credits.get(), ..bucket }, entry))
 }
 
 /// R10 + R16: credits released back to a bucket that has expired expire at once. `wallet` is the
@@ -247,12 +209,6 @@ pub fn expire_released(
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     let due = wallet.expirations(now, Some(touched));
-    post_all(
-        conn,
-        account,
-        &due,
-        &EntryMeta::new(EntryType::Expire, "bucket expired"),
-        now,
-    )?;
+    post_all(conn, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! decided (ledger rows, bucket balances, the idempotency record) is written before the commit.
 
 mod accounts;
+mod apikeys;
 mod clock;
 mod idempotency;
 mod ledger;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use credits_domain::catalog::Catalog;
 use credits_domain::error::StoreError;
+use credits_domain::ports::LedgerObserver;
 use diesel::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -44,22 +46,16 @@ pub fn pool(url: &str, size: u32, connect_timeout: Duration) -> PgPool {
 
 /// Apply the pending migrations; returns their names.
 pub fn migrate(pool: &PgPool) -> Result<Vec<String>, StoreError> {
-    let mut conn = pool
-        .get()
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let applied = conn
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+    let mut conn = pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let applied =
+        conn.run_pending_migrations(MIGRATIONS).map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
     Ok(applied.iter().map(|m| m.to_string()).collect())
 }
 
 /// Revert every migration (tests check that migrations are reversible).
 pub fn revert_all(pool: &PgPool) -> Result<(), StoreError> {
-    let mut conn = pool
-        .get()
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    conn.revert_all_migrations(MIGRATIONS)
-        .map_err(|e| StoreError::Internal(format!("revert failed: {e}")))?;
+    let mut conn = pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    conn.revert_all_migrations(MIGRATIONS).map_err(|e| StoreError::Internal(format!("revert failed: {e}")))?;
     Ok(())
 }
 
@@ -69,15 +65,37 @@ pub struct PgStore {
     pool: PgPool,
     catalog: Arc<Catalog>,
     hold_ttl: chrono::Duration,
+    observer: Option<Arc<dyn LedgerObserver>>,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool, catalog: Arc<Catalog>, hold_ttl_seconds: i64) -> PgStore {
-        PgStore {
-            pool,
-            catalog,
-            hold_ttl: chrono::Duration::seconds(hold_ttl_seconds),
+        PgStore { pool, catalog, hold_ttl: chrono::Duration::seconds(hold_ttl_seconds), observer: None }
+    }
+
+    /// Tell `observer` of every ledger entry, once its transaction has committed.
+    pub fn with_observer(mut self, observer: Arc<dyn LedgerObserver>) -> PgStore {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Run `work` in one read-committed transaction (writers lock the account row explicitly);
+    /// after the commit, the observer hears of the entries it wrote.
+    fn write_tx<T, E: From<StoreError>>(
+        &self,
+        conn: &mut PgConnection,
+        work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+    ) -> Result<T, E> {
+        ledger::take_posted();
+        let result = conn.build_transaction().run(work).map_err(Fail::into_error);
+        let posted = ledger::take_posted();
+        if result.is_ok()
+            && let Some(observer) = &self.observer
+            && !posted.is_empty()
+        {
+            observer.committed(&posted);
         }
+        result
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -85,9 +103,7 @@ impl PgStore {
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 
@@ -106,10 +122,9 @@ impl<E> From<diesel::result::Error> for Fail<E> {
 fn store_error(e: diesel::result::Error) -> StoreError {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            info,
-        ) => StoreError::Unavailable(info.message().to_string()),
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
+            StoreError::Unavailable(info.message().to_string())
+        }
         other => StoreError::Internal(other.to_string()),
     }
 }
@@ -123,25 +138,13 @@ impl<E: From<StoreError>> Fail<E> {
     }
 }
 
-/// Run `work` in one read-committed transaction (writers lock the account row explicitly).
-fn write_tx<T, E: From<StoreError>>(
-    conn: &mut PgConnection,
-    work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
-) -> Result<T, E> {
-    conn.build_transaction().run(work).map_err(Fail::into_error)
-}
-
 /// Run `work` in one read-only repeatable-read transaction: a consistent snapshot, so a balance
 /// never mixes a bucket before a capture with reservations after it.
 fn read_tx<T, E: From<StoreError>>(
     conn: &mut PgConnection,
     work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
 ) -> Result<T, E> {
-    conn.build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(work)
-        .map_err(Fail::into_error)
+    conn.build_transaction().read_only().repeatable_read().run(work).map_err(Fail::into_error)
 }
 
 /// Timestamps are stored with microsecond precision; the clock hands out the same precision so

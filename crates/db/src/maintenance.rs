@@ -11,7 +11,7 @@ use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
 use credits_domain::operator::due_contract_period;
-use credits_domain::ports::Maintenance;
+use credits_domain::ports::{Maintenance, StoreStats};
 use credits_domain::runs::RunStatus;
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
@@ -22,7 +22,7 @@ use crate::ledger::{EntryMeta, Grant, grant, load_wallet, post_all, try_lock_acc
 use crate::rows::RunRow;
 use crate::runs::release;
 use crate::schema::{accounts, idempotency_records, runs};
-use crate::{Fail, PgStore, write_tx};
+use crate::{Fail, PgStore};
 
 #[derive(QueryableByName)]
 struct AccountIdRow {
@@ -41,7 +41,7 @@ impl PgStore {
         let mut conn = self.conn()?;
         let mut done = 0;
         for id in accounts.into_iter().collect::<BTreeSet<_>>() {
-            done += write_tx(&mut conn, |conn| -> Result<usize, Fail<StoreError>> {
+            done += self.write_tx(&mut conn, |conn| -> Result<usize, Fail<StoreError>> {
                 if try_lock_account(conn, id)?.is_none() {
                     return Ok(0);
                 }
@@ -76,15 +76,7 @@ impl Maintenance for PgStore {
                 let generations = row.trial_generations;
                 // Released at the end of its TTL, which is when it stopped reserving anything.
                 let at = row.hold_expires_at.unwrap_or(now);
-                release(
-                    conn,
-                    account,
-                    &mut wallet,
-                    row,
-                    generations,
-                    "expired",
-                    at.min(now),
-                )?;
+                release(conn, account, &mut wallet, row, generations, "expired", at.min(now))?;
             }
             Ok(held.len())
         })
@@ -105,21 +97,12 @@ impl Maintenance for PgStore {
         .load(&mut conn)
         .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(
-            due.into_iter().map(|r| r.account_id).collect(),
-            |conn, account| {
-                let wallet = load_wallet(conn, account)?;
-                let due = wallet.expirations(now, None);
-                post_all(
-                    conn,
-                    account,
-                    &due,
-                    &EntryMeta::new(EntryType::Expire, "bucket expired"),
-                    now,
-                )?;
-                Ok(due.len())
-            },
-        )
+        self.per_account(due.into_iter().map(|r| r.account_id).collect(), |conn, account| {
+            let wallet = load_wallet(conn, account)?;
+            let due = wallet.expirations(now, None);
+            post_all(conn, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
+            Ok(due.len())
+        })
     }
 
     fn refresh_contracts(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
@@ -138,9 +121,7 @@ impl Maintenance for PgStore {
                 return Ok(0);
             };
             let account = row.to_domain();
-            let (Some(period), Some(contract)) =
-                (due_contract_period(&account, now), account.contract)
-            else {
+            let (Some(period), Some(contract)) = (due_contract_period(&account, now), account.contract) else {
                 return Ok(0);
             };
             let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
@@ -158,10 +139,7 @@ impl Maintenance for PgStore {
                 now,
             )?;
             diesel::update(accounts::table.find(id.0))
-                .set((
-                    accounts::period_start.eq(Some(period.start)),
-                    accounts::period_end.eq(Some(period.end)),
-                ))
+                .set((accounts::period_start.eq(Some(period.start)), accounts::period_end.eq(Some(period.end))))
                 .execute(conn)?;
             Ok(1)
         })
@@ -169,18 +147,38 @@ impl Maintenance for PgStore {
 
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
-        diesel::delete(idempotency_records::table.filter(
-            idempotency_records::created_at.lt(now - Duration::hours(IDEMPOTENCY_TTL_HOURS)),
-        ))
+        diesel::delete(
+            idempotency_records::table
+                .filter(idempotency_records::created_at.lt(now - Duration::hours(IDEMPOTENCY_TTL_HOURS))),
+        )
         .execute(&mut conn)
         .map_err(crate::store_error)
     }
 
+    fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+        let state = self.pool.state();
+        let mut conn = self.conn()?;
+        let (open_holds, overdue_holds): (i64, i64) = runs::table
+            .filter(runs::status.eq(RunStatus::Held.as_str()))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE hold_expires_at <= ")
+                    .bind::<Timestamptz, _>(now)
+                    .sql(")"),
+            ))
+            .first(&mut conn)
+            .map_err(crate::store_error)?;
+        Ok(StoreStats {
+            pool_connections: state.connections,
+            pool_idle: state.idle_connections,
+            pool_max: self.pool.max_size(),
+            open_holds,
+            overdue_holds,
+        })
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .map(|_| ())
-            .map_err(crate::store_error)
+        diesel::sql_query("SELECT 1").execute(&mut conn).map(|_| ()).map_err(crate::store_error)
     }
 }

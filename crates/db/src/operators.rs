@@ -8,8 +8,7 @@ use credits_domain::error::{AdminError, StoreError};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::{AccountId, BucketId, OperatorId};
 use credits_domain::operator::{
-    Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment,
-    decide_contract,
+    Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
 use credits_domain::ports::OperatorStore;
 use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
@@ -18,12 +17,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounts::{account_view, balance_view};
-use crate::ledger::{
-    EntryMeta, Grant, expire_released, grant, load_wallet, lock_account, post_all, read_account,
-};
+use crate::ledger::{EntryMeta, Grant, expire_released, grant, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators};
-use crate::{Fail, PgStore, idempotency, write_tx};
+use crate::{Fail, PgStore, idempotency};
 
 pub fn record_action(
     conn: &mut PgConnection,
@@ -51,20 +48,8 @@ fn locked(conn: &mut PgConnection, id: AccountId) -> Result<AccountRow, Fail<Adm
     lock_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))
 }
 
-fn entry_views(
-    rows: Vec<crate::rows::NewEntryRow>,
-    kind: &str,
-) -> Vec<credits_domain::views::LedgerEntryView> {
-    rows.into_iter()
-        .map(|entry| {
-            EntryRow {
-                seq: 0,
-                entry,
-                bucket_kind: kind.to_string(),
-            }
-            .to_view()
-        })
-        .collect()
+fn entry_views(rows: Vec<crate::rows::NewEntryRow>, kind: &str) -> Vec<credits_domain::views::LedgerEntryView> {
+    rows.into_iter().map(|entry| EntryRow { seq: 0, entry, bucket_kind: kind.to_string() }.to_view()).collect()
 }
 
 impl OperatorStore for PgStore {
@@ -78,11 +63,7 @@ impl OperatorStore for PgStore {
             .optional()
             .map_err(crate::store_error)?;
         Ok(found.and_then(|(id, name, role)| {
-            Role::parse(&role).map(|role| Operator {
-                id: Some(OperatorId(id)),
-                name,
-                role,
-            })
+            Role::parse(&role).map(|role| Operator { id: Some(OperatorId(id)), name, role })
         }))
     }
 
@@ -105,11 +86,7 @@ impl OperatorStore for PgStore {
             ))
             .execute(&mut conn)
             .map_err(crate::store_error)?;
-        Ok(Operator {
-            id: Some(id),
-            name: name.to_string(),
-            role,
-        })
+        Ok(Operator { id: Some(id), name: name.to_string(), role })
     }
 
     fn adjust(
@@ -121,7 +98,7 @@ impl OperatorStore for PgStore {
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<AdjustmentView>, AdminError> {
         let mut conn = self.conn()?;
-        write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, |conn| {
             idempotency::once(
                 conn,
                 idem,
@@ -130,25 +107,16 @@ impl OperatorStore for PgStore {
                 |conn| {
                     locked(conn, account)?;
                     let wallet = load_wallet(conn, account)?;
-                    let effect = decide_adjustment(&wallet, adj, now).map_err(
-                        |Insufficient {
-                             required,
-                             available,
-                         }| {
+                    let effect =
+                        decide_adjustment(&wallet, adj, now).map_err(|Insufficient { required, available }| {
                             Fail::Rule(AdminError::InvalidParameters {
-                                message: format!(
-                                    "cannot remove {required} credits: {available} are available"
-                                ),
+                                message: format!("cannot remove {required} credits: {available} are available"),
                                 available: Some(available),
                             })
-                        },
-                    )?;
+                        })?;
                     let reference = format!("operator:{}", by.name);
                     let (bucket_id, entries) = match effect {
-                        AdjustmentEffect::Grant {
-                            credits,
-                            expires_at,
-                        } => {
+                        AdjustmentEffect::Grant { credits, expires_at } => {
                             let (bucket, entry) = grant(
                                 conn,
                                 Grant {
@@ -162,34 +130,21 @@ impl OperatorStore for PgStore {
                                 },
                                 now,
                             )?;
-                            (
-                                Some(BucketId(bucket.id)),
-                                entry_views(vec![entry], "adjustment"),
-                            )
+                            (Some(BucketId(bucket.id)), entry_views(vec![entry], "adjustment"))
                         }
                         AdjustmentEffect::Take(portions) => {
-                            let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason)
-                                .reference(&reference);
+                            let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason).reference(&reference);
                             let rows = post_all(conn, account, &portions, &meta, now)?;
                             let kinds: Vec<(Uuid, String)> = buckets::table
-                                .filter(buckets::id.eq_any(
-                                    portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>(),
-                                ))
+                                .filter(buckets::id.eq_any(portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>()))
                                 .select((buckets::id, buckets::kind))
                                 .load(conn)?;
                             let views = rows
                                 .into_iter()
                                 .map(|entry| {
-                                    let kind = kinds
-                                        .iter()
-                                        .find(|(id, _)| *id == entry.bucket_id)
-                                        .map(|(_, k)| k.clone());
-                                    EntryRow {
-                                        seq: 0,
-                                        entry,
-                                        bucket_kind: kind.unwrap_or_default(),
-                                    }
-                                    .to_view()
+                                    let kind =
+                                        kinds.iter().find(|(id, _)| *id == entry.bucket_id).map(|(_, k)| k.clone());
+                                    EntryRow { seq: 0, entry, bucket_kind: kind.unwrap_or_default() }.to_view()
                                 })
                                 .collect();
                             (None, views)
@@ -217,25 +172,15 @@ impl OperatorStore for PgStore {
         })
     }
 
-    fn admin_account(
-        &self,
-        by: &Operator,
-        id: AccountId,
-        now: DateTime<Utc>,
-    ) -> Result<AdminAccountView, AdminError> {
+    fn admin_account(&self, by: &Operator, id: AccountId, now: DateTime<Utc>) -> Result<AdminAccountView, AdminError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        write_tx(&mut conn, |conn| {
-            let account = read_account(conn, id)?
-                .ok_or(Fail::Rule(AdminError::NotFound))?
-                .to_domain();
+        self.write_tx(&mut conn, |conn| {
+            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain();
             let balance = balance_view(conn, catalog, &account, now)?;
             // Support reads customer data: that is recorded too.
             record_action(conn, by, "account.read", Some(id), json!({}), now)?;
-            Ok(AdminAccountView {
-                account: account_view(catalog, &account),
-                balance,
-            })
+            Ok(AdminAccountView { account: account_view(catalog, &account), balance })
         })
     }
 
@@ -248,22 +193,15 @@ impl OperatorStore for PgStore {
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, |conn| {
             let account = locked(conn, id)?.to_domain();
             match decide_contract(&account, terms, now) {
                 ContractChange::Amend { runs_per_minute } => {
                     diesel::update(accounts::table.find(id.0))
-                        .set(
-                            accounts::contract_runs_per_minute
-                                .eq(runs_per_minute.map(|n| n as i32)),
-                        )
+                        .set(accounts::contract_runs_per_minute.eq(runs_per_minute.map(|n| n as i32)))
                         .execute(conn)?;
                 }
-                ContractChange::Start {
-                    starts_at,
-                    period,
-                    grant: credits,
-                } => {
+                ContractChange::Start { starts_at, period, grant: credits } => {
                     // The allowance of the old plan or contract ends now (R3: no rollover).
                     let ended: Vec<Uuid> = diesel::update(
                         buckets::table
@@ -300,10 +238,8 @@ impl OperatorStore for PgStore {
                             accounts::plan_status.eq("active"),
                             accounts::period_start.eq(Some(period.start)),
                             accounts::period_end.eq(Some(period.end)),
-                            accounts::contract_monthly_credits
-                                .eq(Some(terms.monthly_credits.get())),
-                            accounts::contract_runs_per_minute
-                                .eq(terms.runs_per_minute.map(|n| n as i32)),
+                            accounts::contract_monthly_credits.eq(Some(terms.monthly_credits.get())),
+                            accounts::contract_runs_per_minute.eq(terms.runs_per_minute.map(|n| n as i32)),
                             accounts::contract_starts_at.eq(Some(starts_at)),
                         ))
                         .execute(conn)?;

@@ -45,9 +45,7 @@ impl AccountRow {
             contract: match (self.contract_monthly_credits, self.contract_starts_at) {
                 (Some(m), Some(starts_at)) => Some(Contract {
                     monthly_credits: Credits::new(m),
-                    runs_per_minute: self
-                        .contract_runs_per_minute
-                        .and_then(|n| u32::try_from(n).ok()),
+                    runs_per_minute: self.contract_runs_per_minute.and_then(|n| u32::try_from(n).ok()),
                     starts_at,
                 }),
                 _ => None,

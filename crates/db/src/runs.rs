@@ -12,8 +12,8 @@ use credits_domain::ids::{AccountId, BucketId, RunId};
 use credits_domain::ports::RunStore;
 use credits_domain::pricing::RunParams;
 use credits_domain::runs::{
-    Channel, Charge, FinishRefusal, Quote, RATE_WINDOW_SECONDS, RunRequest, RunState, RunStatus,
-    decide_cancel, decide_capture, decide_quote, decide_run,
+    Channel, Charge, FinishRefusal, Quote, RATE_WINDOW_SECONDS, RunRequest, RunState, RunStatus, decide_cancel,
+    decide_capture, decide_quote, decide_run,
 };
 use credits_domain::trial::TrialKind;
 use credits_domain::views::{ChargeView, EntryType, RunView};
@@ -21,12 +21,10 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
-use crate::ledger::{
-    EntryMeta, expire_released, load_wallet, lock_account, post_all, read_account,
-};
+use crate::ledger::{EntryMeta, expire_released, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
-use crate::{Fail, PgStore, idempotency, read_tx, write_tx};
+use crate::{Fail, PgStore, idempotency, read_tx};
 
 fn denied(d: credits_domain::runs::Denial) -> Fail<RunError> {
     Fail::Rule(RunError::Denied(d))
@@ -34,9 +32,7 @@ fn denied(d: credits_domain::runs::Denial) -> Fail<RunError> {
 
 fn finish_refused(r: FinishRefusal) -> Fail<RunError> {
     match r {
-        FinishRefusal::NotHeld(status) => {
-            Fail::Rule(RunError::Conflict(format!("the run is already {status}")))
-        }
+        FinishRefusal::NotHeld(status) => Fail::Rule(RunError::Conflict(format!("the run is already {status}"))),
         FinishRefusal::InvalidParameters(message) => {
             denied(credits_domain::runs::Denial::InvalidParameters { message })
         }
@@ -60,11 +56,8 @@ fn recent_starts(
         .load(conn)
 }
 
-fn found_account(
-    row: Option<AccountRow>,
-) -> Result<credits_domain::account::Account, Fail<RunError>> {
-    row.map(|r| r.to_domain())
-        .ok_or(Fail::Rule(RunError::NotFound))
+fn found_account(row: Option<AccountRow>) -> Result<credits_domain::account::Account, Fail<RunError>> {
+    row.map(|r| r.to_domain()).ok_or(Fail::Rule(RunError::NotFound))
 }
 
 /// A run as the service shows it: its debits from the ledger, its open reservations.
@@ -74,11 +67,7 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
         .filter(ledger_entries::run_id.eq(row.id))
         .filter(ledger_entries::entry_type.eq(EntryType::Debit.as_str()))
         .order(ledger_entries::seq.asc())
-        .select((
-            ledger_entries::bucket_id,
-            buckets::kind,
-            ledger_entries::credits,
-        ))
+        .select((ledger_entries::bucket_id, buckets::kind, ledger_entries::credits))
         .load(conn)?;
     let status = row.to_held().effective_status(now);
     let reserved: Vec<(Uuid, String, i64)> = if status == RunStatus::Held {
@@ -86,11 +75,7 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
             .inner_join(buckets::table)
             .filter(run_reservations::run_id.eq(row.id))
             .filter(run_reservations::open.eq(true))
-            .select((
-                run_reservations::bucket_id,
-                buckets::kind,
-                run_reservations::credits,
-            ))
+            .select((run_reservations::bucket_id, buckets::kind, run_reservations::credits))
             .load(conn)?
     } else {
         Vec::new()
@@ -114,25 +99,13 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
         reserved: reserved.into_iter().map(|c| to_view(c, 1)).collect(),
         captured_credits: row.captured_credits.map(Credits::new),
         trial: row.trial(),
-        hold_expires_at: if row.status() == RunStatus::Held {
-            row.hold_expires_at
-        } else {
-            None
-        },
+        hold_expires_at: if row.status() == RunStatus::Held { row.hold_expires_at } else { None },
         created_at: row.created_at,
-        finished_at: row.finished_at.or(if status == RunStatus::Released {
-            row.hold_expires_at
-        } else {
-            None
-        }),
+        finished_at: row.finished_at.or(if status == RunStatus::Released { row.hold_expires_at } else { None }),
     })
 }
 
-fn load_run(
-    conn: &mut PgConnection,
-    account: AccountId,
-    run: RunId,
-) -> Result<RunRow, Fail<RunError>> {
+fn load_run(conn: &mut PgConnection, account: AccountId, run: RunId) -> Result<RunRow, Fail<RunError>> {
     runs::table
         .filter(runs::id.eq(run.0))
         .filter(runs::account_id.eq(account.0))
@@ -151,12 +124,7 @@ pub fn close_reservations(
     debits: &[Portion],
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    let touched: Vec<BucketId> = wallet
-        .reservations
-        .iter()
-        .filter(|r| r.run_id == run)
-        .map(|r| r.bucket_id)
-        .collect();
+    let touched: Vec<BucketId> = wallet.reservations.iter().filter(|r| r.run_id == run).map(|r| r.bucket_id).collect();
     diesel::update(run_reservations::table.filter(run_reservations::run_id.eq(run.0)))
         .set(run_reservations::open.eq(false))
         .execute(conn)?;
@@ -177,7 +145,7 @@ impl RunStore for PgStore {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
         let ttl = self.hold_ttl;
-        write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, |conn| {
             idempotency::once(
                 conn,
                 idem,
@@ -212,30 +180,12 @@ impl RunStore for PgStore {
                         images: admitted.priced.images,
                         duration_seconds: admitted.priced.duration_seconds,
                         cost: admitted.priced.cost.get(),
-                        status: if req.capture {
-                            RunStatus::Captured
-                        } else {
-                            RunStatus::Held
-                        }
-                        .as_str()
-                        .to_string(),
-                        captured_credits: req.capture.then(|| {
-                            if trial_grant.is_some() {
-                                0
-                            } else {
-                                admitted.priced.cost.get()
-                            }
-                        }),
-                        captured_images: if req.capture {
-                            admitted.priced.images
-                        } else {
-                            None
-                        },
-                        captured_duration_seconds: if req.capture {
-                            admitted.priced.duration_seconds
-                        } else {
-                            None
-                        },
+                        status: if req.capture { RunStatus::Captured } else { RunStatus::Held }.as_str().to_string(),
+                        captured_credits: req
+                            .capture
+                            .then(|| if trial_grant.is_some() { 0 } else { admitted.priced.cost.get() }),
+                        captured_images: if req.capture { admitted.priced.images } else { None },
+                        captured_duration_seconds: if req.capture { admitted.priced.duration_seconds } else { None },
                         trial_kind: trial_grant.map(|t| t.kind.as_str().to_string()),
                         trial_generations: trial_grant.map(|t| t.generations).unwrap_or(0),
                         trial_window_opens_at: trial_grant.and_then(|t| t.window_opens_at),
@@ -245,14 +195,10 @@ impl RunStore for PgStore {
                         finished_at: req.capture.then_some(now),
                         release_reason: None,
                     };
-                    diesel::insert_into(runs::table)
-                        .values(&row)
-                        .execute(conn)?;
+                    diesel::insert_into(runs::table).values(&row).execute(conn)?;
                     match &admitted.charge {
                         Charge::Trial(t) => {
-                            let opens = (t.kind == TrialKind::Window)
-                                .then_some(t.window_opens_at)
-                                .flatten();
+                            let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                             record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                         }
                         Charge::Credits(portions) if req.capture => {
@@ -276,9 +222,7 @@ impl RunStore for PgStore {
                                     )
                                 })
                                 .collect();
-                            diesel::insert_into(run_reservations::table)
-                                .values(&rows)
-                                .execute(conn)?;
+                            diesel::insert_into(run_reservations::table).values(&rows).execute(conn)?;
                         }
                     }
                     Ok(run_view(conn, &row, now)?)
@@ -301,15 +245,8 @@ impl RunStore for PgStore {
             let wallet = load_wallet(conn, account_id)?;
             let trial = trial_usage_of(conn, account_id, &req.model)?;
             let recent = recent_starts(conn, catalog, &account, now)?;
-            let state = RunState {
-                catalog,
-                account: &account,
-                channel,
-                wallet: &wallet,
-                trial,
-                recent_starts: &recent,
-                now,
-            };
+            let state =
+                RunState { catalog, account: &account, channel, wallet: &wallet, trial, recent_starts: &recent, now };
             decide_quote(&state, req).map_err(denied)
         })
     }
@@ -332,7 +269,7 @@ impl RunStore for PgStore {
     ) -> Result<Replayable<RunView>, RunError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, |conn| {
             idempotency::once(
                 conn,
                 idem,
@@ -342,8 +279,8 @@ impl RunStore for PgStore {
                     found_account(lock_account(conn, account_id)?)?;
                     let row = load_run(conn, account_id, run)?;
                     let mut wallet = load_wallet(conn, account_id)?;
-                    let capture = decide_capture(catalog, &wallet, &row.to_held(), actual, now)
-                        .map_err(finish_refused)?;
+                    let capture =
+                        decide_capture(catalog, &wallet, &row.to_held(), actual, now).map_err(finish_refused)?;
                     post_all(
                         conn,
                         account_id,
@@ -353,19 +290,9 @@ impl RunStore for PgStore {
                     )?;
                     close_reservations(conn, account_id, &mut wallet, run, &capture.debits, now)?;
                     if capture.generations_returned > 0 {
-                        record_trial(
-                            conn,
-                            account_id,
-                            &row.model_id,
-                            -capture.generations_returned,
-                            None,
-                        )?;
+                        record_trial(conn, account_id, &row.model_id, -capture.generations_returned, None)?;
                     }
-                    let captured = if row.trial_kind.is_some() {
-                        0
-                    } else {
-                        capture.actual.cost.get()
-                    };
+                    let captured = if row.trial_kind.is_some() { 0 } else { capture.actual.cost.get() };
                     let updated: RunRow = diesel::update(runs::table.find(run.0))
                         .set((
                             runs::status.eq(RunStatus::Captured.as_str()),
@@ -390,7 +317,7 @@ impl RunStore for PgStore {
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<RunView>, RunError> {
         let mut conn = self.conn()?;
-        write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, |conn| {
             idempotency::once(
                 conn,
                 idem,
@@ -401,15 +328,7 @@ impl RunStore for PgStore {
                     let row = load_run(conn, account_id, run)?;
                     let returned = decide_cancel(&row.to_held(), now).map_err(finish_refused)?;
                     let mut wallet = load_wallet(conn, account_id)?;
-                    let updated = release(
-                        conn,
-                        account_id,
-                        &mut wallet,
-                        &row,
-                        returned,
-                        "cancelled",
-                        now,
-                    )?;
+                    let updated = release(conn, account_id, &mut wallet, &row, returned, "cancelled", now)?;
                     Ok(run_view(conn, &updated, now)?)
                 },
             )

@@ -154,3 +154,19 @@ diesel::allow_tables_to_appear_in_same_query!(
     test_clock,
     trial_usage,
 );
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(api_keys -> accounts (account_id));
+diesel::allow_tables_to_appear_in_same_query!(api_keys, accounts);

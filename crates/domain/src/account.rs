@@ -25,13 +25,7 @@ impl PlanStatus {
     }
 
     pub fn parse(s: &str) -> Option<PlanStatus> {
-        [
-            PlanStatus::Active,
-            PlanStatus::PastDue,
-            PlanStatus::Canceling,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
+        [PlanStatus::Active, PlanStatus::PastDue, PlanStatus::Canceling].into_iter().find(|p| p.as_str() == s)
     }
 }
 
@@ -86,11 +80,7 @@ impl Account {
 /// counted from the start each time, so a contract from the 31st keeps the 31st where a month
 /// has one (Jan 31 → Feb 28 → Mar 31).
 pub fn contract_period(starts_at: DateTime<Utc>, now: DateTime<Utc>) -> Period {
-    let nth = |n: u32| {
-        starts_at
-            .checked_add_months(Months::new(n))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    };
+    let nth = |n: u32| starts_at.checked_add_months(Months::new(n)).unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut n = 0u32;
     // Jump close by whole years first, then step: at most a dozen steps however far now is.
     if now > starts_at {
@@ -100,10 +90,7 @@ pub fn contract_period(starts_at: DateTime<Utc>, now: DateTime<Utc>) -> Period {
     while nth(n + 1) <= now {
         n += 1;
     }
-    Period {
-        start: nth(n),
-        end: nth(n + 1),
-    }
+    Period { start: nth(n), end: nth(n + 1) }
 }
 
 #[cfg(test)]
@@ -115,19 +102,10 @@ mod tests {
     fn an_enterprise_period_is_a_calendar_month_counted_from_the_start() {
         let start = Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap();
         let p = contract_period(start, start);
-        assert_eq!(
-            (p.start, p.end),
-            (start, Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap())
-        );
+        assert_eq!((p.start, p.end), (start, Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap()));
         let march = contract_period(start, Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap());
-        assert_eq!(
-            march.start,
-            Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap()
-        );
-        assert_eq!(
-            march.end,
-            Utc.with_ymd_and_hms(2026, 3, 31, 12, 0, 0).unwrap()
-        );
+        assert_eq!(march.start, Utc.with_ymd_and_hms(2026, 2, 28, 12, 0, 0).unwrap());
+        assert_eq!(march.end, Utc.with_ymd_and_hms(2026, 3, 31, 12, 0, 0).unwrap());
     }
 
     #[test]

@@ -34,14 +34,9 @@ impl BucketKind {
     }
 
     pub fn parse(s: &str) -> Option<BucketKind> {
-        [
-            BucketKind::Lifetime,
-            BucketKind::Allowance,
-            BucketKind::Topup,
-            BucketKind::Adjustment,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [BucketKind::Lifetime, BucketKind::Allowance, BucketKind::Topup, BucketKind::Adjustment]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 
     /// R5's tie-break among buckets that expire at the same moment: allowance before top-up.
@@ -82,10 +77,7 @@ pub fn burn_order(a: &Bucket, b: &Bucket) -> Ordering {
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     };
-    expiry
-        .then(a.kind.tie_rank().cmp(&b.kind.tie_rank()))
-        .then(a.created_at.cmp(&b.created_at))
-        .then(a.id.cmp(&b.id))
+    expiry.then(a.kind.tie_rank().cmp(&b.kind.tie_rank())).then(a.created_at.cmp(&b.created_at)).then(a.id.cmp(&b.id))
 }
 
 /// Credits an open hold reserves in one bucket.
@@ -136,10 +128,7 @@ pub struct Insufficient {
 impl Wallet {
     pub fn new(mut buckets: Vec<Bucket>, reservations: Vec<Reservation>) -> Wallet {
         buckets.sort_by(burn_order);
-        Wallet {
-            buckets,
-            reservations,
-        }
+        Wallet { buckets, reservations }
     }
 
     pub fn bucket(&self, id: BucketId) -> Option<&Bucket> {
@@ -148,11 +137,7 @@ impl Wallet {
 
     /// What live holds reserve in one bucket.
     pub fn reserved_in(&self, bucket: BucketId, now: DateTime<Utc>) -> Credits {
-        self.reservations
-            .iter()
-            .filter(|r| r.bucket_id == bucket && r.is_live(now))
-            .map(|r| r.credits)
-            .sum()
+        self.reservations.iter().filter(|r| r.bucket_id == bucket && r.is_live(now)).map(|r| r.credits).sum()
     }
 
     /// What a bucket can still give now: nothing once expired, else remaining less reservations.
@@ -168,17 +153,8 @@ impl Wallet {
     /// held = what live holds reserve (even in a bucket that expired meanwhile, R10).
     pub fn balance(&self, now: DateTime<Utc>) -> Balance {
         let available: Credits = self.buckets.iter().map(|b| self.free_in(b, now)).sum();
-        let held: Credits = self
-            .reservations
-            .iter()
-            .filter(|r| r.is_live(now))
-            .map(|r| r.credits)
-            .sum();
-        Balance {
-            available,
-            held,
-            total: Credits::new(available.get().saturating_add(held.get())),
-        }
+        let held: Credits = self.reservations.iter().filter(|r| r.is_live(now)).map(|r| r.credits).sum();
+        Balance { available, held, total: Credits::new(available.get().saturating_add(held.get())) }
     }
 
     /// R5: which buckets give how much of `cost`, in burn-down order; R6: never more than is
@@ -193,18 +169,12 @@ impl Wallet {
             let free = self.free_in(bucket, now).get();
             let take = free.min(left);
             if take > 0 {
-                portions.push(Portion {
-                    bucket_id: bucket.id,
-                    credits: Credits::new(take),
-                });
+                portions.push(Portion { bucket_id: bucket.id, credits: Credits::new(take) });
                 left -= take;
             }
         }
         if left > 0 {
-            return Err(Insufficient {
-                required: cost,
-                available: self.balance(now).available,
-            });
+            return Err(Insufficient { required: cost, available: self.balance(now).available });
         }
         Ok(portions)
     }
@@ -218,10 +188,7 @@ impl Wallet {
             .filter(|b| only.is_none_or(|ids| ids.contains(&b.id)))
             .filter_map(|b| {
                 let left = b.remaining.get() - self.reserved_in(b.id, now).get();
-                (left > 0).then(|| Portion {
-                    bucket_id: b.id,
-                    credits: Credits::new(left),
-                })
+                (left > 0).then(|| Portion { bucket_id: b.id, credits: Credits::new(left) })
             })
             .collect()
     }
@@ -245,17 +212,11 @@ impl Wallet {
 /// What finishing a hold does to its reservations (R10): `debits` captured from the reserved
 /// buckets in burn-down order, the rest released. `cost` must not exceed what was reserved.
 pub fn capture_split(wallet: &Wallet, run: RunId, cost: Credits) -> Vec<Portion> {
-    let mut reserved: Vec<&Reservation> = wallet
-        .reservations
-        .iter()
-        .filter(|r| r.run_id == run)
-        .collect();
-    reserved.sort_by(
-        |a, b| match (wallet.bucket(a.bucket_id), wallet.bucket(b.bucket_id)) {
-            (Some(x), Some(y)) => burn_order(x, y),
-            _ => a.bucket_id.cmp(&b.bucket_id),
-        },
-    );
+    let mut reserved: Vec<&Reservation> = wallet.reservations.iter().filter(|r| r.run_id == run).collect();
+    reserved.sort_by(|a, b| match (wallet.bucket(a.bucket_id), wallet.bucket(b.bucket_id)) {
+        (Some(x), Some(y)) => burn_order(x, y),
+        _ => a.bucket_id.cmp(&b.bucket_id),
+    });
     let mut left = cost.get().max(0);
     let mut debits = Vec::new();
     for r in reserved {
@@ -264,10 +225,7 @@ pub fn capture_split(wallet: &Wallet, run: RunId, cost: Credits) -> Vec<Portion>
         }
         let take = r.credits.get().min(left);
         if take > 0 {
-            debits.push(Portion {
-                bucket_id: r.bucket_id,
-                credits: Credits::new(take),
-            });
+            debits.push(Portion { bucket_id: r.bucket_id, credits: Credits::new(take) });
             left -= take;
         }
     }
@@ -310,14 +268,8 @@ mod tests {
         assert_eq!(
             split,
             vec![
-                Portion {
-                    bucket_id: BucketId(Uuid::from_u128(3)),
-                    credits: Credits::new(20)
-                },
-                Portion {
-                    bucket_id: BucketId(Uuid::from_u128(2)),
-                    credits: Credits::new(10)
-                },
+                Portion { bucket_id: BucketId(Uuid::from_u128(3)), credits: Credits::new(20) },
+                Portion { bucket_id: BucketId(Uuid::from_u128(2)), credits: Credits::new(10) },
             ]
         );
     }
@@ -325,10 +277,7 @@ mod tests {
     #[test]
     fn allowance_goes_before_topup_on_a_tie() {
         let w = Wallet::new(
-            vec![
-                bucket(1, BucketKind::Topup, 10, Some(5)),
-                bucket(2, BucketKind::Allowance, 10, Some(5)),
-            ],
+            vec![bucket(1, BucketKind::Topup, 10, Some(5)), bucket(2, BucketKind::Allowance, 10, Some(5))],
             vec![],
         );
         let split = w.split(Credits::new(5), t0()).unwrap();
@@ -338,27 +287,18 @@ mod tests {
     #[test]
     fn an_expired_bucket_neither_counts_nor_gives() {
         let w = Wallet::new(
-            vec![
-                bucket(1, BucketKind::Adjustment, 100, Some(1)),
-                bucket(2, BucketKind::Lifetime, 5, None),
-            ],
+            vec![bucket(1, BucketKind::Adjustment, 100, Some(1)), bucket(2, BucketKind::Lifetime, 5, None)],
             vec![],
         );
         let later = t0() + Duration::days(1);
         assert_eq!(w.balance(later).available, Credits::new(5));
         assert_eq!(
             w.split(Credits::new(6), later),
-            Err(Insufficient {
-                required: Credits::new(6),
-                available: Credits::new(5)
-            })
+            Err(Insufficient { required: Credits::new(6), available: Credits::new(5) })
         );
         assert_eq!(
             w.expirations(later, None),
-            vec![Portion {
-                bucket_id: BucketId(Uuid::from_u128(1)),
-                credits: Credits::new(100)
-            }]
+            vec![Portion { bucket_id: BucketId(Uuid::from_u128(1)), credits: Credits::new(100) }]
         );
     }
 
@@ -374,10 +314,7 @@ mod tests {
         let w = Wallet::new(vec![b], vec![hold]);
         let later = t0() + Duration::days(1);
         let bal = w.balance(later);
-        assert_eq!(
-            (bal.available, bal.held, bal.total),
-            (Credits::ZERO, Credits::new(30), Credits::new(30))
-        );
+        assert_eq!((bal.available, bal.held, bal.total), (Credits::ZERO, Credits::new(30), Credits::new(30)));
         assert_eq!(w.expirations(later, None)[0].credits, Credits::new(70));
     }
 
@@ -392,10 +329,7 @@ mod tests {
         };
         let w = Wallet::new(vec![b], vec![hold]);
         assert_eq!(w.balance(t0()).available, Credits::new(70));
-        assert_eq!(
-            w.balance(t0() + Duration::minutes(15)).available,
-            Credits::new(100)
-        );
+        assert_eq!(w.balance(t0() + Duration::minutes(15)).available, Credits::new(100));
     }
 
     #[test]
@@ -407,32 +341,16 @@ mod tests {
         let w = Wallet::new(
             vec![never.clone(), soon.clone()],
             vec![
-                Reservation {
-                    run_id: run,
-                    bucket_id: never.id,
-                    credits: Credits::new(6),
-                    hold_expires_at: until,
-                },
-                Reservation {
-                    run_id: run,
-                    bucket_id: soon.id,
-                    credits: Credits::new(10),
-                    hold_expires_at: until,
-                },
+                Reservation { run_id: run, bucket_id: never.id, credits: Credits::new(6), hold_expires_at: until },
+                Reservation { run_id: run, bucket_id: soon.id, credits: Credits::new(10), hold_expires_at: until },
             ],
         );
         let debits = capture_split(&w, run, Credits::new(12));
         assert_eq!(
             debits,
             vec![
-                Portion {
-                    bucket_id: soon.id,
-                    credits: Credits::new(10)
-                },
-                Portion {
-                    bucket_id: never.id,
-                    credits: Credits::new(2)
-                },
+                Portion { bucket_id: soon.id, credits: Credits::new(10) },
+                Portion { bucket_id: never.id, credits: Credits::new(2) },
             ]
         );
     }

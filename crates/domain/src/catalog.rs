@@ -34,12 +34,8 @@ pub enum Capability {
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
-        Capability::Canvas,
-        Capability::WorkflowRead,
-        Capability::WorkflowRun,
-        Capability::ModelRun,
-    ];
+    pub const ALL: [Capability; 4] =
+        [Capability::Canvas, Capability::WorkflowRead, Capability::WorkflowRun, Capability::ModelRun];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -167,10 +163,7 @@ pub struct CatalogError {
 }
 
 fn bad(entry: impl Into<String>, problem: impl Into<String>) -> CatalogError {
-    CatalogError {
-        entry: entry.into(),
-        problem: problem.into(),
-    }
+    CatalogError { entry: entry.into(), problem: problem.into() }
 }
 
 // ---- the file's shape ------------------------------------------------------------------------
@@ -234,46 +227,29 @@ pub struct RawPack {
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
-        })
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_')
 }
 
 fn check_credits(entry: &str, field: &str, value: i64) -> Result<Credits, CatalogError> {
     if value <= 0 || value > MAX_CATALOG_CREDITS {
-        return Err(bad(
-            entry,
-            format!("{field} must be between 1 and {MAX_CATALOG_CREDITS}, not {value}"),
-        ));
+        return Err(bad(entry, format!("{field} must be between 1 and {MAX_CATALOG_CREDITS}, not {value}")));
     }
     Ok(Credits::new(value))
 }
 
 fn check_price(entry: &str, price: &Price) -> Result<(), CatalogError> {
     if price.amount <= 0 {
-        return Err(bad(
-            entry,
-            "price.amount must be positive (in the currency's minor unit)",
-        ));
+        return Err(bad(entry, "price.amount must be positive (in the currency's minor unit)"));
     }
     if price.currency.len() != 3 || !price.currency.bytes().all(|b| b.is_ascii_lowercase()) {
-        return Err(bad(
-            entry,
-            format!(
-                "price.currency {:?} is not a lowercase ISO 4217 code",
-                price.currency
-            ),
-        ));
+        return Err(bad(entry, format!("price.currency {:?} is not a lowercase ISO 4217 code", price.currency)));
     }
     Ok(())
 }
 
 fn check_stripe_price(entry: &str, id: &str) -> Result<(), CatalogError> {
     if !id.starts_with("price_") || id.len() < 7 {
-        return Err(bad(
-            entry,
-            format!("stripe_price_id {id:?} is not a Stripe price id (price_…)"),
-        ));
+        return Err(bad(entry, format!("stripe_price_id {id:?} is not a Stripe price id (price_…)")));
     }
     Ok(())
 }
@@ -286,49 +262,32 @@ impl Catalog {
         for p in raw.plans {
             let entry = format!("plan {:?}", p.id);
             if !valid_id(&p.id) {
-                return Err(bad(
-                    entry,
-                    "an id is 1-64 characters of a-z, 0-9, '-', '.', '_'",
-                ));
+                return Err(bad(entry, "an id is 1-64 characters of a-z, 0-9, '-', '.', '_'"));
             }
             if plan_index.contains_key(&p.id) {
                 return Err(bad(entry, "listed twice"));
             }
             if !ranks.insert(p.rank) {
-                return Err(bad(
-                    entry,
-                    format!("rank {} is taken by another plan", p.rank),
-                ));
+                return Err(bad(entry, format!("rank {} is taken by another plan", p.rank)));
             }
             let mut capabilities = BTreeSet::new();
             for c in &p.capabilities {
-                let cap = Capability::parse(c)
-                    .ok_or_else(|| bad(&entry, format!("unknown capability {c:?}")))?;
+                let cap = Capability::parse(c).ok_or_else(|| bad(&entry, format!("unknown capability {c:?}")))?;
                 capabilities.insert(cap);
             }
-            let lifetime_credits = p
-                .lifetime_credits
-                .map(|v| check_credits(&entry, "lifetime_credits", v))
-                .transpose()?;
-            let monthly_credits = p
-                .monthly_credits
-                .map(|v| check_credits(&entry, "monthly_credits", v))
-                .transpose()?;
+            let lifetime_credits =
+                p.lifetime_credits.map(|v| check_credits(&entry, "lifetime_credits", v)).transpose()?;
+            let monthly_credits = p.monthly_credits.map(|v| check_credits(&entry, "monthly_credits", v)).transpose()?;
             if p.runs_per_minute == Some(0) {
-                return Err(bad(
-                    entry,
-                    "runs_per_minute must be positive (leave it out for unlimited)",
-                ));
+                return Err(bad(entry, "runs_per_minute must be positive (leave it out for unlimited)"));
             }
             if p.sold {
-                let price = p
-                    .price
-                    .as_ref()
-                    .ok_or_else(|| bad(&entry, "a plan sold by checkout needs a price"))?;
+                let price = p.price.as_ref().ok_or_else(|| bad(&entry, "a plan sold by checkout needs a price"))?;
                 check_price(&entry, price)?;
-                let pid = p.stripe_price_id.as_deref().ok_or_else(|| {
-                    bad(&entry, "a plan sold by checkout needs a stripe_price_id")
-                })?;
+                let pid = p
+                    .stripe_price_id
+                    .as_deref()
+                    .ok_or_else(|| bad(&entry, "a plan sold by checkout needs a stripe_price_id"))?;
                 check_stripe_price(&entry, pid)?;
                 if monthly_credits.is_none() {
                     return Err(bad(entry, "a plan sold by checkout needs monthly_credits"));
@@ -353,48 +312,29 @@ impl Catalog {
         }
         for required in [FREE_PLAN, ENTERPRISE_PLAN] {
             if !plan_index.contains_key(required) {
-                return Err(bad(
-                    format!("plan {required:?}"),
-                    "missing: the rules need it",
-                ));
+                return Err(bad(format!("plan {required:?}"), "missing: the rules need it"));
             }
         }
         let free = &plans[plan_index[FREE_PLAN]];
         if free.sold {
-            return Err(bad(
-                "plan \"free\"",
-                "the Free plan is never sold by checkout",
-            ));
+            return Err(bad("plan \"free\"", "the Free plan is never sold by checkout"));
         }
         if free.lifetime_credits.is_none() {
-            return Err(bad(
-                "plan \"free\"",
-                "needs lifetime_credits (the one-time grant of R2)",
-            ));
+            return Err(bad("plan \"free\"", "needs lifetime_credits (the one-time grant of R2)"));
         }
         let enterprise = &plans[plan_index[ENTERPRISE_PLAN]];
         if enterprise.sold || enterprise.monthly_credits.is_some() {
-            return Err(bad(
-                "plan \"enterprise\"",
-                "is set by contract: not sold, and no monthly_credits of its own",
-            ));
+            return Err(bad("plan \"enterprise\"", "is set by contract: not sold, and no monthly_credits of its own"));
         }
         plans.sort_by_key(|p| p.rank);
-        let plan_index = plans
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.id.clone(), i))
-            .collect();
+        let plan_index = plans.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
 
         let mut models = Vec::new();
         let mut model_index = BTreeMap::new();
         for m in raw.models {
             let entry = format!("model {:?}", m.id);
             if !valid_id(&m.id) {
-                return Err(bad(
-                    entry,
-                    "an id is 1-64 characters of a-z, 0-9, '-', '.', '_'",
-                ));
+                return Err(bad(entry, "an id is 1-64 characters of a-z, 0-9, '-', '.', '_'"));
             }
             if model_index.contains_key(&m.id) {
                 return Err(bad(entry, "listed twice"));
@@ -402,33 +342,21 @@ impl Catalog {
             let credits = check_credits(&entry, "credits", m.credits)?;
             let plan_ids: &BTreeMap<String, usize> = &plan_index;
             if !plan_ids.contains_key(&m.min_plan) {
-                return Err(bad(
-                    entry,
-                    format!("min_plan {:?} names no plan", m.min_plan),
-                ));
+                return Err(bad(entry, format!("min_plan {:?} names no plan", m.min_plan)));
             }
             let limits = match (m.pricing, m.min, m.max) {
                 (Pricing::PerCall, None, None) => None,
                 (Pricing::PerCall, _, _) => {
-                    return Err(bad(
-                        entry,
-                        "a per-call model takes no parameters: no min or max",
-                    ));
+                    return Err(bad(entry, "a per-call model takes no parameters: no min or max"));
                 }
                 (_, Some(min), Some(max)) if 1 <= min && min <= max && max <= MAX_MODEL_LIMIT => {
                     Some(Limits { min, max })
                 }
                 (_, Some(_), Some(_)) => {
-                    return Err(bad(
-                        entry,
-                        format!("limits need 1 <= min <= max <= {MAX_MODEL_LIMIT}"),
-                    ));
+                    return Err(bad(entry, format!("limits need 1 <= min <= max <= {MAX_MODEL_LIMIT}")));
                 }
                 _ => {
-                    return Err(bad(
-                        entry,
-                        "a per-image or per-second model needs min and max",
-                    ));
+                    return Err(bad(entry, "a per-image or per-second model needs min and max"));
                 }
             };
             match m.trial {
@@ -457,10 +385,7 @@ impl Catalog {
         for p in raw.topup_packs {
             let entry = format!("topup pack {:?}", p.id);
             if !valid_id(&p.id) {
-                return Err(bad(
-                    entry,
-                    "an id is 1-64 characters of a-z, 0-9, '-', '.', '_'",
-                ));
+                return Err(bad(entry, "an id is 1-64 characters of a-z, 0-9, '-', '.', '_'"));
             }
             if pack_index.contains_key(&p.id) {
                 return Err(bad(entry, "listed twice"));
@@ -482,14 +407,7 @@ impl Catalog {
             });
         }
 
-        Ok(Catalog {
-            plans,
-            models,
-            packs,
-            plan_index,
-            model_index,
-            pack_index,
-        })
+        Ok(Catalog { plans, models, packs, plan_index, model_index, pack_index })
     }
 
     /// Plans in rank order.
@@ -518,13 +436,11 @@ impl Catalog {
     }
 
     pub fn free(&self) -> &Plan {
-        self.plan(FREE_PLAN)
-            .expect("validated: the catalog has a free plan")
+        self.plan(FREE_PLAN).expect("validated: the catalog has a free plan")
     }
 
     pub fn enterprise(&self) -> &Plan {
-        self.plan(ENTERPRISE_PLAN)
-            .expect("validated: the catalog has an enterprise plan")
+        self.plan(ENTERPRISE_PLAN).expect("validated: the catalog has an enterprise plan")
     }
 
     /// The plan an account is on; a plan id the catalog no longer lists is treated as Free,

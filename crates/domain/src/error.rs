@@ -42,10 +42,7 @@ pub enum AdminError {
     #[error("no such account")]
     NotFound,
     #[error("{message}")]
-    InvalidParameters {
-        message: String,
-        available: Option<crate::credits::Credits>,
-    },
+    InvalidParameters { message: String, available: Option<crate::credits::Credits> },
     #[error("{0}")]
     Conflict(String),
     #[error("this Idempotency-Key was used with another request")]
@@ -58,10 +55,7 @@ impl From<AccountError> for AdminError {
     fn from(e: AccountError) -> AdminError {
         match e {
             AccountError::NotFound => AdminError::NotFound,
-            AccountError::InvalidParameters(message) => AdminError::InvalidParameters {
-                message,
-                available: None,
-            },
+            AccountError::InvalidParameters(message) => AdminError::InvalidParameters { message, available: None },
             AccountError::IdempotencyKeyReused => AdminError::IdempotencyKeyReused,
             AccountError::Store(s) => AdminError::Store(s),
         }
@@ -72,11 +66,21 @@ impl From<AccountError> for RunError {
     fn from(e: AccountError) -> RunError {
         match e {
             AccountError::NotFound => RunError::NotFound,
-            AccountError::InvalidParameters(message) => {
-                RunError::Denied(Denial::InvalidParameters { message })
-            }
+            AccountError::InvalidParameters(message) => RunError::Denied(Denial::InvalidParameters { message }),
             AccountError::IdempotencyKeyReused => RunError::IdempotencyKeyReused,
             AccountError::Store(s) => RunError::Store(s),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error("no such API key or account")]
+    NotFound,
+    #[error(transparent)]
+    Refused(crate::apikey::KeyRefusal),
+    #[error("this Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

@@ -18,26 +18,11 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    pub fn new(
-        scope: String,
-        key: &str,
-        fingerprint: String,
-        success_status: u16,
-    ) -> Result<IdempotencyKey, String> {
-        if key.is_empty()
-            || key.len() > MAX_KEY_LEN
-            || !key.bytes().all(|b| (0x21..=0x7e).contains(&b))
-        {
-            return Err(format!(
-                "Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters"
-            ));
+    pub fn new(scope: String, key: &str, fingerprint: String, success_status: u16) -> Result<IdempotencyKey, String> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(format!("Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters"));
         }
-        Ok(IdempotencyKey {
-            scope,
-            key: key.to_string(),
-            fingerprint,
-            success_status,
-        })
+        Ok(IdempotencyKey { scope, key: key.to_string(), fingerprint, success_status })
     }
 }
 

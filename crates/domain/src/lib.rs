@@ -2,6 +2,7 @@
 //! (state, request, now), and the ports the adapters implement. No HTTP, SQL, Stripe or SMTP here.
 
 pub mod account;
+pub mod apikey;
 pub mod burn;
 pub mod catalog;
 pub mod credits;

@@ -31,9 +31,7 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Sales, Role::Support, Role::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [Role::Sales, Role::Support, Role::Admin].into_iter().find(|r| r.as_str() == s)
     }
 
     /// `admin` may do all that `sales` and `support` may.
@@ -85,29 +83,20 @@ impl Adjustment {
         let reason = reason(why)?;
         if let Some(at) = expires_at {
             if credits < 0 {
-                return Err(
-                    "expires_at belongs to a grant; a removal takes credits that exist".into(),
-                );
+                return Err("expires_at belongs to a grant; a removal takes credits that exist".into());
             }
             if at <= now {
                 return Err("expires_at must be in the future".into());
             }
         }
-        Ok(Adjustment {
-            credits: Credits::new(credits),
-            reason,
-            expires_at,
-        })
+        Ok(Adjustment { credits: Credits::new(credits), reason, expires_at })
     }
 }
 
 /// What an adjustment does: a new `adjustment` bucket, or credits taken in burn-down order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdjustmentEffect {
-    Grant {
-        credits: Credits,
-        expires_at: Option<DateTime<Utc>>,
-    },
+    Grant { credits: Credits, expires_at: Option<DateTime<Utc>> },
     Take(Vec<Portion>),
 }
 
@@ -118,14 +107,9 @@ pub fn decide_adjustment(
     now: DateTime<Utc>,
 ) -> Result<AdjustmentEffect, Insufficient> {
     if adj.credits.is_positive() {
-        return Ok(AdjustmentEffect::Grant {
-            credits: adj.credits,
-            expires_at: adj.expires_at,
-        });
+        return Ok(AdjustmentEffect::Grant { credits: adj.credits, expires_at: adj.expires_at });
     }
-    wallet
-        .split(adj.credits.negated(), now)
-        .map(AdjustmentEffect::Take)
+    wallet.split(adj.credits.negated(), now).map(AdjustmentEffect::Take)
 }
 
 /// The terms of an Enterprise contract.
@@ -136,28 +120,16 @@ pub struct ContractTerms {
 }
 
 impl ContractTerms {
-    pub fn new(
-        monthly_credits: i64,
-        runs_per_minute: Option<i64>,
-    ) -> Result<ContractTerms, String> {
+    pub fn new(monthly_credits: i64, runs_per_minute: Option<i64>) -> Result<ContractTerms, String> {
         if monthly_credits <= 0 || monthly_credits > MAX_OPERATOR_CREDITS {
-            return Err(format!(
-                "monthly_credits must be between 1 and {MAX_OPERATOR_CREDITS}"
-            ));
+            return Err(format!("monthly_credits must be between 1 and {MAX_OPERATOR_CREDITS}"));
         }
-        let runs_per_minute =
-            match runs_per_minute {
-                None => None,
-                Some(n) if (1..=1_000_000).contains(&n) => Some(n as u32),
-                Some(_) => return Err(
-                    "runs_per_minute must be between 1 and 1000000 (leave it out for unlimited)"
-                        .into(),
-                ),
-            };
-        Ok(ContractTerms {
-            monthly_credits: Credits::new(monthly_credits),
-            runs_per_minute,
-        })
+        let runs_per_minute = match runs_per_minute {
+            None => None,
+            Some(n) if (1..=1_000_000).contains(&n) => Some(n as u32),
+            Some(_) => return Err("runs_per_minute must be between 1 and 1000000 (leave it out for unlimited)".into()),
+        };
+        Ok(ContractTerms { monthly_credits: Credits::new(monthly_credits), runs_per_minute })
     }
 }
 
@@ -168,31 +140,17 @@ pub enum ContractChange {
     /// therefore never grants twice.
     Amend { runs_per_minute: Option<u32> },
     /// A new contract from now: the current allowance ends now, the first month's is granted.
-    Start {
-        starts_at: DateTime<Utc>,
-        period: Period,
-        grant: Credits,
-    },
+    Start { starts_at: DateTime<Utc>, period: Period, grant: Credits },
 }
 
-pub fn decide_contract(
-    account: &Account,
-    terms: ContractTerms,
-    now: DateTime<Utc>,
-) -> ContractChange {
+pub fn decide_contract(account: &Account, terms: ContractTerms, now: DateTime<Utc>) -> ContractChange {
     if account.plan == ENTERPRISE_PLAN
         && let Some(c) = account.contract
         && c.monthly_credits == terms.monthly_credits
     {
-        return ContractChange::Amend {
-            runs_per_minute: terms.runs_per_minute,
-        };
+        return ContractChange::Amend { runs_per_minute: terms.runs_per_minute };
     }
-    ContractChange::Start {
-        starts_at: now,
-        period: contract_period(now, now),
-        grant: terms.monthly_credits,
-    }
+    ContractChange::Start { starts_at: now, period: contract_period(now, now), grant: terms.monthly_credits }
 }
 
 /// R3 for Enterprise: the period to grant when the current one has ended, if it has.

@@ -3,16 +3,15 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::{AccountError, AdminError, RunError, StoreError};
+use crate::apikey::{ApiKeyView, KeyIdentity, NewApiKey};
+use crate::error::{AccountError, AdminError, ApiKeyError, RunError, StoreError};
 use crate::idempotency::{IdempotencyKey, Replayable};
 use crate::ids::{AccountId, RunId};
 use crate::operator::{Adjustment, ContractTerms, Operator, Role};
 use crate::pricing::RunParams;
 use crate::runs::{Channel, Quote, RunRequest};
 use crate::trial::TrialView;
-use crate::views::{
-    AccountView, AdjustmentView, AdminAccountView, BalanceView, LedgerPage, LedgerQuery, RunView,
-};
+use crate::views::{AccountView, AdjustmentView, AdminAccountView, BalanceView, LedgerPage, LedgerQuery, RunView};
 
 /// The one clock every rule reads (R16, R10, R9, R3, the ledger's timestamps).
 pub trait Clock: Send + Sync {
@@ -37,10 +36,7 @@ impl NewAccount {
         let name = name.trim();
         let valid_email = email.len() <= 254
             && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
             })
             && !email.chars().any(|c| c.is_whitespace() || c.is_control());
         if !valid_email {
@@ -49,10 +45,7 @@ impl NewAccount {
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err("name must be 1-200 characters".into());
         }
-        Ok(NewAccount {
-            email: email.to_string(),
-            name: name.to_string(),
-        })
+        Ok(NewAccount { email: email.to_string(), name: name.to_string() })
     }
 }
 
@@ -138,6 +131,40 @@ pub trait OperatorStore {
     ) -> Result<AccountView, AdminError>;
 }
 
+pub trait ApiKeyStore {
+    /// The key whose secret hashes to `secret_hash`, if it is live, with its account's plan now.
+    fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<KeyIdentity>, StoreError>;
+    /// R8: a new key within the plan's capabilities. The stored idempotency answer is the view,
+    /// which never holds the secret.
+    fn create_api_key(
+        &self,
+        account: AccountId,
+        key: &NewApiKey,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<ApiKeyView>, ApiKeyError>;
+    fn api_keys(&self, account: AccountId) -> Result<Vec<ApiKeyView>, ApiKeyError>;
+    /// Revoke at once; a key of another account, or one already revoked, is not found.
+    fn revoke_api_key(&self, account: AccountId, key: uuid::Uuid, now: DateTime<Utc>) -> Result<(), ApiKeyError>;
+}
+
+/// Figures for `/metrics` that only the store knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    pub pool_connections: u32,
+    pub pool_idle: u32,
+    pub pool_max: u32,
+    /// Holds open now.
+    pub open_holds: i64,
+    /// Holds past their TTL that the sweep has not released yet.
+    pub overdue_holds: i64,
+}
+
+/// Told of the ledger entries a transaction wrote, once it committed (for metrics).
+pub trait LedgerObserver: Send + Sync {
+    fn committed(&self, entries: &[(crate::views::EntryType, crate::credits::Credits)]);
+}
+
 /// Background work, safe to run on several instances at once. Each returns how much it did.
 pub trait Maintenance {
     /// R10: release holds past their TTL.
@@ -150,9 +177,10 @@ pub trait Maintenance {
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Readiness: the database answers.
     fn ping(&self) -> Result<(), StoreError>;
+    fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError>;
 }
 
 /// Everything the service needs from its store.
-pub trait Store: AccountStore + RunStore + OperatorStore + Maintenance + Send + Sync {}
+pub trait Store: AccountStore + RunStore + OperatorStore + ApiKeyStore + Maintenance + Send + Sync {}
 
-impl<T: AccountStore + RunStore + OperatorStore + Maintenance + Send + Sync> Store for T {}
+impl<T: AccountStore + RunStore + OperatorStore + ApiKeyStore + Maintenance + Send + Sync> Store for T {}

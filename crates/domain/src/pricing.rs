@@ -45,9 +45,7 @@ fn whole(name: &str, p: Param, min: i64, max: i64) -> Result<Option<i64>, String
         Param::Absent => Ok(None),
         Param::Int(v) if (min..=max).contains(&v) => Ok(Some(v)),
         Param::Int(v) => Err(format!("{name} must be between {min} and {max}, not {v}")),
-        Param::Invalid => Err(format!(
-            "{name} must be a whole number between {min} and {max}"
-        )),
+        Param::Invalid => Err(format!("{name} must be a whole number between {min} and {max}")),
     }
 }
 
@@ -59,58 +57,34 @@ pub fn price(model: &Model, params: RunParams) -> Result<Priced, String> {
     let (images, duration_seconds, units) = match model.pricing {
         Pricing::PerImage => {
             if params.duration_seconds != Param::Absent {
-                return Err(format!(
-                    "{} is priced per image: it takes no duration_seconds",
-                    model.id
-                ));
+                return Err(format!("{} is priced per image: it takes no duration_seconds", model.id));
             }
             let images = whole("images", params.images, min, max)?.unwrap_or(1);
             (Some(images), None, images)
         }
         Pricing::PerSecond => {
             if params.images != Param::Absent {
-                return Err(format!(
-                    "{} is priced per second: it takes no images",
-                    model.id
-                ));
+                return Err(format!("{} is priced per second: it takes no images", model.id));
             }
             let seconds = whole("duration_seconds", params.duration_seconds, min, max)?
-                .ok_or_else(|| {
-                    format!(
-                        "{} is priced per second: duration_seconds is required",
-                        model.id
-                    )
-                })?;
+                .ok_or_else(|| format!("{} is priced per second: duration_seconds is required", model.id))?;
             (None, Some(seconds), seconds)
         }
         Pricing::PerCall => {
             if params.images != Param::Absent || params.duration_seconds != Param::Absent {
-                return Err(format!(
-                    "{} is priced per call: it takes neither images nor duration_seconds",
-                    model.id
-                ));
+                return Err(format!("{} is priced per call: it takes neither images nor duration_seconds", model.id));
             }
             (None, None, 1)
         }
     };
-    let cost = model
-        .credits
-        .checked_mul(units)
-        .ok_or_else(|| "the cost of these parameters is out of range".to_string())?;
-    Ok(Priced {
-        images,
-        duration_seconds,
-        cost,
-    })
+    let cost =
+        model.credits.checked_mul(units).ok_or_else(|| "the cost of these parameters is out of range".to_string())?;
+    Ok(Priced { images, duration_seconds, cost })
 }
 
 /// R10: the actual parameters of a completion, which may not exceed what was requested.
 /// Absent parameters mean "as requested".
-pub fn price_actual(
-    model: &Model,
-    requested: &Priced,
-    actual: RunParams,
-) -> Result<Priced, String> {
+pub fn price_actual(model: &Model, requested: &Priced, actual: RunParams) -> Result<Priced, String> {
     let merged = RunParams {
         images: match (actual.images, requested.images) {
             (Param::Absent, Some(v)) => Param::Int(v),
@@ -125,16 +99,12 @@ pub fn price_actual(
     if let (Some(a), Some(r)) = (priced.images, requested.images)
         && a > r
     {
-        return Err(format!(
-            "the run requested {r} images; it cannot complete with {a}"
-        ));
+        return Err(format!("the run requested {r} images; it cannot complete with {a}"));
     }
     if let (Some(a), Some(r)) = (priced.duration_seconds, requested.duration_seconds)
         && a > r
     {
-        return Err(format!(
-            "the run requested {r} seconds; it cannot complete with {a}"
-        ));
+        return Err(format!("the run requested {r} seconds; it cannot complete with {a}"));
     }
     Ok(priced)
 }

@@ -51,10 +51,7 @@ pub struct RunRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     #[error("too many runs: at most {limit} a minute on this plan")]
-    RateLimited {
-        limit: u32,
-        retry_after_seconds: u32,
-    },
+    RateLimited { limit: u32, retry_after_seconds: u32 },
     #[error("unknown model {model:?}")]
     UnknownModel { model: String },
     #[error("{message}")]
@@ -70,18 +67,12 @@ pub enum Denial {
     #[error("this model needs the {required_plan} plan")]
     ModelTierRequired { required_plan: String },
     #[error("this run costs {required} credits; {available} are available")]
-    InsufficientCredits {
-        required: Credits,
-        available: Credits,
-    },
+    InsufficientCredits { required: Credits, available: Credits },
 }
 
 impl From<Insufficient> for Denial {
     fn from(i: Insufficient) -> Denial {
-        Denial::InsufficientCredits {
-            required: i.required,
-            available: i.available,
-        }
+        Denial::InsufficientCredits { required: i.required, available: i.available }
     }
 }
 
@@ -117,18 +108,10 @@ pub struct Admitted {
 }
 
 /// R12: whether one more run fits in the rolling minute; if not, how long until it does.
-pub fn rate_limit(
-    limit: Option<u32>,
-    recent_starts: &[DateTime<Utc>],
-    now: DateTime<Utc>,
-) -> Option<Denial> {
+pub fn rate_limit(limit: Option<u32>, recent_starts: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<Denial> {
     let limit = limit?;
     let window_start = now - Duration::seconds(RATE_WINDOW_SECONDS);
-    let mut inside: Vec<DateTime<Utc>> = recent_starts
-        .iter()
-        .copied()
-        .filter(|t| *t > window_start)
-        .collect();
+    let mut inside: Vec<DateTime<Utc>> = recent_starts.iter().copied().filter(|t| *t > window_start).collect();
     if (inside.len() as u64) < u64::from(limit) {
         return None;
     }
@@ -136,34 +119,20 @@ pub fn rate_limit(
     // The run that frees a place is the one that leaves the window first among the newest `limit`.
     let frees_at = inside[inside.len() - limit as usize] + Duration::seconds(RATE_WINDOW_SECONDS);
     let wait_ms = (frees_at - now).num_milliseconds().max(0);
-    let retry_after_seconds = u32::try_from((wait_ms + 999) / 1000)
-        .unwrap_or(u32::MAX)
-        .max(1);
-    Some(Denial::RateLimited {
-        limit,
-        retry_after_seconds,
-    })
+    let retry_after_seconds = u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX).max(1);
+    Some(Denial::RateLimited { limit, retry_after_seconds })
 }
 
 fn validate<'c>(catalog: &'c Catalog, req: &RunRequest) -> Result<(&'c Model, Priced), Denial> {
     if let Some(message) = &req.malformed {
-        return Err(Denial::InvalidParameters {
-            message: message.clone(),
-        });
+        return Err(Denial::InvalidParameters { message: message.clone() });
     }
-    let model = catalog
-        .model(&req.model)
-        .ok_or_else(|| Denial::UnknownModel {
-            model: req.model.clone(),
-        })?;
-    let priced =
-        price(model, req.params).map_err(|message| Denial::InvalidParameters { message })?;
+    let model = catalog.model(&req.model).ok_or_else(|| Denial::UnknownModel { model: req.model.clone() })?;
+    let priced = price(model, req.params).map_err(|message| Denial::InvalidParameters { message })?;
     if let Some(w) = &req.workflow_id
         && (w.is_empty() || w.len() > 200)
     {
-        return Err(Denial::InvalidParameters {
-            message: "workflow_id must be 1-200 characters".into(),
-        });
+        return Err(Denial::InvalidParameters { message: "workflow_id must be 1-200 characters".into() });
     }
     Ok((model, priced))
 }
@@ -177,11 +146,7 @@ fn channel_gate(state: &RunState<'_>, req: &RunRequest) -> Option<Denial> {
     if !plan.api_access {
         return Some(Denial::ApiAccessRequired);
     }
-    let needed = if req.workflow_id.is_some() {
-        Capability::WorkflowRun
-    } else {
-        Capability::ModelRun
-    };
+    let needed = if req.workflow_id.is_some() { Capability::WorkflowRun } else { Capability::ModelRun };
     if !plan.has(needed) || !scopes.contains(&needed) {
         return Some(Denial::CapabilityRequired { capability: needed });
     }
@@ -192,26 +157,14 @@ fn channel_gate(state: &RunState<'_>, req: &RunRequest) -> Option<Denial> {
 fn pay(state: &RunState<'_>, model: &Model, priced: &Priced) -> Result<Charge, Denial> {
     let plan = state.account.plan(state.catalog);
     if let Some(spec) = trial::applies(plan, model) {
-        return trial::admit(spec, state.trial, priced, state.now)
-            .map(Charge::Trial)
-            .map_err(|r| match r {
-                TrialRefusal::Exhausted => Denial::TrialExhausted {
-                    required_plan: model.min_plan.clone(),
-                },
-                TrialRefusal::Expired => Denial::TrialExpired {
-                    required_plan: model.min_plan.clone(),
-                },
-            });
-    }
-    let min_rank = state
-        .catalog
-        .plan(&model.min_plan)
-        .map(|p| p.rank)
-        .unwrap_or(u32::MAX);
-    if plan.rank < min_rank {
-        return Err(Denial::ModelTierRequired {
-            required_plan: model.min_plan.clone(),
+        return trial::admit(spec, state.trial, priced, state.now).map(Charge::Trial).map_err(|r| match r {
+            TrialRefusal::Exhausted => Denial::TrialExhausted { required_plan: model.min_plan.clone() },
+            TrialRefusal::Expired => Denial::TrialExpired { required_plan: model.min_plan.clone() },
         });
+    }
+    let min_rank = state.catalog.plan(&model.min_plan).map(|p| p.rank).unwrap_or(u32::MAX);
+    if plan.rank < min_rank {
+        return Err(Denial::ModelTierRequired { required_plan: model.min_plan.clone() });
     }
     Ok(Charge::Credits(Vec::new()))
 }
@@ -227,12 +180,7 @@ pub fn decide_run(state: &RunState<'_>, req: &RunRequest) -> Result<Admitted, De
     admit(state, req, model, priced)
 }
 
-fn admit(
-    state: &RunState<'_>,
-    req: &RunRequest,
-    model: &Model,
-    priced: Priced,
-) -> Result<Admitted, Denial> {
+fn admit(state: &RunState<'_>, req: &RunRequest, model: &Model, priced: Priced) -> Result<Admitted, Denial> {
     if let Some(denial) = channel_gate(state, req) {
         return Err(denial);
     }
@@ -240,11 +188,7 @@ fn admit(
         Charge::Credits(_) => Charge::Credits(state.wallet.split(priced.cost, state.now)?),
         trial => trial,
     };
-    Ok(Admitted {
-        model: model.id.clone(),
-        priced,
-        charge,
-    })
+    Ok(Admitted { model: model.id.clone(), priced, charge })
 }
 
 /// A quote (`POST /v1/quote`): the cost, and the refusal a run would get now.
@@ -275,12 +219,7 @@ pub fn decide_quote(state: &RunState<'_>, req: &RunRequest) -> Result<Quote, Den
             },
             denial: None,
         },
-        Err(denial) => Quote {
-            model: model.id.clone(),
-            priced,
-            trial: None,
-            denial: Some(denial),
-        },
+        Err(denial) => Quote { model: model.id.clone(), priced, trial: None, denial: Some(denial) },
     })
 }
 
@@ -302,9 +241,7 @@ impl RunStatus {
     }
 
     pub fn parse(s: &str) -> Option<RunStatus> {
-        [RunStatus::Held, RunStatus::Captured, RunStatus::Released]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [RunStatus::Held, RunStatus::Captured, RunStatus::Released].into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -363,28 +300,16 @@ pub fn decide_capture(
 ) -> Result<Capture, FinishRefusal> {
     ensure_held(run, now)?;
     let model = catalog.model(&run.model).ok_or_else(|| {
-        FinishRefusal::InvalidParameters(format!(
-            "model {:?} is no longer in the catalog",
-            run.model
-        ))
+        FinishRefusal::InvalidParameters(format!("model {:?} is no longer in the catalog", run.model))
     })?;
-    let actual =
-        price_actual(model, &run.requested, actual).map_err(FinishRefusal::InvalidParameters)?;
+    let actual = price_actual(model, &run.requested, actual).map_err(FinishRefusal::InvalidParameters)?;
     Ok(match run.trial {
         Some(t) => Capture {
             actual,
             debits: Vec::new(),
-            generations_returned: if t.generations > 0 {
-                t.generations - actual.generations()
-            } else {
-                0
-            },
+            generations_returned: if t.generations > 0 { t.generations - actual.generations() } else { 0 },
         },
-        None => Capture {
-            debits: capture_split(wallet, run.id, actual.cost),
-            actual,
-            generations_returned: 0,
-        },
+        None => Capture { debits: capture_split(wallet, run.id, actual.cost), actual, generations_returned: 0 },
     })
 }
 

@@ -117,13 +117,7 @@ pub struct TrialView {
     pub status: &'static str,
 }
 
-pub fn view(
-    plan: &Plan,
-    model: &Model,
-    spec: TrialSpec,
-    usage: TrialUsage,
-    now: DateTime<Utc>,
-) -> TrialView {
+pub fn view(plan: &Plan, model: &Model, spec: TrialSpec, usage: TrialUsage, now: DateTime<Utc>) -> TrialView {
     let applicable = plan.trials;
     match spec {
         TrialSpec::Count { generations } => {
@@ -150,9 +144,7 @@ pub fn view(
             }
         }
         TrialSpec::Window { days } => {
-            let closes = usage
-                .window_opens_at
-                .map(|o| o + Duration::days(i64::from(days)));
+            let closes = usage.window_opens_at.map(|o| o + Duration::days(i64::from(days)));
             let status = match (applicable, closes) {
                 (false, _) => "not_applicable",
                 (true, None) => "available",

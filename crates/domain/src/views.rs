@@ -101,15 +101,9 @@ impl EntryType {
     }
 
     pub fn parse(s: &str) -> Option<EntryType> {
-        [
-            EntryType::Grant,
-            EntryType::Debit,
-            EntryType::Expire,
-            EntryType::Clawback,
-            EntryType::Adjustment,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == s)
+        [EntryType::Grant, EntryType::Debit, EntryType::Expire, EntryType::Clawback, EntryType::Adjustment]
+            .into_iter()
+            .find(|e| e.as_str() == s)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpServer, web};
-use credits_api::{AppState, Credentials};
+use credits_api::{AppState, Credentials, Metrics};
 use credits_db::{PgPool, PgStore, PgTestClock};
 use credits_domain::catalog::{Catalog, RawCatalog};
 use credits_domain::ports::{Clock, Store, TestClock};
@@ -22,10 +22,7 @@ pub enum StartError {
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
     #[error("{message} (in {source_name})")]
-    Catalog {
-        source_name: String,
-        message: String,
-    },
+    Catalog { source_name: String, message: String },
     #[error("database: {0}")]
     Database(String),
     #[error("cannot listen on {addr}: {cause}")]
@@ -35,14 +32,10 @@ pub enum StartError {
 /// The catalog from settings, validated: a bad one stops the service naming the bad entry.
 pub fn load_catalog(settings: &Settings) -> Result<Catalog, StartError> {
     let (text, source_name) = settings.catalog_text()?;
-    let raw: RawCatalog = toml::from_str(&text).map_err(|e| StartError::Catalog {
-        source_name: source_name.clone(),
-        message: e.to_string(),
-    })?;
-    let catalog = Catalog::from_raw(raw).map_err(|e| StartError::Catalog {
-        source_name: source_name.clone(),
-        message: e.to_string(),
-    })?;
+    let raw: RawCatalog = toml::from_str(&text)
+        .map_err(|e| StartError::Catalog { source_name: source_name.clone(), message: e.to_string() })?;
+    let catalog = Catalog::from_raw(raw)
+        .map_err(|e| StartError::Catalog { source_name: source_name.clone(), message: e.to_string() })?;
     tracing::info!(catalog = %source_name, plans = catalog.plans().len(), models = catalog.models().len(), "catalog loaded");
     Ok(catalog)
 }
@@ -63,19 +56,17 @@ impl Services {
             settings.database.pool_size,
             Duration::from_secs(settings.database.connect_timeout_seconds),
         );
-        let store = Arc::new(PgStore::new(
-            pool.clone(),
-            catalog.clone(),
-            settings.runs.hold_ttl_seconds,
-        ));
-        let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<dyn TestClock>>) =
-            match settings.clock.mode {
-                ClockMode::System => (Arc::new(SystemClock), None),
-                ClockMode::Test => {
-                    let c = Arc::new(PgTestClock::new(pool.clone()));
-                    (c.clone(), Some(c))
-                }
-            };
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(
+            PgStore::new(pool.clone(), catalog.clone(), settings.runs.hold_ttl_seconds).with_observer(metrics.clone()),
+        );
+        let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<dyn TestClock>>) = match settings.clock.mode {
+            ClockMode::System => (Arc::new(SystemClock), None),
+            ClockMode::Test => {
+                let c = Arc::new(PgTestClock::new(pool.clone()));
+                (c.clone(), Some(c))
+            }
+        };
         let state = AppState {
             store: store.clone() as Arc<dyn Store>,
             clock,
@@ -85,6 +76,7 @@ impl Services {
                 settings.auth.internal_token.as_deref(),
                 settings.auth.bootstrap_admin_token.as_deref(),
             ),
+            metrics,
         };
         Ok(Services { pool, store, state })
     }
@@ -116,13 +108,7 @@ impl Running {
     }
 
     /// Start the server on the current runtime in the background (tests).
-    pub fn spawn(
-        mut self,
-    ) -> (
-        u16,
-        ServerHandle,
-        tokio::task::JoinHandle<std::io::Result<()>>,
-    ) {
+    pub fn spawn(mut self) -> (u16, ServerHandle, tokio::task::JoinHandle<std::io::Result<()>>) {
         let port = self.port;
         let handle = self.handle.clone();
         let server = self.server.take();
@@ -144,38 +130,29 @@ impl Running {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Start the HTTP server (and the background workers when `with_workers`).
-pub fn start(
-    settings: &Settings,
-    services: Services,
-    with_workers: bool,
-) -> Result<Running, StartError> {
+pub fn start(settings: &Settings, services: Services, with_workers: bool) -> Result<Running, StartError> {
     let addr = format!("{}:{}", settings.server.host, settings.server.port);
-    let listener = TcpListener::bind(&addr).map_err(|cause| StartError::Listen {
-        addr: addr.clone(),
-        cause,
-    })?;
-    let port = listener
-        .local_addr()
-        .map_err(|cause| StartError::Listen {
-            addr: addr.clone(),
-            cause,
-        })?
-        .port();
+    let listener = TcpListener::bind(&addr).map_err(|cause| StartError::Listen { addr: addr.clone(), cause })?;
+    let port = listener.local_addr().map_err(|cause| StartError::Listen { addr: addr.clone(), cause })?.port();
     let state = web::Data::new(services.state.clone());
+    let metrics = services.state.metrics.clone();
     let mut http = HttpServer::new(move || {
+        let metrics = metrics.clone();
         App::new()
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
+                let metrics = metrics.clone();
                 let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
                 let started = std::time::Instant::now();
                 let fut = srv.call(req);
                 async move {
                     let mut res = fut.await?;
+                    let seconds = started.elapsed().as_secs_f64();
+                    let status = res.status().as_u16();
+                    // The route's pattern, not its path: ids would make the label set unbounded.
+                    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                    metrics.http(res.request().method().as_str(), &route, status, seconds);
                     // One access-log line per request, inside the request's span (its id).
-                    tracing::info!(
-                        status = res.status().as_u16(),
-                        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                        "request"
-                    );
+                    tracing::info!(status, latency_ms = seconds * 1000.0, "request");
                     if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
                         res.headers_mut().insert(REQUEST_ID, v);
                     }
@@ -191,22 +168,11 @@ pub fn start(
     if settings.server.http_workers > 0 {
         http = http.workers(settings.server.http_workers);
     }
-    let server = http
-        .listen(listener)
-        .map_err(|cause| StartError::Listen {
-            addr: addr.clone(),
-            cause,
-        })?
-        .run();
+    let server = http.listen(listener).map_err(|cause| StartError::Listen { addr: addr.clone(), cause })?.run();
     let handle = server.handle();
     let workers = with_workers.then(|| workers::spawn(settings, &services));
     tracing::info!(%addr, port, workers = with_workers, "credits listening");
-    Ok(Running {
-        port,
-        handle,
-        server: Some(server),
-        workers,
-    })
+    Ok(Running { port, handle, server: Some(server), workers })
 }
 
 /// Only the background workers (`credits worker`).

@@ -15,12 +15,7 @@ use rand::RngCore;
 #[command(name = "credits", version, about = "The credits and billing service")]
 struct Cli {
     /// Where the configuration files are (default.toml, <CREDITS_ENV>.toml).
-    #[arg(
-        long,
-        env = "CREDITS_CONFIG_DIR",
-        default_value = "config",
-        global = true
-    )]
+    #[arg(long, env = "CREDITS_CONFIG_DIR", default_value = "config", global = true)]
     config_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -38,6 +33,13 @@ enum Command {
     Worker,
     /// Apply pending database migrations.
     Migrate,
+    /// Print the OpenAPI document (the one served at /openapi.json).
+    Openapi,
+    /// Exit 0 if the service at ADDR answers GET /readyz with 200 (a container health check).
+    Ready {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
     /// Manage operators.
     Operator {
         #[command(subcommand)]
@@ -59,6 +61,20 @@ enum OperatorCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Ready { addr } = &cli.command {
+        return match ready(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("credits ready: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Command::Openapi = cli.command {
+        use utoipa::OpenApi;
+        println!("{}", credits_api::openapi::ApiDoc::openapi().to_pretty_json().expect("the document serializes"));
+        return ExitCode::SUCCESS;
+    }
     let env_name = std::env::var("CREDITS_ENV").ok();
     let settings = match Settings::load(&cli.config_dir, env_name.as_deref()) {
         Ok(s) => s,
@@ -74,9 +90,10 @@ fn main() -> ExitCode {
         Command::Serve { no_workers } => serve(&settings, !no_workers),
         Command::Worker => worker(&settings),
         Command::Migrate => migrate(&settings),
-        Command::Operator {
-            command: OperatorCommand::Create { name, role },
-        } => create_operator(&settings, &name, &role),
+        Command::Openapi | Command::Ready { .. } => unreachable!("handled before the settings are read"),
+        Command::Operator { command: OperatorCommand::Create { name, role } } => {
+            create_operator(&settings, &name, &role)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,18 +139,13 @@ fn migrate(settings: &Settings) -> Result<(), String> {
     let applied = credits_db::migrate(&pool).map_err(|e| e.to_string())?;
     println!(
         "migrations applied: {}",
-        if applied.is_empty() {
-            "none pending".to_string()
-        } else {
-            applied.join(", ")
-        }
+        if applied.is_empty() { "none pending".to_string() } else { applied.join(", ") }
     );
     Ok(())
 }
 
 fn create_operator(settings: &Settings, name: &str, role: &str) -> Result<(), String> {
-    let role = Role::parse(role)
-        .ok_or_else(|| format!("--role must be sales, support or admin, not {role:?}"))?;
+    let role = Role::parse(role).ok_or_else(|| format!("--role must be sales, support or admin, not {role:?}"))?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err("--name must be 1-100 characters".into());
@@ -143,16 +155,24 @@ fn create_operator(settings: &Settings, name: &str, role: &str) -> Result<(), St
     rand::rng().fill_bytes(&mut secret);
     let token = format!("cop_{}", hex::encode(secret));
     let now = services.state.clock.now().map_err(|e| e.to_string())?;
-    let operator = services
-        .store
-        .create_operator(name, role, &credits_api::token_hash(&token), now)
-        .map_err(|e| e.to_string())?;
-    println!(
-        "created operator {} with role {}",
-        operator.name,
-        role.as_str()
-    );
+    let operator =
+        services.store.create_operator(name, role, &credits_api::token_hash(&token), now).map_err(|e| e.to_string())?;
+    println!("created operator {} with role {}", operator.name, role.as_str());
     println!("its token, shown this once (only its hash is stored):");
     println!("{token}");
     Ok(())
+}
+
+/// GET /readyz over a plain TCP connection: 200 or an error.
+fn ready(addr: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+    let target = addr.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
+    write!(stream, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(|e| e.to_string())?;
+    if &head[9..12] == b"200" { Ok(()) } else { Err(format!("answered {}", String::from_utf8_lossy(&head[9..12]))) }
 }

@@ -54,14 +54,8 @@ pub struct AuthSettings {
 impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthSettings")
-            .field(
-                "internal_token",
-                &self.internal_token.as_ref().map(|_| "<set>"),
-            )
-            .field(
-                "bootstrap_admin_token",
-                &self.bootstrap_admin_token.as_ref().map(|_| "<set>"),
-            )
+            .field("internal_token", &self.internal_token.as_ref().map(|_| "<set>"))
+            .field("bootstrap_admin_token", &self.bootstrap_admin_token.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -163,25 +157,15 @@ impl Settings {
     }
 
     /// The same with another source of variables (tests pass their own).
-    pub fn load_with(
-        config_dir: &Path,
-        env_name: Option<&str>,
-        env: Environment,
-    ) -> Result<Settings, SettingsError> {
+    pub fn load_with(config_dir: &Path, env_name: Option<&str>, env: Environment) -> Result<Settings, SettingsError> {
         let mut builder = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
             .add_source(File::from(config_dir.join("default.toml")).required(false));
         if let Some(name) = env_name.filter(|n| !n.is_empty()) {
-            if !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(SettingsError(format!(
-                    "CREDITS_ENV {name:?} is not a plain name"
-                )));
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(SettingsError(format!("CREDITS_ENV {name:?} is not a plain name")));
             }
-            builder = builder
-                .add_source(File::from(config_dir.join(format!("{name}.toml"))).required(true));
+            builder = builder.add_source(File::from(config_dir.join(format!("{name}.toml"))).required(true));
         }
         let settings: Settings = builder
             .add_source(
@@ -200,14 +184,10 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         if self.runs.hold_ttl_seconds <= 0 {
-            return Err(SettingsError(
-                "runs.hold_ttl_seconds must be positive".into(),
-            ));
+            return Err(SettingsError("runs.hold_ttl_seconds must be positive".into()));
         }
         if self.workers.interval_seconds == 0 || self.workers.batch <= 0 {
-            return Err(SettingsError(
-                "workers.interval_seconds and workers.batch must be positive".into(),
-            ));
+            return Err(SettingsError("workers.interval_seconds and workers.batch must be positive".into()));
         }
         if self.database.pool_size == 0 {
             return Err(SettingsError("database.pool_size must be positive".into()));
@@ -221,18 +201,11 @@ impl Settings {
         match std::fs::read_to_string(&self.catalog.path) {
             Ok(text) => Ok((text, self.catalog.path.display().to_string())),
             Err(e)
-                if e.kind() == std::io::ErrorKind::NotFound
-                    && self.catalog.path == Path::new(DEFAULT_CATALOG_PATH) =>
+                if e.kind() == std::io::ErrorKind::NotFound && self.catalog.path == Path::new(DEFAULT_CATALOG_PATH) =>
             {
-                Ok((
-                    DEFAULT_CATALOG.to_string(),
-                    "the built-in default catalog".to_string(),
-                ))
+                Ok((DEFAULT_CATALOG.to_string(), "the built-in default catalog".to_string()))
             }
-            Err(e) => Err(SettingsError(format!(
-                "catalog.path {}: {e}",
-                self.catalog.path.display()
-            ))),
+            Err(e) => Err(SettingsError(format!("catalog.path {}: {e}", self.catalog.path.display()))),
         }
     }
 }

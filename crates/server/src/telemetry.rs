@@ -12,22 +12,11 @@ pub fn init(format: LogFormat, level: &str, to_stderr: bool) {
         .or_else(|_| EnvFilter::try_new(format!("{level},actix_server=warn,h2=warn,hyper=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
-        if to_stderr {
-            Box::new(std::io::stderr())
-        } else {
-            Box::new(std::io::stdout())
-        }
+        if to_stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) }
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_span_events(FmtSpan::NONE)
-        .with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE).with_writer(writer);
     let installed = match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
     if installed.is_ok() {

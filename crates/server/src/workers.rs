@@ -28,27 +28,12 @@ impl Workers {
 }
 
 /// One round of every sweep; returns what each did.
-pub fn run_once(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    batch: i64,
-    purge: bool,
-) -> Result<[usize; 4], String> {
+pub fn run_once(store: &dyn Store, clock: &dyn Clock, batch: i64, purge: bool) -> Result<[usize; 4], String> {
     let now = clock.now().map_err(|e| e.to_string())?;
-    let holds = store
-        .release_expired_holds(now, batch)
-        .map_err(|e| e.to_string())?;
-    let expired = store
-        .expire_buckets(now, batch)
-        .map_err(|e| e.to_string())?;
-    let refreshed = store
-        .refresh_contracts(now, batch)
-        .map_err(|e| e.to_string())?;
-    let purged = if purge {
-        store.purge_idempotency(now).map_err(|e| e.to_string())?
-    } else {
-        0
-    };
+    let holds = store.release_expired_holds(now, batch).map_err(|e| e.to_string())?;
+    let expired = store.expire_buckets(now, batch).map_err(|e| e.to_string())?;
+    let refreshed = store.refresh_contracts(now, batch).map_err(|e| e.to_string())?;
+    let purged = if purge { store.purge_idempotency(now).map_err(|e| e.to_string())? } else { 0 };
     Ok([holds, expired, refreshed, purged])
 }
 
@@ -71,11 +56,7 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
             let (store, clock) = (store.clone(), clock.clone());
             // Idempotency records are purged about once a minute; the rest every round.
             let purge = round % (60 / interval.as_secs().max(1)).max(1) == 1;
-            match tokio::task::spawn_blocking(move || {
-                run_once(store.as_ref(), clock.as_ref(), batch, purge)
-            })
-            .await
-            {
+            match tokio::task::spawn_blocking(move || run_once(store.as_ref(), clock.as_ref(), batch, purge)).await {
                 Ok(Ok([holds, expired, refreshed, purged])) => {
                     if holds + expired + refreshed + purged > 0 {
                         tracing::info!(

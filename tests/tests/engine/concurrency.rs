@@ -16,12 +16,7 @@ async fn account_covering_fifty_runs(app: &TestApp) -> As {
     )
     .await
     .expect(200);
-    app.adjust(
-        &acct,
-        json!({"credits": -250, "reason": "leave exactly 250"}),
-    )
-    .await
-    .expect(201);
+    app.adjust(&acct, json!({"credits": -250, "reason": "leave exactly 250"})).await.expect(201);
     assert_eq!(app.available(&acct).await, 250);
     acct
 }
@@ -29,23 +24,11 @@ async fn account_covering_fifty_runs(app: &TestApp) -> As {
 async fn burst(app: &TestApp, acct: &As, bases: &[String], n: usize) -> (usize, usize) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
-        let (http, base, who) = (
-            app.http.clone(),
-            bases[i % bases.len()].clone(),
-            acct.clone(),
-        );
+        let (http, base, who) = (app.http.clone(), bases[i % bases.len()].clone(), acct.clone());
         tasks.spawn(async move {
-            call_at(
-                &http,
-                &base,
-                &who,
-                "POST",
-                "/v1/runs",
-                Some(json!({"model": "upscale-4x", "capture": true})),
-                None,
-            )
-            .await
-            .status
+            call_at(&http, &base, &who, "POST", "/v1/runs", Some(json!({"model": "upscale-4x", "capture": true})), None)
+                .await
+                .status
         });
     }
     let (mut ok, mut refused) = (0, 0);
@@ -60,17 +43,9 @@ async fn burst(app: &TestApp, acct: &As, bases: &[String], n: usize) -> (usize, 
 }
 
 async fn assert_ledger_matches_balance(app: &TestApp, acct: &As) {
-    let sum: i64 = app
-        .ledger(acct)
-        .await
-        .iter()
-        .map(|e| e["credits"].as_i64().unwrap())
-        .sum();
+    let sum: i64 = app.ledger(acct).await.iter().map(|e| e["credits"].as_i64().unwrap()).sum();
     let b = app.balance(acct).await;
-    assert_eq!(
-        (b["available"].as_i64(), b["held"].as_i64()),
-        (Some(0), Some(0))
-    );
+    assert_eq!((b["available"].as_i64(), b["held"].as_i64()), (Some(0), Some(0)));
     assert_eq!(sum, b["total"].as_i64().unwrap(), "sum(ledger) == balance");
     app.assert_ledger_consistent();
 }
@@ -79,13 +54,7 @@ async fn assert_ledger_matches_balance(app: &TestApp, acct: &As) {
 async fn two_hundred_concurrent_runs_on_a_balance_for_fifty_charge_exactly_fifty() {
     let app = TestApp::spawn().await;
     let acct = account_covering_fifty_runs(&app).await;
-    let (ok, refused) = burst(
-        &app,
-        &acct,
-        std::slice::from_ref(&app.instance.base_url),
-        200,
-    )
-    .await;
+    let (ok, refused) = burst(&app, &acct, std::slice::from_ref(&app.instance.base_url), 200).await;
     assert_eq!((ok, refused), (50, 150));
     assert_ledger_matches_balance(&app, &acct).await;
 }
@@ -95,13 +64,7 @@ async fn two_instances_on_one_database_never_overdraw_either() {
     let app = TestApp::spawn().await;
     let second = Instance::start(&app.db.url, &[]);
     let acct = account_covering_fifty_runs(&app).await;
-    let (ok, refused) = burst(
-        &app,
-        &acct,
-        &[app.instance.base_url.clone(), second.base_url.clone()],
-        200,
-    )
-    .await;
+    let (ok, refused) = burst(&app, &acct, &[app.instance.base_url.clone(), second.base_url.clone()], 200).await;
     assert_eq!((ok, refused), (50, 150));
     assert_ledger_matches_balance(&app, &acct).await;
     second.stop().await;
@@ -129,4 +92,35 @@ async fn the_rate_limit_holds_across_two_instances() {
     }
     assert_eq!(statuses, [vec![201; 10], vec![429; 2]].concat());
     second.stop().await;
+}
+
+#[actix_web::test]
+async fn a_graceful_stop_lets_in_flight_runs_finish_and_charges_nothing_unanswered() {
+    let app = TestApp::spawn().await;
+    let server = Instance::start(&app.db.url, &[]);
+    let acct = account_covering_fifty_runs(&app).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..120 {
+        let (http, base, who) = (app.http.clone(), server.base_url.clone(), acct.clone());
+        tasks.spawn(async move {
+            let body = json!({"model": "upscale-4x", "capture": true});
+            let mut req = http.post(format!("{base}/v1/runs")).json(&body).bearer_auth(credits_tests::INTERNAL_TOKEN);
+            req = req.header("X-Account-Id", account_id(&who));
+            req.send().await.map(|r| r.status().as_u16()).ok()
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    server.stop().await;
+    let mut answered_201 = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Some(201) => answered_201 += 1,
+            Some(402) | None => {}
+            Some(other) => panic!("a request got {other} during shutdown"),
+        }
+    }
+    // Every run charged was answered 201, and every 201 was charged.
+    let debits = app.ledger(&acct).await.iter().filter(|e| e["type"] == "debit").count();
+    assert_eq!(debits, answered_201);
+    app.assert_ledger_consistent();
 }

@@ -1,6 +1,7 @@
 //! The credit engine end to end: real HTTP through the actix app, a real PostgreSQL database
 //! per test (cloned from a migrated template), time moved with the test clock.
 
+mod access;
 mod accounts;
 mod burn_down;
 mod concurrency;

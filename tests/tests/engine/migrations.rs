@@ -26,10 +26,7 @@ fn migrations_go_up_down_and_up_again() {
     let pool = credits_db::pool(&db.url, 1, std::time::Duration::from_secs(10));
     credits_db::migrate(&pool).unwrap();
     let after_up = tables(&mut db.conn());
-    assert!(
-        after_up.contains(&"ledger_entries".to_string())
-            && after_up.contains(&"accounts".to_string())
-    );
+    assert!(after_up.contains(&"ledger_entries".to_string()) && after_up.contains(&"accounts".to_string()));
     credits_db::revert_all(&pool).unwrap();
     assert_eq!(tables(&mut db.conn()), Vec::<String>::new());
     credits_db::migrate(&pool).unwrap();
@@ -47,8 +44,5 @@ fn every_foreign_key_is_indexed() {
     )
     .load(&mut db.conn())
     .unwrap();
-    assert!(
-        unindexed.is_empty(),
-        "foreign keys without an index: {unindexed:?}"
-    );
+    assert!(unindexed.is_empty(), "foreign keys without an index: {unindexed:?}");
 }

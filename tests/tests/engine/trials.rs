@@ -5,122 +5,44 @@ use serde_json::json;
 async fn a_count_trial_gives_three_free_generations_then_trial_exhausted() {
     let app = TestApp::spawn().await;
     let acct = app.account().await;
-    let run = app
-        .run(
-            &acct,
-            json!({"model": "flux-pro", "images": 2, "capture": true}),
-        )
-        .await
-        .expect(201);
+    let run = app.run(&acct, json!({"model": "flux-pro", "images": 2, "capture": true})).await.expect(201);
     assert_eq!(run["trial"]["kind"], "count");
-    app.run(&acct, json!({"model": "flux-pro", "images": 2}))
-        .await
-        .expect_error(403, "TRIAL_EXHAUSTED");
-    app.run(
-        &acct,
-        json!({"model": "flux-pro", "images": 1, "capture": true}),
-    )
-    .await
-    .expect(201);
-    let err = app
-        .run(&acct, json!({"model": "flux-pro", "images": 1}))
-        .await;
-    assert_eq!(
-        err.expect_error(403, "TRIAL_EXHAUSTED")["required_plan"],
-        "creator"
-    );
-    assert_eq!(
-        app.available(&acct).await,
-        250,
-        "trial runs never touch the balance"
-    );
+    app.run(&acct, json!({"model": "flux-pro", "images": 2})).await.expect_error(403, "TRIAL_EXHAUSTED");
+    app.run(&acct, json!({"model": "flux-pro", "images": 1, "capture": true})).await.expect(201);
+    let err = app.run(&acct, json!({"model": "flux-pro", "images": 1})).await;
+    assert_eq!(err.expect_error(403, "TRIAL_EXHAUSTED")["required_plan"], "creator");
+    assert_eq!(app.available(&acct).await, 250, "trial runs never touch the balance");
     let trials = app.get(&acct, "/v1/trials").await.expect(200);
-    let t = trials["trials"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["model"] == "flux-pro")
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (
-            t["used"].as_i64(),
-            t["total"].as_i64(),
-            t["status"].as_str()
-        ),
-        (Some(3), Some(3), Some("exhausted"))
-    );
+    let t = trials["trials"].as_array().unwrap().iter().find(|t| t["model"] == "flux-pro").unwrap().clone();
+    assert_eq!((t["used"].as_i64(), t["total"].as_i64(), t["status"].as_str()), (Some(3), Some(3), Some("exhausted")));
 }
 
 #[actix_web::test]
 async fn a_released_trial_run_gives_its_generations_back() {
     let app = TestApp::spawn().await;
     let acct = app.account().await;
-    let run = app
-        .run(&acct, json!({"model": "flux-pro", "images": 3}))
-        .await
-        .expect(201);
+    let run = app.run(&acct, json!({"model": "flux-pro", "images": 3})).await.expect(201);
     let id = run["id"].as_str().unwrap();
-    app.post(&acct, &format!("/v1/runs/{id}/cancel"), json!({}))
-        .await
-        .expect(200);
-    let partial = app
-        .run(&acct, json!({"model": "flux-pro", "images": 3}))
-        .await
-        .expect(201);
+    app.post(&acct, &format!("/v1/runs/{id}/cancel"), json!({})).await.expect(200);
+    let partial = app.run(&acct, json!({"model": "flux-pro", "images": 3})).await.expect(201);
     let id = partial["id"].as_str().unwrap();
-    app.post(
-        &acct,
-        &format!("/v1/runs/{id}/complete"),
-        json!({"images": 1}),
-    )
-    .await
-    .expect(200);
-    app.run(
-        &acct,
-        json!({"model": "flux-pro", "images": 2, "capture": true}),
-    )
-    .await
-    .expect(201);
-    app.run(&acct, json!({"model": "flux-pro", "images": 1}))
-        .await
-        .expect_error(403, "TRIAL_EXHAUSTED");
+    app.post(&acct, &format!("/v1/runs/{id}/complete"), json!({"images": 1})).await.expect(200);
+    app.run(&acct, json!({"model": "flux-pro", "images": 2, "capture": true})).await.expect(201);
+    app.run(&acct, json!({"model": "flux-pro", "images": 1})).await.expect_error(403, "TRIAL_EXHAUSTED");
 }
 
 #[actix_web::test]
 async fn a_window_trial_is_open_seven_days_from_the_first_run() {
     let app = TestApp::spawn().await;
     let acct = app.account().await;
-    app.run(
-        &acct,
-        json!({"model": "kling-2.1", "duration_seconds": 10, "capture": true}),
-    )
-    .await
-    .expect(201);
+    app.run(&acct, json!({"model": "kling-2.1", "duration_seconds": 10, "capture": true})).await.expect(201);
     app.advance(7 * 86400 - 3600).await;
-    app.run(
-        &acct,
-        json!({"model": "kling-2.1", "duration_seconds": 10, "capture": true}),
-    )
-    .await
-    .expect(201);
+    app.run(&acct, json!({"model": "kling-2.1", "duration_seconds": 10, "capture": true})).await.expect(201);
     assert_eq!(app.available(&acct).await, 250);
     app.advance(7200).await;
-    let err = app
-        .run(&acct, json!({"model": "kling-2.1", "duration_seconds": 1}))
-        .await;
-    assert_eq!(
-        err.expect_error(403, "TRIAL_EXPIRED")["required_plan"],
-        "creator"
-    );
-    let q = app
-        .post(
-            &acct,
-            "/v1/quote",
-            json!({"model": "kling-2.1", "duration_seconds": 1}),
-        )
-        .await
-        .expect(200);
+    let err = app.run(&acct, json!({"model": "kling-2.1", "duration_seconds": 1})).await;
+    assert_eq!(err.expect_error(403, "TRIAL_EXPIRED")["required_plan"], "creator");
+    let q = app.post(&acct, "/v1/quote", json!({"model": "kling-2.1", "duration_seconds": 1})).await.expect(200);
     assert_eq!(q["denial"]["code"], "TRIAL_EXPIRED");
 }
 
@@ -138,13 +60,7 @@ async fn on_a_paid_plan_trials_play_no_part() {
     )
     .await
     .expect(200);
-    let run = app
-        .run(
-            &acct,
-            json!({"model": "flux-pro", "images": 4, "capture": true}),
-        )
-        .await
-        .expect(201);
+    let run = app.run(&acct, json!({"model": "flux-pro", "images": 4, "capture": true})).await.expect(201);
     assert!(run["trial"].is_null());
     assert_eq!(app.available(&acct).await, 1250 - 40);
 }

@@ -1,0 +1,104 @@
+//! `POST, GET, DELETE /v1/api-keys` (canvas channel only): keys are shown once, stored as hashes.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use credits_domain::apikey::{KeyRefusal, NewApiKey};
+use credits_domain::error::ApiKeyError;
+use credits_domain::idempotency::Replayable;
+use credits_domain::runs::Denial;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::auth::{self, API_KEY_PREFIX};
+use crate::edge::{blocking, idempotency_key, json_value, path_id, respond, typed};
+use crate::error::ApiError;
+use crate::state::{AppState, token_hash};
+
+impl From<ApiKeyError> for ApiError {
+    fn from(e: ApiKeyError) -> ApiError {
+        match e {
+            ApiKeyError::NotFound => ApiError::not_found("no such API key"),
+            ApiKeyError::Refused(KeyRefusal::ApiAccessRequired) => Denial::ApiAccessRequired.into(),
+            ApiKeyError::Refused(KeyRefusal::CapabilityRequired(capability)) => {
+                Denial::CapabilityRequired { capability }.into()
+            }
+            ApiKeyError::Refused(KeyRefusal::InvalidParameters(m)) => ApiError::invalid_parameters(m),
+            ApiKeyError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            ApiKeyError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// A new key: a name, and scopes within the plan's API capabilities (all of them if left out).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    name: String,
+    #[schema(example = json!(["workflow:read", "workflow:run"]))]
+    scopes: Option<Vec<String>>,
+}
+
+/// `ck_` and 256 bits of randomness (64 hex digits).
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{API_KEY_PREFIX}{}", hex::encode(bytes))
+}
+
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "post_v1_api_keys", tag = "api keys", request_body = CreateApiKey,
+    params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
+    responses((status = 201, description = "the key, with its secret `key` shown this once (a replay shows it no more)", body = Object),
+        (status = 403, description = "API_ACCESS_REQUIRED, CAPABILITY_REQUIRED, or FORBIDDEN on the api channel", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [])))]
+pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let value = json_value(&body)?;
+    let input: CreateApiKey = typed(&value)?;
+    let secret = new_secret();
+    let key = NewApiKey {
+        name: input.name,
+        requested_scopes: input.scopes,
+        secret_hash: token_hash(&secret),
+        prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
+    };
+    let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let result = blocking(move || Ok(store.create_api_key(caller.account, &key, clock.now()?, idem.as_ref())?)).await?;
+    Ok(match result {
+        Replayable::Fresh(view) => {
+            let mut body = serde_json::to_value(&view).map_err(|_| ApiError::internal())?;
+            body["key"] = json!(secret);
+            HttpResponse::Created().json(body)
+        }
+        replay => respond(StatusCode::CREATED, replay),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "get_v1_api_keys", tag = "api keys",
+    responses((status = 200, description = "the account's live keys, without their secrets", body = Object)),
+    security(("canvas" = [])))]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let store = state.store.clone();
+    let keys = blocking(move || Ok(store.api_keys(caller.account)?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "api_keys": keys })))
+}
+
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "delete_v1_api_keys_id", tag = "api keys",
+    params(("id" = String, Path, description = "the key's id")),
+    responses((status = 204, description = "revoked: the key stops working at once"),
+        (status = 404, description = "no such key of this account", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [])))]
+pub async fn revoke(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let id: uuid::Uuid = path_id(&path, "API key")?;
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    blocking(move || Ok(store.revoke_api_key(caller.account, id, clock.now()?)?)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,138 @@
+//! `GET /metrics`: Prometheus text. Counters live in this process (each instance exposes its
+//! own); backlogs and pool figures are read from the store at each scrape.
+
+use actix_web::{HttpResponse, web};
+use credits_domain::credits::Credits;
+use credits_domain::ports::LedgerObserver;
+use credits_domain::views::EntryType;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::edge::blocking;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_seconds: HistogramVec,
+    runs: IntCounterVec,
+    denials: IntCounterVec,
+    credits_in: IntCounterVec,
+    credits_out: IntCounterVec,
+    open_holds: IntGauge,
+    overdue_holds: IntGauge,
+    pool_connections: IntGauge,
+    pool_idle: IntGauge,
+    pool_max: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let http_seconds = HistogramVec::new(
+            HistogramOpts::new("credits_http_request_duration_seconds", "HTTP request latency by route")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(http_seconds.clone())).expect("registered once");
+        Metrics {
+            http_requests: counter(
+                &registry,
+                "credits_http_requests_total",
+                "HTTP requests by route and status",
+                &["method", "route", "status"],
+            ),
+            http_seconds,
+            runs: counter(
+                &registry,
+                "credits_runs_total",
+                "run requests by outcome (held, captured, released, denied)",
+                &["outcome"],
+            ),
+            denials: counter(&registry, "credits_run_denials_total", "refused run requests by error code", &["code"]),
+            credits_in: counter(
+                &registry,
+                "credits_granted_total",
+                "credits added to buckets, by ledger entry type",
+                &["type"],
+            ),
+            credits_out: counter(
+                &registry,
+                "credits_debited_total",
+                "credits taken from buckets, by ledger entry type",
+                &["type"],
+            ),
+            open_holds: gauge(&registry, "credits_open_holds", "holds open now"),
+            overdue_holds: gauge(
+                &registry,
+                "credits_overdue_holds",
+                "holds past their TTL not yet released by the sweep",
+            ),
+            pool_connections: gauge(&registry, "credits_db_pool_connections", "database connections open"),
+            pool_idle: gauge(&registry, "credits_db_pool_idle", "database connections idle"),
+            pool_max: gauge(&registry, "credits_db_pool_max", "database connections allowed"),
+            registry,
+        }
+    }
+
+    pub fn http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.http_requests.with_label_values(&[method, route, &status.to_string()]).inc();
+        self.http_seconds.with_label_values(&[method, route]).observe(seconds);
+    }
+
+    pub fn run(&self, outcome: &str) {
+        self.runs.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn denial(&self, code: &str) {
+        self.runs.with_label_values(&["denied"]).inc();
+        self.denials.with_label_values(&[code]).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl LedgerObserver for Metrics {
+    fn committed(&self, entries: &[(EntryType, Credits)]) {
+        for (entry_type, credits) in entries {
+            let c = credits.get();
+            let counter = if c > 0 { &self.credits_in } else { &self.credits_out };
+            counter.with_label_values(&[entry_type.as_str()]).inc_by(c.unsigned_abs());
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let m = &state.metrics;
+    // The counters are worth showing even when the database is away.
+    if let Ok(stats) = blocking(move || Ok(store.stats(clock.now()?)?)).await {
+        m.open_holds.set(stats.open_holds);
+        m.overdue_holds.set(stats.overdue_holds);
+        m.pool_connections.set(i64::from(stats.pool_connections));
+        m.pool_idle.set(i64::from(stats.pool_idle));
+        m.pool_max.set(i64::from(stats.pool_max));
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&m.registry.gather(), &mut out).map_err(|_| ApiError::internal())?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
+}

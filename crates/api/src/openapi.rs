@@ -1,0 +1,93 @@
+//! `GET /openapi.json` (generated from the handlers' `#[utoipa::path]` annotations) and `/docs`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// SPEC section 4's error format.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorObject,
+}
+
+/// `code` is one of SPEC's codes; details (e.g. `required`, `available`, `required_plan`,
+/// `capability`, `retry_after_seconds`) sit beside `message`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorObject {
+    #[schema(example = "INSUFFICIENT_CREDITS")]
+    code: String,
+    message: String,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |description: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build(),
+            )
+        };
+        components.add_security_scheme(
+            "canvas",
+            bearer("the canvas backend's internal token, with the X-Account-Id header naming the account"),
+        );
+        components.add_security_scheme(
+            "account_id",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Account-Id"))),
+        );
+        components.add_security_scheme("api_key", bearer("an API key (ck_…) of a plan with API access"));
+        components.add_security_scheme("operator", bearer("an operator token (role sales, support or admin)"));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "credits", description = "The credits and billing service: SPEC.md section 4."),
+    paths(
+        crate::healthz, crate::readyz, crate::metrics::metrics, openapi_json, docs,
+        crate::catalog::plans, crate::catalog::models, crate::catalog::topup_packs,
+        crate::accounts::create, crate::accounts::show, crate::accounts::balance, crate::accounts::ledger,
+        crate::accounts::trials,
+        crate::runs::quote, crate::runs::start, crate::runs::show, crate::runs::complete, crate::runs::cancel,
+        crate::apikeys::create, crate::apikeys::list, crate::apikeys::revoke,
+        crate::checkout::subscription, crate::checkout::topup,
+        crate::admin::account, crate::admin::adjust, crate::admin::enterprise, crate::admin::clock_now,
+        crate::admin::clock_advance,
+    ),
+    components(schemas(ErrorBody, ErrorObject)),
+    modifiers(&Security),
+    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "operators"),
+        (name = "operations")),
+)]
+pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/openapi.json", operation_id = "get_openapi_json", tag = "operations",
+    responses((status = 200, description = "this document", body = Object)))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>credits API</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+  <redoc spec-url="/openapi.json"></redoc>
+  <noscript>The API document is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+  <script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script>
+</body>
+</html>
+"#;
+
+#[utoipa::path(get, path = "/docs", operation_id = "get_docs", tag = "operations",
+    responses((status = 200, description = "the API documentation page (Redoc over /openapi.json)", content_type = "text/html")))]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(DOCS_PAGE)
+}

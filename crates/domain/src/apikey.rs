@@ -1,0 +1,87 @@
+//! R8: API keys. A key's scopes are chosen at its creation within the plan's capabilities, and
+//! re-checked against the account's current plan on every request (`runs::decide_run`).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::catalog::{Capability, Plan};
+use crate::ids::AccountId;
+
+/// What a key can be scoped to: the API capabilities (the canvas is not reached with keys).
+pub fn api_capabilities(plan: &Plan) -> BTreeSet<Capability> {
+    plan.capabilities.iter().copied().filter(|c| *c != Capability::Canvas).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("API keys need a plan with API access")]
+    ApiAccessRequired,
+    #[error("the plan does not include the {0} capability")]
+    CapabilityRequired(Capability),
+    #[error("{0}")]
+    InvalidParameters(String),
+}
+
+/// A key's name and scopes, checked against the plan. No scopes given: every API capability of
+/// the plan.
+pub fn choose_scopes(plan: &Plan, requested: Option<&[String]>) -> Result<BTreeSet<Capability>, KeyRefusal> {
+    if !plan.api_access {
+        return Err(KeyRefusal::ApiAccessRequired);
+    }
+    let allowed = api_capabilities(plan);
+    let Some(requested) = requested else {
+        return Ok(allowed);
+    };
+    let mut scopes = BTreeSet::new();
+    for s in requested {
+        let cap = Capability::parse(s).ok_or_else(|| KeyRefusal::InvalidParameters(format!("unknown scope {s:?}")))?;
+        if cap == Capability::Canvas {
+            return Err(KeyRefusal::InvalidParameters("canvas is not an API scope".into()));
+        }
+        if !allowed.contains(&cap) {
+            return Err(KeyRefusal::CapabilityRequired(cap));
+        }
+        scopes.insert(cap);
+    }
+    Ok(scopes)
+}
+
+pub fn key_name(name: &str) -> Result<String, KeyRefusal> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(KeyRefusal::InvalidParameters("name must be 1-100 characters".into()));
+    }
+    Ok(name.to_string())
+}
+
+/// A key as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: BTreeSet<Capability>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the api channel knows of a request's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub key_id: Uuid,
+    pub account: AccountId,
+    pub scopes: BTreeSet<Capability>,
+    /// The account's plan now (R8: re-checked at every request).
+    pub plan: String,
+}
+
+/// A key to create: the hash of its secret is all the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub name: String,
+    pub requested_scopes: Option<Vec<String>>,
+    pub secret_hash: String,
+    pub prefix: String,
+}
