@@ -31,6 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/openapi.json", web::get().to(openapi::openapi_json))
         .route("/docs", web::get().to(openapi::docs))
         .service(
+            web::resource("/webhooks/stripe")
+                .app_data(web::PayloadConfig::new(checkout::MAX_WEBHOOK_BYTES))
+                .route(web::post().to(checkout::stripe_webhook)),
+        )
+        .service(
             web::scope("/v1")
                 .route("/plans", web::get().to(catalog::plans))
                 .route("/models", web::get().to(catalog::models))

@@ -19,6 +19,7 @@ pub struct Metrics {
     denials: IntCounterVec,
     credits_in: IntCounterVec,
     credits_out: IntCounterVec,
+    webhooks: IntCounterVec,
     open_holds: IntGauge,
     overdue_holds: IntGauge,
     pool_connections: IntGauge,
@@ -75,6 +76,12 @@ impl Metrics {
                 "credits taken from buckets, by ledger entry type",
                 &["type"],
             ),
+            webhooks: counter(
+                &registry,
+                "credits_stripe_events_total",
+                "Stripe events received, by type and whether replayed",
+                &["type", "replay"],
+            ),
             open_holds: gauge(&registry, "credits_open_holds", "holds open now"),
             overdue_holds: gauge(
                 &registry,
@@ -95,6 +102,10 @@ impl Metrics {
 
     pub fn run(&self, outcome: &str) {
         self.runs.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn webhook(&self, event_type: &str, replay: bool) {
+        self.webhooks.with_label_values(&[event_type, if replay { "true" } else { "false" }]).inc();
     }
 
     pub fn denial(&self, code: &str) {

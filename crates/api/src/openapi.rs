@@ -54,7 +54,7 @@ impl Modify for Security {
         crate::accounts::trials,
         crate::runs::quote, crate::runs::start, crate::runs::show, crate::runs::complete, crate::runs::cancel,
         crate::apikeys::create, crate::apikeys::list, crate::apikeys::revoke,
-        crate::checkout::subscription, crate::checkout::topup,
+        crate::checkout::subscription, crate::checkout::topup, crate::checkout::stripe_webhook,
         crate::admin::account, crate::admin::adjust, crate::admin::enterprise, crate::admin::clock_now,
         crate::admin::clock_advance,
     ),

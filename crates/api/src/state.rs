@@ -43,4 +43,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub credentials: Credentials,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Stripe, as checkout calls it.
+    pub payments: Arc<dyn credits_domain::payments::PaymentGateway>,
+    /// Verifies and reads Stripe's webhook deliveries.
+    pub webhooks: Arc<dyn credits_domain::payments::WebhookDecoder>,
 }

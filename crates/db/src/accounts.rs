@@ -44,7 +44,7 @@ pub fn account_view(catalog: &Catalog, account: &Account) -> AccountView {
                 starts_at: c.starts_at,
             },
         ),
-        pending_change: None,
+        pending_change: account.pending_change.clone(),
         created_at: account.created_at,
     }
 }
@@ -142,6 +142,10 @@ impl AccountStore for PgStore {
                         contract_runs_per_minute: None,
                         contract_starts_at: None,
                         created_at: now,
+                        stripe_customer_id: None,
+                        business_verified_at: None,
+                        pending_change: None,
+                        plan_ends_at: None,
                     };
                     diesel::insert_into(accounts::table).values(&row).execute(conn)?;
                     let account = row.to_domain();

@@ -212,3 +212,24 @@ pub fn expire_released(
     post_all(conn, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
     Ok(())
 }
+
+/// R3: an account's live allowances end now (no rollover); what they still hold beyond open
+/// holds expires with an `expire` entry.
+pub fn end_allowances(conn: &mut PgConnection, account: AccountId, now: DateTime<Utc>) -> QueryResult<()> {
+    let ended: Vec<uuid::Uuid> = diesel::update(
+        buckets::table
+            .filter(buckets::account_id.eq(account.0))
+            .filter(buckets::kind.eq(BucketKind::Allowance.as_str()))
+            .filter(buckets::remaining.gt(0))
+            .filter(buckets::expires_at.gt(now)),
+    )
+    .set(buckets::expires_at.eq(Some(now)))
+    .returning(buckets::id)
+    .get_results(conn)?;
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let wallet = load_wallet(conn, account)?;
+    let touched: Vec<BucketId> = ended.into_iter().map(BucketId).collect();
+    expire_released(conn, account, &wallet, &touched, now)
+}

@@ -10,6 +10,7 @@ mod idempotency;
 mod ledger;
 mod maintenance;
 mod operators;
+mod payments;
 mod rows;
 mod runs;
 pub mod schema;

@@ -145,6 +145,26 @@ impl Maintenance for PgStore {
         })
     }
 
+    fn end_plans(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let due: Vec<Uuid> = accounts::table
+            .filter(accounts::plan_ends_at.le(now))
+            .limit(batch)
+            .select(accounts::id)
+            .load(&mut conn)
+            .map_err(crate::store_error)?;
+        drop(conn);
+        self.per_account(due, |conn, id| {
+            let ends: Option<Option<DateTime<Utc>>> =
+                accounts::table.find(id.0).select(accounts::plan_ends_at).first(conn).optional()?;
+            if ends.flatten().is_none_or(|at| at > now) {
+                return Ok(0);
+            }
+            crate::payments::to_free(conn, id, now)?;
+            Ok(1)
+        })
+    }
+
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         diesel::delete(

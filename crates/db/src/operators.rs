@@ -17,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounts::{account_view, balance_view};
-use crate::ledger::{EntryMeta, Grant, expire_released, grant, load_wallet, lock_account, post_all, read_account};
+use crate::ledger::{EntryMeta, Grant, end_allowances, grant, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators};
 use crate::{Fail, PgStore, idempotency};
@@ -203,21 +203,7 @@ impl OperatorStore for PgStore {
                 }
                 ContractChange::Start { starts_at, period, grant: credits } => {
                     // The allowance of the old plan or contract ends now (R3: no rollover).
-                    let ended: Vec<Uuid> = diesel::update(
-                        buckets::table
-                            .filter(buckets::account_id.eq(id.0))
-                            .filter(buckets::kind.eq(BucketKind::Allowance.as_str()))
-                            .filter(buckets::remaining.gt(0))
-                            .filter(buckets::expires_at.gt(now)),
-                    )
-                    .set(buckets::expires_at.eq(Some(now)))
-                    .returning(buckets::id)
-                    .get_results(conn)?;
-                    if !ended.is_empty() {
-                        let wallet = load_wallet(conn, id)?;
-                        let touched: Vec<BucketId> = ended.into_iter().map(BucketId).collect();
-                        expire_released(conn, id, &wallet, &touched, now)?;
-                    }
+                    end_allowances(conn, id, now)?;
                     let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
                     grant(
                         conn,

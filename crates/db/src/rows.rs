@@ -28,6 +28,10 @@ pub struct AccountRow {
     pub contract_runs_per_minute: Option<i32>,
     pub contract_starts_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub stripe_customer_id: Option<String>,
+    pub business_verified_at: Option<DateTime<Utc>>,
+    pub pending_change: Option<String>,
+    pub plan_ends_at: Option<DateTime<Utc>>,
 }
 
 impl AccountRow {
@@ -50,6 +54,8 @@ impl AccountRow {
                 }),
                 _ => None,
             },
+            pending_change: self.pending_change.clone(),
+            plan_ends_at: self.plan_ends_at,
             created_at: self.created_at,
         }
     }

@@ -13,6 +13,10 @@ diesel::table! {
         contract_runs_per_minute -> Nullable<Int4>,
         contract_starts_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        stripe_customer_id -> Nullable<Text>,
+        business_verified_at -> Nullable<Timestamptz>,
+        pending_change -> Nullable<Text>,
+        plan_ends_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -142,19 +146,6 @@ diesel::joinable!(run_reservations -> runs (run_id));
 diesel::joinable!(runs -> accounts (account_id));
 diesel::joinable!(trial_usage -> accounts (account_id));
 
-diesel::allow_tables_to_appear_in_same_query!(
-    accounts,
-    buckets,
-    idempotency_records,
-    ledger_entries,
-    operator_actions,
-    operators,
-    run_reservations,
-    runs,
-    test_clock,
-    trial_usage,
-);
-
 diesel::table! {
     api_keys (id) {
         id -> Uuid,
@@ -169,4 +160,111 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
-diesel::allow_tables_to_appear_in_same_query!(api_keys, accounts);
+
+diesel::table! {
+    checkout_sessions (id) {
+        id -> Text,
+        account_id -> Uuid,
+        mode -> Text,
+        item_id -> Text,
+        stripe_price_id -> Text,
+        url -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        account_id -> Uuid,
+        customer_id -> Text,
+        stripe_status -> Text,
+        price_id -> Nullable<Text>,
+        item_id -> Nullable<Text>,
+        cancel_at_period_end -> Bool,
+        current_period_start -> Nullable<Timestamptz>,
+        current_period_end -> Nullable<Timestamptz>,
+        last_event_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stripe_events (id) {
+        id -> Text,
+        event_type -> Text,
+        created -> Timestamptz,
+        outcome -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    invoice_grants (invoice_id) {
+        invoice_id -> Text,
+        account_id -> Uuid,
+        subscription_id -> Text,
+        billing_reason -> Text,
+        bucket_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    topup_purchases (session_id) {
+        session_id -> Text,
+        account_id -> Uuid,
+        pack_id -> Text,
+        bucket_id -> Uuid,
+        credits -> Int8,
+        payment_intent_id -> Nullable<Text>,
+        amount -> Int8,
+        currency -> Text,
+        refunded_amount -> Int8,
+        clawed_back -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Uuid,
+        dedupe_key -> Text,
+        kind -> Text,
+        account_id -> Nullable<Uuid>,
+        recipient -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(checkout_sessions -> accounts (account_id));
+diesel::joinable!(subscriptions -> accounts (account_id));
+diesel::joinable!(topup_purchases -> buckets (bucket_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    api_keys,
+    buckets,
+    checkout_sessions,
+    idempotency_records,
+    invoice_grants,
+    ledger_entries,
+    operator_actions,
+    operators,
+    outbox,
+    run_reservations,
+    runs,
+    stripe_events,
+    subscriptions,
+    test_clock,
+    topup_purchases,
+    trial_usage,
+);

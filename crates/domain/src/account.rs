@@ -54,6 +54,10 @@ pub struct Account {
     pub status: PlanStatus,
     pub period: Option<Period>,
     pub contract: Option<Contract>,
+    /// A change waiting for the period's end: `plan:<id>` (a downgrade) or `cancel`.
+    pub pending_change: Option<String>,
+    /// When a cancelled plan ends (R14).
+    pub plan_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod operator;
+pub mod payments;
 pub mod ports;
 pub mod pricing;
 pub mod runs;

@@ -148,6 +148,31 @@ pub trait ApiKeyStore {
     fn revoke_api_key(&self, account: AccountId, key: uuid::Uuid, now: DateTime<Utc>) -> Result<(), ApiKeyError>;
 }
 
+pub trait PaymentStore {
+    fn checkout_context(
+        &self,
+        account: AccountId,
+    ) -> Result<crate::payments::CheckoutContext, crate::payments::PaymentError>;
+    /// Keep the account's Stripe customer; the first one stored wins (returned).
+    fn set_customer(&self, account: AccountId, customer: &str) -> Result<String, crate::payments::PaymentError>;
+    /// R11 before a call to Stripe: the first answer to this key, if any.
+    fn recall(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Result<crate::idempotency::Recall, StoreError>;
+    /// Record a checkout (its session and the answer) with its idempotency record.
+    fn record_checkout(
+        &self,
+        account: AccountId,
+        record: &crate::payments::CheckoutRecord,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<crate::payments::CheckoutView>, crate::payments::PaymentError>;
+    /// Apply one Stripe event, at most once, in one transaction.
+    fn apply_stripe_event(
+        &self,
+        event: &crate::payments::StripeEvent,
+        now: DateTime<Utc>,
+    ) -> Result<crate::payments::Applied, StoreError>;
+}
+
 /// Figures for `/metrics` that only the store knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -173,6 +198,8 @@ pub trait Maintenance {
     fn expire_buckets(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
     /// R3: grant each Enterprise contract's allowance for the period that has begun.
     fn refresh_contracts(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
+    /// R14: move accounts whose cancelled plan has reached its period's end to Free.
+    fn end_plans(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
     /// R11: forget idempotency records older than 24 hours.
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Readiness: the database answers.
@@ -181,6 +208,9 @@ pub trait Maintenance {
 }
 
 /// Everything the service needs from its store.
-pub trait Store: AccountStore + RunStore + OperatorStore + ApiKeyStore + Maintenance + Send + Sync {}
+pub trait Store:
+    AccountStore + RunStore + OperatorStore + ApiKeyStore + PaymentStore + Maintenance + Send + Sync
+{
+}
 
-impl<T: AccountStore + RunStore + OperatorStore + ApiKeyStore + Maintenance + Send + Sync> Store for T {}
+impl<T: AccountStore + RunStore + OperatorStore + ApiKeyStore + PaymentStore + Maintenance + Send + Sync> Store for T {}

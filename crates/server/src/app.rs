@@ -10,7 +10,9 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 use credits_api::{AppState, Credentials, Metrics};
 use credits_db::{PgPool, PgStore, PgTestClock};
 use credits_domain::catalog::{Catalog, RawCatalog};
+use credits_domain::payments::PaymentGateway;
 use credits_domain::ports::{Clock, Store, TestClock};
+use credits_stripe::{StripeGateway, StripeWebhooks, UnconfiguredGateway};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::clock::SystemClock;
@@ -38,6 +40,23 @@ pub fn load_catalog(settings: &Settings) -> Result<Catalog, StartError> {
         .map_err(|e| StartError::Catalog { source_name: source_name.clone(), message: e.to_string() })?;
     tracing::info!(catalog = %source_name, plans = catalog.plans().len(), models = catalog.models().len(), "catalog loaded");
     Ok(catalog)
+}
+
+/// Stripe at `stripe.api_base` with `stripe.secret_key`; without a key, checkout is unavailable.
+fn payment_gateway(settings: &Settings) -> Arc<dyn PaymentGateway> {
+    match settings.stripe.secret_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => match StripeGateway::new(key, &settings.stripe.api_base) {
+            Ok(gateway) => Arc::new(gateway),
+            Err(e) => {
+                tracing::error!(error = %e, "the Stripe client could not be built; checkout is unavailable");
+                Arc::new(UnconfiguredGateway)
+            }
+        },
+        None => {
+            tracing::warn!("stripe.secret_key is not set; checkout answers PAYMENTS_UNAVAILABLE");
+            Arc::new(UnconfiguredGateway)
+        }
+    }
 }
 
 /// Everything a process of the service needs, built once.
@@ -77,6 +96,8 @@ impl Services {
                 settings.auth.bootstrap_admin_token.as_deref(),
             ),
             metrics,
+            payments: payment_gateway(settings),
+            webhooks: Arc::new(StripeWebhooks::new(&settings.stripe.webhook_secrets)),
         };
         Ok(Services { pool, store, state })
     }

@@ -32,7 +32,8 @@ pub fn run_once(store: &dyn Store, clock: &dyn Clock, batch: i64, purge: bool) -
     let now = clock.now().map_err(|e| e.to_string())?;
     let holds = store.release_expired_holds(now, batch).map_err(|e| e.to_string())?;
     let expired = store.expire_buckets(now, batch).map_err(|e| e.to_string())?;
-    let refreshed = store.refresh_contracts(now, batch).map_err(|e| e.to_string())?;
+    let refreshed = store.refresh_contracts(now, batch).map_err(|e| e.to_string())?
+        + store.end_plans(now, batch).map_err(|e| e.to_string())?;
     let purged = if purge { store.purge_idempotency(now).map_err(|e| e.to_string())? } else { 0 };
     Ok([holds, expired, refreshed, purged])
 }

@@ -1,0 +1,133 @@
+//! Outbound calls to Stripe (customers, Checkout Sessions, subscription price changes).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use credits_domain::ids::AccountId;
+use credits_domain::payments::{
+    CreatedSession, GatewayError, LiveSubscription, PaymentGateway, SessionMode, SessionRequest,
+};
+use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_billing::subscription::{UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionSubscriptionData,
+};
+use stripe_core::customer::CreateCustomer;
+
+/// Stripe reached with the configured key, at `stripe.api_base`.
+pub struct StripeGateway {
+    client: stripe::blocking::Client,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Unavailable(e.to_string())
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
+    IdempotencyKey::new(key).map(RequestStrategy::Idempotent).map_err(unavailable)
+}
+
+impl StripeGateway {
+    pub fn new(secret_key: &str, api_base: &str) -> Result<StripeGateway, GatewayError> {
+        let client = stripe::ClientBuilder::new(secret_key)
+            .url(api_base.trim_end_matches('/'))
+            .timeout(Duration::from_secs(20))
+            .build_sync()
+            .map_err(unavailable)?;
+        Ok(StripeGateway { client })
+    }
+}
+
+fn metadata(account: AccountId, item_key: &str, item: &str) -> HashMap<String, String> {
+    HashMap::from([("account_id".to_string(), account.to_string()), (item_key.to_string(), item.to_string())])
+}
+
+impl PaymentGateway for StripeGateway {
+    fn create_customer(&self, account: AccountId, email: &str, name: &str) -> Result<String, GatewayError> {
+        let customer = CreateCustomer::new()
+            .email(email)
+            .name(name)
+            .metadata(HashMap::from([("account_id".to_string(), account.to_string())]))
+            .customize()
+            .request_strategy(idempotent(&format!("credits-customer-{account}"))?)
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        Ok(customer.id.to_string())
+    }
+
+    fn create_session(&self, r: &SessionRequest) -> Result<CreatedSession, GatewayError> {
+        let line =
+            CreateCheckoutSessionLineItems { price: Some(r.price_id.clone()), quantity: Some(1), ..Default::default() };
+        let mut create = CreateCheckoutSession::new()
+            .customer(r.customer.clone())
+            .client_reference_id(r.account.to_string())
+            .line_items(vec![line])
+            .success_url(r.urls.success_url.clone())
+            .cancel_url(r.urls.cancel_url.clone());
+        create = match r.mode {
+            SessionMode::Subscription => {
+                let meta = metadata(r.account, "plan", &r.item_id);
+                let mut data = CreateCheckoutSessionSubscriptionData::new();
+                data.metadata = Some(meta.clone());
+                create.mode(stripe_shared::CheckoutSessionMode::Subscription).metadata(meta).subscription_data(data)
+            }
+            _ => {
+                let meta = metadata(r.account, "pack", &r.item_id);
+                let mut data = CreateCheckoutSessionPaymentIntentData::new();
+                data.metadata = Some(meta.clone());
+                create.mode(stripe_shared::CheckoutSessionMode::Payment).metadata(meta).payment_intent_data(data)
+            }
+        };
+        let session = create
+            .customize()
+            .request_strategy(idempotent(&r.idempotency_key)?)
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        Ok(CreatedSession { id: session.id.to_string(), url: session.url })
+    }
+
+    fn change_price(
+        &self,
+        sub: &LiveSubscription,
+        price_id: &str,
+        upgrade: bool,
+        idempotency_key: &str,
+    ) -> Result<(), GatewayError> {
+        let item_id = sub.item_id.clone().ok_or_else(|| unavailable("the subscription's item is not known yet"))?;
+        let item =
+            UpdateSubscriptionItems { id: Some(item_id), price: Some(price_id.to_string()), ..Default::default() };
+        // An upgrade is prorated and invoiced now; a downgrade changes the price from the next
+        // period on, with no proration (R14: it takes effect at the period's end).
+        let proration = if upgrade {
+            UpdateSubscriptionProrationBehavior::AlwaysInvoice
+        } else {
+            UpdateSubscriptionProrationBehavior::None
+        };
+        UpdateSubscription::new(sub.id.as_str())
+            .items(vec![item])
+            .proration_behavior(proration)
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// No `stripe.secret_key` configured: every payment call is PAYMENTS_UNAVAILABLE.
+pub struct UnconfiguredGateway;
+
+impl PaymentGateway for UnconfiguredGateway {
+    fn create_customer(&self, _: AccountId, _: &str, _: &str) -> Result<String, GatewayError> {
+        Err(unavailable("stripe.secret_key is not configured"))
+    }
+
+    fn create_session(&self, _: &SessionRequest) -> Result<CreatedSession, GatewayError> {
+        Err(unavailable("stripe.secret_key is not configured"))
+    }
+
+    fn change_price(&self, _: &LiveSubscription, _: &str, _: bool, _: &str) -> Result<(), GatewayError> {
+        Err(unavailable("stripe.secret_key is not configured"))
+    }
+}

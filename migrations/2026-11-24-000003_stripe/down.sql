@@ -1,0 +1,12 @@
+DROP TABLE outbox;
+DROP TABLE topup_purchases;
+DROP TABLE invoice_grants;
+DROP TABLE stripe_events;
+DROP TABLE subscriptions;
+DROP TABLE checkout_sessions;
+DROP INDEX accounts_plan_ends;
+ALTER TABLE accounts
+    DROP COLUMN plan_ends_at,
+    DROP COLUMN pending_change,
+    DROP COLUMN business_verified_at,
+    DROP COLUMN stripe_customer_id;
