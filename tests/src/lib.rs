@@ -1,6 +1,8 @@
 //! The test harness: a fresh PostgreSQL database per test, cloned from a migrated template, and
 //! the real actix app serving it on a free port. Tests talk to it over HTTP, as its users do.
 
+pub mod stripe;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -165,6 +167,7 @@ pub fn test_settings(db_url: &str, overrides: &[(&str, &str)]) -> Settings {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/catalog.toml").display().to_string(),
         ),
         ("CREDITS__LOG__LEVEL".into(), "warn".into()),
+        ("CREDITS__STRIPE__WEBHOOK_SECRETS".into(), stripe::WEBHOOK_SECRETS.join(",")),
     ]);
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
@@ -184,6 +187,8 @@ pub struct Instance {
 impl Instance {
     pub fn start(db_url: &str, overrides: &[(&str, &str)]) -> Instance {
         let settings = test_settings(db_url, overrides);
+        // Warnings and errors on stderr: nextest shows them for a failing test.
+        credits_server::telemetry::init(credits_server::settings::LogFormat::Pretty, "warn", true);
         let services = Services::build(&settings).expect("services build");
         let running = app::start(&settings, services, true).expect("server starts");
         let (port, handle, task) = running.spawn();
@@ -245,6 +250,46 @@ pub enum As {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(&[]).await
+    }
+
+    /// With the fake Stripe started, its prices seeded, and the service pointed at it.
+    pub async fn spawn_with_stripe() -> (TestApp, stripe::FakeStripe) {
+        let fake = stripe::FakeStripe::start().await;
+        let app = TestApp::spawn_with(&[
+            ("CREDITS__STRIPE__SECRET_KEY", stripe::STRIPE_KEY),
+            ("CREDITS__STRIPE__API_BASE", &format!("{}/", fake.url)),
+        ])
+        .await;
+        let settings = test_settings(&app.db.url, &[]);
+        fake.seed_prices(&credits_server::app::load_catalog(&settings).unwrap()).await;
+        (app, fake)
+    }
+
+    /// POST an event to /webhooks/stripe, signed now (real time) with `secrets`.
+    pub async fn webhook_signed(&self, event: &Value, t: i64, secrets: &[&str]) -> Response {
+        let body = serde_json::to_vec_pretty(event).unwrap();
+        let r = self
+            .http
+            .post(format!("{}/webhooks/stripe", self.instance.base_url))
+            .header("Content-Type", "application/json")
+            .header("Stripe-Signature", stripe::signature(&body, t, secrets))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.json::<Value>().await.unwrap_or(Value::Null);
+        Response { status, body, headers }
+    }
+
+    pub async fn webhook(&self, event: &Value) -> Response {
+        self.webhook_signed(event, chrono::Utc::now().timestamp(), &stripe::WEBHOOK_SECRETS[..1]).await
+    }
+
+    /// The service clock, in unix seconds (what event and object times follow).
+    pub async fn clock(&self) -> i64 {
+        self.now().await.timestamp()
     }
 
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {

@@ -22,6 +22,8 @@ pub struct Metrics {
     webhooks: IntCounterVec,
     open_holds: IntGauge,
     overdue_holds: IntGauge,
+    outbox_pending: IntGauge,
+    outbox_dead: IntGauge,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
@@ -88,6 +90,8 @@ impl Metrics {
                 "credits_overdue_holds",
                 "holds past their TTL not yet released by the sweep",
             ),
+            outbox_pending: gauge(&registry, "credits_outbox_pending", "mails waiting in the outbox"),
+            outbox_dead: gauge(&registry, "credits_outbox_dead", "mails given up after their retries"),
             pool_connections: gauge(&registry, "credits_db_pool_connections", "database connections open"),
             pool_idle: gauge(&registry, "credits_db_pool_idle", "database connections idle"),
             pool_max: gauge(&registry, "credits_db_pool_max", "database connections allowed"),
@@ -139,6 +143,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     if let Ok(stats) = blocking(move || Ok(store.stats(clock.now()?)?)).await {
         m.open_holds.set(stats.open_holds);
         m.overdue_holds.set(stats.overdue_holds);
+        m.outbox_pending.set(stats.outbox_pending);
+        m.outbox_dead.set(stats.outbox_dead);
         m.pool_connections.set(i64::from(stats.pool_connections));
         m.pool_idle.set(i64::from(stats.pool_idle));
         m.pool_max.set(i64::from(stats.pool_max));

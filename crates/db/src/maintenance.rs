@@ -10,6 +10,7 @@ use credits_domain::burn::BucketKind;
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
+use credits_domain::mail::{Delivery, Mailer, OutboxMessage, retry_at};
 use credits_domain::operator::due_contract_period;
 use credits_domain::ports::{Maintenance, StoreStats};
 use credits_domain::runs::RunStatus;
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use crate::ledger::{EntryMeta, Grant, grant, load_wallet, post_all, try_lock_account};
 use crate::rows::RunRow;
 use crate::runs::release;
-use crate::schema::{accounts, idempotency_records, runs};
+use crate::schema::{accounts, idempotency_records, outbox, runs};
 use crate::{Fail, PgStore};
 
 #[derive(QueryableByName)]
@@ -165,6 +166,60 @@ impl Maintenance for PgStore {
         })
     }
 
+    fn deliver_mail(&self, now: DateTime<Utc>, batch: i64, mailer: &dyn Mailer) -> Result<Delivery, StoreError> {
+        let mut conn = self.conn()?;
+        let mut report = Delivery::default();
+        for _ in 0..batch {
+            // One mail per transaction: the row stays locked while it is sent, so another
+            // instance skips it; a crash before the commit sends it again (at least once).
+            let done = self.write_tx(&mut conn, |conn| -> Result<Option<()>, Fail<StoreError>> {
+                let due: Option<(Uuid, String, String, serde_json::Value, i32)> = outbox::table
+                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::next_attempt_at.le(now))
+                    .order(outbox::next_attempt_at.asc())
+                    .select((outbox::id, outbox::kind, outbox::recipient, outbox::payload, outbox::attempts))
+                    .for_update()
+                    .skip_locked()
+                    .first(conn)
+                    .optional()?;
+                let Some((id, kind, recipient, payload, attempts)) = due else { return Ok(None) };
+                let message = OutboxMessage { id, kind, recipient, payload: payload.to_string(), attempts };
+                match mailer.deliver(&message) {
+                    Ok(()) => {
+                        diesel::update(outbox::table.find(id))
+                            .set((outbox::status.eq("sent"), outbox::sent_at.eq(Some(now)), outbox::attempts.eq(attempts + 1)))
+                            .execute(conn)?;
+                        report.sent += 1;
+                    }
+                    Err(cause) => {
+                        let attempts = attempts + 1;
+                        match retry_at(attempts, now) {
+                            Some(at) => {
+                                tracing::warn!(mail = %id, kind = %message.kind, attempts, %cause, "mail not sent; retrying");
+                                diesel::update(outbox::table.find(id))
+                                    .set((outbox::attempts.eq(attempts), outbox::next_attempt_at.eq(at), outbox::last_error.eq(Some(&cause))))
+                                    .execute(conn)?;
+                                report.retried += 1;
+                            }
+                            None => {
+                                tracing::error!(mail = %id, kind = %message.kind, attempts, %cause, "mail given up (dead)");
+                                diesel::update(outbox::table.find(id))
+                                    .set((outbox::status.eq("dead"), outbox::attempts.eq(attempts), outbox::last_error.eq(Some(&cause))))
+                                    .execute(conn)?;
+                                report.dead += 1;
+                            }
+                        }
+                    }
+                }
+                Ok(Some(()))
+            })?;
+            if done.is_none() {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         diesel::delete(
@@ -188,7 +243,16 @@ impl Maintenance for PgStore {
             ))
             .first(&mut conn)
             .map_err(crate::store_error)?;
+        let (outbox_pending, outbox_dead): (i64, i64) = outbox::table
+            .select((
+                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE status = 'pending')"),
+                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE status = 'dead')"),
+            ))
+            .first(&mut conn)
+            .map_err(crate::store_error)?;
         Ok(StoreStats {
+            outbox_pending,
+            outbox_dead,
             pool_connections: state.connections,
             pool_idle: state.idle_connections,
             pool_max: self.pool.max_size(),

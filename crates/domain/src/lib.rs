@@ -9,6 +9,7 @@ pub mod credits;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod mail;
 pub mod operator;
 pub mod payments;
 pub mod ports;

@@ -183,6 +183,9 @@ pub struct StoreStats {
     pub open_holds: i64,
     /// Holds past their TTL that the sweep has not released yet.
     pub overdue_holds: i64,
+    /// Mails waiting to be sent, and mails given up on.
+    pub outbox_pending: i64,
+    pub outbox_dead: i64,
 }
 
 /// Told of the ledger entries a transaction wrote, once it committed (for metrics).
@@ -200,6 +203,14 @@ pub trait Maintenance {
     fn refresh_contracts(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
     /// R14: move accounts whose cancelled plan has reached its period's end to Free.
     fn end_plans(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
+    /// Send what is due in the outbox, one mail per transaction, each claimed with
+    /// `FOR UPDATE SKIP LOCKED` so that no two instances send the same mail.
+    fn deliver_mail(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+        mailer: &dyn crate::mail::Mailer,
+    ) -> Result<crate::mail::Delivery, StoreError>;
     /// R11: forget idempotency records older than 24 hours.
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Readiness: the database answers.

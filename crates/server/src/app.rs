@@ -10,8 +10,10 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 use credits_api::{AppState, Credentials, Metrics};
 use credits_db::{PgPool, PgStore, PgTestClock};
 use credits_domain::catalog::{Catalog, RawCatalog};
+use credits_domain::mail::Mailer;
 use credits_domain::payments::PaymentGateway;
 use credits_domain::ports::{Clock, Store, TestClock};
+use credits_email::{SmtpConfig, SmtpMailer, Tls};
 use credits_stripe::{StripeGateway, StripeWebhooks, UnconfiguredGateway};
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -59,12 +61,37 @@ fn payment_gateway(settings: &Settings) -> Arc<dyn PaymentGateway> {
     }
 }
 
+/// The SMTP sender of the outbox, from `smtp.*` and `mail.from`.
+fn mailer(settings: &Settings) -> Option<Arc<dyn Mailer>> {
+    let Some(tls) = Tls::parse(&settings.smtp.tls) else {
+        tracing::error!(tls = %settings.smtp.tls, "smtp.tls must be none, starttls or tls; mail waits in the outbox");
+        return None;
+    };
+    let config = SmtpConfig {
+        host: settings.smtp.host.clone(),
+        port: settings.smtp.port,
+        username: settings.smtp.username.clone().filter(|u| !u.is_empty()),
+        password: settings.smtp.password.clone().filter(|p| !p.is_empty()),
+        tls,
+        from: settings.mail.from.clone(),
+    };
+    match SmtpMailer::new(&config) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::error!(error = %e, "mail cannot be sent; it waits in the outbox");
+            None
+        }
+    }
+}
+
 /// Everything a process of the service needs, built once.
 #[derive(Clone)]
 pub struct Services {
     pub pool: PgPool,
     pub store: Arc<PgStore>,
     pub state: AppState,
+    /// The outbox's sender; `None` when the SMTP settings are unusable (mail then waits).
+    pub mailer: Option<Arc<dyn Mailer>>,
 }
 
 impl Services {
@@ -99,7 +126,7 @@ impl Services {
             payments: payment_gateway(settings),
             webhooks: Arc::new(StripeWebhooks::new(&settings.stripe.webhook_secrets)),
         };
-        Ok(Services { pool, store, state })
+        Ok(Services { pool, store, state, mailer: mailer(settings) })
     }
 
     pub fn migrate(&self) -> Result<Vec<String>, StartError> {

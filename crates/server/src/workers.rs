@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credits_domain::mail::Mailer;
 use credits_domain::ports::{Clock, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,8 +29,20 @@ impl Workers {
 }
 
 /// One round of every sweep; returns what each did.
-pub fn run_once(store: &dyn Store, clock: &dyn Clock, batch: i64, purge: bool) -> Result<[usize; 4], String> {
+pub fn run_once(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    mailer: Option<&dyn Mailer>,
+    batch: i64,
+    purge: bool,
+) -> Result<[usize; 4], String> {
     let now = clock.now().map_err(|e| e.to_string())?;
+    if let Some(mailer) = mailer {
+        let d = store.deliver_mail(now, batch, mailer).map_err(|e| e.to_string())?;
+        if d.sent + d.retried + d.dead > 0 {
+            tracing::info!(sent = d.sent, retried = d.retried, dead = d.dead, "outbox round");
+        }
+    }
     let holds = store.release_expired_holds(now, batch).map_err(|e| e.to_string())?;
     let expired = store.expire_buckets(now, batch).map_err(|e| e.to_string())?;
     let refreshed = store.refresh_contracts(now, batch).map_err(|e| e.to_string())?
@@ -42,6 +55,7 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
     let (stop, mut stopped) = watch::channel(false);
     let store: Arc<dyn Store> = services.store.clone();
     let clock: Arc<dyn Clock> = services.state.clock.clone();
+    let mailer: Option<Arc<dyn Mailer>> = services.mailer.clone();
     let interval = Duration::from_secs(settings.workers.interval_seconds);
     let batch = settings.workers.batch;
     let task = tokio::spawn(async move {
@@ -54,10 +68,14 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
                 _ = stopped.changed() => break,
             }
             round += 1;
-            let (store, clock) = (store.clone(), clock.clone());
+            let (store, clock, mailer) = (store.clone(), clock.clone(), mailer.clone());
             // Idempotency records are purged about once a minute; the rest every round.
             let purge = round % (60 / interval.as_secs().max(1)).max(1) == 1;
-            match tokio::task::spawn_blocking(move || run_once(store.as_ref(), clock.as_ref(), batch, purge)).await {
+            match tokio::task::spawn_blocking(move || {
+                run_once(store.as_ref(), clock.as_ref(), mailer.as_deref(), batch, purge)
+            })
+            .await
+            {
                 Ok(Ok([holds, expired, refreshed, purged])) => {
                     if holds + expired + refreshed + purged > 0 {
                         tracing::info!(

@@ -8,7 +8,9 @@ use credits_domain::payments::{
     CreatedSession, GatewayError, LiveSubscription, PaymentGateway, SessionMode, SessionRequest,
 };
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
-use stripe_billing::subscription::{UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior};
+use stripe_billing::subscription::{
+    RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
     CreateCheckoutSessionSubscriptionData,
@@ -22,6 +24,25 @@ pub struct StripeGateway {
 
 fn unavailable(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::Unavailable(e.to_string())
+}
+
+// What is read back of Stripe's answers: only the fields used. Stripe objects grow new fields
+// all the time; a payment that went through must never look failed because one of them did not
+// parse (an update applied at Stripe and answered 503 here would be worse than either).
+#[derive(miniserde::Deserialize)]
+struct Created {
+    id: String,
+    url: Option<String>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct Items {
+    items: ItemList,
+}
+
+#[derive(miniserde::Deserialize)]
+struct ItemList {
+    data: Vec<Created>,
 }
 
 fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
@@ -45,15 +66,16 @@ fn metadata(account: AccountId, item_key: &str, item: &str) -> HashMap<String, S
 
 impl PaymentGateway for StripeGateway {
     fn create_customer(&self, account: AccountId, email: &str, name: &str) -> Result<String, GatewayError> {
-        let customer = CreateCustomer::new()
+        let customer: Created = CreateCustomer::new()
             .email(email)
             .name(name)
             .metadata(HashMap::from([("account_id".to_string(), account.to_string())]))
+            .build()
             .customize()
             .request_strategy(idempotent(&format!("credits-customer-{account}"))?)
             .send_blocking(&self.client)
             .map_err(unavailable)?;
-        Ok(customer.id.to_string())
+        Ok(customer.id)
     }
 
     fn create_session(&self, r: &SessionRequest) -> Result<CreatedSession, GatewayError> {
@@ -79,12 +101,13 @@ impl PaymentGateway for StripeGateway {
                 create.mode(stripe_shared::CheckoutSessionMode::Payment).metadata(meta).payment_intent_data(data)
             }
         };
-        let session = create
+        let session: Created = create
+            .build()
             .customize()
             .request_strategy(idempotent(&r.idempotency_key)?)
             .send_blocking(&self.client)
             .map_err(unavailable)?;
-        Ok(CreatedSession { id: session.id.to_string(), url: session.url })
+        Ok(CreatedSession { id: session.id, url: session.url })
     }
 
     fn change_price(
@@ -94,7 +117,20 @@ impl PaymentGateway for StripeGateway {
         upgrade: bool,
         idempotency_key: &str,
     ) -> Result<(), GatewayError> {
-        let item_id = sub.item_id.clone().ok_or_else(|| unavailable("the subscription's item is not known yet"))?;
+        // The item is learned from subscription events; before any arrived, ask Stripe.
+        let item_id = match &sub.item_id {
+            Some(id) => id.clone(),
+            None => RetrieveSubscription::new(sub.id.as_str())
+                .build()
+                .customize::<Items>()
+                .send_blocking(&self.client)
+                .map_err(unavailable)?
+                .items
+                .data
+                .first()
+                .map(|item| item.id.clone())
+                .ok_or_else(|| unavailable("the subscription has no item"))?,
+        };
         let item =
             UpdateSubscriptionItems { id: Some(item_id), price: Some(price_id.to_string()), ..Default::default() };
         // An upgrade is prorated and invoiced now; a downgrade changes the price from the next
@@ -104,9 +140,10 @@ impl PaymentGateway for StripeGateway {
         } else {
             UpdateSubscriptionProrationBehavior::None
         };
-        UpdateSubscription::new(sub.id.as_str())
+        let _: Created = UpdateSubscription::new(sub.id.as_str())
             .items(vec![item])
             .proration_behavior(proration)
+            .build()
             .customize()
             .request_strategy(idempotent(idempotency_key)?)
             .send_blocking(&self.client)

@@ -11,4 +11,5 @@ mod ledger;
 mod migrations;
 mod operators;
 mod runs;
+mod stripe;
 mod trials;
