@@ -1,6 +1,7 @@
 //! The test harness: a fresh PostgreSQL database per test, cloned from a migrated template, and
 //! the real actix app serving it on a free port. Tests talk to it over HTTP, as its users do.
 
+pub mod smtp;
 pub mod stripe;
 
 use std::collections::HashMap;
@@ -250,6 +251,45 @@ pub enum As {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(&[]).await
+    }
+
+    pub const SALES_TEAM: &'static str = "sales@example.test";
+    pub const MAIL_FROM: &'static str = "credits@example.test";
+
+    /// With an SMTP server of its own (and the fake Stripe when `stripe`).
+    pub async fn spawn_with_mail(stripe: bool) -> (TestApp, smtp::SmtpSink, Option<stripe::FakeStripe>) {
+        let sink = smtp::SmtpSink::start();
+        let port = sink.port.to_string();
+        let fake = if stripe { Some(stripe::FakeStripe::start().await) } else { None };
+        let api_base = fake.as_ref().map(|f| format!("{}/", f.url)).unwrap_or_default();
+        let mut overrides = vec![
+            ("CREDITS__SMTP__HOST", "127.0.0.1"),
+            ("CREDITS__SMTP__PORT", port.as_str()),
+            ("CREDITS__SMTP__TLS", "none"),
+            ("CREDITS__MAIL__FROM", Self::MAIL_FROM),
+            ("CREDITS__MAIL__SALES_TEAM", Self::SALES_TEAM),
+        ];
+        if stripe {
+            overrides.push(("CREDITS__STRIPE__SECRET_KEY", stripe::STRIPE_KEY));
+            overrides.push(("CREDITS__STRIPE__API_BASE", api_base.as_str()));
+        }
+        let app = TestApp::spawn_with(&overrides).await;
+        if let Some(f) = &fake {
+            let settings = test_settings(&app.db.url, &[]);
+            f.seed_prices(&credits_server::app::load_catalog(&settings).unwrap()).await;
+        }
+        (app, sink, fake)
+    }
+
+    /// The SMTP settings of this app, for a second instance on the same database.
+    pub fn mail_overrides(sink: &smtp::SmtpSink) -> Vec<(&'static str, String)> {
+        vec![
+            ("CREDITS__SMTP__HOST", "127.0.0.1".into()),
+            ("CREDITS__SMTP__PORT", sink.port.to_string()),
+            ("CREDITS__SMTP__TLS", "none".into()),
+            ("CREDITS__MAIL__FROM", Self::MAIL_FROM.into()),
+            ("CREDITS__MAIL__SALES_TEAM", Self::SALES_TEAM.into()),
+        ]
     }
 
     /// With the fake Stripe started, its prices seeded, and the service pointed at it.

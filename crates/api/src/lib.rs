@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 mod runs;
 pub mod state;
+mod verification;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -54,13 +55,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys", web::get().to(apikeys::list))
                 .route("/api-keys/{id}", web::delete().to(apikeys::revoke))
                 .route("/checkout/subscription", web::post().to(checkout::subscription))
-                .route("/checkout/topup", web::post().to(checkout::topup)),
+                .route("/checkout/topup", web::post().to(checkout::topup))
+                .route("/business-verification", web::post().to(verification::submit))
+                .route("/business-verification", web::get().to(verification::status)),
         )
         .service(
             web::scope("/admin/v1")
                 .route("/accounts/{id}", web::get().to(admin::account))
                 .route("/accounts/{id}/adjustments", web::post().to(admin::adjust))
                 .route("/accounts/{id}/enterprise", web::put().to(admin::enterprise))
+                .route("/business-verifications", web::get().to(verification::queue))
+                .route("/business-verifications/{id}/approve", web::post().to(verification::approve))
+                .route("/business-verifications/{id}/reject", web::post().to(verification::reject))
                 .route("/test-clock", web::get().to(admin::clock_now))
                 .route("/test-clock", web::post().to(admin::clock_advance)),
         )

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Stripe, as checkout calls it.
     pub payments: Arc<dyn credits_domain::payments::PaymentGateway>,
+    /// Where verification mail goes besides the account.
+    pub mail: credits_domain::ports::MailContext,
     /// Verifies and reads Stripe's webhook deliveries.
     pub webhooks: Arc<dyn credits_domain::payments::WebhookDecoder>,
 }

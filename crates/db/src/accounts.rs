@@ -12,6 +12,7 @@ use credits_domain::runs::RATE_WINDOW_SECONDS;
 use credits_domain::trial::{self, TrialUsage, TrialView};
 use credits_domain::views::{
     AccountView, BalanceView, BucketView, ContractView, EntryType, LedgerPage, LedgerQuery, RateLimitView,
+    VerificationSummary,
 };
 use diesel::prelude::*;
 
@@ -20,7 +21,7 @@ use crate::rows::{AccountRow, BucketRow, EntryRow, NewEntryRow, ReservationRow};
 use crate::schema::{accounts, buckets, ledger_entries, trial_usage};
 use crate::{Fail, PgStore, idempotency, read_tx};
 
-pub fn account_view(catalog: &Catalog, account: &Account) -> AccountView {
+pub fn account_view(catalog: &Catalog, account: &Account, verification: Option<VerificationSummary>) -> AccountView {
     let plan = account.plan(catalog);
     AccountView {
         id: account.id,
@@ -32,7 +33,7 @@ pub fn account_view(catalog: &Catalog, account: &Account) -> AccountView {
         period_end: account.period.map(|p| p.end),
         capabilities: plan.capabilities.iter().copied().collect(),
         api_access: plan.api_access,
-        business_verification: None,
+        business_verification: verification,
         rate_limit: RateLimitView {
             runs_per_minute: account.runs_per_minute(catalog),
             window_seconds: RATE_WINDOW_SECONDS,
@@ -165,7 +166,8 @@ impl AccountStore for PgStore {
                             now,
                         )?;
                     }
-                    Ok(account_view(catalog, &account))
+                    // A new account has no verification request yet.
+                    Ok(account_view(catalog, &account, None))
                 },
             )
         })
@@ -181,7 +183,11 @@ impl AccountStore for PgStore {
     fn account_view(&self, id: AccountId, _now: DateTime<Utc>) -> Result<AccountView, AccountError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        read_tx(&mut conn, |conn| Ok(account_view(catalog, &found(read_account(conn, id)?)?)))
+        read_tx(&mut conn, |conn| {
+            let account = found(read_account(conn, id)?)?;
+            let verification = crate::verification::summary(conn, id)?;
+            Ok(account_view(catalog, &account, verification))
+        })
     }
 
     fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError> {

@@ -14,6 +14,7 @@ mod payments;
 mod rows;
 mod runs;
 pub mod schema;
+mod verification;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -180,7 +180,8 @@ impl OperatorStore for PgStore {
             let balance = balance_view(conn, catalog, &account, now)?;
             // Support reads customer data: that is recorded too.
             record_action(conn, by, "account.read", Some(id), json!({}), now)?;
-            Ok(AdminAccountView { account: account_view(catalog, &account), balance })
+            let verification = crate::verification::summary(conn, id)?;
+            Ok(AdminAccountView { account: account_view(catalog, &account, verification), balance })
         })
     }
 
@@ -240,7 +241,8 @@ impl OperatorStore for PgStore {
                 now,
             )?;
             let updated = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?;
-            Ok(account_view(catalog, &updated.to_domain()))
+            let verification = crate::verification::summary(conn, id)?;
+            Ok(account_view(catalog, &updated.to_domain(), verification))
         })
     }
 }

@@ -249,10 +249,35 @@ diesel::joinable!(checkout_sessions -> accounts (account_id));
 diesel::joinable!(subscriptions -> accounts (account_id));
 diesel::joinable!(topup_purchases -> buckets (bucket_id));
 
+diesel::table! {
+    business_verifications (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        company_name -> Text,
+        website -> Text,
+        country -> Text,
+        tax_id -> Nullable<Text>,
+        contact_name -> Text,
+        contact_email -> Text,
+        intended_use -> Text,
+        expected_monthly_credits -> Nullable<Int8>,
+        status -> Text,
+        reason -> Nullable<Text>,
+        note -> Nullable<Text>,
+        decided_by_id -> Nullable<Uuid>,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(business_verifications -> accounts (account_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
     buckets,
+    business_verifications,
     checkout_sessions,
     idempotency_records,
     invoice_grants,

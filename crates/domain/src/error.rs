@@ -84,3 +84,17 @@ pub enum ApiKeyError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerificationError {
+    #[error("no such account or request")]
+    NotFound,
+    #[error("{0}")]
+    InvalidParameters(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

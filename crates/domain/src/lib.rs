@@ -16,6 +16,7 @@ pub mod ports;
 pub mod pricing;
 pub mod runs;
 pub mod trial;
+pub mod verification;
 pub mod views;
 
 pub use credits::Credits;

@@ -173,6 +173,52 @@ pub trait PaymentStore {
     ) -> Result<crate::payments::Applied, StoreError>;
 }
 
+/// Where verification mail goes besides the account: the sales team, and the admin link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailContext {
+    pub sales_team: String,
+    /// The base of the link in the sales team's mail (…/admin/v1/business-verifications).
+    pub admin_url: String,
+}
+
+/// One page of the sales queue, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerificationPage {
+    pub requests: Vec<crate::verification::VerificationView>,
+    pub next_cursor: Option<String>,
+}
+
+pub trait VerificationStore {
+    /// SPEC section 6: the request, the sales team's mail and the account's receipt, together.
+    fn submit_verification(
+        &self,
+        account: AccountId,
+        request: &crate::verification::VerificationRequest,
+        mail: &MailContext,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<crate::verification::VerificationView>, crate::error::VerificationError>;
+    fn latest_verification(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<crate::verification::VerificationView>, crate::error::VerificationError>;
+    /// The queue, oldest first; `cursor` is a page's `next_cursor`.
+    fn verification_queue(
+        &self,
+        status: Option<crate::verification::VerificationStatus>,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<VerificationPage, crate::error::VerificationError>;
+    /// A final decision, with who and when, and its mail to the account.
+    fn decide_verification(
+        &self,
+        by: &Operator,
+        request: uuid::Uuid,
+        decision: &crate::verification::Decision,
+        now: DateTime<Utc>,
+    ) -> Result<crate::verification::VerificationView, crate::error::VerificationError>;
+}
+
 /// Figures for `/metrics` that only the store knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -220,8 +266,19 @@ pub trait Maintenance {
 
 /// Everything the service needs from its store.
 pub trait Store:
-    AccountStore + RunStore + OperatorStore + ApiKeyStore + PaymentStore + Maintenance + Send + Sync
+    AccountStore + RunStore + OperatorStore + ApiKeyStore + PaymentStore + VerificationStore + Maintenance + Send + Sync
 {
 }
 
-impl<T: AccountStore + RunStore + OperatorStore + ApiKeyStore + PaymentStore + Maintenance + Send + Sync> Store for T {}
+impl<T> Store for T where
+    T: AccountStore
+        + RunStore
+        + OperatorStore
+        + ApiKeyStore
+        + PaymentStore
+        + VerificationStore
+        + Maintenance
+        + Send
+        + Sync
+{
+}

@@ -26,6 +26,10 @@ fn template(kind: &str) -> Option<Template> {
     }
     Some(match kind {
         "payment_failed" => t!("payment_failed"),
+        "verification_sales" => t!("verification_sales"),
+        "verification_receipt" => t!("verification_receipt"),
+        "verification_approved" => t!("verification_approved"),
+        "verification_rejected" => t!("verification_rejected"),
         _ => return None,
     })
 }

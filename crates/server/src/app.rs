@@ -12,7 +12,7 @@ use credits_db::{PgPool, PgStore, PgTestClock};
 use credits_domain::catalog::{Catalog, RawCatalog};
 use credits_domain::mail::Mailer;
 use credits_domain::payments::PaymentGateway;
-use credits_domain::ports::{Clock, Store, TestClock};
+use credits_domain::ports::{Clock, MailContext, Store, TestClock};
 use credits_email::{SmtpConfig, SmtpMailer, Tls};
 use credits_stripe::{StripeGateway, StripeWebhooks, UnconfiguredGateway};
 use tracing_actix_web::{RequestId, TracingLogger};
@@ -124,6 +124,13 @@ impl Services {
             ),
             metrics,
             payments: payment_gateway(settings),
+            mail: MailContext {
+                sales_team: settings.mail.sales_team.clone(),
+                admin_url: format!(
+                    "{}/admin/v1/business-verifications",
+                    settings.server.public_url.trim_end_matches('/')
+                ),
+            },
             webhooks: Arc::new(StripeWebhooks::new(&settings.stripe.webhook_secrets)),
         };
         Ok(Services { pool, store, state, mailer: mailer(settings) })

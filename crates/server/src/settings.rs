@@ -33,6 +33,8 @@ pub struct Settings {
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
+    /// The service's address as others reach it (links in mail).
+    pub public_url: String,
     pub http_workers: usize,
     pub shutdown_timeout_seconds: u64,
 }

@@ -13,3 +13,4 @@ mod operators;
 mod runs;
 mod stripe;
 mod trials;
+mod verification;
