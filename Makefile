@@ -38,7 +38,8 @@ run: build db
 migrate: build db
 	CREDITS__DATABASE__URL=$${CREDITS__DATABASE__URL:-$(PG_BASE)/$(DB_NAME)} $(BIN) migrate
 
-unit:
+# The fault tests drive the built binary (kill -9, restarts), so it is built first.
+unit: build
 	cargo nextest run --workspace
 
 conformance: build

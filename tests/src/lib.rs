@@ -470,6 +470,13 @@ impl TestApp {
         assert_ledger_consistent(&mut self.db.conn());
     }
 
+    /// Every invariant of `credits check` holds, at the service's time.
+    pub async fn assert_invariants(&self) {
+        let pool = credits_db::pool(&self.db.url, 1, Duration::from_secs(5));
+        let violations = credits_db::invariants::check(&pool, self.now().await).unwrap();
+        assert!(violations.is_empty(), "credits check: {violations:?}");
+    }
+
     /// Row counts of every table a request could write to.
     pub fn trace(&self) -> Vec<i64> {
         let mut conn = self.db.conn();
@@ -480,6 +487,15 @@ impl TestApp {
             })
             .collect()
     }
+}
+
+/// The built `credits` binary (`make unit` builds it first): `CREDITS_BIN`, or target/debug/credits.
+pub fn credits_bin() -> PathBuf {
+    let path = std::env::var("CREDITS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/credits"));
+    assert!(path.exists(), "{} is not built: run `cargo build -p credits-server` (make unit does)", path.display());
+    path
 }
 
 pub fn client() -> reqwest::Client {

@@ -202,3 +202,37 @@ impl From<AdminError> for ApiError {
         }
     }
 }
+
+/// Errors that arise before a handler runs (an oversized body, a method a route does not take)
+/// come from actix as plain text: this rewrites every such 4xx into SPEC's format.
+pub fn contract_errors<B: 'static>() -> actix_web::middleware::ErrorHandlers<B> {
+    actix_web::middleware::ErrorHandlers::new().default_handler_client(to_contract)
+}
+
+fn to_contract<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::middleware::ErrorHandlerResponse;
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let err = match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::invalid_request(format!("the body exceeds {} bytes", crate::edge::MAX_BODY_BYTES))
+        }
+        StatusCode::UNAUTHORIZED => ApiError::unauthenticated("authentication is required"),
+        StatusCode::NOT_FOUND => ApiError::not_found("no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take that method")
+        }
+        status => ApiError::new(status, "INVALID_REQUEST", status.canonical_reason().unwrap_or("bad request")),
+    };
+    let (req, _) = res.into_parts();
+    let res = actix_web::dev::ServiceResponse::new(req, err.error_response());
+    Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}

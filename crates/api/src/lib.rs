@@ -18,7 +18,7 @@ mod verification;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-pub use error::ApiError;
+pub use error::{ApiError, contract_errors};
 pub use metrics::Metrics;
 pub use state::{AppState, Credentials, token_hash};
 

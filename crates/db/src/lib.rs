@@ -7,6 +7,7 @@ mod accounts;
 mod apikeys;
 mod clock;
 mod idempotency;
+pub mod invariants;
 mod ledger;
 mod maintenance;
 mod operators;

@@ -214,6 +214,7 @@ pub fn start(settings: &Settings, services: Services, with_workers: bool) -> Res
                     Ok(res)
                 }
             })
+            .wrap(credits_api::contract_errors())
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .app_data(credits_api::payload_config())

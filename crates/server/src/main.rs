@@ -33,6 +33,8 @@ enum Command {
     Worker,
     /// Apply pending database migrations.
     Migrate,
+    /// Check the ledger's invariants for every account; exit 1 listing the broken ones.
+    Check,
     /// Print the OpenAPI document (the one served at /openapi.json).
     Openapi,
     /// Exit 0 if the service at ADDR answers GET /readyz with 200 (a container health check).
@@ -84,12 +86,13 @@ fn main() -> ExitCode {
         }
     };
     // The commands print their results on stdout; their logs go to stderr.
-    let logs_to_stderr = matches!(cli.command, Command::Migrate | Command::Operator { .. });
+    let logs_to_stderr = matches!(cli.command, Command::Migrate | Command::Check | Command::Operator { .. });
     telemetry::init(settings.log.format, &settings.log.level, logs_to_stderr);
     let result = match cli.command {
         Command::Serve { no_workers } => serve(&settings, !no_workers),
         Command::Worker => worker(&settings),
         Command::Migrate => migrate(&settings),
+        Command::Check => check(&settings),
         Command::Openapi | Command::Ready { .. } => unreachable!("handled before the settings are read"),
         Command::Operator { command: OperatorCommand::Create { name, role } } => {
             create_operator(&settings, &name, &role)
@@ -142,6 +145,23 @@ fn migrate(settings: &Settings) -> Result<(), String> {
         if applied.is_empty() { "none pending".to_string() } else { applied.join(", ") }
     );
     Ok(())
+}
+
+fn check(settings: &Settings) -> Result<(), String> {
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    let now = services.state.clock.now().map_err(|e| e.to_string())?;
+    let violations = credits_db::invariants::check(&services.pool, now).map_err(|e| e.to_string())?;
+    if violations.is_empty() {
+        println!("credits check: every invariant holds");
+        return Ok(());
+    }
+    let mut accounts: Vec<&str> = violations.iter().map(|v| v.account.as_str()).collect();
+    accounts.sort();
+    accounts.dedup();
+    for v in &violations {
+        println!("account {}: {}", v.account, v.problem);
+    }
+    Err(format!("{} violation(s) in {} account(s)", violations.len(), accounts.len()))
 }
 
 fn create_operator(settings: &Settings, name: &str, role: &str) -> Result<(), String> {

@@ -47,7 +47,7 @@ async fn assert_ledger_matches_balance(app: &TestApp, acct: &As) {
     let b = app.balance(acct).await;
     assert_eq!((b["available"].as_i64(), b["held"].as_i64()), (Some(0), Some(0)));
     assert_eq!(sum, b["total"].as_i64().unwrap(), "sum(ledger) == balance");
-    app.assert_ledger_consistent();
+    app.assert_invariants().await;
 }
 
 #[actix_web::test]
@@ -122,5 +122,5 @@ async fn a_graceful_stop_lets_in_flight_runs_finish_and_charges_nothing_unanswer
     // Every run charged was answered 201, and every 201 was charged.
     let debits = app.ledger(&acct).await.iter().filter(|e| e["type"] == "debit").count();
     assert_eq!(debits, answered_201);
-    app.assert_ledger_consistent();
+    app.assert_invariants().await;
 }

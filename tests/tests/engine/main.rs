@@ -3,9 +3,12 @@
 
 mod access;
 mod accounts;
+mod bad_input;
 mod burn_down;
+mod check;
 mod concurrency;
 mod expiry;
+mod faults;
 mod idempotency;
 mod ledger;
 mod migrations;

@@ -1,0 +1,81 @@
+//! The invariant checker (`credits check`): what must hold for every account after any failure.
+
+use chrono::{DateTime, Utc};
+use credits_domain::error::StoreError;
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamptz};
+
+use crate::PgPool;
+
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Violation {
+    #[diesel(sql_type = Text)]
+    pub account: String,
+    #[diesel(sql_type = Text)]
+    pub problem: String,
+}
+
+/// Each check: a query returning (account, problem) for every violation.
+const CHECKS: &[&str] = &[
+    // R15: a bucket's remaining is the sum of its entries.
+    "SELECT b.account_id::text AS account,
+            'bucket ' || b.id || ' remaining ' || b.remaining || ' but its entries sum to ' || COALESCE(s.total, 0) AS problem
+       FROM buckets b LEFT JOIN (SELECT bucket_id, sum(credits) AS total FROM ledger_entries GROUP BY bucket_id) s
+         ON s.bucket_id = b.id
+      WHERE b.remaining <> COALESCE(s.total, 0)",
+    // R6: no bucket below zero, none above what it granted.
+    "SELECT account_id::text, 'bucket ' || id || ' remaining ' || remaining || ' outside 0..' || granted
+       FROM buckets WHERE remaining < 0 OR remaining > granted",
+    // R6: live holds never reserve more than a bucket holds.
+    "SELECT r.account_id::text, 'bucket ' || r.bucket_id || ' has ' || sum(r.credits) || ' reserved but ' || b.remaining || ' left'
+       FROM run_reservations r JOIN runs u ON u.id = r.run_id JOIN buckets b ON b.id = r.bucket_id
+      WHERE r.open AND u.status = 'held' AND u.hold_expires_at > $1
+      GROUP BY r.account_id, r.bucket_id, b.remaining HAVING sum(r.credits) > b.remaining",
+    // A held run (not a trial) reserves its cost.
+    "SELECT u.account_id::text, 'held run ' || u.id || ' costs ' || u.cost || ' but reserves ' || COALESCE(sum(r.credits), 0)
+       FROM runs u LEFT JOIN run_reservations r ON r.run_id = u.id AND r.open
+      WHERE u.status = 'held' AND u.trial_kind IS NULL
+      GROUP BY u.id, u.account_id, u.cost HAVING COALESCE(sum(r.credits), 0) <> u.cost",
+    // Every captured run has its debit entries, for exactly what it captured.
+    "SELECT u.account_id::text, 'captured run ' || u.id || ' captured ' || u.captured_credits || ' but its debits sum to ' || COALESCE(-sum(e.credits), 0)
+       FROM runs u LEFT JOIN ledger_entries e ON e.run_id = u.id AND e.entry_type = 'debit'
+      WHERE u.status = 'captured'
+      GROUP BY u.id, u.account_id, u.captured_credits HAVING COALESCE(-sum(e.credits), 0) <> COALESCE(u.captured_credits, 0)",
+    // A released run charged nothing; a closed run keeps no open reservation.
+    "SELECT u.account_id::text, 'released run ' || u.id || ' has debit entries'
+       FROM runs u JOIN ledger_entries e ON e.run_id = u.id AND e.entry_type = 'debit'
+      WHERE u.status = 'released' GROUP BY u.id, u.account_id",
+    "SELECT u.account_id::text, 'finished run ' || u.id || ' still has an open reservation'
+       FROM runs u JOIN run_reservations r ON r.run_id = u.id AND r.open
+      WHERE u.status <> 'held' GROUP BY u.id, u.account_id",
+    // R11: a key's recorded answer and its effect were written together: the run it answered exists, once.
+    "SELECT substring(i.scope FROM 9), 'idempotency key ' || i.key || ' answered run ' || (i.response_body::jsonb ->> 'id') || ' which is not there'
+       FROM idempotency_records i
+      WHERE i.scope LIKE 'account:%' AND i.response_status = 201 AND (i.response_body::jsonb ? 'cost')
+        AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.id::text = i.response_body::jsonb ->> 'id'
+                          AND u.account_id::text = substring(i.scope FROM 9))",
+    // R4 and R17: a pack's bucket is the pack; a refund never claws back more than it granted.
+    "SELECT t.account_id::text, 'top-up ' || t.session_id || ' granted ' || b.granted || ' for a pack of ' || t.credits
+       FROM topup_purchases t JOIN buckets b ON b.id = t.bucket_id
+      WHERE b.granted <> t.credits OR t.clawed_back > t.credits",
+    // One invoice, one allowance; one lifetime grant per account.
+    "SELECT account_id::text, 'account has ' || count(*) || ' lifetime buckets'
+       FROM buckets WHERE kind = 'lifetime' GROUP BY account_id HAVING count(*) > 1",
+];
+
+/// Every violation in the database, by account; empty when all holds.
+pub fn check(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<Violation>, StoreError> {
+    let mut conn = pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(|conn| {
+            let mut all = Vec::new();
+            for sql in CHECKS {
+                let found: Vec<Violation> = diesel::sql_query(*sql).bind::<Timestamptz, _>(now).load(conn)?;
+                all.extend(found);
+            }
+            Ok::<_, diesel::result::Error>(all)
+        })
+        .map_err(crate::store_error)
+}

@@ -1,0 +1,129 @@
+//! Faults: a `credits serve` process killed with SIGKILL in the middle of a load of runs, several
+//! times. Every request that was answered 2xx is in the ledger exactly once, nothing is
+//! half-written, and retried requests (same Idempotency-Key) are applied once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use credits_tests::{ADMIN_TOKEN, INTERNAL_TOKEN, TestApp, account_id, call_at, credits_bin};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The real binary, on the test's database.
+fn serve(db_url: &str, port: u16) -> Child {
+    Command::new(credits_bin())
+        .arg("serve")
+        .env("CREDITS_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))
+        .env("CREDITS__DATABASE__URL", db_url)
+        .env("CREDITS__SERVER__PORT", port.to_string())
+        .env("CREDITS__SERVER__HTTP_WORKERS", "2")
+        .env("CREDITS__AUTH__INTERNAL_TOKEN", INTERNAL_TOKEN)
+        .env("CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("CREDITS__CLOCK__MODE", "test")
+        .env("CREDITS__LOG__LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("credits serve starts")
+}
+
+async fn ready(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("credits serve was not ready");
+}
+
+#[actix_web::test]
+async fn kill_9_during_load_loses_no_acknowledged_run_and_retries_apply_once() {
+    let app = TestApp::spawn().await;
+    let acct = app.account().await;
+    let id = account_id(&acct).to_string();
+    app.call(
+        &app.admin(),
+        "PUT",
+        &format!("/admin/v1/accounts/{id}/enterprise"),
+        Some(json!({"monthly_credits": 1_000_000})),
+        None,
+    )
+    .await
+    .expect(200);
+    let body = json!({"model": "upscale-4x", "capture": true});
+    let mut acked: BTreeMap<String, String> = BTreeMap::new(); // key -> run id
+    let mut unknown: BTreeSet<String> = BTreeSet::new();
+    for round in 0..3 {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = serve(&app.db.url, port);
+        ready(&app.http, &base).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..150 {
+            let (http, base, who, body) = (credits_tests::client(), base.clone(), acct.clone(), body.clone());
+            let key = format!("round{round}-req{i}");
+            tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_millis((i % 30) * 5)).await;
+                let r = tokio::time::timeout(Duration::from_secs(5), async {
+                    let mut req = http.post(format!("{base}/v1/runs")).json(&body).bearer_auth(INTERNAL_TOKEN);
+                    req = req.header("X-Account-Id", credits_tests::account_id(&who)).header("Idempotency-Key", &key);
+                    let resp = req.send().await.ok()?;
+                    let status = resp.status().as_u16();
+                    let json: serde_json::Value = resp.json().await.ok()?;
+                    Some((status, json))
+                })
+                .await
+                .ok()
+                .flatten();
+                (key, r)
+            });
+        }
+        // Kill it while the load is in flight.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        while let Some(done) = tasks.join_next().await {
+            let (key, result) = done.unwrap();
+            match result {
+                Some((201, run)) => {
+                    acked.insert(key, run["id"].as_str().unwrap().to_string());
+                }
+                Some((status, body)) => panic!("a run answered {status}: {body}"),
+                None => {
+                    unknown.insert(key);
+                }
+            }
+        }
+    }
+    assert!(
+        !acked.is_empty() && !unknown.is_empty(),
+        "the kills landed mid-load ({} acked, {} unknown)",
+        acked.len(),
+        unknown.len()
+    );
+    // Every retry after the crashes: an acknowledged key replays its run; an unknown one is applied once.
+    for key in acked.keys().chain(unknown.iter()) {
+        let r =
+            call_at(&app.http, &app.instance.base_url, &acct, "POST", "/v1/runs", Some(body.clone()), Some(key)).await;
+        let run = r.expect(201);
+        if let Some(first) = acked.get(key) {
+            assert_eq!(run["id"].as_str(), Some(first.as_str()), "key {key} replays its first run");
+        }
+    }
+    let keys = acked.len() + unknown.len();
+    let ledger = app.ledger(&acct).await;
+    let debits: Vec<&serde_json::Value> = ledger.iter().filter(|e| e["type"] == "debit").collect();
+    let runs: BTreeSet<&str> = debits.iter().map(|e| e["run_id"].as_str().unwrap()).collect();
+    assert_eq!(runs.len(), keys, "one run per key, each charged once");
+    assert_eq!(debits.len(), keys, "no run charged twice");
+    for run in acked.values() {
+        assert!(runs.contains(run.as_str()), "acknowledged run {run} is in the ledger");
+    }
+    assert_eq!(app.available(&acct).await, 250 + 1_000_000 - 5 * keys as i64);
+    app.assert_invariants().await;
+}
