@@ -9,7 +9,7 @@ CONFORMANCE ?= ../shared/conformance/run
 CONFORMANCE_MARKERS ?=
 BIN := target/debug/credits
 
-.PHONY: help run test unit conformance openapi-check build lint fmt migrate db
+.PHONY: help run test unit conformance openapi-check build lint fmt migrate db bench
 
 help:
 	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
@@ -18,6 +18,7 @@ help:
 	@echo "make conformance  the conformance suite only (all of it, or CONFORMANCE_MARKERS=...)"
 	@echo "make openapi-check  validate the OpenAPI document (openapi-spec-validator, in target/ci-venv)"
 	@echo "make lint         rustfmt check and clippy"
+	@echo "make bench        the benchmark (release build): writes bench/results/<date>.md"
 
 build:
 	cargo build --workspace
@@ -64,3 +65,8 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# The benchmark: a release build, then the load generator (README, "Benchmark").
+bench:
+	cargo build --release -p credits-server -p credits-bench
+	target/release/credits-bench --binary target/release/credits --out bench/results

@@ -1,0 +1,383 @@
+//! `make bench`: how fast `credits serve` (release) is, measured beside the physical limit of the
+//! same PostgreSQL server in the same run (pgbench doing the minimal SQL of one debit).
+//!
+//! It makes its own database, seeds 10,000 accounts (Enterprise without a rate limit, so the
+//! limiter does not cap the figures, each with a large adjustment bucket and its ledger entry),
+//! starts the server, drives each scenario over keep-alive connections, and writes
+//! `bench/results/<date>.md`. Usage: credits-bench [--seconds N] [--binary PATH] [--out DIR]
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+const ACCOUNTS: usize = 10_000;
+const TOKEN: &str = "bench-internal-token-0123456789abcdef";
+
+struct Args {
+    seconds: u64,
+    binary: String,
+    out: String,
+    pg: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seconds: 6,
+        binary: "target/release/credits".into(),
+        out: "bench/results".into(),
+        pg: std::env::var("CREDITS_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
+            "--binary" => a.binary = value,
+            "--out" => a.out = value,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// What one scenario measured.
+struct Outcome {
+    name: String,
+    connections: usize,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+}
+
+impl Outcome {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn ms(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Scenario {
+    CaptureSpread,
+    CaptureHot,
+    HoldThenComplete,
+    Balance,
+}
+
+/// Keep-alive connections, each its own client, each looping requests until the deadline.
+async fn drive(
+    base: &str,
+    accounts: Arc<Vec<String>>,
+    scenario: Scenario,
+    connections: usize,
+    seconds: u64,
+) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let base = base.to_string();
+        let accounts = accounts.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).tcp_nodelay(true).build().unwrap();
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let (mut n, mut errors) = (0u64, 0u64);
+            let mut i = c;
+            let capture = json!({"model": "upscale-4x", "capture": true});
+            let hold = json!({"model": "flux-schnell", "images": 2});
+            while Instant::now() < deadline {
+                i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let account = match scenario {
+                    Scenario::CaptureHot => &accounts[0],
+                    _ => &accounts[(i >> 33) % accounts.len()],
+                };
+                let t = Instant::now();
+                let ok = match scenario {
+                    Scenario::CaptureSpread | Scenario::CaptureHot => http
+                        .post(format!("{base}/v1/runs"))
+                        .bearer_auth(TOKEN)
+                        .header("X-Account-Id", account)
+                        .json(&capture)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 201),
+                    Scenario::HoldThenComplete => {
+                        let held = http
+                            .post(format!("{base}/v1/runs"))
+                            .bearer_auth(TOKEN)
+                            .header("X-Account-Id", account)
+                            .json(&hold)
+                            .send()
+                            .await;
+                        match held {
+                            Ok(r) if r.status().as_u16() == 201 => {
+                                let run: serde_json::Value = r.json().await.unwrap_or_default();
+                                let id = run["id"].as_str().unwrap_or_default();
+                                http.post(format!("{base}/v1/runs/{id}/complete"))
+                                    .bearer_auth(TOKEN)
+                                    .header("X-Account-Id", account)
+                                    .json(&json!({}))
+                                    .send()
+                                    .await
+                                    .is_ok_and(|r| r.status().is_success())
+                            }
+                            _ => false,
+                        }
+                    }
+                    Scenario::Balance => http
+                        .get(format!("{base}/v1/balance"))
+                        .bearer_auth(TOKEN)
+                        .header("X-Account-Id", account)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                };
+                hist.record(t.elapsed().as_micros().max(1) as u64).ok();
+                n += 1;
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (n, errors, hist)
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let (mut requests, mut errors) = (0, 0);
+    for t in tasks {
+        let (n, e, h) = t.await.unwrap();
+        requests += n;
+        errors += e;
+        latency.add(h).unwrap();
+    }
+    Outcome { name: String::new(), connections, requests, errors, seconds: started.elapsed().as_secs_f64(), latency }
+}
+
+fn sql(url: &str, text: &str) {
+    let mut conn = PgConnection::establish(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    conn.batch_execute(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+}
+
+fn seed(db_url: &str) {
+    sql(
+        db_url,
+        &format!(
+            "CREATE TABLE bench_accounts (n int PRIMARY KEY, account_id uuid NOT NULL, bucket_id uuid NOT NULL);
+             INSERT INTO bench_accounts SELECT g, gen_random_uuid(), gen_random_uuid() FROM generate_series(1, {ACCOUNTS}) g;
+             INSERT INTO accounts (id, email, name, plan_id, created_at)
+               SELECT account_id, 'bench' || n || '@example.test', 'Bench ' || n, 'enterprise', now() FROM bench_accounts;
+             INSERT INTO buckets (id, account_id, kind, granted, remaining, created_at)
+               SELECT bucket_id, account_id, 'adjustment', 1000000000000, 0, now() FROM bench_accounts;
+             INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, reason, created_at)
+               SELECT gen_random_uuid(), account_id, bucket_id, 'adjustment', 1000000000000, 'bench seed', now() FROM bench_accounts;
+             UPDATE buckets SET remaining = granted;
+             ANALYZE;"
+        ),
+    );
+}
+
+const PGBENCH_DEBIT: &str = "\\set n random(1, 10000)
+BEGIN;
+SELECT account_id AS acct, bucket_id AS bkt FROM bench_accounts WHERE n = :n \\gset
+SELECT 1 FROM accounts WHERE id = ':acct' FOR UPDATE;
+UPDATE buckets SET remaining = remaining - 5 WHERE id = ':bkt';
+INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, created_at) VALUES (gen_random_uuid(), ':acct', ':bkt', 'debit', -5, now());
+COMMIT;
+";
+
+/// pgbench's transactions a second for the minimal debit, over many accounts or one.
+fn pgbench(db_url: &str, clients: usize, seconds: u64, hot: bool) -> f64 {
+    let script = std::env::temp_dir().join(format!("credits-bench-{}-{hot}.sql", std::process::id()));
+    let text = if hot { PGBENCH_DEBIT.replace("random(1, 10000)", "1") } else { PGBENCH_DEBIT.to_string() };
+    std::fs::write(&script, text).unwrap();
+    let out = Command::new("pgbench")
+        .args(["-n", "-M", "simple", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(db_url)
+        .output()
+        .expect("pgbench runs (PostgreSQL's client package)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("pgbench printed no tps: {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            })
+        })
+        .flatten()
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())))
+        .unwrap_or_default();
+    let pg = Command::new("psql")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem} memory; {pg}; server, PostgreSQL and load generator on the same machine")
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let db = format!("credits_bench_{}", std::process::id());
+    let admin = format!("{}/postgres", a.pg);
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db}"));
+    sql(&admin, &format!("CREATE DATABASE {db}"));
+    let db_url = format!("{}/{db}?sslmode=disable", a.pg);
+    eprintln!("bench: database {db}");
+    let env = |c: &mut Command| {
+        c.env("CREDITS__DATABASE__URL", &db_url)
+            .env("CREDITS__AUTH__INTERNAL_TOKEN", TOKEN)
+            .env("CREDITS__LOG__LEVEL", "error")
+            .env("CREDITS__DATABASE__POOL_SIZE", "32")
+            .env("CREDITS__SERVER__PORT", "18099");
+    };
+    let mut migrate = Command::new(&a.binary);
+    migrate.arg("migrate");
+    env(&mut migrate);
+    assert!(migrate.status().expect("the credits binary runs").success(), "credits migrate failed");
+    seed(&db_url);
+    let mut serve = Command::new(&a.binary);
+    serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::inherit());
+    env(&mut serve);
+    let server = Server(serve.spawn().expect("credits serve starts"));
+    let base = "http://127.0.0.1:18099".to_string();
+    let probe = reqwest::Client::new();
+    for _ in 0..200 {
+        if probe.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let accounts: Arc<Vec<String>> = {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        let mut conn = PgConnection::establish(&db_url).unwrap();
+        let rows: Vec<Row> =
+            diesel::sql_query("SELECT account_id::text AS id FROM bench_accounts ORDER BY n").load(&mut conn).unwrap();
+        Arc::new(rows.into_iter().map(|r| r.id).collect())
+    };
+
+    let mut outcomes = Vec::new();
+    let plan: Vec<(&str, Scenario, usize)> = vec![
+        ("capture, 10,000 accounts", Scenario::CaptureSpread, 8),
+        ("capture, 10,000 accounts", Scenario::CaptureSpread, 32),
+        ("capture, 10,000 accounts", Scenario::CaptureSpread, 64),
+        ("capture, one hot account", Scenario::CaptureHot, 8),
+        ("capture, one hot account", Scenario::CaptureHot, 32),
+        ("capture, one hot account", Scenario::CaptureHot, 64),
+        ("hold then complete", Scenario::HoldThenComplete, 32),
+        ("GET /v1/balance", Scenario::Balance, 64),
+    ];
+    for (name, scenario, connections) in plan {
+        eprintln!("bench: {name} at {connections} connections");
+        let mut o = drive(&base, accounts.clone(), scenario, connections, a.seconds).await;
+        o.name = name.to_string();
+        outcomes.push(o);
+    }
+    let rss = peak_rss_mb(server.0.id());
+    drop(server);
+    eprintln!("bench: pgbench, the debit limit");
+    let limit_spread = pgbench(&db_url, 64, a.seconds, false);
+    let limit_hot = pgbench(&db_url, 64, a.seconds, true);
+    let check = Command::new(&a.binary)
+        .arg("check")
+        .env("CREDITS__DATABASE__URL", &db_url)
+        .output()
+        .expect("credits check runs");
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE);"));
+
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut md = String::new();
+    writeln!(md, "# credits benchmark, {date}\n").unwrap();
+    writeln!(md, "Machine: {}.\n", machine()).unwrap();
+    writeln!(
+        md,
+        "Each scenario ran {} s over HTTP/1.1 keep-alive connections against `credits serve` (release, pool 32).",
+        a.seconds
+    )
+    .unwrap();
+    writeln!(md, "The limit: pgbench, 64 clients, the minimal SQL of one debit (lock the account row, update the bucket, insert one ledger row, one transaction) on the same PostgreSQL: **{limit_spread:.0} tps** over 10,000 accounts, **{limit_hot:.0} tps** on one row.\n").unwrap();
+    writeln!(md, "| scenario | connections | requests/s | p50 ms | p99 ms | p99.9 ms | errors | × pgbench |").unwrap();
+    writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
+    for o in &outcomes {
+        let limit = if o.name.contains("hot") { limit_hot } else { limit_spread };
+        let ratio = if o.name.starts_with("capture") || o.name.starts_with("hold") {
+            format!("{:.2}", o.rps() / limit)
+        } else {
+            "—".into()
+        };
+        writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            o.name,
+            o.connections,
+            o.rps(),
+            o.ms(0.5),
+            o.ms(0.99),
+            o.ms(0.999),
+            o.errors,
+            ratio
+        )
+        .unwrap();
+    }
+    writeln!(md, "\nServer peak RSS: **{rss:.1} MB**.\n").unwrap();
+    writeln!(
+        md,
+        "`credits check` after the load: {}",
+        if check.status.success() { "every invariant holds." } else { "VIOLATIONS (see its output)." }
+    )
+    .unwrap();
+    std::fs::create_dir_all(&a.out).unwrap();
+    let path = format!("{}/{date}.md", a.out);
+    std::fs::write(&path, &md).unwrap();
+    println!("{md}");
+    eprintln!("bench: wrote {path}");
+    if !check.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&check.stdout));
+        std::process::exit(1);
+    }
+}
