@@ -371,6 +371,10 @@ async fn main() {
         if check.status.success() { "every invariant holds." } else { "VIOLATIONS (see its output)." }
     )
     .unwrap();
+    // The analysis written by hand beside the generated table (profile findings, limits).
+    if let Ok(notes) = std::fs::read_to_string("bench/notes.md") {
+        writeln!(md, "\n{notes}").unwrap();
+    }
     std::fs::create_dir_all(&a.out).unwrap();
     let path = format!("{}/{date}.md", a.out);
     std::fs::write(&path, &md).unwrap();

@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::account::{Account, PlanStatus};
-use credits_domain::burn::{BucketKind, Wallet};
+use credits_domain::burn::{Bucket, BucketKind, Reservation, Wallet};
 use credits_domain::catalog::{Catalog, FREE_PLAN};
+use credits_domain::credits::Credits;
 use credits_domain::error::{AccountError, StoreError};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
-use credits_domain::ids::AccountId;
+use credits_domain::ids::{AccountId, BucketId, RunId};
 use credits_domain::ports::{AccountStore, NewAccount};
 use credits_domain::runs::RATE_WINDOW_SECONDS;
 use credits_domain::trial::{self, TrialUsage, TrialView};
@@ -15,9 +16,10 @@ use credits_domain::views::{
     VerificationSummary,
 };
 use diesel::prelude::*;
+use uuid::Uuid;
 
-use crate::ledger::{Grant, grant, live_buckets, open_reservations, read_account};
-use crate::rows::{AccountRow, BucketRow, EntryRow, NewEntryRow, ReservationRow};
+use crate::ledger::{Grant, grant, read_account};
+use crate::rows::{AccountRow, EntryRow, NewEntryRow};
 use crate::schema::{accounts, buckets, ledger_entries, trial_usage};
 use crate::{Fail, PgStore, idempotency, read_tx};
 
@@ -50,27 +52,79 @@ pub fn account_view(catalog: &Catalog, account: &Account, verification: Option<V
     }
 }
 
-/// R6's figures and the buckets that still count, from one consistent snapshot.
-pub fn balance_view(
+#[derive(QueryableByName)]
+struct BalanceRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    plan_id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    period_end: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    bucket_id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    granted: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    remaining: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    reserved: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    held: i64,
+}
+
+/// R6's figures and the buckets that still count, in one statement (one consistent snapshot,
+/// one round trip): the account, its live buckets with what live holds reserve in each, and all
+/// that live holds reserve. `None`: no such account.
+pub fn balance_of(
     conn: &mut PgConnection,
     catalog: &Catalog,
-    account: &Account,
+    id: AccountId,
     now: DateTime<Utc>,
-) -> QueryResult<BalanceView> {
-    let rows = live_buckets(conn, account.id, now)?;
-    let reservations = open_reservations(conn, account.id)?;
-    let wallet = Wallet::new(
-        rows.iter().map(BucketRow::to_domain).collect(),
-        reservations.iter().map(ReservationRow::to_domain).collect(),
-    );
+) -> QueryResult<Option<BalanceView>> {
+    let rows: Vec<BalanceRow> =
+        crate::prepared::BalanceQuery { account: id.0, now, now_again: now, account_again: id.0 }.load(conn)?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let (plan, period_end, held) = (catalog.plan_or_free(&first.plan_id).id.clone(), first.period_end, first.held);
+    // The rules read reservations: one per live bucket for what live holds reserve in it, and
+    // one in no live bucket for what they reserve in buckets that expired meanwhile (R10).
+    let (mut buckets, mut reservations, mut in_live) = (Vec::new(), Vec::new(), 0i64);
+    let reservation = |bucket: Uuid, credits: i64| Reservation {
+        run_id: RunId(Uuid::nil()),
+        bucket_id: BucketId(bucket),
+        credits: Credits::new(credits),
+        hold_expires_at: DateTime::<Utc>::MAX_UTC,
+    };
+    for r in &rows {
+        let (Some(bucket), Some(kind)) = (r.bucket_id, r.kind.as_deref()) else { continue };
+        buckets.push(Bucket {
+            id: BucketId(bucket),
+            kind: BucketKind::parse(kind).unwrap_or(BucketKind::Adjustment),
+            granted: Credits::new(r.granted.unwrap_or(0)),
+            remaining: Credits::new(r.remaining.unwrap_or(0)),
+            expires_at: r.expires_at,
+            created_at: r.created_at.unwrap_or(now),
+        });
+        if r.reserved > 0 {
+            in_live += r.reserved;
+            reservations.push(reservation(bucket, r.reserved));
+        }
+    }
+    if held > in_live {
+        reservations.push(reservation(Uuid::nil(), held - in_live));
+    }
+    let wallet = Wallet::new(buckets, reservations);
     let balance = wallet.balance(now);
-    Ok(BalanceView {
-        account_id: account.id,
+    Ok(Some(BalanceView {
+        account_id: id,
         available: balance.available,
         held: balance.held,
         total: balance.total,
-        plan: account.plan(catalog).id.clone(),
-        period_end: account.period.map(|p| p.end),
+        plan,
+        period_end,
         buckets: wallet
             .buckets
             .iter()
@@ -84,7 +138,7 @@ pub fn balance_view(
                 created_at: b.created_at,
             })
             .collect(),
-    })
+    }))
 }
 
 fn found(row: Option<AccountRow>) -> Result<Account, Fail<AccountError>> {
@@ -192,11 +246,7 @@ impl AccountStore for PgStore {
 
     fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError> {
         let mut conn = self.conn()?;
-        let catalog = &self.catalog;
-        read_tx(&mut conn, |conn| {
-            let account = found(read_account(conn, id)?)?;
-            Ok(balance_view(conn, catalog, &account, now)?)
-        })
+        balance_of(&mut conn, &self.catalog, id, now).map_err(crate::store_error)?.ok_or(AccountError::NotFound)
     }
 
     fn ledger(&self, id: AccountId, query: &LedgerQuery) -> Result<LedgerPage, AccountError> {

@@ -3,15 +3,15 @@
 //! entry's credits, in the same transaction, so remaining = the sum of the entries always.
 
 use chrono::{DateTime, Utc};
-use credits_domain::burn::{BucketKind, Portion, Wallet};
+use credits_domain::burn::{Bucket, BucketKind, Portion, Reservation, Wallet};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::rows::{AccountRow, BucketRow, NewEntryRow, ReservationRow};
-use crate::schema::{accounts, buckets, ledger_entries, run_reservations, runs};
+use crate::rows::{AccountRow, BucketRow, NewEntryRow};
+use crate::schema::{accounts, buckets};
 
 /// Lock the account's row for the rest of the transaction: every change to an account's
 /// buckets, holds and trials happens under this lock, on any number of instances (R6).
@@ -28,41 +28,53 @@ pub fn read_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Optio
     accounts::table.find(id.0).select(AccountRow::as_select()).first(conn).optional()
 }
 
-/// What the burn-down needs: the buckets with anything left, and the open reservations.
+#[derive(QueryableByName)]
+struct WalletRow {
+    /// 'b' for a bucket, 'r' for an open reservation.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    source: String,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    bucket_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    granted: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    credits: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    created_at: Option<DateTime<Utc>>,
+}
+
+/// What the burn-down needs: the buckets with anything left, and the open reservations, in one
+/// round trip (the hot path of every run).
 pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<Wallet> {
-    let buckets: Vec<BucketRow> = buckets::table
-        .filter(buckets::account_id.eq(account.0))
-        .filter(buckets::remaining.gt(0))
-        .select(BucketRow::as_select())
-        .load(conn)?;
-    let reservations = open_reservations(conn, account)?;
-    Ok(Wallet::new(
-        buckets.iter().map(BucketRow::to_domain).collect(),
-        reservations.iter().map(ReservationRow::to_domain).collect(),
-    ))
-}
-
-pub fn open_reservations(conn: &mut PgConnection, account: AccountId) -> QueryResult<Vec<ReservationRow>> {
-    run_reservations::table
-        .inner_join(runs::table)
-        .filter(run_reservations::account_id.eq(account.0))
-        .filter(run_reservations::open.eq(true))
-        .select((
-            run_reservations::run_id,
-            run_reservations::bucket_id,
-            run_reservations::credits,
-            runs::hold_expires_at,
-        ))
-        .load(conn)
-}
-
-/// The buckets that still count at `now`, spent or not, for the balance.
-pub fn live_buckets(conn: &mut PgConnection, account: AccountId, now: DateTime<Utc>) -> QueryResult<Vec<BucketRow>> {
-    buckets::table
-        .filter(buckets::account_id.eq(account.0))
-        .filter(buckets::expires_at.is_null().or(buckets::expires_at.gt(now)))
-        .select(BucketRow::as_select())
-        .load(conn)
+    let rows: Vec<WalletRow> =
+        crate::prepared::WalletQuery { account: account.0, account_again: account.0 }.load(conn)?;
+    let (mut buckets, mut reservations) = (Vec::new(), Vec::new());
+    for r in rows {
+        if r.source == "b" {
+            buckets.push(Bucket {
+                id: BucketId(r.id),
+                kind: r.kind.as_deref().and_then(BucketKind::parse).unwrap_or(BucketKind::Adjustment),
+                granted: Credits::new(r.granted.unwrap_or(r.credits)),
+                remaining: Credits::new(r.credits),
+                expires_at: r.at,
+                created_at: r.created_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            });
+        } else if let Some(bucket) = r.bucket_id {
+            reservations.push(Reservation {
+                run_id: RunId(r.id),
+                bucket_id: BucketId(bucket),
+                credits: Credits::new(r.credits),
+                hold_expires_at: r.at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            });
+        }
+    }
+    Ok(Wallet::new(buckets, reservations))
 }
 
 /// One ledger entry to write.
@@ -100,10 +112,19 @@ pub fn post(conn: &mut PgConnection, p: Posting<'_>, now: DateTime<Utc>) -> Quer
         reason: p.reason.map(str::to_string),
         created_at: now,
     };
-    diesel::insert_into(ledger_entries::table).values(&row).execute(conn)?;
-    diesel::update(buckets::table.find(p.bucket.0))
-        .set(buckets::remaining.eq(buckets::remaining + p.credits.get()))
-        .execute(conn)?;
+    // The entry and its bucket's move in one cached statement: one round trip per posting.
+    crate::prepared::PostEntry {
+        id: row.id,
+        account_id: row.account_id,
+        bucket_id: row.bucket_id,
+        entry_type: row.entry_type.clone(),
+        credits: row.credits,
+        run_id: row.run_id,
+        reference: row.reference.clone(),
+        reason: row.reason.clone(),
+        created_at: row.created_at,
+    }
+    .execute(conn)?;
     POSTED.with(|posted| posted.borrow_mut().push((p.entry_type, p.credits)));
     Ok(row)
 }

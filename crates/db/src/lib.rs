@@ -12,6 +12,7 @@ mod ledger;
 mod maintenance;
 mod operators;
 mod payments;
+mod prepared;
 mod rows;
 mod runs;
 pub mod schema;

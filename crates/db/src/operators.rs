@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::accounts::{account_view, balance_view};
+use crate::accounts::{account_view, balance_of};
 use crate::ledger::{EntryMeta, Grant, end_allowances, grant, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators};
@@ -177,7 +177,7 @@ impl OperatorStore for PgStore {
         let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
             let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain();
-            let balance = balance_view(conn, catalog, &account, now)?;
+            let balance = balance_of(conn, catalog, id, now)?.ok_or(Fail::Rule(AdminError::NotFound))?;
             // Support reads customer data: that is recorded too.
             record_action(conn, by, "account.read", Some(id), json!({}), now)?;
             let verification = crate::verification::summary(conn, id)?;

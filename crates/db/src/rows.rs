@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::account::{Account, Contract, Period, PlanStatus};
-use credits_domain::burn::{Bucket, BucketKind, Reservation};
+use credits_domain::burn::{Bucket, BucketKind};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
 use credits_domain::pricing::Priced;
@@ -83,27 +83,6 @@ impl BucketRow {
             remaining: Credits::new(self.remaining),
             expires_at: self.expires_at,
             created_at: self.created_at,
-        }
-    }
-}
-
-/// An open reservation with its hold's expiry.
-#[derive(Debug, Clone, Queryable)]
-pub struct ReservationRow {
-    pub run_id: Uuid,
-    pub bucket_id: Uuid,
-    pub credits: i64,
-    pub hold_expires_at: Option<DateTime<Utc>>,
-}
-
-impl ReservationRow {
-    pub fn to_domain(&self) -> Reservation {
-        Reservation {
-            run_id: RunId(self.run_id),
-            bucket_id: BucketId(self.bucket_id),
-            credits: Credits::new(self.credits),
-            // A held run always has an expiry; a missing one reserves nothing.
-            hold_expires_at: self.hold_expires_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
         }
     }
 }

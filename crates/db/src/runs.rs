@@ -60,6 +60,54 @@ fn found_account(row: Option<AccountRow>) -> Result<credits_domain::account::Acc
     row.map(|r| r.to_domain()).ok_or(Fail::Rule(RunError::NotFound))
 }
 
+/// The account's use of the model's trial, read only when a trial decides the run (R9).
+fn trial_usage(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    account: &credits_domain::account::Account,
+    model: &str,
+) -> QueryResult<credits_domain::trial::TrialUsage> {
+    match catalog.model(model).and_then(|m| credits_domain::trial::applies(account.plan(catalog), m)) {
+        Some(_) => trial_usage_of(conn, account.id, model),
+        None => Ok(credits_domain::trial::TrialUsage::default()),
+    }
+}
+
+/// A run just started, as `run_view` would show it, built from what the transaction wrote (no
+/// second read on the hot path).
+fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) -> RunView {
+    let portions: Vec<ChargeView> = match charge {
+        Charge::Credits(portions) => portions
+            .iter()
+            .map(|p| ChargeView {
+                bucket_id: p.bucket_id,
+                kind: wallet.bucket(p.bucket_id).map(|b| b.kind).unwrap_or(BucketKind::Adjustment),
+                credits: p.credits,
+            })
+            .collect(),
+        Charge::Trial(_) => Vec::new(),
+    };
+    let (charged, reserved) = if captured { (portions, Vec::new()) } else { (Vec::new(), portions) };
+    RunView {
+        id: RunId(row.id),
+        account_id: AccountId(row.account_id),
+        model: row.model_id.clone(),
+        status: row.status(),
+        cost: Credits::new(row.cost),
+        images: row.images,
+        duration_seconds: row.duration_seconds,
+        workflow_id: row.workflow_id.clone(),
+        channel: row.channel.clone(),
+        charged,
+        reserved,
+        captured_credits: row.captured_credits.map(Credits::new),
+        trial: row.trial(),
+        hold_expires_at: row.hold_expires_at,
+        created_at: row.created_at,
+        finished_at: row.finished_at,
+    }
+}
+
 /// A run as the service shows it: its debits from the ledger, its open reservations.
 fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryResult<RunView> {
     let charged: Vec<(Uuid, String, i64)> = ledger_entries::table
@@ -154,7 +202,7 @@ impl RunStore for PgStore {
                 |conn| {
                     let account = found_account(lock_account(conn, account_id)?)?;
                     let wallet = load_wallet(conn, account_id)?;
-                    let trial = trial_usage_of(conn, account_id, &req.model)?;
+                    let trial = trial_usage(conn, catalog, &account, &req.model)?;
                     let recent = recent_starts(conn, catalog, &account, now)?;
                     let state = RunState {
                         catalog,
@@ -225,7 +273,7 @@ impl RunStore for PgStore {
                             diesel::insert_into(run_reservations::table).values(&rows).execute(conn)?;
                         }
                     }
-                    Ok(run_view(conn, &row, now)?)
+                    Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture))
                 },
             )
         })
@@ -243,7 +291,7 @@ impl RunStore for PgStore {
         read_tx(&mut conn, |conn| {
             let account = found_account(read_account(conn, account_id)?)?;
             let wallet = load_wallet(conn, account_id)?;
-            let trial = trial_usage_of(conn, account_id, &req.model)?;
+            let trial = trial_usage(conn, catalog, &account, &req.model)?;
             let recent = recent_starts(conn, catalog, &account, now)?;
             let state =
                 RunState { catalog, account: &account, channel, wallet: &wallet, trial, recent_starts: &recent, now };
