@@ -127,3 +127,184 @@ async fn kill_9_during_load_loses_no_acknowledged_run_and_retries_apply_once() {
     assert_eq!(app.available(&acct).await, 250 + 1_000_000 - 5 * keys as i64);
     app.assert_invariants().await;
 }
+
+/// A PostgreSQL of this test's own (initdb in a temporary folder, run as the postgres user), so
+/// stopping it disturbs no other test.
+struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+fn pg_bin(tool: &str) -> String {
+    let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL's server binaries are installed");
+    let mut dirs: Vec<_> = versions.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    dirs.last().unwrap().join("bin").join(tool).display().to_string()
+}
+
+fn as_postgres(args: &[&str]) -> bool {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let dir = std::env::temp_dir().join(format!("credits-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().unwrap().success(),
+            "chown to postgres"
+        );
+        let data = dir.join("data").display().to_string();
+        assert!(
+            as_postgres(&[&pg_bin("initdb"), "-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]),
+            "initdb as postgres"
+        );
+        let pg = PrivatePostgres { dir, port: free_port() };
+        pg.up();
+        pg
+    }
+
+    fn up(&self) {
+        let data = self.dir.join("data").display().to_string();
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
+        assert!(
+            as_postgres(&[
+                &pg_bin("pg_ctl"),
+                "-D",
+                &data,
+                "-o",
+                &opts,
+                "-w",
+                "-l",
+                &format!("{}/log", self.dir.display()),
+                "start"
+            ]),
+            "pg_ctl start"
+        );
+    }
+
+    fn down(&self) {
+        let data = self.dir.join("data").display().to_string();
+        assert!(as_postgres(&[&pg_bin("pg_ctl"), "-D", &data, "-m", "fast", "-w", "stop"]), "pg_ctl stop");
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        as_postgres(&[&pg_bin("pg_ctl"), "-D", &data, "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[actix_web::test]
+async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_itself() {
+    let pg = PrivatePostgres::start();
+    {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let mut admin = diesel::PgConnection::establish(&pg.url("postgres")).unwrap();
+        admin.batch_execute("CREATE DATABASE credits").unwrap();
+    }
+    let url = pg.url("credits");
+    credits_db::migrate(&credits_db::pool(&url, 1, Duration::from_secs(5))).unwrap();
+    let server = credits_tests::Instance::start(&url, &[("CREDITS__DATABASE__CONNECT_TIMEOUT_SECONDS", "1")]);
+    let http = credits_tests::client();
+    let base = server.base_url.clone();
+    let made = credits_tests::call_at(
+        &http,
+        &base,
+        &credits_tests::As::Internal,
+        "POST",
+        "/v1/accounts",
+        Some(json!({"email": "pg@example.test", "name": "PG"})),
+        None,
+    )
+    .await;
+    let acct = credits_tests::As::Canvas(made.expect(201)["id"].as_str().unwrap().to_string());
+    let id = account_id(&acct).to_string();
+    let admin = credits_tests::As::Bearer(ADMIN_TOKEN.into());
+    let contract = json!({"monthly_credits": 1000});
+    credits_tests::call_at(
+        &http,
+        &base,
+        &admin,
+        "PUT",
+        &format!("/admin/v1/accounts/{id}/enterprise"),
+        Some(contract),
+        None,
+    )
+    .await
+    .expect(200);
+    let run = |key: String| {
+        let (http, base, acct) = (http.clone(), base.clone(), acct.clone());
+        async move {
+            credits_tests::call_at(
+                &http,
+                &base,
+                &acct,
+                "POST",
+                "/v1/runs",
+                Some(json!({"model": "upscale-4x", "capture": true})),
+                Some(&key),
+            )
+            .await
+        }
+    };
+    let mut acked = BTreeSet::new();
+    for i in 0..5 {
+        let r = run(format!("before-{i}")).await;
+        acked.insert(r.expect(201)["id"].as_str().unwrap().to_string());
+    }
+    pg.down();
+    // While it is down: 503 in the contract's format, readiness fails, nothing is acknowledged.
+    let down = run("during".into()).await;
+    down.expect_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status().as_u16(), 503);
+    assert_eq!(
+        http.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(),
+        200,
+        "alive, just not ready"
+    );
+    pg.up();
+    // It recovers by itself: no restart of the service.
+    let mut ready = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().as_u16() == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again once PostgreSQL is back");
+    for i in 0..5 {
+        let r = run(format!("after-{i}")).await;
+        acked.insert(r.expect(201)["id"].as_str().unwrap().to_string());
+    }
+    // The request refused during the outage, retried with its key, is applied once.
+    let retried = run("during".into()).await.expect(201);
+    acked.insert(retried["id"].as_str().unwrap().to_string());
+    let page = credits_tests::call_at(&http, &base, &acct, "GET", "/v1/ledger?limit=100", None, None).await.expect(200);
+    let charged: BTreeSet<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "debit")
+        .map(|e| e["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(charged, acked, "everything acknowledged is in the ledger, once");
+    let violations =
+        credits_db::invariants::check(&credits_db::pool(&url, 1, Duration::from_secs(5)), chrono::Utc::now()).unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+    server.stop().await;
+}
