@@ -9,7 +9,7 @@ CONFORMANCE ?= ../shared/conformance/run
 CONFORMANCE_MARKERS ?=
 BIN := target/debug/credits
 
-.PHONY: help run test unit conformance openapi-check build lint fmt migrate db bench
+.PHONY: help run test unit conformance openapi-check fuzz build lint fmt migrate db bench
 
 help:
 	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
@@ -17,6 +17,7 @@ help:
 	@echo "make unit         the Rust tests only"
 	@echo "make conformance  the conformance suite only (all of it, or CONFORMANCE_MARKERS=...)"
 	@echo "make openapi-check  validate the OpenAPI document (openapi-spec-validator, in target/ci-venv)"
+	@echo "make fuzz         schemathesis against /openapi.json: no 5xx on generated requests"
 	@echo "make lint         rustfmt check and clippy"
 	@echo "make bench        the benchmark (release build): writes bench/results/<date>.md"
 
@@ -57,7 +58,11 @@ openapi-check: build $(CI_VENV)/.installed
 	$(BIN) openapi > target/openapi.json
 	$(CI_VENV)/bin/openapi-spec-validator target/openapi.json
 
-test: unit openapi-check conformance
+# schemathesis against /openapi.json: generated requests on every route, no 5xx allowed.
+fuzz: build $(CI_VENV)/.installed
+	tools/fuzz-api $(BIN) $(CI_VENV)
+
+test: unit openapi-check fuzz conformance
 
 lint:
 	cargo fmt --all -- --check

@@ -71,6 +71,21 @@ async fn two_instances_on_one_database_never_overdraw_either() {
 }
 
 #[actix_web::test]
+async fn four_instances_on_one_database_never_overdraw_a_hot_account() {
+    let app = TestApp::spawn().await;
+    let others: Vec<Instance> = (0..3).map(|_| Instance::start(&app.db.url, &[])).collect();
+    let acct = account_covering_fifty_runs(&app).await;
+    let mut bases = vec![app.instance.base_url.clone()];
+    bases.extend(others.iter().map(|i| i.base_url.clone()));
+    let (ok, refused) = burst(&app, &acct, &bases, 200).await;
+    assert_eq!((ok, refused), (50, 150));
+    assert_ledger_matches_balance(&app, &acct).await;
+    for other in &others {
+        other.stop().await;
+    }
+}
+
+#[actix_web::test]
 async fn the_rate_limit_holds_across_two_instances() {
     let app = TestApp::spawn().await;
     let second = Instance::start(&app.db.url, &[]);
