@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::ledger::{Grant, grant, read_account};
 use crate::rows::{AccountRow, EntryRow, NewEntryRow};
 use crate::schema::{accounts, buckets, ledger_entries, trial_usage};
-use crate::{Fail, PgStore, idempotency, read_tx};
+use crate::{Fail, PgStore, read_tx};
 
 pub fn account_view(catalog: &Catalog, account: &Account, verification: Option<VerificationSummary>) -> AccountView {
     let plan = account.plan(catalog);
@@ -176,55 +176,51 @@ impl AccountStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<AccountView>, AccountError> {
-        let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || AccountError::IdempotencyKeyReused,
-                |conn| {
-                    let row = AccountRow {
-                        id: AccountId::generate().0,
-                        email: new.email.clone(),
-                        name: new.name.clone(),
-                        plan_id: FREE_PLAN.to_string(),
-                        plan_status: PlanStatus::Active.as_str().to_string(),
-                        period_start: None,
-                        period_end: None,
-                        contract_monthly_credits: None,
-                        contract_runs_per_minute: None,
-                        contract_starts_at: None,
-                        created_at: now,
-                        stripe_customer_id: None,
-                        business_verified_at: None,
-                        pending_change: None,
-                        plan_ends_at: None,
-                    };
-                    diesel::insert_into(accounts::table).values(&row).execute(conn)?;
-                    let account = row.to_domain();
-                    // R2: the one-time lifetime grant (a unique index keeps it one per account, ever).
-                    if let Some(credits) = catalog.free().lifetime_credits {
-                        grant(
-                            conn,
-                            Grant {
-                                account: account.id,
-                                kind: BucketKind::Lifetime,
-                                credits,
-                                expires_at: None,
-                                entry_type: EntryType::Grant,
-                                reference: Some("lifetime"),
-                                reason: Some("Free plan lifetime grant"),
-                            },
-                            now,
-                        )?;
-                    }
-                    // A new account has no verification request yet.
-                    Ok(account_view(catalog, &account, None))
-                },
-            )
-        })
+        self.once_tx(
+            idem,
+            now,
+            || AccountError::IdempotencyKeyReused,
+            |conn| {
+                let row = AccountRow {
+                    id: AccountId::generate().0,
+                    email: new.email.clone(),
+                    name: new.name.clone(),
+                    plan_id: FREE_PLAN.to_string(),
+                    plan_status: PlanStatus::Active.as_str().to_string(),
+                    period_start: None,
+                    period_end: None,
+                    contract_monthly_credits: None,
+                    contract_runs_per_minute: None,
+                    contract_starts_at: None,
+                    created_at: now,
+                    stripe_customer_id: None,
+                    business_verified_at: None,
+                    pending_change: None,
+                    plan_ends_at: None,
+                };
+                diesel::insert_into(accounts::table).values(&row).execute(conn)?;
+                let account = row.to_domain();
+                // R2: the one-time lifetime grant (a unique index keeps it one per account, ever).
+                if let Some(credits) = catalog.free().lifetime_credits {
+                    grant(
+                        conn,
+                        Grant {
+                            account: account.id,
+                            kind: BucketKind::Lifetime,
+                            credits,
+                            expires_at: None,
+                            entry_type: EntryType::Grant,
+                            reference: Some("lifetime"),
+                            reason: Some("Free plan lifetime grant"),
+                        },
+                        now,
+                    )?;
+                }
+                // A new account has no verification request yet.
+                Ok(account_view(catalog, &account, None))
+            },
+        )
     }
 
     fn account_exists(&self, id: AccountId) -> Result<bool, StoreError> {

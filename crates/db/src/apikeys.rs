@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::ledger::lock_account;
 use crate::schema::{accounts, api_keys};
-use crate::{Fail, PgStore, idempotency};
+use crate::{Fail, PgStore};
 
 type KeyRow = (Uuid, String, String, Vec<String>, DateTime<Utc>);
 
@@ -52,37 +52,33 @@ impl ApiKeyStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<ApiKeyView>, ApiKeyError> {
-        let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || ApiKeyError::IdempotencyKeyReused,
-                |conn| {
-                    let row = lock_account(conn, account)?.ok_or(Fail::Rule(ApiKeyError::NotFound))?;
-                    let plan = catalog.plan_or_free(&row.plan_id);
-                    let chosen = choose_scopes(plan, key.requested_scopes.as_deref())
-                        .map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
-                    let name = key_name(&key.name).map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
-                    let raw: Vec<String> = chosen.iter().map(|c| c.as_str().to_string()).collect();
-                    let id = Uuid::now_v7();
-                    diesel::insert_into(api_keys::table)
-                        .values((
-                            api_keys::id.eq(id),
-                            api_keys::account_id.eq(account.0),
-                            api_keys::name.eq(&name),
-                            api_keys::prefix.eq(&key.prefix),
-                            api_keys::secret_hash.eq(&key.secret_hash),
-                            api_keys::scopes.eq(&raw),
-                            api_keys::created_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                    Ok(view((id, name, key.prefix.clone(), raw, now)))
-                },
-            )
-        })
+        self.once_tx(
+            idem,
+            now,
+            || ApiKeyError::IdempotencyKeyReused,
+            |conn| {
+                let row = lock_account(conn, account)?.ok_or(Fail::Rule(ApiKeyError::NotFound))?;
+                let plan = catalog.plan_or_free(&row.plan_id);
+                let chosen = choose_scopes(plan, key.requested_scopes.as_deref())
+                    .map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
+                let name = key_name(&key.name).map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
+                let raw: Vec<String> = chosen.iter().map(|c| c.as_str().to_string()).collect();
+                let id = Uuid::now_v7();
+                diesel::insert_into(api_keys::table)
+                    .values((
+                        api_keys::id.eq(id),
+                        api_keys::account_id.eq(account.0),
+                        api_keys::name.eq(&name),
+                        api_keys::prefix.eq(&key.prefix),
+                        api_keys::secret_hash.eq(&key.secret_hash),
+                        api_keys::scopes.eq(&raw),
+                        api_keys::created_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                Ok(view((id, name, key.prefix.clone(), raw, now)))
+            },
+        )
     }
 
     fn api_keys(&self, account: AccountId) -> Result<Vec<ApiKeyView>, ApiKeyError> {

@@ -83,6 +83,19 @@ impl PgStore {
         self
     }
 
+    /// One idempotent use case: its own connection and transaction, with R11's record checked
+    /// and written inside it (`idempotency::once`).
+    fn once_tx<T: serde::Serialize, E: From<StoreError>>(
+        &self,
+        idem: Option<&credits_domain::idempotency::IdempotencyKey>,
+        now: DateTime<Utc>,
+        reused: impl FnOnce() -> E,
+        work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+    ) -> Result<credits_domain::idempotency::Replayable<T>, E> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, |conn| idempotency::once(conn, idem, now, reused, work))
+    }
+
     /// Run `work` in one read-committed transaction (writers lock the account row explicitly);
     /// after the commit, the observer hears of the entries it wrote.
     fn write_tx<T, E: From<StoreError>>(

@@ -20,7 +20,7 @@ use crate::accounts::{account_view, balance_of};
 use crate::ledger::{EntryMeta, Grant, end_allowances, grant, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators};
-use crate::{Fail, PgStore, idempotency};
+use crate::{Fail, PgStore};
 
 pub fn record_action(
     conn: &mut PgConnection,
@@ -97,79 +97,73 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<AdjustmentView>, AdminError> {
-        let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || AdminError::IdempotencyKeyReused,
-                |conn| {
-                    locked(conn, account)?;
-                    let wallet = load_wallet(conn, account)?;
-                    let effect =
-                        decide_adjustment(&wallet, adj, now).map_err(|Insufficient { required, available }| {
-                            Fail::Rule(AdminError::InvalidParameters {
-                                message: format!("cannot remove {required} credits: {available} are available"),
-                                available: Some(available),
-                            })
-                        })?;
-                    let reference = format!("operator:{}", by.name);
-                    let (bucket_id, entries) = match effect {
-                        AdjustmentEffect::Grant { credits, expires_at } => {
-                            let (bucket, entry) = grant(
-                                conn,
-                                Grant {
-                                    account,
-                                    kind: BucketKind::Adjustment,
-                                    credits,
-                                    expires_at,
-                                    entry_type: EntryType::Adjustment,
-                                    reference: Some(&reference),
-                                    reason: Some(&adj.reason),
-                                },
-                                now,
-                            )?;
-                            (Some(BucketId(bucket.id)), entry_views(vec![entry], "adjustment"))
-                        }
-                        AdjustmentEffect::Take(portions) => {
-                            let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason).reference(&reference);
-                            let rows = post_all(conn, account, &portions, &meta, now)?;
-                            let kinds: Vec<(Uuid, String)> = buckets::table
-                                .filter(buckets::id.eq_any(portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>()))
-                                .select((buckets::id, buckets::kind))
-                                .load(conn)?;
-                            let views = rows
-                                .into_iter()
-                                .map(|entry| {
-                                    let kind =
-                                        kinds.iter().find(|(id, _)| *id == entry.bucket_id).map(|(_, k)| k.clone());
-                                    EntryRow { seq: 0, entry, bucket_kind: kind.unwrap_or_default() }.to_view()
-                                })
-                                .collect();
-                            (None, views)
-                        }
-                    };
-                    record_action(
-                        conn,
-                        by,
-                        "account.adjust",
-                        Some(account),
-                        json!({"credits": adj.credits, "reason": adj.reason, "expires_at": adj.expires_at}),
-                        now,
-                    )?;
-                    Ok(AdjustmentView {
-                        account_id: account,
-                        credits: adj.credits,
-                        reason: adj.reason.clone(),
-                        expires_at: adj.expires_at,
-                        bucket_id,
-                        entries,
-                        created_by: by.name.clone(),
+        self.once_tx(
+            idem,
+            now,
+            || AdminError::IdempotencyKeyReused,
+            |conn| {
+                locked(conn, account)?;
+                let wallet = load_wallet(conn, account)?;
+                let effect = decide_adjustment(&wallet, adj, now).map_err(|Insufficient { required, available }| {
+                    Fail::Rule(AdminError::InvalidParameters {
+                        message: format!("cannot remove {required} credits: {available} are available"),
+                        available: Some(available),
                     })
-                },
-            )
-        })
+                })?;
+                let reference = format!("operator:{}", by.name);
+                let (bucket_id, entries) = match effect {
+                    AdjustmentEffect::Grant { credits, expires_at } => {
+                        let (bucket, entry) = grant(
+                            conn,
+                            Grant {
+                                account,
+                                kind: BucketKind::Adjustment,
+                                credits,
+                                expires_at,
+                                entry_type: EntryType::Adjustment,
+                                reference: Some(&reference),
+                                reason: Some(&adj.reason),
+                            },
+                            now,
+                        )?;
+                        (Some(BucketId(bucket.id)), entry_views(vec![entry], "adjustment"))
+                    }
+                    AdjustmentEffect::Take(portions) => {
+                        let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason).reference(&reference);
+                        let rows = post_all(conn, account, &portions, &meta, now)?;
+                        let kinds: Vec<(Uuid, String)> = buckets::table
+                            .filter(buckets::id.eq_any(portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>()))
+                            .select((buckets::id, buckets::kind))
+                            .load(conn)?;
+                        let views = rows
+                            .into_iter()
+                            .map(|entry| {
+                                let kind = kinds.iter().find(|(id, _)| *id == entry.bucket_id).map(|(_, k)| k.clone());
+                                EntryRow { seq: 0, entry, bucket_kind: kind.unwrap_or_default() }.to_view()
+                            })
+                            .collect();
+                        (None, views)
+                    }
+                };
+                record_action(
+                    conn,
+                    by,
+                    "account.adjust",
+                    Some(account),
+                    json!({"credits": adj.credits, "reason": adj.reason, "expires_at": adj.expires_at}),
+                    now,
+                )?;
+                Ok(AdjustmentView {
+                    account_id: account,
+                    credits: adj.credits,
+                    reason: adj.reason.clone(),
+                    expires_at: adj.expires_at,
+                    bucket_id,
+                    entries,
+                    created_by: by.name.clone(),
+                })
+            },
+        )
     }
 
     fn admin_account(&self, by: &Operator, id: AccountId, now: DateTime<Utc>) -> Result<AdminAccountView, AdminError> {

@@ -28,7 +28,7 @@ use crate::schema::{
     accounts, buckets, checkout_sessions, idempotency_records, invoice_grants, outbox, stripe_events, subscriptions,
     topup_purchases,
 };
-use crate::{Fail, PgStore, idempotency, read_tx};
+use crate::{Fail, PgStore, read_tx};
 
 type Tx = Result<String, diesel::result::Error>;
 
@@ -122,37 +122,33 @@ impl PaymentStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<CheckoutView>, PaymentError> {
-        let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || PaymentError::IdempotencyKeyReused,
-                |conn| {
-                    if let Some((session, mode, item, price)) = &record.session {
-                        diesel::insert_into(checkout_sessions::table)
-                            .values((
-                                checkout_sessions::id.eq(&session.id),
-                                checkout_sessions::account_id.eq(account.0),
-                                checkout_sessions::mode.eq(if *mode == SessionMode::Subscription {
-                                    "subscription"
-                                } else {
-                                    "payment"
-                                }),
-                                checkout_sessions::item_id.eq(item),
-                                checkout_sessions::stripe_price_id.eq(price),
-                                checkout_sessions::url.eq(&session.url),
-                                checkout_sessions::created_at.eq(now),
-                            ))
-                            .on_conflict(checkout_sessions::id)
-                            .do_nothing()
-                            .execute(conn)?;
-                    }
-                    Ok(record.view.clone())
-                },
-            )
-        })
+        self.once_tx(
+            idem,
+            now,
+            || PaymentError::IdempotencyKeyReused,
+            |conn| {
+                if let Some((session, mode, item, price)) = &record.session {
+                    diesel::insert_into(checkout_sessions::table)
+                        .values((
+                            checkout_sessions::id.eq(&session.id),
+                            checkout_sessions::account_id.eq(account.0),
+                            checkout_sessions::mode.eq(if *mode == SessionMode::Subscription {
+                                "subscription"
+                            } else {
+                                "payment"
+                            }),
+                            checkout_sessions::item_id.eq(item),
+                            checkout_sessions::stripe_price_id.eq(price),
+                            checkout_sessions::url.eq(&session.url),
+                            checkout_sessions::created_at.eq(now),
+                        ))
+                        .on_conflict(checkout_sessions::id)
+                        .do_nothing()
+                        .execute(conn)?;
+                }
+                Ok(record.view.clone())
+            },
+        )
     }
 
     fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, StoreError> {

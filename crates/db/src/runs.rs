@@ -24,7 +24,7 @@ use crate::accounts::{record_trial, trial_usage_of};
 use crate::ledger::{EntryMeta, expire_released, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
-use crate::{Fail, PgStore, idempotency, read_tx};
+use crate::{Fail, PgStore, read_tx};
 
 fn denied(d: credits_domain::runs::Denial) -> Fail<RunError> {
     Fail::Rule(RunError::Denied(d))
@@ -190,93 +190,89 @@ impl RunStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<RunView>, RunError> {
-        let mut conn = self.conn()?;
         let catalog = &self.catalog;
         let ttl = self.hold_ttl;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || RunError::IdempotencyKeyReused,
-                |conn| {
-                    let account = found_account(lock_account(conn, account_id)?)?;
-                    let wallet = load_wallet(conn, account_id)?;
-                    let trial = trial_usage(conn, catalog, &account, &req.model)?;
-                    let recent = recent_starts(conn, catalog, &account, now)?;
-                    let state = RunState {
-                        catalog,
-                        account: &account,
-                        channel,
-                        wallet: &wallet,
-                        trial,
-                        recent_starts: &recent,
-                        now,
-                    };
-                    let admitted = decide_run(&state, req).map_err(denied)?;
-                    let run_id = RunId::generate();
-                    let trial_grant = match &admitted.charge {
-                        Charge::Trial(t) => Some(*t),
-                        Charge::Credits(_) => None,
-                    };
-                    let row = RunRow {
-                        id: run_id.0,
-                        account_id: account_id.0,
-                        model_id: admitted.model.clone(),
-                        channel: channel.as_str().to_string(),
-                        workflow_id: req.workflow_id.clone(),
-                        images: admitted.priced.images,
-                        duration_seconds: admitted.priced.duration_seconds,
-                        cost: admitted.priced.cost.get(),
-                        status: if req.capture { RunStatus::Captured } else { RunStatus::Held }.as_str().to_string(),
-                        captured_credits: req
-                            .capture
-                            .then(|| if trial_grant.is_some() { 0 } else { admitted.priced.cost.get() }),
-                        captured_images: if req.capture { admitted.priced.images } else { None },
-                        captured_duration_seconds: if req.capture { admitted.priced.duration_seconds } else { None },
-                        trial_kind: trial_grant.map(|t| t.kind.as_str().to_string()),
-                        trial_generations: trial_grant.map(|t| t.generations).unwrap_or(0),
-                        trial_window_opens_at: trial_grant.and_then(|t| t.window_opens_at),
-                        trial_window_closes_at: trial_grant.and_then(|t| t.window_closes_at),
-                        hold_expires_at: (!req.capture).then(|| now + ttl),
-                        created_at: now,
-                        finished_at: req.capture.then_some(now),
-                        release_reason: None,
-                    };
-                    diesel::insert_into(runs::table).values(&row).execute(conn)?;
-                    match &admitted.charge {
-                        Charge::Trial(t) => {
-                            let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
-                            record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
-                        }
-                        Charge::Credits(portions) if req.capture => {
-                            post_all(
-                                conn,
-                                account_id,
-                                portions,
-                                &EntryMeta::new(EntryType::Debit, "run captured").run(run_id),
-                                now,
-                            )?;
-                        }
-                        Charge::Credits(portions) => {
-                            let rows: Vec<_> = portions
-                                .iter()
-                                .map(|p| {
-                                    (
-                                        run_reservations::run_id.eq(run_id.0),
-                                        run_reservations::bucket_id.eq(p.bucket_id.0),
-                                        run_reservations::account_id.eq(account_id.0),
-                                        run_reservations::credits.eq(p.credits.get()),
-                                    )
-                                })
-                                .collect();
-                            diesel::insert_into(run_reservations::table).values(&rows).execute(conn)?;
-                        }
+        self.once_tx(
+            idem,
+            now,
+            || RunError::IdempotencyKeyReused,
+            |conn| {
+                let account = found_account(lock_account(conn, account_id)?)?;
+                let wallet = load_wallet(conn, account_id)?;
+                let trial = trial_usage(conn, catalog, &account, &req.model)?;
+                let recent = recent_starts(conn, catalog, &account, now)?;
+                let state = RunState {
+                    catalog,
+                    account: &account,
+                    channel,
+                    wallet: &wallet,
+                    trial,
+                    recent_starts: &recent,
+                    now,
+                };
+                let admitted = decide_run(&state, req).map_err(denied)?;
+                let run_id = RunId::generate();
+                let trial_grant = match &admitted.charge {
+                    Charge::Trial(t) => Some(*t),
+                    Charge::Credits(_) => None,
+                };
+                let row = RunRow {
+                    id: run_id.0,
+                    account_id: account_id.0,
+                    model_id: admitted.model.clone(),
+                    channel: channel.as_str().to_string(),
+                    workflow_id: req.workflow_id.clone(),
+                    images: admitted.priced.images,
+                    duration_seconds: admitted.priced.duration_seconds,
+                    cost: admitted.priced.cost.get(),
+                    status: if req.capture { RunStatus::Captured } else { RunStatus::Held }.as_str().to_string(),
+                    captured_credits: req
+                        .capture
+                        .then(|| if trial_grant.is_some() { 0 } else { admitted.priced.cost.get() }),
+                    captured_images: if req.capture { admitted.priced.images } else { None },
+                    captured_duration_seconds: if req.capture { admitted.priced.duration_seconds } else { None },
+                    trial_kind: trial_grant.map(|t| t.kind.as_str().to_string()),
+                    trial_generations: trial_grant.map(|t| t.generations).unwrap_or(0),
+                    trial_window_opens_at: trial_grant.and_then(|t| t.window_opens_at),
+                    trial_window_closes_at: trial_grant.and_then(|t| t.window_closes_at),
+                    hold_expires_at: (!req.capture).then(|| now + ttl),
+                    created_at: now,
+                    finished_at: req.capture.then_some(now),
+                    release_reason: None,
+                };
+                diesel::insert_into(runs::table).values(&row).execute(conn)?;
+                match &admitted.charge {
+                    Charge::Trial(t) => {
+                        let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
+                        record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                     }
-                    Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture))
-                },
-            )
-        })
+                    Charge::Credits(portions) if req.capture => {
+                        post_all(
+                            conn,
+                            account_id,
+                            portions,
+                            &EntryMeta::new(EntryType::Debit, "run captured").run(run_id),
+                            now,
+                        )?;
+                    }
+                    Charge::Credits(portions) => {
+                        let rows: Vec<_> = portions
+                            .iter()
+                            .map(|p| {
+                                (
+                                    run_reservations::run_id.eq(run_id.0),
+                                    run_reservations::bucket_id.eq(p.bucket_id.0),
+                                    run_reservations::account_id.eq(account_id.0),
+                                    run_reservations::credits.eq(p.credits.get()),
+                                )
+                            })
+                            .collect();
+                        diesel::insert_into(run_reservations::table).values(&rows).execute(conn)?;
+                    }
+                }
+                Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture))
+            },
+        )
     }
 
     fn quote(
@@ -315,46 +311,41 @@ impl RunStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<RunView>, RunError> {
-        let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || RunError::IdempotencyKeyReused,
-                |conn| {
-                    found_account(lock_account(conn, account_id)?)?;
-                    let row = load_run(conn, account_id, run)?;
-                    let mut wallet = load_wallet(conn, account_id)?;
-                    let capture =
-                        decide_capture(catalog, &wallet, &row.to_held(), actual, now).map_err(finish_refused)?;
-                    post_all(
-                        conn,
-                        account_id,
-                        &capture.debits,
-                        &EntryMeta::new(EntryType::Debit, "run captured").run(run),
-                        now,
-                    )?;
-                    close_reservations(conn, account_id, &mut wallet, run, &capture.debits, now)?;
-                    if capture.generations_returned > 0 {
-                        record_trial(conn, account_id, &row.model_id, -capture.generations_returned, None)?;
-                    }
-                    let captured = if row.trial_kind.is_some() { 0 } else { capture.actual.cost.get() };
-                    let updated: RunRow = diesel::update(runs::table.find(run.0))
-                        .set((
-                            runs::status.eq(RunStatus::Captured.as_str()),
-                            runs::captured_credits.eq(Some(captured)),
-                            runs::captured_images.eq(capture.actual.images),
-                            runs::captured_duration_seconds.eq(capture.actual.duration_seconds),
-                            runs::finished_at.eq(Some(now)),
-                        ))
-                        .returning(RunRow::as_returning())
-                        .get_result(conn)?;
-                    Ok(run_view(conn, &updated, now)?)
-                },
-            )
-        })
+        self.once_tx(
+            idem,
+            now,
+            || RunError::IdempotencyKeyReused,
+            |conn| {
+                found_account(lock_account(conn, account_id)?)?;
+                let row = load_run(conn, account_id, run)?;
+                let mut wallet = load_wallet(conn, account_id)?;
+                let capture = decide_capture(catalog, &wallet, &row.to_held(), actual, now).map_err(finish_refused)?;
+                post_all(
+                    conn,
+                    account_id,
+                    &capture.debits,
+                    &EntryMeta::new(EntryType::Debit, "run captured").run(run),
+                    now,
+                )?;
+                close_reservations(conn, account_id, &mut wallet, run, &capture.debits, now)?;
+                if capture.generations_returned > 0 {
+                    record_trial(conn, account_id, &row.model_id, -capture.generations_returned, None)?;
+                }
+                let captured = if row.trial_kind.is_some() { 0 } else { capture.actual.cost.get() };
+                let updated: RunRow = diesel::update(runs::table.find(run.0))
+                    .set((
+                        runs::status.eq(RunStatus::Captured.as_str()),
+                        runs::captured_credits.eq(Some(captured)),
+                        runs::captured_images.eq(capture.actual.images),
+                        runs::captured_duration_seconds.eq(capture.actual.duration_seconds),
+                        runs::finished_at.eq(Some(now)),
+                    ))
+                    .returning(RunRow::as_returning())
+                    .get_result(conn)?;
+                Ok(run_view(conn, &updated, now)?)
+            },
+        )
     }
 
     fn cancel_run(
@@ -364,23 +355,19 @@ impl RunStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<RunView>, RunError> {
-        let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || RunError::IdempotencyKeyReused,
-                |conn| {
-                    found_account(lock_account(conn, account_id)?)?;
-                    let row = load_run(conn, account_id, run)?;
-                    let returned = decide_cancel(&row.to_held(), now).map_err(finish_refused)?;
-                    let mut wallet = load_wallet(conn, account_id)?;
-                    let updated = release(conn, account_id, &mut wallet, &row, returned, "cancelled", now)?;
-                    Ok(run_view(conn, &updated, now)?)
-                },
-            )
-        })
+        self.once_tx(
+            idem,
+            now,
+            || RunError::IdempotencyKeyReused,
+            |conn| {
+                found_account(lock_account(conn, account_id)?)?;
+                let row = load_run(conn, account_id, run)?;
+                let returned = decide_cancel(&row.to_held(), now).map_err(finish_refused)?;
+                let mut wallet = load_wallet(conn, account_id)?;
+                let updated = release(conn, account_id, &mut wallet, &row, returned, "cancelled", now)?;
+                Ok(run_view(conn, &updated, now)?)
+            },
+        )
     }
 }
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::ledger::lock_account;
 use crate::operators::record_action;
 use crate::schema::{accounts, business_verifications, outbox};
-use crate::{Fail, PgStore, idempotency, read_tx};
+use crate::{Fail, PgStore, read_tx};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = business_verifications, check_for_backend(diesel::pg::Pg))]
@@ -132,66 +132,62 @@ impl VerificationStore for PgStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<VerificationView>, VerificationError> {
-        let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        self.write_tx(&mut conn, |conn| {
-            idempotency::once(
-                conn,
-                idem,
-                now,
-                || VerificationError::IdempotencyKeyReused,
-                |conn| {
-                    let acct = lock_account(conn, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain();
-                    let previous = latest(conn, account.0)?.map(|r| r.status());
-                    may_submit(catalog, &acct, previous).map_err(conflict)?;
-                    let id = Uuid::now_v7();
-                    diesel::insert_into(business_verifications::table)
-                        .values((
-                            business_verifications::id.eq(id),
-                            business_verifications::account_id.eq(account.0),
-                            business_verifications::company_name.eq(&request.company_name),
-                            business_verifications::website.eq(&request.website),
-                            business_verifications::country.eq(&request.country),
-                            business_verifications::tax_id.eq(&request.tax_id),
-                            business_verifications::contact_name.eq(&request.contact_name),
-                            business_verifications::contact_email.eq(&request.contact_email),
-                            business_verifications::intended_use.eq(&request.intended_use),
-                            business_verifications::expected_monthly_credits.eq(request.expected_monthly_credits),
-                            business_verifications::created_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                    let mut facts = serde_json::to_value(request).unwrap_or_else(|_| json!({}));
-                    facts["request_id"] = json!(id);
-                    facts["account_id"] = json!(account);
-                    facts["account_email"] = json!(acct.email);
-                    facts["account_name"] = json!(acct.name);
-                    facts["admin_link"] = json!(format!("{}/{id}", ctx.admin_url.trim_end_matches('/')));
-                    facts["tax_id"] = json!(request.tax_id.clone().unwrap_or_else(|| "—".into()));
-                    facts["expected_monthly_credits"] =
-                        json!(request.expected_monthly_credits.map(|n| n.to_string()).unwrap_or_else(|| "—".into()));
-                    mail(
-                        conn,
-                        format!("verification_sales:{id}"),
-                        "verification_sales",
-                        account.0,
-                        &ctx.sales_team,
-                        facts.clone(),
-                        now,
-                    )?;
-                    mail(
-                        conn,
-                        format!("verification_receipt:{id}"),
-                        "verification_receipt",
-                        account.0,
-                        &acct.email,
-                        facts,
-                        now,
-                    )?;
-                    let row = business_verifications::table.find(id).select(Row::as_select()).first(conn)?;
-                    Ok(row.view())
-                },
-            )
-        })
+        self.once_tx(
+            idem,
+            now,
+            || VerificationError::IdempotencyKeyReused,
+            |conn| {
+                let acct = lock_account(conn, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain();
+                let previous = latest(conn, account.0)?.map(|r| r.status());
+                may_submit(catalog, &acct, previous).map_err(conflict)?;
+                let id = Uuid::now_v7();
+                diesel::insert_into(business_verifications::table)
+                    .values((
+                        business_verifications::id.eq(id),
+                        business_verifications::account_id.eq(account.0),
+                        business_verifications::company_name.eq(&request.company_name),
+                        business_verifications::website.eq(&request.website),
+                        business_verifications::country.eq(&request.country),
+                        business_verifications::tax_id.eq(&request.tax_id),
+                        business_verifications::contact_name.eq(&request.contact_name),
+                        business_verifications::contact_email.eq(&request.contact_email),
+                        business_verifications::intended_use.eq(&request.intended_use),
+                        business_verifications::expected_monthly_credits.eq(request.expected_monthly_credits),
+                        business_verifications::created_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                let mut facts = serde_json::to_value(request).unwrap_or_else(|_| json!({}));
+                facts["request_id"] = json!(id);
+                facts["account_id"] = json!(account);
+                facts["account_email"] = json!(acct.email);
+                facts["account_name"] = json!(acct.name);
+                facts["admin_link"] = json!(format!("{}/{id}", ctx.admin_url.trim_end_matches('/')));
+                facts["tax_id"] = json!(request.tax_id.clone().unwrap_or_else(|| "—".into()));
+                facts["expected_monthly_credits"] =
+                    json!(request.expected_monthly_credits.map(|n| n.to_string()).unwrap_or_else(|| "—".into()));
+                mail(
+                    conn,
+                    format!("verification_sales:{id}"),
+                    "verification_sales",
+                    account.0,
+                    &ctx.sales_team,
+                    facts.clone(),
+                    now,
+                )?;
+                mail(
+                    conn,
+                    format!("verification_receipt:{id}"),
+                    "verification_receipt",
+                    account.0,
+                    &acct.email,
+                    facts,
+                    now,
+                )?;
+                let row = business_verifications::table.find(id).select(Row::as_select()).first(conn)?;
+                Ok(row.view())
+            },
+        )
         .map_err(|e| match e {
             // The unique index on open requests: another submission won the race.
             VerificationError::Store(s) if s.to_string().contains("business_verifications_one_open") => {
