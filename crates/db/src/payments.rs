@@ -12,9 +12,10 @@ use credits_domain::error::StoreError;
 use credits_domain::idempotency::{IdempotencyKey, Recall, Recorded, Replayable, StoredResponse, recall};
 use credits_domain::ids::{AccountId, BucketId};
 use credits_domain::payments::{
-    Applied, ChargeInfo, CheckoutContext, CheckoutRecord, CheckoutView, InvoiceInfo, LiveSubscription, PaymentError,
-    PaymentEvent, SessionInfo, SessionMode, StripeEvent, SubscriptionInfo, clawback, is_stale, plan_for_price,
-    topup_expiry, upgrade_increase,
+    Applied, ChargeInfo, CheckoutContext, CheckoutRecord, CheckoutView, InvoiceInfo, InvoicePurpose, LiveSubscription,
+    PaymentError, PaymentEvent, PlanEnd, SessionInfo, SessionMode, StripeEvent, SubscriptionInfo, clawback,
+    decide_subscription_update, invoice_purpose, is_stale, is_upgrade, plan_end, plan_for_price, topup_expiry,
+    upgrade_increase,
 };
 use credits_domain::ports::PaymentStore;
 use credits_domain::views::EntryType;
@@ -372,9 +373,9 @@ impl Apply<'_> {
             return Ok(format!("ignored: price {:?} sells no plan", line.price_id));
         };
         let reason = inv.billing_reason.clone().unwrap_or_default();
-        let bucket = match reason.as_str() {
+        let bucket = match invoice_purpose(inv.billing_reason.as_deref()) {
             // R14 start, and R3 renewal: the period's allowance in full, the old one gone.
-            "subscription_create" | "subscription_cycle" | "subscription" => {
+            InvoicePurpose::Period => {
                 end_allowances(self.conn, account.id, self.now)?;
                 let monthly = plan.monthly_credits.unwrap_or(Credits::ZERO);
                 let bucket = if monthly.is_positive() {
@@ -419,13 +420,13 @@ impl Apply<'_> {
                 bucket
             }
             // R14 upgrade, confirmed by the proration invoice (or already by the subscription update).
-            "subscription_update" => {
-                if account.plan != plan.id && plan.rank > account.plan(self.catalog).rank {
+            InvoicePurpose::PriceChange => {
+                if is_upgrade(self.catalog, &account, plan) {
                     self.upgrade(&account, plan)?;
                 }
                 None
             }
-            other => return Ok(format!("ignored: billing_reason {other:?}")),
+            InvoicePurpose::Other => return Ok(format!("ignored: billing_reason {reason:?}")),
         };
         diesel::insert_into(invoice_grants::table)
             .values((
@@ -538,35 +539,21 @@ impl Apply<'_> {
         if !self.has_paid_invoice(&sub.id)? {
             return Ok("recorded; the plan starts with the first paid invoice".into());
         }
-        let mut done = Vec::new();
-        let new_plan = s.price_id.as_deref().and_then(|p| plan_for_price(self.catalog, p));
-        let current = account.plan(self.catalog);
-        let mut pending = account.pending_change.clone().filter(|p| p == "cancel");
-        if let Some(plan) = new_plan {
-            if plan.id != current.id && plan.rank > current.rank {
-                self.upgrade(&account, plan)?;
-                done.push(format!("upgraded to {}", plan.id));
-            } else if plan.id != current.id {
-                done.push(format!("downgrade to {} at the period's end", plan.id));
-                pending = Some(format!("plan:{}", plan.id));
-            }
+        let change = decide_subscription_update(self.catalog, &account, s);
+        if let Some(plan) = change.upgrade {
+            self.upgrade(&account, plan)?;
         }
-        let status = if s.cancel_at_period_end {
-            pending = Some("cancel".into());
-            done.push("cancels at the period's end".into());
-            PlanStatus::Canceling
-        } else if s.status == "past_due" || s.status == "unpaid" {
-            PlanStatus::PastDue
-        } else {
-            if pending.as_deref() == Some("cancel") {
-                pending = None;
-            }
-            PlanStatus::Active
-        };
         diesel::update(accounts::table.find(account.id.0))
-            .set((accounts::plan_status.eq(status.as_str()), accounts::pending_change.eq(&pending)))
+            .set((
+                accounts::plan_status.eq(change.status.as_str()),
+                accounts::pending_change.eq(&change.pending_change),
+            ))
             .execute(self.conn)?;
-        Ok(if done.is_empty() { format!("status {}", status.as_str()) } else { done.join("; ") })
+        Ok(if change.summary.is_empty() {
+            format!("status {}", change.status.as_str())
+        } else {
+            change.summary.join("; ")
+        })
     }
 
     fn subscription_deleted(&mut self, s: &SubscriptionInfo) -> Tx {
@@ -592,12 +579,9 @@ impl Apply<'_> {
         diesel::update(subscriptions::table.find(&sub.id).filter(subscriptions::ended_at.is_null()))
             .set(subscriptions::ended_at.eq(Some(self.now)))
             .execute(self.conn)?;
-        if !self.catalog.plan(&account.plan).is_some_and(|p| p.sold) {
-            return Ok("ended; the account was on no plan it bought".into());
-        }
-        let ends = account.period.map(|p| p.end).filter(|end| *end > self.now);
-        match ends {
-            Some(end) => {
+        match plan_end(self.catalog, account, self.now) {
+            PlanEnd::NotBought => Ok("ended; the account was on no plan it bought".into()),
+            PlanEnd::At(end) => {
                 diesel::update(accounts::table.find(account.id.0))
                     .set((
                         accounts::plan_status.eq(PlanStatus::Canceling.as_str()),
@@ -607,7 +591,7 @@ impl Apply<'_> {
                     .execute(self.conn)?;
                 Ok(format!("ended; the plan lasts to {end}"))
             }
-            None => {
+            PlanEnd::Now => {
                 to_free(self.conn, account.id, self.now)?;
                 Ok("ended; the account is on Free".into())
             }

@@ -259,6 +259,99 @@ pub fn is_stale(last_applied: Option<DateTime<Utc>>, created: DateTime<Utc>) -> 
     last_applied.is_some_and(|last| created < last)
 }
 
+// ---- subscription state (R14) ---------------------------------------------------------------------
+
+/// What a paid invoice is for, by its `billing_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoicePurpose {
+    /// The first invoice (the plan starts, R14) or a renewal (R3): the period's allowance in
+    /// full, the previous one gone.
+    Period,
+    /// The proration invoice of a price change: an upgrade, if it is one and not yet applied.
+    PriceChange,
+    /// Anything else (manual invoices, thresholds): no credits.
+    Other,
+}
+
+pub fn invoice_purpose(billing_reason: Option<&str>) -> InvoicePurpose {
+    match billing_reason {
+        Some("subscription_create" | "subscription_cycle" | "subscription") => InvoicePurpose::Period,
+        Some("subscription_update") => InvoicePurpose::PriceChange,
+        _ => InvoicePurpose::Other,
+    }
+}
+
+/// R14: whether `plan` is an upgrade of the account's plan (applied as soon as Stripe confirms).
+pub fn is_upgrade(catalog: &Catalog, account: &Account, plan: &Plan) -> bool {
+    plan.id != account.plan && plan.rank > account.plan(catalog).rank
+}
+
+/// What a subscription update means for an account whose plan has started (R14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionChange<'c> {
+    /// A higher plan: applied now.
+    pub upgrade: Option<&'c Plan>,
+    /// What waits for the period's end: `plan:<id>` (a downgrade) or `cancel`.
+    pub pending_change: Option<String>,
+    pub status: crate::account::PlanStatus,
+    /// Words for the event's recorded outcome.
+    pub summary: Vec<String>,
+}
+
+pub fn decide_subscription_update<'c>(
+    catalog: &'c Catalog,
+    account: &Account,
+    update: &SubscriptionInfo,
+) -> SubscriptionChange<'c> {
+    use crate::account::PlanStatus;
+    let mut summary = Vec::new();
+    let mut upgrade = None;
+    // A pending downgrade is replaced by what the subscription says now; a cancellation stays
+    // until the subscription says otherwise.
+    let mut pending = account.pending_change.clone().filter(|p| p == "cancel");
+    if let Some(plan) = update.price_id.as_deref().and_then(|p| plan_for_price(catalog, p)) {
+        if is_upgrade(catalog, account, plan) {
+            summary.push(format!("upgraded to {}", plan.id));
+            upgrade = Some(plan);
+        } else if plan.id != account.plan {
+            summary.push(format!("downgrade to {} at the period's end", plan.id));
+            pending = Some(format!("plan:{}", plan.id));
+        }
+    }
+    let status = if update.cancel_at_period_end {
+        summary.push("cancels at the period's end".into());
+        pending = Some("cancel".into());
+        PlanStatus::Canceling
+    } else if matches!(update.status.as_str(), "past_due" | "unpaid") {
+        PlanStatus::PastDue
+    } else {
+        if pending.as_deref() == Some("cancel") {
+            pending = None;
+        }
+        PlanStatus::Active
+    };
+    SubscriptionChange { upgrade, pending_change: pending, status, summary }
+}
+
+/// When an ended subscription's plan ends (R14): at the end of the paid period, or now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanEnd {
+    At(DateTime<Utc>),
+    Now,
+    /// The account is on no plan it bought (already Free, or an Enterprise contract).
+    NotBought,
+}
+
+pub fn plan_end(catalog: &Catalog, account: &Account, now: DateTime<Utc>) -> PlanEnd {
+    if !catalog.plan(&account.plan).is_some_and(|p| p.sold) {
+        return PlanEnd::NotBought;
+    }
+    match account.period.map(|p| p.end) {
+        Some(end) if end > now => PlanEnd::At(end),
+        _ => PlanEnd::Now,
+    }
+}
+
 // ---- ports ------------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -328,6 +421,114 @@ mod tests {
         assert_eq!(clawback(pack, 1800, 1800, Credits::ZERO, Credits::new(300)), Credits::new(300));
         // A third of a credit stays with the customer.
         assert_eq!(clawback(Credits::new(500), 500, 1, Credits::ZERO, Credits::new(500)), Credits::new(1));
+    }
+
+    /// Plans like the shipped catalog's, built in code (the domain reads no files).
+    fn catalog() -> Catalog {
+        use crate::catalog::{Price, RawCatalog, RawPlan};
+        let plan = |id: &str, rank: u32, monthly: Option<i64>, sold: bool| RawPlan {
+            id: id.into(),
+            name: None,
+            rank,
+            lifetime_credits: (id == "free").then_some(250),
+            monthly_credits: monthly,
+            capabilities: vec!["canvas".into()],
+            api_access: false,
+            runs_per_minute: None,
+            requires_verification: false,
+            trials: id == "free",
+            sold,
+            price: sold.then(|| Price { amount: 100, currency: "usd".into() }),
+            stripe_price_id: sold.then(|| format!("price_{id}")),
+        };
+        Catalog::from_raw(RawCatalog {
+            plans: vec![
+                plan("free", 0, None, false),
+                plan("creator", 1, Some(1700), true),
+                plan("pro", 2, Some(5000), true),
+                plan("enterprise", 4, None, false),
+            ],
+            models: vec![],
+            topup_packs: vec![],
+        })
+        .unwrap()
+    }
+
+    fn account(plan: &str, pending: Option<&str>) -> Account {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        Account {
+            id: AccountId(uuid::Uuid::nil()),
+            email: "a@b.co".into(),
+            name: "A".into(),
+            plan: plan.into(),
+            status: crate::account::PlanStatus::Active,
+            period: Some(crate::account::Period { start: t, end: t + Duration::days(30) }),
+            contract: None,
+            pending_change: pending.map(str::to_string),
+            plan_ends_at: None,
+            created_at: t,
+        }
+    }
+
+    fn update(price: &str, cancel: bool, status: &str) -> SubscriptionInfo {
+        SubscriptionInfo {
+            id: "sub_1".into(),
+            customer: None,
+            status: status.into(),
+            price_id: Some(price.into()),
+            item_id: None,
+            cancel_at_period_end: cancel,
+            period_start: None,
+            period_end: None,
+        }
+    }
+
+    #[test]
+    fn a_higher_price_upgrades_now_a_lower_one_waits_for_the_period_end() {
+        let c = catalog();
+        let up = decide_subscription_update(&c, &account("creator", None), &update("price_pro", false, "active"));
+        assert_eq!((up.upgrade.map(|p| p.id.as_str()), up.pending_change), (Some("pro"), None));
+        let down = decide_subscription_update(&c, &account("pro", None), &update("price_creator", false, "active"));
+        assert_eq!((down.upgrade, down.pending_change.as_deref()), (None, Some("plan:creator")));
+        let same = decide_subscription_update(
+            &c,
+            &account("pro", Some("plan:creator")),
+            &update("price_pro", false, "active"),
+        );
+        assert_eq!(same.pending_change, None, "going back to the current price drops the downgrade");
+    }
+
+    #[test]
+    fn cancelling_and_past_due_set_the_status_and_an_uncancel_clears_the_cancellation() {
+        use crate::account::PlanStatus;
+        let c = catalog();
+        let cancel = decide_subscription_update(&c, &account("pro", None), &update("price_pro", true, "active"));
+        assert_eq!((cancel.status, cancel.pending_change.as_deref()), (PlanStatus::Canceling, Some("cancel")));
+        let back =
+            decide_subscription_update(&c, &account("pro", Some("cancel")), &update("price_pro", false, "active"));
+        assert_eq!((back.status, back.pending_change), (PlanStatus::Active, None));
+        let due = decide_subscription_update(&c, &account("pro", None), &update("price_pro", false, "past_due"));
+        assert_eq!(due.status, PlanStatus::PastDue);
+    }
+
+    #[test]
+    fn invoices_start_renew_or_change_a_plan_by_their_reason() {
+        assert_eq!(invoice_purpose(Some("subscription_create")), InvoicePurpose::Period);
+        assert_eq!(invoice_purpose(Some("subscription_cycle")), InvoicePurpose::Period);
+        assert_eq!(invoice_purpose(Some("subscription_update")), InvoicePurpose::PriceChange);
+        assert_eq!(invoice_purpose(Some("manual")), InvoicePurpose::Other);
+        assert_eq!(invoice_purpose(None), InvoicePurpose::Other);
+    }
+
+    #[test]
+    fn an_ended_plan_lasts_to_its_period_end_and_only_a_bought_plan_ends() {
+        let c = catalog();
+        let a = account("pro", None);
+        let end = a.period.unwrap().end;
+        assert_eq!(plan_end(&c, &a, end - Duration::days(1)), PlanEnd::At(end));
+        assert_eq!(plan_end(&c, &a, end), PlanEnd::Now);
+        assert_eq!(plan_end(&c, &account("free", None), end), PlanEnd::NotBought);
+        assert_eq!(plan_end(&c, &account("enterprise", None), end), PlanEnd::NotBought);
     }
 
     #[test]
