@@ -15,6 +15,12 @@ fn begin(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> Q
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind::<Text, _>(format!("idempotency\u{1f}{}\u{1f}{}", key.scope, key.key))
         .execute(conn)?;
+    lookup(conn, key, now)
+}
+
+/// What the store knows of a key (no lock: `begin` takes one first; a read before calling
+/// Stripe does not need one).
+pub fn lookup(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> QueryResult<Recall> {
     let found: Option<(String, i16, String, DateTime<Utc>)> = idempotency_records::table
         .find((&key.scope, &key.key))
         .select((

@@ -9,7 +9,7 @@ use credits_domain::burn::BucketKind;
 use credits_domain::catalog::{Catalog, FREE_PLAN, Plan};
 use credits_domain::credits::Credits;
 use credits_domain::error::StoreError;
-use credits_domain::idempotency::{IdempotencyKey, Recall, Recorded, Replayable, StoredResponse, recall};
+use credits_domain::idempotency::{IdempotencyKey, Recall, Replayable};
 use credits_domain::ids::{AccountId, BucketId};
 use credits_domain::payments::{
     Applied, ChargeInfo, CheckoutContext, CheckoutRecord, CheckoutView, InvoiceInfo, InvoicePurpose, LiveSubscription,
@@ -26,8 +26,7 @@ use uuid::Uuid;
 use crate::ledger::{EntryMeta, Grant, Posting, end_allowances, grant, load_wallet, lock_account, post, post_all};
 use crate::rows::AccountRow;
 use crate::schema::{
-    accounts, buckets, checkout_sessions, idempotency_records, invoice_grants, outbox, stripe_events, subscriptions,
-    topup_purchases,
+    accounts, buckets, checkout_sessions, invoice_grants, outbox, stripe_events, subscriptions, topup_purchases,
 };
 use crate::{Fail, PgStore, read_tx};
 
@@ -94,26 +93,7 @@ impl PaymentStore for PgStore {
 
     fn recall(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Result<Recall, StoreError> {
         let mut conn = self.conn()?;
-        let found: Option<(String, i16, String, DateTime<Utc>)> = idempotency_records::table
-            .find((&key.scope, &key.key))
-            .select((
-                idempotency_records::fingerprint,
-                idempotency_records::response_status,
-                idempotency_records::response_body,
-                idempotency_records::created_at,
-            ))
-            .first(&mut conn)
-            .optional()
-            .map_err(crate::store_error)?;
-        Ok(recall(
-            found.map(|(fingerprint, status, body, created_at)| Recorded {
-                fingerprint,
-                created_at,
-                response: StoredResponse { status: status as u16, body },
-            }),
-            key,
-            now,
-        ))
+        crate::idempotency::lookup(&mut conn, key, now).map_err(crate::store_error)
     }
 
     fn record_checkout(
