@@ -212,6 +212,13 @@ async fn the_openapi_document_names_every_route_of_the_service() {
         ("get", "/readyz"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
+        ("get", "/docs"),
+        ("post", "/webhooks/stripe"),
+        ("post", "/v1/business-verification"),
+        ("get", "/v1/business-verification"),
+        ("get", "/admin/v1/business-verifications"),
+        ("post", "/admin/v1/business-verifications/{id}/approve"),
+        ("post", "/admin/v1/business-verifications/{id}/reject"),
     ];
     for (method, path) in expected {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is documented");
