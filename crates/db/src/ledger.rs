@@ -254,3 +254,28 @@ pub fn end_allowances(conn: &mut PgConnection, account: AccountId, now: DateTime
     let touched: Vec<BucketId> = ended.into_iter().map(BucketId).collect();
     expire_released(conn, account, &wallet, &touched, now)
 }
+
+/// R3 for Enterprise: the allowance of one contract period, expiring at its end.
+pub fn grant_contract_allowance(
+    conn: &mut PgConnection,
+    account: AccountId,
+    credits: Credits,
+    period: &credits_domain::account::Period,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
+    grant(
+        conn,
+        Grant {
+            account,
+            kind: BucketKind::Allowance,
+            credits,
+            expires_at: Some(period.end),
+            entry_type: EntryType::Grant,
+            reference: Some(&reference),
+            reason: Some("Enterprise monthly allowance"),
+        },
+        now,
+    )?;
+    Ok(())
+}

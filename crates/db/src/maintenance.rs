@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
-use credits_domain::burn::BucketKind;
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
@@ -19,7 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Timestamptz};
 use uuid::Uuid;
 
-use crate::ledger::{EntryMeta, Grant, grant, load_wallet, post_all, try_lock_account};
+use crate::ledger::{EntryMeta, grant_contract_allowance, load_wallet, post_all, try_lock_account};
 use crate::rows::RunRow;
 use crate::runs::release;
 use crate::schema::{accounts, idempotency_records, outbox, runs};
@@ -125,20 +124,7 @@ impl Maintenance for PgStore {
             let (Some(period), Some(contract)) = (due_contract_period(&account, now), account.contract) else {
                 return Ok(0);
             };
-            let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
-            grant(
-                conn,
-                Grant {
-                    account: id,
-                    kind: BucketKind::Allowance,
-                    credits: contract.monthly_credits,
-                    expires_at: Some(period.end),
-                    entry_type: EntryType::Grant,
-                    reference: Some(&reference),
-                    reason: Some("Enterprise monthly allowance"),
-                },
-                now,
-            )?;
+            grant_contract_allowance(conn, id, contract.monthly_credits, &period, now)?;
             diesel::update(accounts::table.find(id.0))
                 .set((accounts::period_start.eq(Some(period.start)), accounts::period_end.eq(Some(period.end))))
                 .execute(conn)?;

@@ -17,7 +17,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounts::{account_view, balance_of};
-use crate::ledger::{EntryMeta, Grant, end_allowances, grant, load_wallet, lock_account, post_all, read_account};
+use crate::ledger::{
+    EntryMeta, Grant, end_allowances, grant, grant_contract_allowance, load_wallet, lock_account, post_all,
+    read_account,
+};
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators};
 use crate::{Fail, PgStore};
@@ -199,20 +202,7 @@ impl OperatorStore for PgStore {
                 ContractChange::Start { starts_at, period, grant: credits } => {
                     // The allowance of the old plan or contract ends now (R3: no rollover).
                     end_allowances(conn, id, now)?;
-                    let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
-                    grant(
-                        conn,
-                        Grant {
-                            account: id,
-                            kind: BucketKind::Allowance,
-                            credits,
-                            expires_at: Some(period.end),
-                            entry_type: EntryType::Grant,
-                            reference: Some(&reference),
-                            reason: Some("Enterprise monthly allowance"),
-                        },
-                        now,
-                    )?;
+                    grant_contract_allowance(conn, id, credits, &period, now)?;
                     diesel::update(accounts::table.find(id.0))
                         .set((
                             accounts::plan_id.eq(ENTERPRISE_PLAN),
