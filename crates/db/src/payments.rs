@@ -199,7 +199,7 @@ impl Apply<'_> {
     }
 
     fn session_completed(&mut self, s: &SessionInfo) -> Tx {
-        let Some((account, mode, _)) = self.our_session(&s.id)? else {
+        let Some((account, mode, item)) = self.our_session(&s.id)? else {
             return Ok(format!("ignored: session {} was not made by this service", s.id));
         };
         self.lock(account)?;
@@ -220,7 +220,7 @@ impl Apply<'_> {
             return Ok(format!("linked subscription {sub}"));
         }
         if s.paid {
-            self.grant_pack(account, s)
+            self.grant_pack(account, &item, s)
         } else {
             diesel::update(checkout_sessions::table.find(&s.id))
                 .set(checkout_sessions::status.eq("completed"))
@@ -230,14 +230,14 @@ impl Apply<'_> {
     }
 
     fn session_paid(&mut self, s: &SessionInfo) -> Tx {
-        let Some((account, mode, _)) = self.our_session(&s.id)? else {
+        let Some((account, mode, pack_id)) = self.our_session(&s.id)? else {
             return Ok(format!("ignored: session {} was not made by this service", s.id));
         };
         if mode != "payment" {
             return Ok("ignored: not a pack".into());
         }
         self.lock(account)?;
-        self.grant_pack(account, s)
+        self.grant_pack(account, &pack_id, s)
     }
 
     fn session_failed(&mut self, s: &SessionInfo) -> Tx {
@@ -248,14 +248,13 @@ impl Apply<'_> {
     }
 
     /// R4: one paid session grants its pack once, expiring `expiry_days` after payment.
-    fn grant_pack(&mut self, account: Uuid, s: &SessionInfo) -> Tx {
+    fn grant_pack(&mut self, account: Uuid, pack_id: &str, s: &SessionInfo) -> Tx {
         let already: bool =
             diesel::select(diesel::dsl::exists(topup_purchases::table.find(&s.id))).get_result(self.conn)?;
         if already {
             return Ok("pack already granted for this session".into());
         }
-        let Some((_, _, pack_id)) = self.our_session(&s.id)? else { return Ok("ignored: unknown session".into()) };
-        let Some(pack) = self.catalog.pack(&pack_id) else {
+        let Some(pack) = self.catalog.pack(pack_id) else {
             tracing::error!(session = %s.id, pack = %pack_id, "a paid session names a pack the catalog no longer has");
             return Ok(format!("ignored: pack {pack_id} is not in the catalog"));
         };
