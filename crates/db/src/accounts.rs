@@ -5,7 +5,7 @@ use credits_domain::account::{Account, PlanStatus};
 use credits_domain::burn::{Bucket, BucketKind, Reservation, Wallet};
 use credits_domain::catalog::{Catalog, FREE_PLAN};
 use credits_domain::credits::Credits;
-use credits_domain::error::{AccountError, StoreError};
+use credits_domain::error::AccountError;
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::{AccountId, BucketId, RunId};
 use credits_domain::ports::{AccountStore, NewAccount};
@@ -221,13 +221,6 @@ impl AccountStore for PgStore {
                 Ok(account_view(catalog, &account, None))
             },
         )
-    }
-
-    fn account_exists(&self, id: AccountId) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
-        diesel::select(diesel::dsl::exists(accounts::table.find(id.0)))
-            .get_result(&mut conn)
-            .map_err(crate::store_error)
     }
 
     fn account_view(&self, id: AccountId, _now: DateTime<Utc>) -> Result<AccountView, AccountError> {

@@ -115,10 +115,6 @@ impl PgStore {
         result
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     fn conn(&self) -> Result<Conn, StoreError> {
         self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
     }

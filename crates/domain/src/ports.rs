@@ -57,8 +57,6 @@ pub trait AccountStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<AccountView>, AccountError>;
-    /// Whether an account exists (the canvas channel's `X-Account-Id`).
-    fn account_exists(&self, id: AccountId) -> Result<bool, StoreError>;
     fn account_view(&self, id: AccountId, now: DateTime<Utc>) -> Result<AccountView, AccountError>;
     fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError>;
     fn ledger(&self, id: AccountId, query: &LedgerQuery) -> Result<LedgerPage, AccountError>;
