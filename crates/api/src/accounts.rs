@@ -42,8 +42,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 #[utoipa::path(get, path = "/v1/balance", operation_id = "get_v1_balance", tag = "accounts", responses((status = 200, description = "available, held, total, plan, period_end, buckets", body = Object), (status = 401, description = "UNAUTHENTICATED", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.balance(caller.account, clock.now()?)?)).await?;
+    let view = state.balances.balance(caller.account).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

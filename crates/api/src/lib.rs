@@ -11,6 +11,7 @@ pub mod edge;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod reads;
 mod runs;
 pub mod state;
 mod verification;

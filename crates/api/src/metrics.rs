@@ -5,7 +5,9 @@ use actix_web::{HttpResponse, web};
 use credits_domain::credits::Credits;
 use credits_domain::ports::LedgerObserver;
 use credits_domain::views::EntryType;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 use crate::edge::blocking;
 use crate::error::ApiError;
@@ -15,6 +17,7 @@ pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    balance_batch: Histogram,
     runs: IntCounterVec,
     denials: IntCounterVec,
     credits_in: IntCounterVec,
@@ -51,7 +54,14 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(http_seconds.clone())).expect("registered once");
+        let balance_batch = Histogram::with_opts(
+            HistogramOpts::new("credits_balance_batch_size", "balances read by one statement (crate::reads)")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(balance_batch.clone())).expect("registered once");
         Metrics {
+            balance_batch,
             http_requests: counter(
                 &registry,
                 "credits_http_requests_total",
@@ -102,6 +112,10 @@ impl Metrics {
     pub fn http(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.http_requests.with_label_values(&[method, route, &status.to_string()]).inc();
         self.http_seconds.with_label_values(&[method, route]).observe(seconds);
+    }
+
+    pub fn balance_batch(&self, balances: usize) {
+        self.balance_batch.observe(balances as f64);
     }
 
     pub fn run(&self, outcome: &str) {

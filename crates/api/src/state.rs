@@ -38,6 +38,8 @@ impl Credentials {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// Balance reads, coalesced (`crate::reads`).
+    pub balances: Arc<crate::reads::BalanceReads>,
     /// Set when `clock.mode = "test"`: enables `/admin/v1/test-clock`.
     pub test_clock: Option<Arc<dyn TestClock>>,
     pub catalog: Arc<Catalog>,

@@ -4,7 +4,7 @@
 //! It makes its own database, seeds 10,000 accounts (Enterprise without a rate limit, so the
 //! limiter does not cap the figures, each with a large adjustment bucket and its ledger entry),
 //! starts the server, drives each scenario over keep-alive connections, and writes
-//! `bench/results/<date>.md`. Usage: credits-bench [--seconds N] [--binary PATH] [--out DIR]
+//! `bench/results/<date>.md`. Usage: credits-bench [--seconds N] [--binary PATH] [--out DIR] [--only NAME] [--pool N]
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +24,10 @@ struct Args {
     binary: String,
     out: String,
     pg: String,
+    /// Run only the scenarios whose name contains this (profiling one path).
+    only: Option<String>,
+    /// The server's database pool size.
+    pool: usize,
 }
 
 fn args() -> Args {
@@ -32,6 +36,8 @@ fn args() -> Args {
         binary: "target/release/credits".into(),
         out: "bench/results".into(),
         pg: std::env::var("CREDITS_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        only: None,
+        pool: 32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -40,6 +46,8 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().expect("--seconds N"),
             "--binary" => a.binary = value,
             "--out" => a.out = value,
+            "--only" => a.only = Some(value),
+            "--pool" => a.pool = value.parse().expect("--pool N"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -268,7 +276,7 @@ async fn main() {
         c.env("CREDITS__DATABASE__URL", &db_url)
             .env("CREDITS__AUTH__INTERNAL_TOKEN", TOKEN)
             .env("CREDITS__LOG__LEVEL", "error")
-            .env("CREDITS__DATABASE__POOL_SIZE", "32")
+            .env("CREDITS__DATABASE__POOL_SIZE", a.pool.to_string())
             .env("CREDITS__SERVER__PORT", "18099");
     };
     let mut migrate = Command::new(&a.binary);
@@ -313,6 +321,9 @@ async fn main() {
         ("GET /v1/balance", Scenario::Balance, 64),
     ];
     for (name, scenario, connections) in plan {
+        if a.only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
+            continue;
+        }
         eprintln!("bench: {name} at {connections} connections");
         let mut o = drive(&base, accounts.clone(), scenario, connections, a.seconds).await;
         o.name = name.to_string();
@@ -336,8 +347,8 @@ async fn main() {
     writeln!(md, "Machine: {}.\n", machine()).unwrap();
     writeln!(
         md,
-        "Each scenario ran {} s over HTTP/1.1 keep-alive connections against `credits serve` (release, pool 32).",
-        a.seconds
+        "Each scenario ran {} s over HTTP/1.1 keep-alive connections against `credits serve` (release, pool {}).",
+        a.seconds, a.pool
     )
     .unwrap();
     writeln!(md, "The limit: pgbench, 64 clients, the minimal SQL of one debit (lock the account row, update the bucket, insert one ledger row, one transaction) on the same PostgreSQL: **{limit_spread:.0} tps** over 10,000 accounts, **{limit_hot:.0} tps** on one row.\n").unwrap();

@@ -5,7 +5,7 @@ use credits_domain::account::{Account, PlanStatus};
 use credits_domain::burn::{Bucket, BucketKind, Reservation, Wallet};
 use credits_domain::catalog::{Catalog, FREE_PLAN};
 use credits_domain::credits::Credits;
-use credits_domain::error::AccountError;
+use credits_domain::error::{AccountError, StoreError};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::{AccountId, BucketId, RunId};
 use credits_domain::ports::{AccountStore, NewAccount};
@@ -54,6 +54,8 @@ pub fn account_view(catalog: &Catalog, account: &Account, verification: Option<V
 
 #[derive(QueryableByName)]
 struct BalanceRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
     plan_id: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
@@ -85,9 +87,30 @@ pub fn balance_of(
     id: AccountId,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<BalanceView>> {
+    Ok(balances_of(conn, catalog, &[id], now)?.pop().flatten())
+}
+
+/// The balances of many accounts in one statement, in the order asked (`None`: no such account).
+pub fn balances_of(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    ids: &[AccountId],
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Option<BalanceView>>> {
+    let accounts: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
     let rows: Vec<BalanceRow> =
-        crate::prepared::BalanceQuery { account: id.0, now, now_again: now, account_again: id.0 }.load(conn)?;
-    let Some(first) = rows.first() else { return Ok(None) };
+        crate::prepared::BalanceQuery { accounts: accounts.clone(), now, now_again: now, accounts_again: accounts }
+            .load(conn)?;
+    let mut by_account: std::collections::HashMap<Uuid, Vec<BalanceRow>> = std::collections::HashMap::new();
+    for row in rows {
+        by_account.entry(row.account_id).or_default().push(row);
+    }
+    Ok(ids.iter().map(|id| by_account.get(&id.0).map(|rows| balance_view(catalog, *id, rows, now))).collect())
+}
+
+/// One account's balance from its rows of the balance statement (at least one: the account's).
+fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: DateTime<Utc>) -> BalanceView {
+    let first = &rows[0];
     let (plan, period_end, held) = (catalog.plan_or_free(&first.plan_id).id.clone(), first.period_end, first.held);
     // The rules read reservations: one per live bucket for what live holds reserve in it, and
     // one in no live bucket for what they reserve in buckets that expired meanwhile (R10).
@@ -98,7 +121,7 @@ pub fn balance_of(
         credits: Credits::new(credits),
         hold_expires_at: DateTime::<Utc>::MAX_UTC,
     };
-    for r in &rows {
+    for r in rows {
         let (Some(bucket), Some(kind)) = (r.bucket_id, r.kind.as_deref()) else { continue };
         buckets.push(Bucket {
             id: BucketId(bucket),
@@ -118,7 +141,7 @@ pub fn balance_of(
     }
     let wallet = Wallet::new(buckets, reservations);
     let balance = wallet.balance(now);
-    Ok(Some(BalanceView {
+    BalanceView {
         account_id: id,
         available: balance.available,
         held: balance.held,
@@ -138,7 +161,7 @@ pub fn balance_of(
                 created_at: b.created_at,
             })
             .collect(),
-    }))
+    }
 }
 
 fn found(row: Option<AccountRow>) -> Result<Account, Fail<AccountError>> {
@@ -233,9 +256,9 @@ impl AccountStore for PgStore {
         })
     }
 
-    fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError> {
+    fn balances(&self, ids: &[AccountId], now: DateTime<Utc>) -> Result<Vec<Option<BalanceView>>, StoreError> {
         let mut conn = self.conn()?;
-        balance_of(&mut conn, &self.catalog, id, now).map_err(crate::store_error)?.ok_or(AccountError::NotFound)
+        balances_of(&mut conn, &self.catalog, ids, now).map_err(crate::store_error)
     }
 
     fn ledger(&self, id: AccountId, query: &LedgerQuery) -> Result<LedgerPage, AccountError> {

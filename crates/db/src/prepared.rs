@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid};
 use diesel::{QueryResult, RunQueryDsl};
 use uuid::Uuid;
 
@@ -100,19 +100,27 @@ prepared!(
 );
 
 prepared!(
-    /// The account, its live buckets with what live holds reserve in each, and all that live
-    /// holds reserve: the balance in one statement.
+    /// Accounts, their live buckets with what live holds reserve in each, and all that live holds
+    /// reserve per account: the balances of many accounts in one statement (one snapshot).
     BalanceQuery,
-    "WITH live AS (SELECT r.bucket_id, r.credits FROM run_reservations r JOIN runs u ON u.id = r.run_id
-                    WHERE r.account_id = $1 AND r.open AND u.hold_expires_at > $2)
-     SELECT a.plan_id, a.period_end, b.id AS bucket_id, b.kind, b.granted, b.remaining, b.expires_at,
-            b.created_at,
-            (SELECT COALESCE(sum(credits), 0)::bigint FROM live WHERE live.bucket_id = b.id) AS reserved,
-            (SELECT COALESCE(sum(credits), 0)::bigint FROM live) AS held
+    "WITH live AS (SELECT r.account_id, r.bucket_id, r.credits FROM run_reservations r JOIN runs u ON u.id = r.run_id
+                    WHERE r.account_id = ANY($1) AND r.open AND u.hold_expires_at > $2),
+          per_bucket AS (SELECT bucket_id, sum(credits) AS credits FROM live GROUP BY bucket_id),
+          per_account AS (SELECT account_id, sum(credits) AS credits FROM live GROUP BY account_id)
+     SELECT a.id AS account_id, a.plan_id, a.period_end, b.id AS bucket_id, b.kind, b.granted, b.remaining,
+            b.expires_at, b.created_at,
+            COALESCE(pb.credits, 0)::bigint AS reserved, COALESCE(pa.credits, 0)::bigint AS held
        FROM accounts a
        LEFT JOIN buckets b ON b.account_id = a.id AND (b.expires_at IS NULL OR b.expires_at > $3)
-      WHERE a.id = $4",
-    { account: Uuid => SqlUuid, now: DateTime<Utc> => Timestamptz, now_again: DateTime<Utc> => Timestamptz, account_again: Uuid => SqlUuid }
+       LEFT JOIN per_bucket pb ON pb.bucket_id = b.id
+       LEFT JOIN per_account pa ON pa.account_id = a.id
+      WHERE a.id = ANY($4)",
+    {
+        accounts: Vec<Uuid> => Array<SqlUuid>,
+        now: DateTime<Utc> => Timestamptz,
+        now_again: DateTime<Utc> => Timestamptz,
+        accounts_again: Vec<Uuid> => Array<SqlUuid>,
+    }
 );
 
 #[cfg(test)]

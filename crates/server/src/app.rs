@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpServer, web};
+use credits_api::reads::BalanceReads;
 use credits_api::{AppState, Credentials, Metrics};
 use credits_db::{PgPool, PgStore, PgTestClock};
 use credits_domain::catalog::{Catalog, RawCatalog};
@@ -115,6 +116,12 @@ impl Services {
         };
         let state = AppState {
             store: store.clone() as Arc<dyn Store>,
+            balances: Arc::new(BalanceReads::start(
+                store.clone() as Arc<dyn Store>,
+                clock.clone(),
+                metrics.clone(),
+                settings.database.balance_readers,
+            )),
             clock,
             test_clock,
             catalog,

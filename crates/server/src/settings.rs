@@ -43,6 +43,8 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: u32,
+    /// Threads that read balances, each many at once (`credits_api::reads`).
+    pub balance_readers: usize,
     pub migrate_on_start: bool,
     pub connect_timeout_seconds: u64,
 }
@@ -193,6 +195,9 @@ impl Settings {
         }
         if self.database.pool_size == 0 {
             return Err(SettingsError("database.pool_size must be positive".into()));
+        }
+        if self.database.balance_readers == 0 || self.database.balance_readers as u32 >= self.database.pool_size {
+            return Err(SettingsError("database.balance_readers must be positive and below database.pool_size".into()));
         }
         Ok(())
     }

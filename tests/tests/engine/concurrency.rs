@@ -139,3 +139,54 @@ async fn a_graceful_stop_lets_in_flight_runs_finish_and_charges_nothing_unanswer
     assert_eq!(debits, answered_201);
     app.assert_invariants().await;
 }
+
+/// How many balance statements read more than one balance (`credits_balance_batch_size`).
+async fn batched_balance_reads(app: &TestApp) -> u64 {
+    let text = app.http.get(format!("{}/metrics", app.instance.base_url)).send().await.unwrap().text().await.unwrap();
+    let figure = |prefix: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or_else(|| panic!("{prefix} in /metrics:\n{text}"))
+    };
+    figure("credits_balance_batch_size_count ") - figure("credits_balance_batch_size_bucket{le=\"1\"} ")
+}
+
+#[actix_web::test]
+async fn balances_read_together_each_answer_their_own_account() {
+    let app = TestApp::spawn().await;
+    let mut accounts = Vec::new();
+    for i in 1..=12i64 {
+        let acct = app.account().await;
+        app.adjust(&acct, json!({"credits": i, "reason": "tell the accounts apart"})).await.expect(201);
+        accounts.push((acct, 250 + i));
+    }
+    let unknown = As::Canvas(uuid::Uuid::new_v4().to_string());
+    // Bursts until reads were coalesced (a reader takes what waits; a burst of 480 makes some wait).
+    for _ in 0..5 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..480 {
+            let (http, base) = (app.http.clone(), app.instance.base_url.clone());
+            let who = if n % 40 == 39 { None } else { Some(accounts[n % accounts.len()].clone()) };
+            let asked = who.as_ref().map(|(a, _)| a.clone()).unwrap_or_else(|| unknown.clone());
+            tasks.spawn(async move { (who, call_at(&http, &base, &asked, "GET", "/v1/balance", None, None).await) });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done.unwrap() {
+                (Some((acct, available)), r) => {
+                    let b = r.expect(200);
+                    assert_eq!(b["account_id"].as_str(), Some(account_id(&acct)));
+                    assert_eq!(b["available"].as_i64(), Some(available), "{b}");
+                }
+                (None, r) => {
+                    r.expect_error(404, "NOT_FOUND");
+                }
+            }
+        }
+        if batched_balance_reads(&app).await > 0 {
+            return;
+        }
+    }
+    panic!("no balance statement read more than one balance in five bursts of 480");
+}
