@@ -125,8 +125,13 @@ pub fn post(conn: &mut PgConnection, p: Posting<'_>, now: DateTime<Utc>) -> Quer
         created_at: row.created_at,
     }
     .execute(conn)?;
-    POSTED.with(|posted| posted.borrow_mut().push((p.entry_type, p.credits)));
+    posted(p.entry_type, p.credits);
     Ok(row)
+}
+
+/// Note an entry the current transaction wrote, for the ledger observer (metrics) at its commit.
+pub fn posted(entry_type: EntryType, credits: Credits) {
+    POSTED.with(|posted| posted.borrow_mut().push((entry_type, credits)));
 }
 
 /// What a set of entries is: its type, run, reference and reason.

@@ -1,6 +1,10 @@
 //! The hot statements, written once and run as cached prepared statements. `diesel::sql_query`
 //! never caches (each call is a prepare and an execute, planned anew); these types have a static
 //! query id, so PostgreSQL prepares each once per connection: one round trip per call.
+//!
+//! A prepared statement may run a generic plan made from the statistics of its first executions.
+//! So a run is reached from its reservation by primary key (a correlated subquery), never by a
+//! join the planner might turn into a scan of every run when `runs` was small at the last ANALYZE.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -94,8 +98,9 @@ prepared!(
             b.expires_at AS at, b.created_at
        FROM buckets b WHERE b.account_id = $1 AND b.remaining > 0
      UNION ALL
-     SELECT 'r', r.run_id, r.bucket_id, NULL, NULL, r.credits, u.hold_expires_at, NULL
-       FROM run_reservations r JOIN runs u ON u.id = r.run_id WHERE r.account_id = $2 AND r.open",
+     SELECT 'r', r.run_id, r.bucket_id, NULL, NULL, r.credits,
+            (SELECT u.hold_expires_at FROM runs u WHERE u.id = r.run_id), NULL
+       FROM run_reservations r WHERE r.account_id = $2 AND r.open",
     { account: Uuid => SqlUuid, account_again: Uuid => SqlUuid }
 );
 
@@ -103,8 +108,9 @@ prepared!(
     /// Accounts, their live buckets with what live holds reserve in each, and all that live holds
     /// reserve per account: the balances of many accounts in one statement (one snapshot).
     BalanceQuery,
-    "WITH live AS (SELECT r.account_id, r.bucket_id, r.credits FROM run_reservations r JOIN runs u ON u.id = r.run_id
-                    WHERE r.account_id = ANY($1) AND r.open AND u.hold_expires_at > $2),
+    "WITH live AS (SELECT r.account_id, r.bucket_id, r.credits FROM run_reservations r
+                    WHERE r.account_id = ANY($1) AND r.open
+                      AND (SELECT u.hold_expires_at FROM runs u WHERE u.id = r.run_id) > $2),
           per_bucket AS (SELECT bucket_id, sum(credits) AS credits FROM live GROUP BY bucket_id),
           per_account AS (SELECT account_id, sum(credits) AS credits FROM live GROUP BY account_id)
      SELECT a.id AS account_id, a.plan_id, a.period_end, b.id AS bucket_id, b.kind, b.granted, b.remaining,
@@ -120,6 +126,58 @@ prepared!(
         now: DateTime<Utc> => Timestamptz,
         now_again: DateTime<Utc> => Timestamptz,
         accounts_again: Vec<Uuid> => Array<SqlUuid>,
+    }
+);
+
+prepared!(
+    /// A run as it starts: its row, the reservations of a hold, and the debit entries of a capture
+    /// with their buckets' moves, in one statement (foreign keys are checked at its end).
+    StartRun,
+    "WITH run AS (INSERT INTO runs (id, account_id, model_id, channel, workflow_id, images, duration_seconds, cost,
+                    status, captured_credits, captured_images, captured_duration_seconds, trial_kind,
+                    trial_generations, trial_window_opens_at, trial_window_closes_at, hold_expires_at, created_at,
+                    finished_at)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)),
+          held AS (INSERT INTO run_reservations (run_id, bucket_id, account_id, credits)
+                   SELECT $20, h.bucket_id, $21, h.credits FROM unnest($22::uuid[], $23::bigint[]) AS h (bucket_id, credits)),
+          debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
+                     SELECT d.id, $24, d.bucket_id, 'debit', d.credits, $25, $26, $27
+                       FROM unnest($28::uuid[], $29::uuid[], $30::bigint[]) AS d (id, bucket_id, credits)
+                     RETURNING bucket_id, credits)
+     UPDATE buckets SET remaining = buckets.remaining + moved.credits
+       FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) moved
+      WHERE buckets.id = moved.bucket_id",
+    {
+        id: Uuid => SqlUuid,
+        account_id: Uuid => SqlUuid,
+        model_id: String => Text,
+        channel: String => Text,
+        workflow_id: Option<String> => Nullable<Text>,
+        images: Option<i64> => Nullable<BigInt>,
+        duration_seconds: Option<i64> => Nullable<BigInt>,
+        cost: i64 => BigInt,
+        status: String => Text,
+        captured_credits: Option<i64> => Nullable<BigInt>,
+        captured_images: Option<i64> => Nullable<BigInt>,
+        captured_duration_seconds: Option<i64> => Nullable<BigInt>,
+        trial_kind: Option<String> => Nullable<Text>,
+        trial_generations: i64 => BigInt,
+        trial_window_opens_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        trial_window_closes_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        hold_expires_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        created_at: DateTime<Utc> => Timestamptz,
+        finished_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        held_run: Uuid => SqlUuid,
+        held_account: Uuid => SqlUuid,
+        held_buckets: Vec<Uuid> => Array<SqlUuid>,
+        held_credits: Vec<i64> => Array<BigInt>,
+        debit_account: Uuid => SqlUuid,
+        debit_run: Uuid => SqlUuid,
+        debit_reason: String => Text,
+        debit_at: DateTime<Utc> => Timestamptz,
+        debit_ids: Vec<Uuid> => Array<SqlUuid>,
+        debit_buckets: Vec<Uuid> => Array<SqlUuid>,
+        debit_credits: Vec<i64> => Array<BigInt>,
     }
 );
 

@@ -8,7 +8,7 @@ use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::error::RunError;
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
-use credits_domain::ids::{AccountId, BucketId, RunId};
+use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
 use credits_domain::ports::RunStore;
 use credits_domain::pricing::RunParams;
 use credits_domain::runs::{
@@ -21,7 +21,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
-use crate::ledger::{EntryMeta, expire_released, load_wallet, lock_account, post_all, read_account};
+use crate::ledger::{EntryMeta, expire_released, load_wallet, lock_account, post_all, posted, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
 use crate::{Fail, PgStore, read_tx};
@@ -71,6 +71,48 @@ fn trial_usage(
         Some(_) => trial_usage_of(conn, account.id, model),
         None => Ok(credits_domain::trial::TrialUsage::default()),
     }
+}
+
+/// A run as it starts, in one round trip: its row, and the reservations of a hold (`held`) or the
+/// debit entries of a capture (`debited`) with their buckets' moves.
+fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debited: &[Portion]) -> QueryResult<()> {
+    crate::prepared::StartRun {
+        id: row.id,
+        account_id: row.account_id,
+        model_id: row.model_id.clone(),
+        channel: row.channel.clone(),
+        workflow_id: row.workflow_id.clone(),
+        images: row.images,
+        duration_seconds: row.duration_seconds,
+        cost: row.cost,
+        status: row.status.clone(),
+        captured_credits: row.captured_credits,
+        captured_images: row.captured_images,
+        captured_duration_seconds: row.captured_duration_seconds,
+        trial_kind: row.trial_kind.clone(),
+        trial_generations: row.trial_generations,
+        trial_window_opens_at: row.trial_window_opens_at,
+        trial_window_closes_at: row.trial_window_closes_at,
+        hold_expires_at: row.hold_expires_at,
+        created_at: row.created_at,
+        finished_at: row.finished_at,
+        held_run: row.id,
+        held_account: row.account_id,
+        held_buckets: held.iter().map(|p| p.bucket_id.0).collect(),
+        held_credits: held.iter().map(|p| p.credits.get()).collect(),
+        debit_account: row.account_id,
+        debit_run: row.id,
+        debit_reason: "run captured".into(),
+        debit_at: row.created_at,
+        debit_ids: debited.iter().map(|_| EntryId::generate().0).collect(),
+        debit_buckets: debited.iter().map(|p| p.bucket_id.0).collect(),
+        debit_credits: debited.iter().map(|p| p.credits.negated().get()).collect(),
+    }
+    .execute(conn)?;
+    for p in debited {
+        posted(EntryType::Debit, p.credits.negated());
+    }
+    Ok(())
 }
 
 /// A run just started, as `run_view` would show it, built from what the transaction wrote (no
@@ -240,35 +282,15 @@ impl RunStore for PgStore {
                     finished_at: req.capture.then_some(now),
                     release_reason: None,
                 };
-                diesel::insert_into(runs::table).values(&row).execute(conn)?;
-                match &admitted.charge {
-                    Charge::Trial(t) => {
-                        let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
-                        record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
-                    }
-                    Charge::Credits(portions) if req.capture => {
-                        post_all(
-                            conn,
-                            account_id,
-                            portions,
-                            &EntryMeta::new(EntryType::Debit, "run captured").run(run_id),
-                            now,
-                        )?;
-                    }
-                    Charge::Credits(portions) => {
-                        let rows: Vec<_> = portions
-                            .iter()
-                            .map(|p| {
-                                (
-                                    run_reservations::run_id.eq(run_id.0),
-                                    run_reservations::bucket_id.eq(p.bucket_id.0),
-                                    run_reservations::account_id.eq(account_id.0),
-                                    run_reservations::credits.eq(p.credits.get()),
-                                )
-                            })
-                            .collect();
-                        diesel::insert_into(run_reservations::table).values(&rows).execute(conn)?;
-                    }
+                let (held, debited): (&[Portion], &[Portion]) = match &admitted.charge {
+                    Charge::Credits(portions) if req.capture => (&[], portions),
+                    Charge::Credits(portions) => (portions, &[]),
+                    Charge::Trial(_) => (&[], &[]),
+                };
+                insert_started(conn, &row, held, debited)?;
+                if let Charge::Trial(t) = &admitted.charge {
+                    let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
+                    record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                 }
                 Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture))
             },
