@@ -2,7 +2,8 @@
 //! same PostgreSQL server in the same run (pgbench doing the minimal SQL of one debit).
 //!
 //! It makes its own database, seeds 10,000 accounts (Enterprise without a rate limit, so the
-//! limiter does not cap the figures, each with a large adjustment bucket and its ledger entry),
+//! limiter does not cap the figures, each with a large adjustment bucket and its ledger entry, and
+//! a history of past runs),
 //! starts the server, drives each scenario over keep-alive connections, and writes
 //! `bench/results/<date>.md`. Usage: credits-bench [--seconds N] [--binary PATH] [--out DIR] [--only NAME] [--pool N]
 
@@ -17,6 +18,8 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 const ACCOUNTS: usize = 10_000;
+/// Past runs seeded per account, so the tables look like a service that has been running.
+const HISTORY: usize = 5;
 const TOKEN: &str = "bench-internal-token-0123456789abcdef";
 
 struct Args {
@@ -188,6 +191,15 @@ fn seed(db_url: &str) {
              INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, reason, created_at)
                SELECT gen_random_uuid(), account_id, bucket_id, 'adjustment', 1000000000000, 'bench seed', now() FROM bench_accounts;
              UPDATE buckets SET remaining = granted;
+             -- History: a service that has run has runs (here five cancelled holds per account). On
+             -- empty tables the planner's plans (the foreign-key checks' too) scan them.
+             INSERT INTO runs (id, account_id, model_id, channel, cost, status, hold_expires_at, created_at,
+                               finished_at, release_reason)
+               SELECT gen_random_uuid(), account_id, 'upscale-4x', 'canvas', 5, 'released',
+                      now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', 'cancelled'
+                 FROM bench_accounts, generate_series(1, {HISTORY});
+             INSERT INTO run_reservations (run_id, bucket_id, account_id, credits, open)
+               SELECT r.id, a.bucket_id, r.account_id, 5, false FROM runs r JOIN bench_accounts a USING (account_id);
              ANALYZE;"
         ),
     );
