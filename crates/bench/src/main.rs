@@ -214,22 +214,48 @@ INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, crea
 COMMIT;
 ";
 
-/// pgbench's transactions a second for the minimal debit, over many accounts or one.
-fn pgbench(db_url: &str, clients: usize, seconds: u64, hot: bool) -> f64 {
-    let script = std::env::temp_dir().join(format!("credits-bench-{}-{hot}.sql", std::process::id()));
+/// pgbench doing the minimal debit, over many accounts or one: its transactions a second and each
+/// transaction's latency (from its per-transaction log), as a scenario's outcome.
+fn pgbench(db_url: &str, clients: usize, seconds: u64, hot: bool) -> Outcome {
+    let dir = std::env::temp_dir().join(format!("credits-bench-{}-{hot}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("debit.sql");
     let text = if hot { PGBENCH_DEBIT.replace("random(1, 10000)", "1") } else { PGBENCH_DEBIT.to_string() };
     std::fs::write(&script, text).unwrap();
     let out = Command::new("pgbench")
-        .args(["-n", "-M", "simple", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .args(["-n", "-M", "simple", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-l"])
+        .arg(format!("--log-prefix={}", dir.join("log").display()))
+        .arg("-f")
         .arg(&script)
         .arg(db_url)
         .output()
         .expect("pgbench runs (PostgreSQL's client package)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
+    let tps: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
-        .unwrap_or_else(|| panic!("pgbench printed no tps: {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+        .unwrap_or_else(|| panic!("pgbench printed no tps: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    // Each log line: client, transaction, latency in microseconds, script, epoch seconds, microseconds.
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("log") {
+            for line in std::fs::read_to_string(entry.path()).unwrap_or_default().lines() {
+                if let Some(us) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
+                    latency.record(us.max(1)).ok();
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = if hot { "pgbench debit (the limit), one row" } else { "pgbench debit (the limit), 10,000 accounts" };
+    Outcome {
+        name: name.into(),
+        connections: clients,
+        requests: (tps * seconds as f64) as u64,
+        errors: 0,
+        seconds: seconds as f64,
+        latency,
+    }
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -344,8 +370,8 @@ async fn main() {
     let rss = peak_rss_mb(server.0.id());
     drop(server);
     eprintln!("bench: pgbench, the debit limit");
-    let limit_spread = pgbench(&db_url, 64, a.seconds, false);
-    let limit_hot = pgbench(&db_url, 64, a.seconds, true);
+    let limits = [pgbench(&db_url, 64, a.seconds, false), pgbench(&db_url, 64, a.seconds, true)];
+    let (limit_spread, limit_hot) = (limits[0].rps(), limits[1].rps());
     let check = Command::new(&a.binary)
         .arg("check")
         .env("CREDITS__DATABASE__URL", &db_url)
@@ -366,9 +392,9 @@ async fn main() {
     writeln!(md, "The limit: pgbench, 64 clients, the minimal SQL of one debit (lock the account row, update the bucket, insert one ledger row, one transaction) on the same PostgreSQL: **{limit_spread:.0} tps** over 10,000 accounts, **{limit_hot:.0} tps** on one row.\n").unwrap();
     writeln!(md, "| scenario | connections | requests/s | p50 ms | p99 ms | p99.9 ms | errors | × pgbench |").unwrap();
     writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
-    for o in &outcomes {
-        let limit = if o.name.contains("hot") { limit_hot } else { limit_spread };
-        let ratio = if o.name.starts_with("capture") || o.name.starts_with("hold") {
+    for o in limits.iter().chain(&outcomes) {
+        let limit = if o.name.contains("hot") || o.name.contains("one row") { limit_hot } else { limit_spread };
+        let ratio = if o.name.starts_with("capture") || o.name.starts_with("hold") || o.name.starts_with("pgbench") {
             format!("{:.2}", o.rps() / limit)
         } else {
             "—".into()
