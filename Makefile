@@ -9,7 +9,7 @@ CONFORMANCE ?= ../shared/conformance/run
 CONFORMANCE_MARKERS ?=
 BIN := target/debug/credits
 
-.PHONY: help run test unit conformance openapi-check fuzz build lint fmt migrate db bench
+.PHONY: help run test unit conformance openapi-check fuzz build lint fmt migrate db bench faults
 
 help:
 	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
@@ -63,6 +63,11 @@ fuzz: build $(CI_VENV)/.installed
 	tools/fuzz-api $(BIN) $(CI_VENV)
 
 test: unit openapi-check fuzz conformance
+
+# The fault and concurrency tests at full size (12 kills under 600 requests each, ...); `make test`
+# runs the same tests bounded.
+faults: build
+	CREDITS_FAULTS=full cargo nextest run -p credits-tests -E 'test(faults::) or test(concurrency::)'
 
 lint:
 	cargo fmt --all -- --check

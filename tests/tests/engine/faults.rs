@@ -9,6 +9,11 @@ use std::time::Duration;
 use credits_tests::{ADMIN_TOKEN, INTERNAL_TOKEN, TestApp, account_id, call_at, credits_bin};
 use serde_json::json;
 
+/// The bounded size in `make test`, or the full one with `CREDITS_FAULTS=full` (`make faults`).
+fn size(bounded: u64, full: u64) -> u64 {
+    if std::env::var("CREDITS_FAULTS").is_ok_and(|v| v == "full") { full } else { bounded }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -58,13 +63,14 @@ async fn kill_9_during_load_loses_no_acknowledged_run_and_retries_apply_once() {
     let body = json!({"model": "upscale-4x", "capture": true});
     let mut acked: BTreeMap<String, String> = BTreeMap::new(); // key -> run id
     let mut unknown: BTreeSet<String> = BTreeSet::new();
-    for round in 0..3 {
+    let (rounds, load) = (size(3, 12), size(150, 600));
+    for round in 0..rounds {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut child = serve(&app.db.url, port);
         ready(&app.http, &base).await;
         let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..150 {
+        for i in 0..load {
             let (http, base, who, body) = (credits_tests::client(), base.clone(), acct.clone(), body.clone());
             let key = format!("round{round}-req{i}");
             tasks.spawn(async move {
@@ -270,6 +276,8 @@ async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_
     // While it is down: 503 in the contract's format, readiness fails, nothing is acknowledged.
     let down = run("during".into()).await;
     down.expect_error(503, "SERVICE_UNAVAILABLE");
+    let balance = credits_tests::call_at(&http, &base, &acct, "GET", "/v1/balance", None, None).await;
+    balance.expect_error(503, "SERVICE_UNAVAILABLE");
     assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status().as_u16(), 503);
     assert_eq!(
         http.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(),
