@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// The most balances one statement reads.
-pub const MAX_BATCH: usize = 128;
+const MAX_BATCH: usize = 128;
 /// Requests that may wait for a reader before new ones wait to be queued.
 const QUEUE: usize = 4096;
 

@@ -61,9 +61,6 @@ pub trait AccountStore {
     /// R6: the balances of several accounts, read together (one snapshot), in the order asked;
     /// `None` for an account that does not exist.
     fn balances(&self, ids: &[AccountId], now: DateTime<Utc>) -> Result<Vec<Option<BalanceView>>, StoreError>;
-    fn balance(&self, id: AccountId, now: DateTime<Utc>) -> Result<BalanceView, AccountError> {
-        self.balances(&[id], now)?.pop().flatten().ok_or(AccountError::NotFound)
-    }
     fn ledger(&self, id: AccountId, query: &LedgerQuery) -> Result<LedgerPage, AccountError>;
     fn trials(&self, id: AccountId, now: DateTime<Utc>) -> Result<Vec<TrialView>, AccountError>;
 }
