@@ -393,6 +393,15 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Put an account on an Enterprise contract of `monthly_credits` (the operator route; its
+    /// first period's allowance is granted at once).
+    pub async fn enterprise(&self, who: &As, monthly_credits: i64) {
+        let path = format!("/admin/v1/accounts/{}/enterprise", account_id(who));
+        self.call(&self.admin(), "PUT", &path, Some(json!({"monthly_credits": monthly_credits})), None)
+            .await
+            .expect(200);
+    }
+
     /// A new API key of the account, with `scopes` (all its API capabilities if `None`).
     pub async fn api_key(&self, who: &As, scopes: Option<&[&str]>) -> (As, String) {
         let mut body = json!({"name": "test key"});

@@ -6,16 +6,7 @@ use serde_json::json;
 /// An account with no rate limit (Enterprise) whose balance covers exactly 50 upscale runs (5 each).
 async fn account_covering_fifty_runs(app: &TestApp) -> As {
     let acct = app.account().await;
-    let id = account_id(&acct).to_string();
-    app.call(
-        &app.admin(),
-        "PUT",
-        &format!("/admin/v1/accounts/{id}/enterprise"),
-        Some(json!({"monthly_credits": 250})),
-        None,
-    )
-    .await
-    .expect(200);
+    app.enterprise(&acct, 250).await;
     app.adjust(&acct, json!({"credits": -250, "reason": "leave exactly 250"})).await.expect(201);
     assert_eq!(app.available(&acct).await, 250);
     acct

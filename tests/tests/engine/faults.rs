@@ -50,16 +50,7 @@ async fn ready(http: &reqwest::Client, base: &str) {
 async fn kill_9_during_load_loses_no_acknowledged_run_and_retries_apply_once() {
     let app = TestApp::spawn().await;
     let acct = app.account().await;
-    let id = account_id(&acct).to_string();
-    app.call(
-        &app.admin(),
-        "PUT",
-        &format!("/admin/v1/accounts/{id}/enterprise"),
-        Some(json!({"monthly_credits": 1_000_000})),
-        None,
-    )
-    .await
-    .expect(200);
+    app.enterprise(&acct, 1_000_000).await;
     let body = json!({"model": "upscale-4x", "capture": true});
     let mut acked: BTreeMap<String, String> = BTreeMap::new(); // key -> run id
     let mut unknown: BTreeSet<String> = BTreeSet::new();

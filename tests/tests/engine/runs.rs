@@ -106,16 +106,7 @@ async fn the_tier_gate_holds_whatever_the_balance_and_enterprise_passes_it() {
     app.adjust(&acct, json!({"credits": 100000, "reason": "lots"})).await.expect(201);
     let err = app.run(&acct, json!({"model": "seedance-2.0", "duration_seconds": 5})).await;
     assert_eq!(err.expect_error(403, "MODEL_TIER_REQUIRED")["required_plan"], "business");
-    let id = credits_tests::account_id(&acct).to_string();
-    app.call(
-        &app.admin(),
-        "PUT",
-        &format!("/admin/v1/accounts/{id}/enterprise"),
-        Some(json!({"monthly_credits": 1000})),
-        None,
-    )
-    .await
-    .expect(200);
+    app.enterprise(&acct, 1000).await;
     app.run(&acct, json!({"model": "seedance-2.0", "duration_seconds": 10, "capture": true})).await.expect(201);
     assert_eq!(app.available(&acct).await, 100250 + 1000 - 600);
 }

@@ -50,16 +50,7 @@ async fn a_window_trial_is_open_seven_days_from_the_first_run() {
 async fn on_a_paid_plan_trials_play_no_part() {
     let app = TestApp::spawn().await;
     let acct = app.account().await;
-    let id = credits_tests::account_id(&acct).to_string();
-    app.call(
-        &app.admin(),
-        "PUT",
-        &format!("/admin/v1/accounts/{id}/enterprise"),
-        Some(json!({"monthly_credits": 1000})),
-        None,
-    )
-    .await
-    .expect(200);
+    app.enterprise(&acct, 1000).await;
     let run = app.run(&acct, json!({"model": "flux-pro", "images": 4, "capture": true})).await.expect(201);
     assert!(run["trial"].is_null());
     assert_eq!(app.available(&acct).await, 1250 - 40);

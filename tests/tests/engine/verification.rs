@@ -3,7 +3,7 @@
 
 use credits_domain::operator::Role;
 use credits_tests::smtp::SmtpSink;
-use credits_tests::{As, Instance, TestApp, account_id};
+use credits_tests::{As, Instance, TestApp};
 use serde_json::{Value, json};
 
 const URLS: (&str, &str) = ("https://app.example.test/ok", "https://app.example.test/cancel");
@@ -138,16 +138,7 @@ async fn requests_are_checked_one_may_be_open_and_only_sales_decides() {
     app.get(&acct, "/admin/v1/business-verifications").await.expect_error(401, "UNAUTHENTICATED");
     // An Enterprise account has nothing to ask for.
     let ent = app.account().await;
-    let ent_id = account_id(&ent).to_string();
-    app.call(
-        &app.admin(),
-        "PUT",
-        &format!("/admin/v1/accounts/{ent_id}/enterprise"),
-        Some(json!({"monthly_credits": 10})),
-        None,
-    )
-    .await
-    .expect(200);
+    app.enterprise(&ent, 10).await;
     app.post(&ent, "/v1/business-verification", request("Big Corp")).await.expect_error(409, "CONFLICT");
 }
 
