@@ -2,10 +2,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::apikey::{KeyRefusal, NewApiKey};
-use credits_domain::error::ApiKeyError;
+use credits_domain::apikey::NewApiKey;
 use credits_domain::idempotency::Replayable;
-use credits_domain::runs::Denial;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
@@ -15,21 +13,6 @@ use crate::auth::{self, API_KEY_PREFIX};
 use crate::edge::{blocking, idempotency_key, json_value, path_id, respond, typed};
 use crate::error::ApiError;
 use crate::state::{AppState, token_hash};
-
-impl From<ApiKeyError> for ApiError {
-    fn from(e: ApiKeyError) -> ApiError {
-        match e {
-            ApiKeyError::NotFound => ApiError::not_found("no such API key"),
-            ApiKeyError::Refused(KeyRefusal::ApiAccessRequired) => Denial::ApiAccessRequired.into(),
-            ApiKeyError::Refused(KeyRefusal::CapabilityRequired(capability)) => {
-                Denial::CapabilityRequired { capability }.into()
-            }
-            ApiKeyError::Refused(KeyRefusal::InvalidParameters(m)) => ApiError::invalid_parameters(m),
-            ApiKeyError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
-            ApiKeyError::Store(s) => s.into(),
-        }
-    }
-}
 
 /// A new key: a name, and scopes within the plan's API capabilities (all of them if left out).
 #[derive(Deserialize, ToSchema)]

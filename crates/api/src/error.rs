@@ -4,7 +4,9 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use credits_domain::error::{AccountError, AdminError, RunError, StoreError};
+use credits_domain::apikey::KeyRefusal;
+use credits_domain::error::{AccountError, AdminError, ApiKeyError, RunError, StoreError, VerificationError};
+use credits_domain::payments::{CheckoutRefusal, PaymentError};
 use credits_domain::runs::Denial;
 use serde_json::{Map, Value, json};
 
@@ -200,6 +202,64 @@ impl From<AdminError> for ApiError {
             AdminError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
             AdminError::Store(s) => s.into(),
         }
+    }
+}
+
+impl From<VerificationError> for ApiError {
+    fn from(e: VerificationError) -> ApiError {
+        match e {
+            VerificationError::NotFound => ApiError::not_found("no such account or request"),
+            VerificationError::InvalidParameters(m) => ApiError::invalid_parameters(m),
+            VerificationError::Conflict(m) => ApiError::conflict(m),
+            VerificationError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            VerificationError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ApiKeyError> for ApiError {
+    fn from(e: ApiKeyError) -> ApiError {
+        match e {
+            ApiKeyError::NotFound => ApiError::not_found("no such API key"),
+            ApiKeyError::Refused(KeyRefusal::ApiAccessRequired) => Denial::ApiAccessRequired.into(),
+            ApiKeyError::Refused(KeyRefusal::CapabilityRequired(capability)) => {
+                Denial::CapabilityRequired { capability }.into()
+            }
+            ApiKeyError::Refused(KeyRefusal::InvalidParameters(m)) => ApiError::invalid_parameters(m),
+            ApiKeyError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            ApiKeyError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> ApiError {
+        match e {
+            PaymentError::NotFound => ApiError::not_found("no such account"),
+            PaymentError::Refused(CheckoutRefusal::InvalidParameters(m)) => ApiError::invalid_parameters(m),
+            PaymentError::Refused(CheckoutRefusal::BusinessVerificationRequired) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "BUSINESS_VERIFICATION_REQUIRED",
+                "the Business plan needs an approved business verification",
+            ),
+            PaymentError::Refused(CheckoutRefusal::Conflict(m)) => ApiError::conflict(m),
+            PaymentError::Gateway(cause) => {
+                tracing::warn!(%cause, "Stripe call failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "PAYMENTS_UNAVAILABLE",
+                    "payments are unavailable right now; nothing was charged; retry shortly",
+                )
+            }
+            PaymentError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
+            PaymentError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<CheckoutRefusal> for ApiError {
+    fn from(e: CheckoutRefusal) -> ApiError {
+        PaymentError::Refused(e).into()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod reads;
 mod runs;
 pub mod state;
 mod verification;
+mod webhooks;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -34,8 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/docs", web::get().to(openapi::docs))
         .service(
             web::resource("/webhooks/stripe")
-                .app_data(web::PayloadConfig::new(checkout::MAX_WEBHOOK_BYTES))
-                .route(web::post().to(checkout::stripe_webhook)),
+                .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))
+                .route(web::post().to(webhooks::stripe_webhook)),
         )
         .service(
             web::scope("/v1")

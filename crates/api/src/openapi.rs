@@ -54,7 +54,7 @@ impl Modify for Security {
         crate::accounts::trials,
         crate::runs::quote, crate::runs::start, crate::runs::show, crate::runs::complete, crate::runs::cancel,
         crate::apikeys::create, crate::apikeys::list, crate::apikeys::revoke,
-        crate::checkout::subscription, crate::checkout::topup, crate::checkout::stripe_webhook,
+        crate::checkout::subscription, crate::checkout::topup, crate::webhooks::stripe_webhook,
         crate::verification::submit, crate::verification::status, crate::verification::queue,
         crate::verification::approve, crate::verification::reject,
         crate::admin::account, crate::admin::adjust, crate::admin::enterprise, crate::admin::clock_now,
@@ -62,7 +62,7 @@ impl Modify for Security {
     ),
     components(schemas(ErrorBody, ErrorObject)),
     modifiers(&Security),
-    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "business verification"), (name = "operators"),
+    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"),
         (name = "operations")),
 )]
 pub struct ApiDoc;

@@ -3,7 +3,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::error::VerificationError;
 use credits_domain::operator::Role;
 use credits_domain::verification::{Decision, RawRequest, VerificationRequest, VerificationStatus};
 use serde::Deserialize;
@@ -13,18 +12,6 @@ use crate::auth;
 use crate::edge::{blocking, idempotency_key, json_value, path_id, respond, typed};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-impl From<VerificationError> for ApiError {
-    fn from(e: VerificationError) -> ApiError {
-        match e {
-            VerificationError::NotFound => ApiError::not_found("no such account or request"),
-            VerificationError::InvalidParameters(m) => ApiError::invalid_parameters(m),
-            VerificationError::Conflict(m) => ApiError::conflict(m),
-            VerificationError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
-            VerificationError::Store(s) => s.into(),
-        }
-    }
-}
 
 /// A business-verification request.
 #[derive(Deserialize, ToSchema)]

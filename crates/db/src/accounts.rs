@@ -30,7 +30,7 @@ pub fn account_view(catalog: &Catalog, account: &Account, verification: Option<V
         email: account.email.clone(),
         name: account.name.clone(),
         plan: plan.id.clone(),
-        status: account.status.as_str().to_string(),
+        status: account.status,
         period_start: account.period.map(|p| p.start),
         period_end: account.period.map(|p| p.end),
         capabilities: plan.capabilities.iter().copied().collect(),
@@ -165,7 +165,7 @@ fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: Date
 }
 
 fn found(row: Option<AccountRow>) -> Result<Account, Fail<AccountError>> {
-    row.map(|r| r.to_domain()).ok_or(Fail::Rule(AccountError::NotFound))
+    row.map(|r| r.to_domain()).transpose()?.ok_or(Fail::Rule(AccountError::NotFound))
 }
 
 pub fn ledger_page(conn: &mut PgConnection, account: AccountId, query: &LedgerQuery) -> QueryResult<LedgerPage> {
@@ -223,7 +223,7 @@ impl AccountStore for PgStore {
                     plan_ends_at: None,
                 };
                 diesel::insert_into(accounts::table).values(&row).execute(conn)?;
-                let account = row.to_domain();
+                let account = row.to_domain()?;
                 // R2: the one-time lifetime grant (a unique index keeps it one per account, ever).
                 if let Some(credits) = catalog.free().lifetime_credits {
                     grant(

@@ -11,6 +11,7 @@ pub mod invariants;
 mod ledger;
 mod maintenance;
 mod operators;
+mod outbox;
 mod payments;
 mod prepared;
 mod rows;

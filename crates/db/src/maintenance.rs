@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
-use credits_domain::mail::{Delivery, Mailer, OutboxMessage, retry_at};
+use credits_domain::mail::{Delivery, MailKind, Mailer, OutboxMessage, retry_at};
 use credits_domain::operator::due_contract_period;
 use credits_domain::ports::{Maintenance, StoreStats};
 use credits_domain::runs::RunStatus;
@@ -120,7 +120,7 @@ impl Maintenance for PgStore {
             let Some(row) = crate::ledger::read_account(conn, id)? else {
                 return Ok(0);
             };
-            let account = row.to_domain();
+            let account = row.to_domain()?;
             let (Some(period), Some(contract)) = (due_contract_period(&account, now), account.contract) else {
                 return Ok(0);
             };
@@ -169,6 +169,15 @@ impl Maintenance for PgStore {
                     .first(conn)
                     .optional()?;
                 let Some((id, kind, recipient, payload, attempts)) = due else { return Ok(None) };
+                let Some(kind) = MailKind::parse(&kind) else {
+                    // Written by a newer build, or by hand: no template here to send it with.
+                    tracing::error!(mail = %id, %kind, "mail of an unknown kind given up (dead)");
+                    diesel::update(outbox::table.find(id))
+                        .set((outbox::status.eq("dead"), outbox::last_error.eq(Some(format!("unknown mail kind {kind:?}")))))
+                        .execute(conn)?;
+                    report.dead += 1;
+                    return Ok(Some(()));
+                };
                 let message = OutboxMessage { id, kind, recipient, payload: payload.to_string(), attempts };
                 match mailer.deliver(&message) {
                     Ok(()) => {
@@ -181,14 +190,14 @@ impl Maintenance for PgStore {
                         let attempts = attempts + 1;
                         match retry_at(attempts, now) {
                             Some(at) => {
-                                tracing::warn!(mail = %id, kind = %message.kind, attempts, %cause, "mail not sent; retrying");
+                                tracing::warn!(mail = %id, kind = message.kind.as_str(), attempts, %cause, "mail not sent; retrying");
                                 diesel::update(outbox::table.find(id))
                                     .set((outbox::attempts.eq(attempts), outbox::next_attempt_at.eq(at), outbox::last_error.eq(Some(&cause))))
                                     .execute(conn)?;
                                 report.retried += 1;
                             }
                             None => {
-                                tracing::error!(mail = %id, kind = %message.kind, attempts, %cause, "mail given up (dead)");
+                                tracing::error!(mail = %id, kind = message.kind.as_str(), attempts, %cause, "mail given up (dead)");
                                 diesel::update(outbox::table.find(id))
                                     .set((outbox::status.eq("dead"), outbox::attempts.eq(attempts), outbox::last_error.eq(Some(&cause))))
                                     .execute(conn)?;

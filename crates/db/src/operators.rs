@@ -173,7 +173,7 @@ impl OperatorStore for PgStore {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
-            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain();
+            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
             let balance = balance_of(conn, catalog, id, now)?.ok_or(Fail::Rule(AdminError::NotFound))?;
             // Support reads customer data: that is recorded too.
             record_action(conn, by, "account.read", Some(id), json!({}), now)?;
@@ -192,7 +192,7 @@ impl OperatorStore for PgStore {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
-            let account = locked(conn, id)?.to_domain();
+            let account = locked(conn, id)?.to_domain()?;
             match decide_contract(&account, terms, now) {
                 ContractChange::Amend { runs_per_minute } => {
                     diesel::update(accounts::table.find(id.0))
@@ -226,7 +226,7 @@ impl OperatorStore for PgStore {
             )?;
             let updated = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?;
             let verification = crate::verification::summary(conn, id)?;
-            Ok(account_view(catalog, &updated.to_domain(), verification))
+            Ok(account_view(catalog, &updated.to_domain()?, verification))
         })
     }
 }

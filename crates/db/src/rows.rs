@@ -5,6 +5,7 @@ use credits_domain::account::{Account, Contract, Period, PlanStatus};
 use credits_domain::burn::{Bucket, BucketKind};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
+use credits_domain::payments::PendingChange;
 use credits_domain::pricing::Priced;
 use credits_domain::runs::{HeldRun, RunStatus};
 use credits_domain::trial::{TrialGrant, TrialKind};
@@ -34,14 +35,20 @@ pub struct AccountRow {
     pub plan_ends_at: Option<DateTime<Utc>>,
 }
 
+/// A stored value this build cannot read: an error, never a silent default.
+pub fn undecodable(what: &str, value: &str) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(format!("unknown {what} {value:?} in the database").into())
+}
+
 impl AccountRow {
-    pub fn to_domain(&self) -> Account {
-        Account {
+    pub fn to_domain(&self) -> QueryResult<Account> {
+        Ok(Account {
             id: AccountId(self.id),
             email: self.email.clone(),
             name: self.name.clone(),
             plan: self.plan_id.clone(),
-            status: PlanStatus::parse(&self.plan_status).unwrap_or(PlanStatus::Active),
+            status: PlanStatus::parse(&self.plan_status)
+                .ok_or_else(|| undecodable("plan status", &self.plan_status))?,
             period: match (self.period_start, self.period_end) {
                 (Some(start), Some(end)) => Some(Period { start, end }),
                 _ => None,
@@ -54,10 +61,14 @@ impl AccountRow {
                 }),
                 _ => None,
             },
-            pending_change: self.pending_change.clone(),
+            pending_change: self
+                .pending_change
+                .as_deref()
+                .map(|p| PendingChange::parse(p).ok_or_else(|| undecodable("pending change", p)))
+                .transpose()?,
             plan_ends_at: self.plan_ends_at,
             created_at: self.created_at,
-        }
+        })
     }
 }
 

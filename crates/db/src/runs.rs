@@ -57,7 +57,7 @@ fn recent_starts(
 }
 
 fn found_account(row: Option<AccountRow>) -> Result<credits_domain::account::Account, Fail<RunError>> {
-    row.map(|r| r.to_domain()).ok_or(Fail::Rule(RunError::NotFound))
+    row.map(|r| r.to_domain()).transpose()?.ok_or(Fail::Rule(RunError::NotFound))
 }
 
 /// The account's use of the model's trial, read only when a trial decides the run (R9).

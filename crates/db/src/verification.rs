@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use credits_domain::error::VerificationError;
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::AccountId;
+use credits_domain::mail::{Mail, MailKind};
 use credits_domain::operator::Operator;
 use credits_domain::ports::{MailContext, VerificationPage, VerificationStore};
 use credits_domain::verification::{
@@ -12,12 +13,13 @@ use credits_domain::verification::{
 };
 use credits_domain::views::VerificationSummary;
 use diesel::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::ledger::lock_account;
 use crate::operators::record_action;
-use crate::schema::{accounts, business_verifications, outbox};
+use crate::outbox::enqueue;
+use crate::schema::{accounts, business_verifications};
 use crate::{Fail, PgStore, read_tx};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -84,32 +86,6 @@ pub fn summary(conn: &mut PgConnection, account: AccountId) -> QueryResult<Optio
     Ok(latest(conn, account.0)?.map(|r| VerificationSummary { id: r.id, status: r.status.clone(), reason: r.reason }))
 }
 
-fn mail(
-    conn: &mut PgConnection,
-    dedupe: String,
-    kind: &str,
-    account: Uuid,
-    to: &str,
-    payload: Value,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(Uuid::now_v7()),
-            outbox::dedupe_key.eq(dedupe),
-            outbox::kind.eq(kind),
-            outbox::account_id.eq(Some(account)),
-            outbox::recipient.eq(to),
-            outbox::payload.eq(payload),
-            outbox::next_attempt_at.eq(now),
-            outbox::created_at.eq(now),
-        ))
-        .on_conflict(outbox::dedupe_key)
-        .do_nothing()
-        .execute(conn)?;
-    Ok(())
-}
-
 fn conflict(m: String) -> Fail<VerificationError> {
     Fail::Rule(VerificationError::Conflict(m))
 }
@@ -138,7 +114,7 @@ impl VerificationStore for PgStore {
             now,
             || VerificationError::IdempotencyKeyReused,
             |conn| {
-                let acct = lock_account(conn, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain();
+                let acct = lock_account(conn, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
                 let previous = latest(conn, account.0)?.map(|r| r.status());
                 may_submit(catalog, &acct, previous).map_err(conflict)?;
                 let id = Uuid::now_v7();
@@ -157,31 +133,34 @@ impl VerificationStore for PgStore {
                         business_verifications::created_at.eq(now),
                     ))
                     .execute(conn)?;
-                let mut facts = serde_json::to_value(request).unwrap_or_else(|_| json!({}));
-                facts["request_id"] = json!(id);
-                facts["account_id"] = json!(account);
-                facts["account_email"] = json!(acct.email);
-                facts["account_name"] = json!(acct.name);
-                facts["admin_link"] = json!(format!("{}/{id}", ctx.admin_url.trim_end_matches('/')));
-                facts["tax_id"] = json!(request.tax_id.clone().unwrap_or_else(|| "—".into()));
-                facts["expected_monthly_credits"] =
-                    json!(request.expected_monthly_credits.map(|n| n.to_string()).unwrap_or_else(|| "—".into()));
-                mail(
+                let admin_link = format!("{}/{id}", ctx.admin_url.trim_end_matches('/'));
+                let facts = |mail: Mail| {
+                    mail.fact("company_name", &request.company_name)
+                        .fact("website", &request.website)
+                        .fact("country", &request.country)
+                        .fact("tax_id", request.tax_id.clone().unwrap_or_else(|| "—".into()))
+                        .fact("contact_name", &request.contact_name)
+                        .fact("contact_email", &request.contact_email)
+                        .fact("intended_use", &request.intended_use)
+                        .fact(
+                            "expected_monthly_credits",
+                            request.expected_monthly_credits.map(|n| n.to_string()).unwrap_or_else(|| "—".into()),
+                        )
+                        .fact("request_id", id.to_string())
+                        .fact("account_id", account.to_string())
+                        .fact("account_email", &acct.email)
+                        .fact("account_name", &acct.name)
+                        .fact("admin_link", &admin_link)
+                };
+                let about = id.to_string();
+                enqueue(
                     conn,
-                    format!("verification_sales:{id}"),
-                    "verification_sales",
-                    account.0,
-                    &ctx.sales_team,
-                    facts.clone(),
+                    &facts(Mail::new(MailKind::VerificationSales, &ctx.sales_team, Some(account), &about)),
                     now,
                 )?;
-                mail(
+                enqueue(
                     conn,
-                    format!("verification_receipt:{id}"),
-                    "verification_receipt",
-                    account.0,
-                    &acct.email,
-                    facts,
+                    &facts(Mail::new(MailKind::VerificationReceipt, &acct.email, Some(account), &about)),
                     now,
                 )?;
                 let row = business_verifications::table.find(id).select(Row::as_select()).first(conn)?;
@@ -260,13 +239,18 @@ impl VerificationStore for PgStore {
                 .first(conn)
                 .optional()?;
             let account = found.ok_or(Fail::Rule(VerificationError::NotFound))?;
-            let acct = lock_account(conn, AccountId(account))?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain();
+            let acct =
+                lock_account(conn, AccountId(account))?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
             // Read again under the account's lock: two operators deciding at once see each other.
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
             may_decide(row.status()).map_err(conflict)?;
             let (status, reason, note, kind) = match decision {
-                Decision::Approve { note } => (VerificationStatus::Approved, None, note.clone(), "verification_approved"),
-                Decision::Reject { reason } => (VerificationStatus::Rejected, Some(reason.clone()), None, "verification_rejected"),
+                Decision::Approve { note } => {
+                    (VerificationStatus::Approved, None, note.clone(), MailKind::VerificationApproved)
+                }
+                Decision::Reject { reason } => {
+                    (VerificationStatus::Rejected, Some(reason.clone()), None, MailKind::VerificationRejected)
+                }
             };
             diesel::update(business_verifications::table.find(request))
                 .set((
@@ -284,9 +268,20 @@ impl VerificationStore for PgStore {
                     .set(accounts::business_verified_at.eq(Some(now)))
                     .execute(conn)?;
             }
-            record_action(conn, by, &format!("verification.{}", status.as_str()), Some(AccountId(account)), json!({"request": request, "reason": reason}), now)?;
-            let facts = json!({"company_name": row.company_name, "account_name": acct.name, "reason": reason.clone().unwrap_or_default(), "request_id": request});
-            mail(conn, format!("{kind}:{request}"), kind, account, &acct.email, facts, now)?;
+            record_action(
+                conn,
+                by,
+                &format!("verification.{}", status.as_str()),
+                Some(AccountId(account)),
+                json!({"request": request, "reason": reason}),
+                now,
+            )?;
+            let mail = Mail::new(kind, &acct.email, Some(AccountId(account)), &request.to_string())
+                .fact("company_name", &row.company_name)
+                .fact("account_name", &acct.name)
+                .fact("reason", reason.clone().unwrap_or_default())
+                .fact("request_id", request.to_string());
+            enqueue(conn, &mail, now)?;
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
             Ok(row.view())
         })

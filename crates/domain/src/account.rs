@@ -29,6 +29,13 @@ impl PlanStatus {
     }
 }
 
+impl TryFrom<String> for PlanStatus {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        PlanStatus::parse(&s).ok_or_else(|| format!("unknown plan status {s:?}"))
+    }
+}
+
 /// A billing period, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Period {
@@ -54,8 +61,8 @@ pub struct Account {
     pub status: PlanStatus,
     pub period: Option<Period>,
     pub contract: Option<Contract>,
-    /// A change waiting for the period's end: `plan:<id>` (a downgrade) or `cancel`.
-    pub pending_change: Option<String>,
+    /// A change waiting for the period's end: a downgrade or a cancellation.
+    pub pending_change: Option<crate::payments::PendingChange>,
     /// When a cancelled plan ends (R14).
     pub plan_ends_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,

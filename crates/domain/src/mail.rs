@@ -4,6 +4,72 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::ids::AccountId;
+
+/// What a mail is about: each kind has its templates (`crates/email/templates/<kind>.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailKind {
+    /// R14: a renewal payment failed; the account is past_due.
+    PaymentFailed,
+    /// R14: an upgrade's proration invoice was not paid; the old plan stays.
+    UpgradePaymentFailed,
+    VerificationSales,
+    VerificationReceipt,
+    VerificationApproved,
+    VerificationRejected,
+}
+
+impl MailKind {
+    pub const ALL: [MailKind; 6] = [
+        MailKind::PaymentFailed,
+        MailKind::UpgradePaymentFailed,
+        MailKind::VerificationSales,
+        MailKind::VerificationReceipt,
+        MailKind::VerificationApproved,
+        MailKind::VerificationRejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::PaymentFailed => "payment_failed",
+            MailKind::UpgradePaymentFailed => "upgrade_payment_failed",
+            MailKind::VerificationSales => "verification_sales",
+            MailKind::VerificationReceipt => "verification_receipt",
+            MailKind::VerificationApproved => "verification_approved",
+            MailKind::VerificationRejected => "verification_rejected",
+        }
+    }
+
+    /// `None` for a kind this build does not know: an error where it is read, never a default.
+    pub fn parse(s: &str) -> Option<MailKind> {
+        MailKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A mail a change causes, written to the outbox in the change's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub kind: MailKind,
+    pub to: String,
+    pub account: Option<AccountId>,
+    /// One mail per key, however often the change is applied (`<kind>:<what it is about>`).
+    pub dedupe_key: String,
+    /// The facts its templates show, by name.
+    pub facts: Vec<(&'static str, String)>,
+}
+
+impl Mail {
+    /// A mail of `kind` about `about` (an invoice, a request): its dedupe key is `<kind>:<about>`.
+    pub fn new(kind: MailKind, to: &str, account: Option<AccountId>, about: &str) -> Mail {
+        Mail { kind, to: to.to_string(), account, dedupe_key: format!("{}:{about}", kind.as_str()), facts: Vec::new() }
+    }
+
+    pub fn fact(mut self, name: &'static str, value: impl Into<String>) -> Mail {
+        self.facts.push((name, value.into()));
+        self
+    }
+}
+
 /// After this many failed attempts a mail is dead: logged and counted, no longer tried.
 pub const MAX_MAIL_ATTEMPTS: i32 = 12;
 /// The longest wait between two attempts.
@@ -23,7 +89,7 @@ pub fn retry_at(attempts: i32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: MailKind,
     pub recipient: String,
     pub payload: String,
     pub attempts: i32,

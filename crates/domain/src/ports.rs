@@ -148,30 +148,7 @@ pub trait ApiKeyStore {
     fn revoke_api_key(&self, account: AccountId, key: uuid::Uuid, now: DateTime<Utc>) -> Result<(), ApiKeyError>;
 }
 
-pub trait PaymentStore {
-    fn checkout_context(
-        &self,
-        account: AccountId,
-    ) -> Result<crate::payments::CheckoutContext, crate::payments::PaymentError>;
-    /// Keep the account's Stripe customer; the first one stored wins (returned).
-    fn set_customer(&self, account: AccountId, customer: &str) -> Result<String, crate::payments::PaymentError>;
-    /// R11 before a call to Stripe: the first answer to this key, if any.
-    fn recall(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Result<crate::idempotency::Recall, StoreError>;
-    /// Record a checkout (its session and the answer) with its idempotency record.
-    fn record_checkout(
-        &self,
-        account: AccountId,
-        record: &crate::payments::CheckoutRecord,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<crate::payments::CheckoutView>, crate::payments::PaymentError>;
-    /// Apply one Stripe event, at most once, in one transaction.
-    fn apply_stripe_event(
-        &self,
-        event: &crate::payments::StripeEvent,
-        now: DateTime<Utc>,
-    ) -> Result<crate::payments::Applied, StoreError>;
-}
+pub use crate::payments::PaymentStore;
 
 /// Where verification mail goes besides the account: the sales team, and the admin link.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,8 +39,7 @@ pub struct AccountView {
     pub email: String,
     pub name: String,
     pub plan: String,
-    /// `active`, `past_due` or `canceling`.
-    pub status: String,
+    pub status: crate::account::PlanStatus,
     pub period_start: Option<DateTime<Utc>>,
     pub period_end: Option<DateTime<Utc>>,
     pub capabilities: Vec<Capability>,
@@ -50,7 +49,7 @@ pub struct AccountView {
     pub rate_limit: RateLimitView,
     pub enterprise_contract: Option<ContractView>,
     /// A plan change waiting for the period's end (a downgrade or a cancellation), if any.
-    pub pending_change: Option<String>,
+    pub pending_change: Option<crate::payments::PendingChange>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -75,7 +75,7 @@ impl SmtpMailer {
 
 impl Mailer for SmtpMailer {
     fn deliver(&self, message: &OutboxMessage) -> Result<(), String> {
-        let rendered = render(&message.kind, &message.payload)?;
+        let rendered = render(message.kind, &message.payload)?;
         let to: Mailbox = message.recipient.parse().map_err(|e| format!("recipient {:?}: {e}", message.recipient))?;
         let mail = Message::builder()
             .from(self.from.clone())

@@ -1,5 +1,6 @@
 //! The templates: `{{field}}` is replaced by the payload's field, HTML-escaped in the HTML part.
 
+use credits_domain::mail::MailKind;
 use serde_json::Value;
 
 pub struct Rendered {
@@ -14,7 +15,7 @@ struct Template {
     html: &'static str,
 }
 
-fn template(kind: &str) -> Option<Template> {
+fn template(kind: MailKind) -> Template {
     macro_rules! t {
         ($name:literal) => {
             Template {
@@ -24,14 +25,14 @@ fn template(kind: &str) -> Option<Template> {
             }
         };
     }
-    Some(match kind {
-        "payment_failed" => t!("payment_failed"),
-        "verification_sales" => t!("verification_sales"),
-        "verification_receipt" => t!("verification_receipt"),
-        "verification_approved" => t!("verification_approved"),
-        "verification_rejected" => t!("verification_rejected"),
-        _ => return None,
-    })
+    match kind {
+        MailKind::PaymentFailed => t!("payment_failed"),
+        MailKind::UpgradePaymentFailed => t!("upgrade_payment_failed"),
+        MailKind::VerificationSales => t!("verification_sales"),
+        MailKind::VerificationReceipt => t!("verification_receipt"),
+        MailKind::VerificationApproved => t!("verification_approved"),
+        MailKind::VerificationRejected => t!("verification_rejected"),
+    }
 }
 
 pub fn escape_html(s: &str) -> String {
@@ -73,8 +74,8 @@ fn fill(template: &str, payload: &Value, escape: bool) -> String {
 }
 
 /// A mail of `kind` from its JSON payload.
-pub fn render(kind: &str, payload: &str) -> Result<Rendered, String> {
-    let t = template(kind).ok_or_else(|| format!("no template for mail kind {kind:?}"))?;
+pub fn render(kind: MailKind, payload: &str) -> Result<Rendered, String> {
+    let t = template(kind);
     let payload: Value = serde_json::from_str(payload).map_err(|e| format!("mail payload: {e}"))?;
     Ok(Rendered {
         // A subject is one line: line breaks in a value must not start new headers.
@@ -90,15 +91,21 @@ mod tests {
 
     #[test]
     fn values_are_escaped_in_html_and_kept_in_text() {
-        let r = render("payment_failed", r#"{"name": "<script>alert(1)</script>", "plan": "pro", "invoice": "in_1"}"#)
-            .unwrap();
+        let r = render(
+            MailKind::PaymentFailed,
+            r#"{"name": "<script>alert(1)</script>", "plan": "pro", "invoice": "in_1", "pay_url": "https://x"}"#,
+        )
+        .unwrap();
         assert!(r.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !r.html.contains("<script>"));
         assert!(r.text.contains("<script>alert(1)</script>"));
         assert_eq!(r.subject, "Your pro renewal payment failed");
     }
 
     #[test]
-    fn an_unknown_kind_is_an_error() {
-        assert!(render("nope", "{}").is_err());
+    fn every_kind_has_its_templates_and_a_bad_payload_is_an_error() {
+        for kind in MailKind::ALL {
+            assert!(!render(kind, "{}").unwrap().subject.is_empty(), "{kind:?}");
+        }
+        assert!(render(MailKind::PaymentFailed, "not json").is_err());
     }
 }

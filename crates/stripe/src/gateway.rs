@@ -45,8 +45,12 @@ struct ItemList {
     data: Vec<Created>,
 }
 
-fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
-    IdempotencyKey::new(key).map(RequestStrategy::Idempotent).map_err(unavailable)
+/// Stripe's Idempotency-Key, made from what the domain names a request by (a client's key may be
+/// any visible characters of any length; Stripe's keys are at most 255).
+fn idempotent(material: &str) -> Result<RequestStrategy, GatewayError> {
+    use sha2::{Digest, Sha256};
+    let key = format!("credits-{}", hex::encode(Sha256::digest(material.as_bytes())));
+    IdempotencyKey::new(&key).map(RequestStrategy::Idempotent).map_err(unavailable)
 }
 
 impl StripeGateway {
@@ -94,7 +98,7 @@ impl PaymentGateway for StripeGateway {
                 data.metadata = Some(meta.clone());
                 create.mode(stripe_shared::CheckoutSessionMode::Subscription).metadata(meta).subscription_data(data)
             }
-            _ => {
+            SessionMode::Payment => {
                 let meta = metadata(r.account, "pack", &r.item_id);
                 let mut data = CreateCheckoutSessionPaymentIntentData::new();
                 data.metadata = Some(meta.clone());
@@ -104,7 +108,7 @@ impl PaymentGateway for StripeGateway {
         let session: Created = create
             .build()
             .customize()
-            .request_strategy(idempotent(&r.idempotency_key)?)
+            .request_strategy(idempotent(&r.idempotency)?)
             .send_blocking(&self.client)
             .map_err(unavailable)?;
         Ok(CreatedSession { id: session.id, url: session.url })

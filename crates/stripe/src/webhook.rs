@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::payments::{
-    ChargeInfo, InvoiceInfo, InvoiceLine, PaymentEvent, SessionInfo, SessionMode, StripeEvent, SubscriptionInfo,
-    WebhookDecoder, WebhookError,
+    BillingReason, ChargeInfo, InvoiceInfo, InvoiceLine, PaymentEvent, SessionInfo, SessionMode, StripeEvent,
+    SubscriptionInfo, SubscriptionStatus, WebhookDecoder, WebhookError,
 };
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -97,11 +97,7 @@ fn required<T>(value: Option<T>, what: &str) -> Result<T, WebhookError> {
 fn session(o: &Value) -> Result<SessionInfo, WebhookError> {
     Ok(SessionInfo {
         id: required(string(o, &["id"]), "session id")?,
-        mode: match string(o, &["mode"]).as_deref() {
-            Some("payment") => SessionMode::Payment,
-            Some("subscription") => SessionMode::Subscription,
-            _ => SessionMode::Other,
-        },
+        mode: string(o, &["mode"]).as_deref().and_then(SessionMode::parse),
         paid: matches!(string(o, &["payment_status"]).as_deref(), Some("paid" | "no_payment_required")),
         customer: id_of(o, &["customer"]),
         subscription: id_of(o, &["subscription"]),
@@ -119,7 +115,9 @@ fn invoice(o: &Value) -> Result<InvoiceInfo, WebhookError> {
         // Current shape first; the pre-2025 top-level field as a fallback.
         subscription: id_of(o, &["parent", "subscription_details", "subscription"])
             .or_else(|| id_of(o, &["subscription"])),
-        billing_reason: string(o, &["billing_reason"]),
+        billing_reason: BillingReason::parse(string(o, &["billing_reason"]).as_deref()),
+        hosted_invoice_url: string(o, &["hosted_invoice_url"]),
+        amount_paid: int(o, &["amount_paid"]).unwrap_or(0),
         lines: lines
             .iter()
             .filter_map(|l| {
@@ -144,7 +142,11 @@ fn subscription(o: &Value) -> Result<SubscriptionInfo, WebhookError> {
     Ok(SubscriptionInfo {
         id: required(string(o, &["id"]), "subscription id")?,
         customer: id_of(o, &["customer"]),
-        status: string(o, &["status"]).unwrap_or_default(),
+        status: {
+            let status = required(string(o, &["status"]), "subscription status")?;
+            SubscriptionStatus::parse(&status)
+                .ok_or_else(|| WebhookError::Malformed(format!("unknown subscription status {status:?}")))?
+        },
         price_id: item.and_then(|i| id_of(i, &["price"])),
         item_id: item.and_then(|i| string(i, &["id"])),
         cancel_at_period_end: at(o, &["cancel_at_period_end"]).and_then(Value::as_bool).unwrap_or(false),
@@ -152,6 +154,7 @@ fn subscription(o: &Value) -> Result<SubscriptionInfo, WebhookError> {
             .and_then(|i| time(i, &["current_period_start"]))
             .or_else(|| time(o, &["current_period_start"])),
         period_end: item.and_then(|i| time(i, &["current_period_end"])).or_else(|| time(o, &["current_period_end"])),
+        pending_update: at(o, &["pending_update"]).is_some(),
     })
 }
 
