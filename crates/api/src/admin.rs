@@ -122,3 +122,96 @@ pub async fn clock_advance(
     tracing::info!(advance_seconds = input.advance_seconds, %now, "test clock moved");
     Ok(HttpResponse::Ok().json(json!({ "now": now })))
 }
+
+/// Why an account is restricted, or why the restriction is lifted (R19).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictionBody {
+    reason: String,
+}
+
+fn reason(body: &[u8]) -> Result<String, ApiError> {
+    let input: RestrictionBody = typed(&json_value(body)?)?;
+    let reason = input.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::invalid_parameters("reason must be 1-500 characters"));
+    }
+    Ok(reason.to_string())
+}
+
+#[utoipa::path(put, path = "/admin/v1/accounts/{id}/restriction", operation_id = "put_admin_v1_accounts_id_restriction", tag = "operators", request_body = RestrictionBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account, restricted (R19)", body = Object), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: a reason is required", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+pub async fn restrict(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth::operator(&req, &state, Role::Support).await?;
+    let id: AccountId = path_id(&path, "account")?;
+    let reason = reason(&body)?;
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let view = blocking(move || Ok(store.restrict(&by, id, &reason, clock.now()?)?)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/accounts/{id}/restriction", operation_id = "delete_admin_v1_accounts_id_restriction", tag = "operators", request_body = RestrictionBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account, no longer restricted (R19)", body = Object), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: a reason is required", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+pub async fn lift_restriction(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth::operator(&req, &state, Role::Support).await?;
+    let id: AccountId = path_id(&path, "account")?;
+    let reason = reason(&body)?;
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let view = blocking(move || Ok(store.lift_restriction(&by, id, &reason, clock.now()?)?)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+pub struct StripeEventsQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/stripe-events", operation_id = "get_admin_v1_stripe_events", tag = "operators", params(("status" = Option<String>, Query, description = "failed (the only list kept)"), ("limit" = Option<i64>, Query, description = "1-500, default 100")), responses((status = 200, description = "Stripe events the configuration could not apply, oldest first", body = Object), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+pub async fn stripe_events(
+    req: HttpRequest,
+    query: web::Query<StripeEventsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth::operator(&req, &state, Role::Admin).await?;
+    if query.status.as_deref().is_some_and(|s| s != "failed") {
+        return Err(ApiError::invalid_parameters("status must be failed"));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid_parameters("limit must be between 1 and 500"));
+    }
+    let store = state.store.clone();
+    let events = blocking(move || Ok(store.failed_stripe_events(limit)?)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+}
+
+#[utoipa::path(post, path = "/admin/v1/stripe-events/{id}/reprocess", operation_id = "post_admin_v1_stripe_events_id_reprocess", tag = "operators", params(("id" = String, Path, description = "the Stripe event's id")), responses((status = 200, description = "applied now", body = Object), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND: no failed event with that id", body = crate::openapi::ErrorBody), (status = 500, description = "still cannot be applied (kept)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+pub async fn reprocess_stripe_event(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth::operator(&req, &state, Role::Admin).await?;
+    let id = path.into_inner();
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let payload = blocking(move || Ok(store.stripe_event_payload(&lookup)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no Stripe event kept as failed with that id"))?;
+    let event = state.webhooks.decode_verified(payload.as_bytes()).map_err(|e| {
+        tracing::error!(event = %id, cause = %e, "a kept Stripe event no longer reads");
+        ApiError::internal()
+    })?;
+    tracing::info!(event = %id, operator = %by.name, "Stripe event applied again by an admin");
+    let outcome = crate::webhooks::apply(&state, event).await?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "outcome": outcome })))
+}

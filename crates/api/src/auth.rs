@@ -63,8 +63,8 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
     let token = bearer(req)?;
     if token.starts_with(API_KEY_PREFIX) {
         let hash = token_hash(token);
-        let store = state.store.clone();
-        let key = blocking(move || Ok(store.api_key_by_hash(&hash)?))
+        let (store, clock) = (state.store.clone(), state.clock.clone());
+        let key = blocking(move || Ok(store.api_key_by_hash(&hash, clock.now()?)?))
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
         let api_access = state.catalog.plan_or_free(&key.plan).api_access;

@@ -86,3 +86,47 @@ pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     .await?;
     Ok(respond(StatusCode::CREATED, result))
 }
+
+#[utoipa::path(get, path = "/v1/invoices", operation_id = "get_v1_invoices", tag = "checkout",
+    responses((status = 200, description = "the account's invoices as Stripe has them, newest first (none without a Stripe customer)", body = Object),
+        (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
+        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [], "account_id" = [])))]
+pub async fn invoices(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let state = state.into_inner();
+    let invoices = blocking(move || {
+        let now = state.clock.now()?;
+        let service = CheckoutService { store: &*state.store, gateway: &*state.payments, catalog: &state.catalog };
+        Ok(service.invoices(caller.account, now)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "invoices": invoices })))
+}
+
+/// Where the Customer Portal returns to.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalRequest {
+    return_url: String,
+}
+
+#[utoipa::path(post, path = "/v1/stripe-portal-sessions", operation_id = "post_v1_stripe_portal_sessions", tag = "checkout",
+    request_body = PortalRequest,
+    responses((status = 201, description = "the url of Stripe's Customer Portal for the account's customer", body = Object),
+        (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: a bad return_url", body = crate::openapi::ErrorBody),
+        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [], "account_id" = [])))]
+pub async fn portal(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let input: PortalRequest = typed(&json_value(&body)?)?;
+    let state = state.into_inner();
+    let view = blocking(move || {
+        let now = state.clock.now()?;
+        let service = CheckoutService { store: &*state.store, gateway: &*state.payments, catalog: &state.catalog };
+        Ok(service.portal(caller.account, &input.return_url, now)?)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}

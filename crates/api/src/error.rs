@@ -6,8 +6,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use credits_domain::apikey::KeyRefusal;
 use credits_domain::error::{AccountError, AdminError, ApiKeyError, RunError, StoreError, VerificationError};
-use credits_domain::payments::{CheckoutRefusal, PaymentError};
+use credits_domain::payments::{CheckoutRefusal, GatewayError, PaymentError};
 use credits_domain::runs::Denial;
+use credits_domain::runs::RESTRICTED;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone)]
@@ -125,6 +126,7 @@ impl From<Denial> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_MODEL", message).with("model", model)
             }
             Denial::InvalidParameters { .. } => ApiError::invalid_parameters(message),
+            Denial::AccountRestricted { .. } => ApiError::new(StatusCode::FORBIDDEN, "ACCOUNT_RESTRICTED", message),
             Denial::ApiAccessRequired => ApiError::new(StatusCode::FORBIDDEN, "API_ACCESS_REQUIRED", message),
             Denial::CapabilityRequired { capability } => {
                 ApiError::new(StatusCode::FORBIDDEN, "CAPABILITY_REQUIRED", message)
@@ -222,6 +224,9 @@ impl From<ApiKeyError> for ApiError {
         match e {
             ApiKeyError::NotFound => ApiError::not_found("no such API key"),
             ApiKeyError::Refused(KeyRefusal::ApiAccessRequired) => Denial::ApiAccessRequired.into(),
+            ApiKeyError::Refused(KeyRefusal::AccountRestricted) => {
+                Denial::AccountRestricted { reason: RESTRICTED.into() }.into()
+            }
             ApiKeyError::Refused(KeyRefusal::CapabilityRequired(capability)) => {
                 Denial::CapabilityRequired { capability }.into()
             }
@@ -243,7 +248,11 @@ impl From<PaymentError> for ApiError {
                 "the Business plan needs an approved business verification",
             ),
             PaymentError::Refused(CheckoutRefusal::Conflict(m)) => ApiError::conflict(m),
-            PaymentError::Gateway(cause) => {
+            PaymentError::Refused(CheckoutRefusal::Restricted) => {
+                Denial::AccountRestricted { reason: RESTRICTED.into() }.into()
+            }
+            PaymentError::Gateway(cause @ GatewayError::MissingCustomer(_))
+            | PaymentError::Gateway(cause @ GatewayError::Unavailable(_)) => {
                 tracing::warn!(%cause, "Stripe call failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -23,6 +23,7 @@ pub struct Metrics {
     credits_in: IntCounterVec,
     credits_out: IntCounterVec,
     webhooks: IntCounterVec,
+    webhook_failures: IntCounterVec,
     open_holds: IntGauge,
     overdue_holds: IntGauge,
     outbox_pending: IntGauge,
@@ -94,6 +95,12 @@ impl Metrics {
                 "Stripe events received, by type and whether replayed",
                 &["type", "replay"],
             ),
+            webhook_failures: counter(
+                &registry,
+                "credits_stripe_events_failed_total",
+                "Stripe events the configuration could not apply (kept for an admin), by type",
+                &["type"],
+            ),
             open_holds: gauge(&registry, "credits_open_holds", "holds open now"),
             overdue_holds: gauge(
                 &registry,
@@ -124,6 +131,10 @@ impl Metrics {
 
     pub fn webhook(&self, event_type: &str, replay: bool) {
         self.webhooks.with_label_values(&[event_type, if replay { "true" } else { "false" }]).inc();
+    }
+
+    pub fn webhook_failed(&self, event_type: &str) {
+        self.webhook_failures.with_label_values(&[event_type]).inc();
     }
 
     pub fn denial(&self, code: &str) {

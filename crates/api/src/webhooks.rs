@@ -2,7 +2,7 @@
 //! (SPEC section 5).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::payments::{Applied, WebhookError};
+use credits_domain::payments::{Applied, ApplyError, StripeEvent, WebhookError, WebhookFailure, WebhookService};
 use serde_json::json;
 
 use crate::edge::blocking;
@@ -36,14 +36,38 @@ pub async fn stripe_webhook(
             WebhookError::Malformed(m) => ApiError::invalid_request(format!("the body is not a Stripe event: {m}")),
         }
     })?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let outcome = apply(&state, event).await?;
+    Ok(HttpResponse::Ok().json(json!({ "received": true, "outcome": outcome })))
+}
+
+/// Apply a verified event (`WebhookService`): its outcome, or 500 so Stripe sends it again.
+pub async fn apply(state: &AppState, event: StripeEvent) -> Result<String, ApiError> {
+    let (store, clock, gateway) = (state.store.clone(), state.clock.clone(), state.payments.clone());
     let (id, event_type) = (event.id.clone(), event.event_type.clone());
-    let applied = blocking(move || Ok(store.apply_stripe_event(&event, clock.now()?)?)).await.map_err(|e| {
+    let applied = blocking(move || {
+        let service = WebhookService { store: &*store, gateway: &*gateway };
+        Ok(service.apply(event, clock.now()?))
+    })
+    .await
+    .map_err(|e| {
         tracing::error!(event = %id, %event_type, error = %e, "applying a Stripe event failed; Stripe will retry");
         ApiError::internal()
     })?;
+    let applied = match applied {
+        Ok(applied) => applied,
+        Err(WebhookFailure::Apply(ApplyError::Unapplicable(why))) => {
+            // Section 5: kept for an admin (/admin/v1/stripe-events), answered 500 so Stripe retries.
+            tracing::error!(event = %id, %event_type, cause = %why, "a Stripe event the configuration cannot apply; kept for an admin");
+            state.metrics.webhook_failed(&event_type);
+            return Err(ApiError::internal());
+        }
+        Err(e) => {
+            tracing::error!(event = %id, %event_type, error = %e, "applying a Stripe event failed; Stripe will retry");
+            return Err(ApiError::internal());
+        }
+    };
     let outcome = applied.to_string();
     tracing::info!(event = %id, %event_type, %outcome, "Stripe event");
     state.metrics.webhook(&event_type, matches!(applied, Applied::Replay));
-    Ok(HttpResponse::Ok().json(json!({ "received": true, "outcome": outcome })))
+    Ok(outcome)
 }

@@ -1,7 +1,7 @@
 //! Accounts, balances, the ledger and trials.
 
 use chrono::{DateTime, Utc};
-use credits_domain::account::{Account, PlanStatus};
+use credits_domain::account::{Account, BillingRules, PlanStatus};
 use credits_domain::burn::{Bucket, BucketKind, Reservation, Wallet};
 use credits_domain::catalog::{Catalog, FREE_PLAN};
 use credits_domain::credits::Credits;
@@ -23,32 +23,44 @@ use crate::rows::{AccountRow, EntryRow, NewEntryRow};
 use crate::schema::{accounts, buckets, ledger_entries, trial_usage};
 use crate::{Fail, PgStore, read_tx};
 
-pub fn account_view(catalog: &Catalog, account: &Account, verification: Option<VerificationSummary>) -> AccountView {
-    let plan = account.plan(catalog);
+/// `GET /v1/account`: the account as it stands at `now` (R14: a plan whose end has come is Free),
+/// with the capabilities, API access and rate limit it is judged by (R14: Free while past_due
+/// beyond the grace, or unpaid, though it keeps its plan and status).
+pub fn account_view(
+    catalog: &Catalog,
+    rules: &BillingRules,
+    account: &Account,
+    verification: Option<VerificationSummary>,
+    now: DateTime<Utc>,
+) -> AccountView {
+    let shown = account.as_of(now);
+    let judged = account.judged(now, rules);
+    let plan = judged.plan(catalog);
     AccountView {
-        id: account.id,
-        email: account.email.clone(),
-        name: account.name.clone(),
-        plan: plan.id.clone(),
-        status: account.status,
-        period_start: account.period.map(|p| p.start),
-        period_end: account.period.map(|p| p.end),
+        id: shown.id,
+        email: shown.email.clone(),
+        name: shown.name.clone(),
+        plan: shown.plan.clone(),
+        status: shown.status,
+        period_start: shown.period.map(|p| p.start),
+        period_end: shown.period.map(|p| p.end),
         capabilities: plan.capabilities.iter().copied().collect(),
         api_access: plan.api_access,
         business_verification: verification,
         rate_limit: RateLimitView {
-            runs_per_minute: account.runs_per_minute(catalog),
+            runs_per_minute: judged.runs_per_minute(catalog),
             window_seconds: RATE_WINDOW_SECONDS,
         },
-        enterprise_contract: account.contract.filter(|_| account.plan == credits_domain::catalog::ENTERPRISE_PLAN).map(
+        enterprise_contract: shown.contract.filter(|_| shown.plan == credits_domain::catalog::ENTERPRISE_PLAN).map(
             |c| ContractView {
                 monthly_credits: c.monthly_credits,
                 runs_per_minute: c.runs_per_minute,
                 starts_at: c.starts_at,
             },
         ),
-        pending_change: account.pending_change.clone(),
-        created_at: account.created_at,
+        pending_change: shown.pending_change.clone(),
+        restricted: shown.restricted,
+        created_at: shown.created_at,
     }
 }
 
@@ -221,6 +233,9 @@ impl AccountStore for PgStore {
                     business_verified_at: None,
                     pending_change: None,
                     plan_ends_at: None,
+                    past_due_since: None,
+                    restricted_at: None,
+                    stripe_customer_generation: 0,
                 };
                 diesel::insert_into(accounts::table).values(&row).execute(conn)?;
                 let account = row.to_domain()?;
@@ -241,18 +256,18 @@ impl AccountStore for PgStore {
                     )?;
                 }
                 // A new account has no verification request yet.
-                Ok(account_view(catalog, &account, None))
+                Ok(account_view(catalog, &self.billing, &account, None, now))
             },
         )
     }
 
-    fn account_view(&self, id: AccountId, _now: DateTime<Utc>) -> Result<AccountView, AccountError> {
+    fn account_view(&self, id: AccountId, now: DateTime<Utc>) -> Result<AccountView, AccountError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
         read_tx(&mut conn, |conn| {
             let account = found(read_account(conn, id)?)?;
             let verification = crate::verification::summary(conn, id)?;
-            Ok(account_view(catalog, &account, verification))
+            Ok(account_view(catalog, &self.billing, &account, verification, now))
         })
     }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use credits_domain::apikey::{ApiKeyView, KeyIdentity, NewApiKey, choose_scopes, key_name};
+use credits_domain::apikey::{ApiKeyView, KeyIdentity, KeyRefusal, NewApiKey, choose_scopes, key_name};
 use credits_domain::catalog::Capability;
 use credits_domain::error::{ApiKeyError, StoreError};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::ledger::lock_account;
+use crate::rows::AccountRow;
 use crate::schema::{accounts, api_keys};
 use crate::{Fail, PgStore};
 
@@ -27,22 +28,19 @@ fn view((id, name, prefix, raw, created_at): KeyRow) -> ApiKeyView {
 }
 
 impl ApiKeyStore for PgStore {
-    fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<KeyIdentity>, StoreError> {
+    fn api_key_by_hash(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyIdentity>, StoreError> {
         let mut conn = self.conn()?;
-        let found: Option<(Uuid, Uuid, Vec<String>, String)> = api_keys::table
+        let found: Option<(Uuid, Vec<String>, AccountRow)> = api_keys::table
             .inner_join(accounts::table)
             .filter(api_keys::secret_hash.eq(secret_hash))
             .filter(api_keys::revoked_at.is_null())
-            .select((api_keys::id, api_keys::account_id, api_keys::scopes, accounts::plan_id))
+            .select((api_keys::id, api_keys::scopes, AccountRow::as_select()))
             .first(&mut conn)
             .optional()
             .map_err(crate::store_error)?;
-        Ok(found.map(|(key_id, account, raw, plan)| KeyIdentity {
-            key_id,
-            account: AccountId(account),
-            scopes: scopes(&raw),
-            plan,
-        }))
+        let Some((key_id, raw, row)) = found else { return Ok(None) };
+        let account = row.to_domain().map_err(crate::store_error)?.judged(now, &self.billing);
+        Ok(Some(KeyIdentity { key_id, account: account.id, scopes: scopes(&raw), plan: account.plan }))
     }
 
     fn create_api_key(
@@ -59,7 +57,11 @@ impl ApiKeyStore for PgStore {
             || ApiKeyError::IdempotencyKeyReused,
             |conn| {
                 let row = lock_account(conn, account)?.ok_or(Fail::Rule(ApiKeyError::NotFound))?;
-                let plan = catalog.plan_or_free(&row.plan_id);
+                let judged = row.to_domain()?.judged(now, &self.billing);
+                if judged.restricted {
+                    return Err(Fail::Rule(ApiKeyError::Refused(KeyRefusal::AccountRestricted)));
+                }
+                let plan = catalog.plan_or_free(&judged.plan);
                 let chosen = choose_scopes(plan, key.requested_scopes.as_deref())
                     .map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
                 let name = key_name(&key.name).map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;

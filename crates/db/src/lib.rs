@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use credits_domain::account::BillingRules;
 use credits_domain::catalog::Catalog;
 use credits_domain::error::StoreError;
 use credits_domain::ports::LedgerObserver;
@@ -70,12 +71,25 @@ pub struct PgStore {
     pool: PgPool,
     catalog: Arc<Catalog>,
     hold_ttl: chrono::Duration,
+    billing: BillingRules,
     observer: Option<Arc<dyn LedgerObserver>>,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool, catalog: Arc<Catalog>, hold_ttl_seconds: i64) -> PgStore {
-        PgStore { pool, catalog, hold_ttl: chrono::Duration::seconds(hold_ttl_seconds), observer: None }
+        PgStore {
+            pool,
+            catalog,
+            hold_ttl: chrono::Duration::seconds(hold_ttl_seconds),
+            billing: BillingRules::default(),
+            observer: None,
+        }
+    }
+
+    /// The billing settings (`billing.*`) the rules read.
+    pub fn with_billing(mut self, billing: BillingRules) -> PgStore {
+        self.billing = billing;
+        self
     }
 
     /// Tell `observer` of every ledger entry, once its transaction has committed.

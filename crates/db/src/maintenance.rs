@@ -134,17 +134,23 @@ impl Maintenance for PgStore {
 
     fn end_plans(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
+        // R14: an ended subscription's paid period, or the period a cancellation waits for.
         let due: Vec<Uuid> = accounts::table
-            .filter(accounts::plan_ends_at.le(now))
+            .filter(
+                accounts::plan_ends_at
+                    .le(now)
+                    .or(accounts::pending_change.eq("cancel").and(accounts::period_end.le(now))),
+            )
             .limit(batch)
             .select(accounts::id)
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
         self.per_account(due, |conn, id| {
-            let ends: Option<Option<DateTime<Utc>>> =
-                accounts::table.find(id.0).select(accounts::plan_ends_at).first(conn).optional()?;
-            if ends.flatten().is_none_or(|at| at > now) {
+            let Some(row) = crate::ledger::read_account(conn, id)? else { return Ok(0) };
+            let account = row.to_domain()?;
+            // Judged again under the lock: the same rule as every request's (`Account::as_of`).
+            if account.as_of(now).plan == account.plan {
                 return Ok(0);
             }
             crate::payments::to_free(conn, id, now)?;

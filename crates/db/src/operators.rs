@@ -10,6 +10,7 @@ use credits_domain::ids::{AccountId, BucketId, OperatorId};
 use credits_domain::operator::{
     Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
+use credits_domain::payments::SubscriptionStatus;
 use credits_domain::ports::OperatorStore;
 use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
 use diesel::prelude::*;
@@ -22,7 +23,7 @@ use crate::ledger::{
     read_account,
 };
 use crate::rows::{AccountRow, EntryRow};
-use crate::schema::{accounts, buckets, operator_actions, operators};
+use crate::schema::{accounts, buckets, operator_actions, operators, subscriptions};
 use crate::{Fail, PgStore};
 
 pub fn record_action(
@@ -178,7 +179,7 @@ impl OperatorStore for PgStore {
             // Support reads customer data: that is recorded too.
             record_action(conn, by, "account.read", Some(id), json!({}), now)?;
             let verification = crate::verification::summary(conn, id)?;
-            Ok(AdminAccountView { account: account_view(catalog, &account, verification), balance })
+            Ok(AdminAccountView { account: account_view(catalog, &self.billing, &account, verification, now), balance })
         })
     }
 
@@ -193,6 +194,20 @@ impl OperatorStore for PgStore {
         let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
             let account = locked(conn, id)?.to_domain()?;
+            // R18: a plan paid through Stripe and a contract never overlap.
+            let live: Option<String> = subscriptions::table
+                .filter(subscriptions::account_id.eq(id.0))
+                .filter(subscriptions::ended_at.is_null())
+                .filter(subscriptions::duplicate_of.is_null())
+                .filter(subscriptions::stripe_status.eq_any(SubscriptionStatus::live().map(SubscriptionStatus::as_str)))
+                .select(subscriptions::id)
+                .first(conn)
+                .optional()?;
+            if let Some(sub) = live {
+                return Err(Fail::Rule(AdminError::Conflict(format!(
+                    "the account has a live Stripe subscription ({sub}); cancel it before an Enterprise contract"
+                ))));
+            }
             match decide_contract(&account, terms, now) {
                 ContractChange::Amend { runs_per_minute } => {
                     diesel::update(accounts::table.find(id.0))
@@ -226,7 +241,52 @@ impl OperatorStore for PgStore {
             )?;
             let updated = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?;
             let verification = crate::verification::summary(conn, id)?;
-            Ok(account_view(catalog, &updated.to_domain()?, verification))
+            Ok(account_view(catalog, &self.billing, &updated.to_domain()?, verification, now))
+        })
+    }
+
+    fn restrict(
+        &self,
+        by: &Operator,
+        id: AccountId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, AdminError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        self.write_tx(&mut conn, |conn| {
+            locked(conn, id)?;
+            crate::payments::restrict(conn, id, "operator", None, reason, &by.name, now)?;
+            record_action(conn, by, "account.restrict", Some(id), json!({"reason": reason}), now)?;
+            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
+            let verification = crate::verification::summary(conn, id)?;
+            Ok(account_view(catalog, &self.billing, &account, verification, now))
+        })
+    }
+
+    fn lift_restriction(
+        &self,
+        by: &Operator,
+        id: AccountId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, AdminError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        self.write_tx(&mut conn, |conn| {
+            locked(conn, id)?;
+            let lifted = crate::payments::lift(conn, id, None, &by.name, reason, now)?;
+            record_action(
+                conn,
+                by,
+                "account.lift_restriction",
+                Some(id),
+                json!({"reason": reason, "lifted": lifted}),
+                now,
+            )?;
+            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
+            let verification = crate::verification::summary(conn, id)?;
+            Ok(account_view(catalog, &self.billing, &account, verification, now))
         })
     }
 }

@@ -33,6 +33,9 @@ pub struct AccountRow {
     pub business_verified_at: Option<DateTime<Utc>>,
     pub pending_change: Option<String>,
     pub plan_ends_at: Option<DateTime<Utc>>,
+    pub past_due_since: Option<DateTime<Utc>>,
+    pub restricted_at: Option<DateTime<Utc>>,
+    pub stripe_customer_generation: i32,
 }
 
 /// A stored value this build cannot read: an error, never a silent default.
@@ -67,6 +70,8 @@ impl AccountRow {
                 .map(|p| PendingChange::parse(p).ok_or_else(|| undecodable("pending change", p)))
                 .transpose()?,
             plan_ends_at: self.plan_ends_at,
+            past_due_since: self.past_due_since,
+            restricted: self.restricted_at.is_some(),
             created_at: self.created_at,
         })
     }

@@ -234,12 +234,14 @@ impl RunStore for PgStore {
     ) -> Result<Replayable<RunView>, RunError> {
         let catalog = &self.catalog;
         let ttl = self.hold_ttl;
+        let billing = self.billing;
         self.once_tx(
             idem,
             now,
             || RunError::IdempotencyKeyReused,
             |conn| {
-                let account = found_account(lock_account(conn, account_id)?)?;
+                // R14: judged as it stands now (an ended plan, a past_due grace run out).
+                let account = found_account(lock_account(conn, account_id)?)?.judged(now, &billing);
                 let wallet = load_wallet(conn, account_id)?;
                 let trial = trial_usage(conn, catalog, &account, &req.model)?;
                 let recent = recent_starts(conn, catalog, &account, now)?;
@@ -307,7 +309,7 @@ impl RunStore for PgStore {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
         read_tx(&mut conn, |conn| {
-            let account = found_account(read_account(conn, account_id)?)?;
+            let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
             let wallet = load_wallet(conn, account_id)?;
             let trial = trial_usage(conn, catalog, &account, &req.model)?;
             let recent = recent_starts(conn, catalog, &account, now)?;

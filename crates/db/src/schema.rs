@@ -17,6 +17,9 @@ diesel::table! {
         business_verified_at -> Nullable<Timestamptz>,
         pending_change -> Nullable<Text>,
         plan_ends_at -> Nullable<Timestamptz>,
+        past_due_since -> Nullable<Timestamptz>,
+        restricted_at -> Nullable<Timestamptz>,
+        stripe_customer_generation -> Int4,
     }
 }
 
@@ -171,6 +174,10 @@ diesel::table! {
         url -> Nullable<Text>,
         status -> Text,
         created_at -> Timestamptz,
+        credits -> Nullable<Int8>,
+        expiry_days -> Nullable<Int4>,
+        amount -> Nullable<Int8>,
+        currency -> Nullable<Text>,
     }
 }
 
@@ -188,6 +195,7 @@ diesel::table! {
         last_event_at -> Nullable<Timestamptz>,
         ended_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        duplicate_of -> Nullable<Text>,
     }
 }
 
@@ -198,6 +206,10 @@ diesel::table! {
         created -> Timestamptz,
         outcome -> Text,
         received_at -> Timestamptz,
+        status -> Text,
+        payload -> Nullable<Text>,
+        error -> Nullable<Text>,
+        attempts -> Int4,
     }
 }
 
@@ -209,6 +221,10 @@ diesel::table! {
         billing_reason -> Text,
         bucket_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        credits -> Int8,
+        amount_paid -> Int8,
+        refunded_amount -> Int8,
+        clawed_back -> Int8,
     }
 }
 
@@ -273,7 +289,59 @@ diesel::table! {
 
 diesel::joinable!(business_verifications -> accounts (account_id));
 
+diesel::table! {
+    account_restrictions (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        source -> Text,
+        dispute_id -> Nullable<Text>,
+        reason -> Text,
+        created_by -> Text,
+        created_at -> Timestamptz,
+        lifted_at -> Nullable<Timestamptz>,
+        lifted_by -> Nullable<Text>,
+        lift_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    disputes (id) {
+        id -> Text,
+        account_id -> Uuid,
+        payment_intent_id -> Nullable<Text>,
+        bucket_id -> Nullable<Uuid>,
+        bucket_kind -> Nullable<Text>,
+        bucket_expires_at -> Nullable<Timestamptz>,
+        clawed_back -> Int8,
+        status -> Text,
+        created_at -> Timestamptz,
+        closed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    payment_jobs (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        kind -> Text,
+        subject -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        done_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(account_restrictions -> accounts (account_id));
+diesel::joinable!(disputes -> accounts (account_id));
+diesel::joinable!(payment_jobs -> accounts (account_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    account_restrictions,
+    disputes,
+    payment_jobs,
     accounts,
     api_keys,
     buckets,

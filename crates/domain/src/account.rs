@@ -11,7 +11,10 @@ use crate::ids::AccountId;
 #[serde(rename_all = "snake_case")]
 pub enum PlanStatus {
     Active,
+    /// R14: a renewal payment failed; judged as Free once the grace days are over.
     PastDue,
+    /// R14: Stripe gave up collecting; judged as Free until the invoice is paid.
+    Unpaid,
     Canceling,
 }
 
@@ -20,12 +23,15 @@ impl PlanStatus {
         match self {
             PlanStatus::Active => "active",
             PlanStatus::PastDue => "past_due",
+            PlanStatus::Unpaid => "unpaid",
             PlanStatus::Canceling => "canceling",
         }
     }
 
     pub fn parse(s: &str) -> Option<PlanStatus> {
-        [PlanStatus::Active, PlanStatus::PastDue, PlanStatus::Canceling].into_iter().find(|p| p.as_str() == s)
+        [PlanStatus::Active, PlanStatus::PastDue, PlanStatus::Unpaid, PlanStatus::Canceling]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 }
 
@@ -65,12 +71,78 @@ pub struct Account {
     pub pending_change: Option<crate::payments::PendingChange>,
     /// When a cancelled plan ends (R14).
     pub plan_ends_at: Option<DateTime<Utc>>,
+    /// R14: when the renewal's first payment failed (the grace is counted from here).
+    pub past_due_since: Option<DateTime<Utc>>,
+    /// R19: runs, quotes, checkouts and new API keys are refused.
+    pub restricted: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// The billing settings the rules read (`billing.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillingRules {
+    /// R14: how long a past_due account keeps its plan (`billing.past_due_grace_days`, 7).
+    pub past_due_grace: chrono::Duration,
+}
+
+impl Default for BillingRules {
+    fn default() -> Self {
+        BillingRules { past_due_grace: chrono::Duration::days(7) }
+    }
 }
 
 impl Account {
     pub fn plan<'c>(&self, catalog: &'c Catalog) -> &'c Plan {
         catalog.plan_or_free(&self.plan)
+    }
+
+    /// R14: when the plan this account bought ends, if that moment is known: an ended
+    /// subscription's paid period, or the period of a subscription cancelled at its end.
+    pub fn plan_end(&self) -> Option<DateTime<Utc>> {
+        let cancelled = match (&self.pending_change, self.period) {
+            (Some(crate::payments::PendingChange::Cancel), Some(p)) => Some(p.end),
+            _ => None,
+        };
+        self.plan_ends_at.or(cancelled)
+    }
+
+    /// The account as it stands at `now` (R14: every date is judged when the request comes, not
+    /// only by a sweep): a plan whose end has come is Free from that moment, whether the sweep
+    /// has written it yet or not.
+    pub fn as_of(&self, now: DateTime<Utc>) -> Account {
+        match self.plan_end() {
+            Some(end) if end <= now && self.plan != crate::catalog::ENTERPRISE_PLAN => Account {
+                plan: crate::catalog::FREE_PLAN.to_string(),
+                status: PlanStatus::Active,
+                period: None,
+                pending_change: None,
+                plan_ends_at: None,
+                past_due_since: None,
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// R14: whether the account is judged as Free at `now` though it keeps its plan: `unpaid`, or
+    /// `past_due` for longer than the grace.
+    pub fn judged_free(&self, now: DateTime<Utc>, rules: &BillingRules) -> bool {
+        match self.status {
+            PlanStatus::Unpaid => true,
+            PlanStatus::PastDue => self.past_due_since.is_some_and(|since| since + rules.past_due_grace <= now),
+            _ => false,
+        }
+    }
+
+    /// The account the rules judge at `now` (tiers, capabilities, API access, rate limits): as it
+    /// stands then, on Free while `judged_free`.
+    pub fn judged(&self, now: DateTime<Utc>, rules: &BillingRules) -> Account {
+        let at = self.as_of(now);
+        if at.judged_free(now, rules) {
+            Account { plan: crate::catalog::FREE_PLAN.to_string(), contract: None, ..at }
+        } else {
+            at
+        }
     }
 
     /// R12: the contract's figure on Enterprise, else the plan's; `None` is unlimited.

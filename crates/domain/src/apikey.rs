@@ -19,6 +19,9 @@ pub fn api_capabilities(plan: &Plan) -> BTreeSet<Capability> {
 pub enum KeyRefusal {
     #[error("API keys need a plan with API access")]
     ApiAccessRequired,
+    /// R19.
+    #[error("{}", crate::runs::RESTRICTED)]
+    AccountRestricted,
     #[error("the plan does not include the {0} capability")]
     CapabilityRequired(Capability),
     #[error("{0}")]

@@ -122,6 +122,7 @@ pub trait OperatorStore {
         account: AccountId,
         now: DateTime<Utc>,
     ) -> Result<AdminAccountView, AdminError>;
+    /// R18: refused (CONFLICT, naming it) while the account has a live Stripe subscription.
     fn set_enterprise(
         &self,
         by: &Operator,
@@ -129,11 +130,28 @@ pub trait OperatorStore {
         terms: ContractTerms,
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError>;
+    /// R19: restrict the account by hand, with a reason.
+    fn restrict(
+        &self,
+        by: &Operator,
+        account: AccountId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, AdminError>;
+    /// R19: lift every restriction of the account (a dispute's too), with a reason.
+    fn lift_restriction(
+        &self,
+        by: &Operator,
+        account: AccountId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, AdminError>;
 }
 
 pub trait ApiKeyStore {
-    /// The key whose secret hashes to `secret_hash`, if it is live, with its account's plan now.
-    fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<KeyIdentity>, StoreError>;
+    /// The key whose secret hashes to `secret_hash`, if it is live, with the plan its account is
+    /// judged by at `now` (R8, R14).
+    fn api_key_by_hash(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyIdentity>, StoreError>;
     /// R8: a new key within the plan's capabilities. The stored idempotency answer is the view,
     /// which never holds the secret.
     fn create_api_key(

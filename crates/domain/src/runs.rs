@@ -15,6 +15,9 @@ use crate::ids::RunId;
 use crate::pricing::{Priced, RunParams, price, price_actual};
 use crate::trial::{self, TrialGrant, TrialRefusal, TrialUsage};
 
+/// What a restricted account is told (the reasons stay with the operators).
+pub const RESTRICTED: &str = "runs, checkouts and new API keys are paused; contact support";
+
 /// R12's rolling window.
 pub const RATE_WINDOW_SECONDS: i64 = 60;
 
@@ -56,6 +59,8 @@ pub enum Denial {
     UnknownModel { model: String },
     #[error("{message}")]
     InvalidParameters { message: String },
+    #[error("the account is restricted: {reason}")]
+    AccountRestricted { reason: String },
     #[error("the API needs a plan with API access")]
     ApiAccessRequired,
     #[error("this API key or plan lacks the {capability} capability")]
@@ -169,8 +174,8 @@ fn pay(state: &RunState<'_>, model: &Model, priced: &Priced) -> Result<Charge, D
     Ok(Charge::Credits(Vec::new()))
 }
 
-/// The whole judgement of a run, in SPEC's order: 429, 422, 403 (channel, capability, trial,
-/// tier), 402.
+/// The whole judgement of a run, in SPEC's order: 429, 422, 403 (restriction, channel,
+/// capability, trial, tier), 402.
 pub fn decide_run(state: &RunState<'_>, req: &RunRequest) -> Result<Admitted, Denial> {
     let limit = state.account.runs_per_minute(state.catalog);
     if let Some(denial) = rate_limit(limit, state.recent_starts, state.now) {
@@ -181,6 +186,10 @@ pub fn decide_run(state: &RunState<'_>, req: &RunRequest) -> Result<Admitted, De
 }
 
 fn admit(state: &RunState<'_>, req: &RunRequest, model: &Model, priced: Priced) -> Result<Admitted, Denial> {
+    // R19: first of the 403s.
+    if state.account.restricted {
+        return Err(Denial::AccountRestricted { reason: RESTRICTED.into() });
+    }
     if let Some(denial) = channel_gate(state, req) {
         return Err(denial);
     }

@@ -50,6 +50,8 @@ pub struct AccountView {
     pub enterprise_contract: Option<ContractView>,
     /// A plan change waiting for the period's end (a downgrade or a cancellation), if any.
     pub pending_change: Option<crate::payments::PendingChange>,
+    /// R19: runs, quotes, checkouts and new API keys are refused while set.
+    pub restricted: bool,
     pub created_at: DateTime<Utc>,
 }
 

@@ -10,6 +10,7 @@ use actix_web::{App, HttpMessage, HttpServer, web};
 use credits_api::reads::BalanceReads;
 use credits_api::{AppState, Credentials, Metrics};
 use credits_db::{PgPool, PgStore, PgTestClock};
+use credits_domain::account::BillingRules;
 use credits_domain::catalog::{Catalog, RawCatalog};
 use credits_domain::mail::Mailer;
 use credits_domain::payments::PaymentGateway;
@@ -105,7 +106,11 @@ impl Services {
         );
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(
-            PgStore::new(pool.clone(), catalog.clone(), settings.runs.hold_ttl_seconds).with_observer(metrics.clone()),
+            PgStore::new(pool.clone(), catalog.clone(), settings.runs.hold_ttl_seconds)
+                .with_billing(BillingRules {
+                    past_due_grace: chrono::Duration::days(settings.billing.past_due_grace_days),
+                })
+                .with_observer(metrics.clone()),
         );
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<dyn TestClock>>) = match settings.clock.mode {
             ClockMode::System => (Arc::new(SystemClock), None),

@@ -27,6 +27,13 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub mail: MailSettings,
     pub log: LogSettings,
+    pub billing: BillingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BillingSettings {
+    /// R14: days a past_due account keeps its plan after the renewal's first failed payment.
+    pub past_due_grace_days: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +194,9 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
+        if !(0..=365).contains(&self.billing.past_due_grace_days) {
+            return Err(SettingsError("billing.past_due_grace_days must be between 0 and 365".into()));
+        }
         if self.runs.hold_ttl_seconds <= 0 {
             return Err(SettingsError("runs.hold_ttl_seconds must be positive".into()));
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credits_domain::mail::Mailer;
+use credits_domain::payments::PaymentGateway;
 use credits_domain::ports::{Clock, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,10 +34,16 @@ pub fn run_once(
     store: &dyn Store,
     clock: &dyn Clock,
     mailer: Option<&dyn Mailer>,
+    gateway: &dyn PaymentGateway,
     batch: i64,
     purge: bool,
 ) -> Result<[usize; 4], String> {
     let now = clock.now().map_err(|e| e.to_string())?;
+    // R18: Stripe calls that changes decided (cancel and refund a second subscription).
+    let jobs = store.run_payment_jobs(now, batch, gateway).map_err(|e| e.to_string())?;
+    if jobs > 0 {
+        tracing::info!(jobs, "payment jobs done");
+    }
     if let Some(mailer) = mailer {
         let d = store.deliver_mail(now, batch, mailer).map_err(|e| e.to_string())?;
         if d.sent + d.retried + d.dead > 0 {
@@ -56,6 +63,7 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
     let store: Arc<dyn Store> = services.store.clone();
     let clock: Arc<dyn Clock> = services.state.clock.clone();
     let mailer: Option<Arc<dyn Mailer>> = services.mailer.clone();
+    let gateway: Arc<dyn PaymentGateway> = services.state.payments.clone();
     let interval = Duration::from_secs(settings.workers.interval_seconds);
     let batch = settings.workers.batch;
     let task = tokio::spawn(async move {
@@ -68,11 +76,11 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
                 _ = stopped.changed() => break,
             }
             round += 1;
-            let (store, clock, mailer) = (store.clone(), clock.clone(), mailer.clone());
+            let (store, clock, mailer, gateway) = (store.clone(), clock.clone(), mailer.clone(), gateway.clone());
             // Idempotency records are purged about once a minute; the rest every round.
             let purge = round % (60 / interval.as_secs().max(1)).max(1) == 1;
             match tokio::task::spawn_blocking(move || {
-                run_once(store.as_ref(), clock.as_ref(), mailer.as_deref(), batch, purge)
+                run_once(store.as_ref(), clock.as_ref(), mailer.as_deref(), gateway.as_ref(), batch, purge)
             })
             .await
             {

@@ -3,19 +3,26 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::DateTime;
 use credits_domain::ids::AccountId;
 use credits_domain::payments::{
-    CreatedSession, GatewayError, LiveSubscription, PaymentGateway, SessionMode, SessionRequest,
+    CreatedSession, GatewayError, InvoiceView, LiveSubscription, PaymentGateway, SessionMode, SessionRequest,
 };
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_billing::invoice::ListInvoice;
+use stripe_billing::invoice_payment::{ListInvoicePayment, ListInvoicePaymentPayment, ListInvoicePaymentPaymentType};
 use stripe_billing::subscription::{
-    RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionProrationBehavior,
+    CancelSubscription, RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
+    UpdateSubscriptionPaymentBehavior, UpdateSubscriptionProrationBehavior,
 };
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
-    CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSession, CreateCheckoutSessionInvoiceCreation, CreateCheckoutSessionLineItems,
+    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
+    CreateCheckoutSessionSubscriptionData, ExpireCheckoutSession,
 };
 use stripe_core::customer::CreateCustomer;
+use stripe_core::refund::CreateRefund;
 
 /// Stripe reached with the configured key, at `stripe.api_base`.
 pub struct StripeGateway {
@@ -68,41 +75,106 @@ fn metadata(account: AccountId, item_key: &str, item: &str) -> HashMap<String, S
     HashMap::from([("account_id".to_string(), account.to_string()), (item_key.to_string(), item.to_string())])
 }
 
+/// Stripe's own words for an error: a missing customer is told apart (section 5: the account
+/// then gets a new customer); anything else is PAYMENTS_UNAVAILABLE.
+fn classify(e: stripe::StripeError, customer: Option<&str>) -> GatewayError {
+    if let (stripe::StripeError::Stripe(errors, 400 | 404), Some(customer)) = (&e, customer)
+        && errors.code == Some(stripe_shared::ApiErrorsCode::ResourceMissing)
+        && errors.param.as_deref() == Some("customer")
+    {
+        return GatewayError::MissingCustomer(customer.to_string());
+    }
+    unavailable(e)
+}
+
+/// A Stripe error that says the request cannot be done as asked (4xx): it never will be.
+fn refused(e: &stripe::StripeError) -> bool {
+    matches!(e, stripe::StripeError::Stripe(_, 400..=499))
+}
+
+#[derive(miniserde::Deserialize)]
+struct Listed<T> {
+    data: Vec<T>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct InvoicePaymentRef {
+    invoice: Option<String>,
+    payment: Option<PaymentRef>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct PaymentRef {
+    payment_intent: Option<String>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct InvoiceRef {
+    id: String,
+    number: Option<String>,
+    status: Option<String>,
+    amount_paid: Option<i64>,
+    currency: Option<String>,
+    created: Option<i64>,
+    hosted_invoice_url: Option<String>,
+    invoice_pdf: Option<String>,
+}
+
 impl PaymentGateway for StripeGateway {
-    fn create_customer(&self, account: AccountId, email: &str, name: &str) -> Result<String, GatewayError> {
+    fn create_customer(
+        &self,
+        account: AccountId,
+        email: &str,
+        name: &str,
+        generation: u32,
+    ) -> Result<String, GatewayError> {
+        let key = match generation {
+            0 => format!("credits-customer-{account}"),
+            n => format!("credits-customer-{account}-{n}"),
+        };
         let customer: Created = CreateCustomer::new()
             .email(email)
             .name(name)
             .metadata(HashMap::from([("account_id".to_string(), account.to_string())]))
             .build()
             .customize()
-            .request_strategy(idempotent(&format!("credits-customer-{account}"))?)
+            .request_strategy(idempotent(&key)?)
             .send_blocking(&self.client)
             .map_err(unavailable)?;
         Ok(customer.id)
     }
 
     fn create_session(&self, r: &SessionRequest) -> Result<CreatedSession, GatewayError> {
-        let line =
-            CreateCheckoutSessionLineItems { price: Some(r.price_id.clone()), quantity: Some(1), ..Default::default() };
+        let sold = &r.sold;
+        let line = CreateCheckoutSessionLineItems {
+            price: Some(sold.price_id.clone()),
+            quantity: Some(1),
+            ..Default::default()
+        };
         let mut create = CreateCheckoutSession::new()
             .customer(r.customer.clone())
             .client_reference_id(r.account.to_string())
             .line_items(vec![line])
             .success_url(r.urls.success_url.clone())
             .cancel_url(r.urls.cancel_url.clone());
-        create = match r.mode {
+        create = match sold.mode {
             SessionMode::Subscription => {
-                let meta = metadata(r.account, "plan", &r.item_id);
+                let meta = metadata(r.account, "plan", &sold.item);
                 let mut data = CreateCheckoutSessionSubscriptionData::new();
                 data.metadata = Some(meta.clone());
                 create.mode(stripe_shared::CheckoutSessionMode::Subscription).metadata(meta).subscription_data(data)
             }
             SessionMode::Payment => {
-                let meta = metadata(r.account, "pack", &r.item_id);
+                let meta = metadata(r.account, "pack", &sold.item);
                 let mut data = CreateCheckoutSessionPaymentIntentData::new();
                 data.metadata = Some(meta.clone());
-                create.mode(stripe_shared::CheckoutSessionMode::Payment).metadata(meta).payment_intent_data(data)
+                // R22: the card is saved for auto top-up; section 5: the customer gets an invoice.
+                data.setup_future_usage = Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+                create
+                    .mode(stripe_shared::CheckoutSessionMode::Payment)
+                    .metadata(meta)
+                    .payment_intent_data(data)
+                    .invoice_creation(CreateCheckoutSessionInvoiceCreation::new(true))
             }
         };
         let session: Created = create
@@ -110,8 +182,20 @@ impl PaymentGateway for StripeGateway {
             .customize()
             .request_strategy(idempotent(&r.idempotency)?)
             .send_blocking(&self.client)
-            .map_err(unavailable)?;
+            .map_err(|e| classify(e, Some(&r.customer)))?;
         Ok(CreatedSession { id: session.id, url: session.url })
+    }
+
+    fn expire_session(&self, session: &str) -> Result<(), GatewayError> {
+        match ExpireCheckoutSession::new(session).build().customize::<Created>().send_blocking(&self.client) {
+            Ok(_) => Ok(()),
+            // No longer open (completed or expired already): nothing to expire.
+            Err(e) if refused(&e) => {
+                tracing::info!(%session, cause = %e, "checkout session not expired: no longer open");
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     fn change_price(
@@ -121,9 +205,140 @@ impl PaymentGateway for StripeGateway {
         upgrade: bool,
         idempotency_key: &str,
     ) -> Result<(), GatewayError> {
-        // The item is learned from subscription events; before any arrived, ask Stripe.
-        let item_id = match &sub.item_id {
-            Some(id) => id.clone(),
+        let item = UpdateSubscriptionItems {
+            id: Some(self.item_of(sub)?),
+            price: Some(price_id.to_string()),
+            ..Default::default()
+        };
+        let update = UpdateSubscription::new(sub.id.as_str()).items(vec![item]);
+        // R14: an upgrade is prorated and invoiced now, and Stripe applies the new price only once
+        // that invoice is paid (a failed payment leaves a pending_update and the old price); a
+        // downgrade changes the price from the next period on, with no proration.
+        let update = if upgrade {
+            update
+                .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
+                .payment_behavior(UpdateSubscriptionPaymentBehavior::PendingIfIncomplete)
+        } else {
+            update.proration_behavior(UpdateSubscriptionProrationBehavior::None)
+        };
+        let _: Created = update
+            .build()
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn resume(&self, sub: &LiveSubscription, idempotency_key: &str) -> Result<(), GatewayError> {
+        let _: Created = UpdateSubscription::new(sub.id.as_str())
+            .cancel_at_period_end(false)
+            .build()
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn cancel_subscription(&self, subscription: &str, idempotency_key: &str) -> Result<(), GatewayError> {
+        match CancelSubscription::new(subscription)
+            .build()
+            .customize::<Created>()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send_blocking(&self.client)
+        {
+            Ok(_) => Ok(()),
+            // Already cancelled: done.
+            Err(e) if refused(&e) => {
+                tracing::info!(%subscription, cause = %e, "subscription not cancelled: Stripe refused (already ended?)");
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn refund_invoice(&self, invoice: &str, idempotency_key: &str) -> Result<(), GatewayError> {
+        let payments: Listed<InvoicePaymentRef> = ListInvoicePayment::new()
+            .invoice(invoice)
+            .build()
+            .customize()
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        for (n, payment_intent) in
+            payments.data.iter().filter_map(|p| p.payment.as_ref()?.payment_intent.clone()).enumerate()
+        {
+            match CreateRefund::new()
+                .payment_intent(payment_intent.as_str())
+                .build()
+                .customize::<Created>()
+                .request_strategy(idempotent(&format!("{idempotency_key}-{n}"))?)
+                .send_blocking(&self.client)
+            {
+                Ok(_) => {}
+                // Nothing (more) to refund on that payment: an unpaid attempt, or refunded already.
+                Err(e) if refused(&e) => {
+                    tracing::info!(%invoice, %payment_intent, cause = %e, "payment not refunded: nothing to refund")
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn invoice_for_payment(&self, payment_intent: &str) -> Result<Option<String>, GatewayError> {
+        let mut payment = ListInvoicePaymentPayment::new(ListInvoicePaymentPaymentType::PaymentIntent);
+        payment.payment_intent = Some(payment_intent.to_string());
+        let payments: Listed<InvoicePaymentRef> = ListInvoicePayment::new()
+            .payment(payment)
+            .build()
+            .customize()
+            .send_blocking(&self.client)
+            .map_err(unavailable)?;
+        Ok(payments.data.into_iter().find_map(|p| p.invoice))
+    }
+
+    fn invoices(&self, customer: &str) -> Result<Vec<InvoiceView>, GatewayError> {
+        let listed: Listed<InvoiceRef> = ListInvoice::new()
+            .customer(customer)
+            .limit(100)
+            .build()
+            .customize()
+            .send_blocking(&self.client)
+            .map_err(|e| classify(e, Some(customer)))?;
+        Ok(listed
+            .data
+            .into_iter()
+            .map(|i| InvoiceView {
+                id: i.id,
+                number: i.number,
+                status: i.status,
+                amount_paid: i.amount_paid.unwrap_or(0),
+                currency: i.currency.unwrap_or_default(),
+                created: i.created.and_then(|t| DateTime::from_timestamp(t, 0)).unwrap_or_default(),
+                hosted_invoice_url: i.hosted_invoice_url,
+                invoice_pdf: i.invoice_pdf,
+            })
+            .collect())
+    }
+
+    fn portal_session(&self, customer: &str, return_url: &str) -> Result<String, GatewayError> {
+        let session: Created = CreateBillingPortalSession::new()
+            .customer(customer)
+            .return_url(return_url)
+            .build()
+            .customize()
+            .send_blocking(&self.client)
+            .map_err(|e| classify(e, Some(customer)))?;
+        session.url.ok_or_else(|| unavailable("the portal session has no url"))
+    }
+}
+
+impl StripeGateway {
+    /// The subscription's item: learned from subscription events; before any arrived, ask Stripe.
+    fn item_of(&self, sub: &LiveSubscription) -> Result<String, GatewayError> {
+        match &sub.item_id {
+            Some(id) => Ok(id.clone()),
             None => RetrieveSubscription::new(sub.id.as_str())
                 .build()
                 .customize::<Items>()
@@ -133,42 +348,47 @@ impl PaymentGateway for StripeGateway {
                 .data
                 .first()
                 .map(|item| item.id.clone())
-                .ok_or_else(|| unavailable("the subscription has no item"))?,
-        };
-        let item =
-            UpdateSubscriptionItems { id: Some(item_id), price: Some(price_id.to_string()), ..Default::default() };
-        // An upgrade is prorated and invoiced now; a downgrade changes the price from the next
-        // period on, with no proration (R14: it takes effect at the period's end).
-        let proration = if upgrade {
-            UpdateSubscriptionProrationBehavior::AlwaysInvoice
-        } else {
-            UpdateSubscriptionProrationBehavior::None
-        };
-        let _: Created = UpdateSubscription::new(sub.id.as_str())
-            .items(vec![item])
-            .proration_behavior(proration)
-            .build()
-            .customize()
-            .request_strategy(idempotent(idempotency_key)?)
-            .send_blocking(&self.client)
-            .map_err(unavailable)?;
-        Ok(())
+                .ok_or_else(|| unavailable("the subscription has no item")),
+        }
     }
 }
 
 /// No `stripe.secret_key` configured: every payment call is PAYMENTS_UNAVAILABLE.
 pub struct UnconfiguredGateway;
 
+fn unconfigured<T>() -> Result<T, GatewayError> {
+    Err(unavailable("stripe.secret_key is not configured"))
+}
+
 impl PaymentGateway for UnconfiguredGateway {
-    fn create_customer(&self, _: AccountId, _: &str, _: &str) -> Result<String, GatewayError> {
-        Err(unavailable("stripe.secret_key is not configured"))
+    fn create_customer(&self, _: AccountId, _: &str, _: &str, _: u32) -> Result<String, GatewayError> {
+        unconfigured()
     }
-
     fn create_session(&self, _: &SessionRequest) -> Result<CreatedSession, GatewayError> {
-        Err(unavailable("stripe.secret_key is not configured"))
+        unconfigured()
     }
-
+    fn expire_session(&self, _: &str) -> Result<(), GatewayError> {
+        unconfigured()
+    }
     fn change_price(&self, _: &LiveSubscription, _: &str, _: bool, _: &str) -> Result<(), GatewayError> {
-        Err(unavailable("stripe.secret_key is not configured"))
+        unconfigured()
+    }
+    fn resume(&self, _: &LiveSubscription, _: &str) -> Result<(), GatewayError> {
+        unconfigured()
+    }
+    fn cancel_subscription(&self, _: &str, _: &str) -> Result<(), GatewayError> {
+        unconfigured()
+    }
+    fn refund_invoice(&self, _: &str, _: &str) -> Result<(), GatewayError> {
+        unconfigured()
+    }
+    fn invoice_for_payment(&self, _: &str) -> Result<Option<String>, GatewayError> {
+        unconfigured()
+    }
+    fn invoices(&self, _: &str) -> Result<Vec<InvoiceView>, GatewayError> {
+        unconfigured()
+    }
+    fn portal_session(&self, _: &str, _: &str) -> Result<String, GatewayError> {
+        unconfigured()
     }
 }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::payments::{
-    BillingReason, ChargeInfo, InvoiceInfo, InvoiceLine, PaymentEvent, SessionInfo, SessionMode, StripeEvent,
-    SubscriptionInfo, SubscriptionStatus, WebhookDecoder, WebhookError,
+    BillingReason, ChargeInfo, DisputeInfo, DisputeStatus, InvoiceInfo, InvoiceLine, PaymentEvent, PaymentLink,
+    SessionInfo, SessionMode, StripeEvent, SubscriptionInfo, SubscriptionStatus, WebhookDecoder, WebhookError,
 };
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -28,6 +28,10 @@ impl StripeWebhooks {
 impl WebhookDecoder for StripeWebhooks {
     fn decode(&self, payload: &[u8], signature: &str) -> Result<StripeEvent, WebhookError> {
         verify(payload, signature, &self.secrets, Utc::now().timestamp())?;
+        parse(payload)
+    }
+
+    fn decode_verified(&self, payload: &[u8]) -> Result<StripeEvent, WebhookError> {
         parse(payload)
     }
 }
@@ -158,6 +162,19 @@ fn subscription(o: &Value) -> Result<SubscriptionInfo, WebhookError> {
     })
 }
 
+fn dispute(o: &Value) -> Result<DisputeInfo, WebhookError> {
+    Ok(DisputeInfo {
+        id: required(string(o, &["id"]), "dispute id")?,
+        charge: id_of(o, &["charge"]),
+        payment_intent: id_of(o, &["payment_intent"]),
+        status: match string(o, &["status"]).as_deref() {
+            Some("won") => DisputeStatus::Won,
+            Some("lost") => DisputeStatus::Lost,
+            _ => DisputeStatus::Open,
+        },
+    })
+}
+
 fn charge(o: &Value) -> Result<ChargeInfo, WebhookError> {
     Ok(ChargeInfo {
         id: required(string(o, &["id"]), "charge id")?,
@@ -168,8 +185,8 @@ fn charge(o: &Value) -> Result<ChargeInfo, WebhookError> {
 }
 
 /// An event envelope and its object, in the pinned API version's shapes.
-pub fn parse(payload: &[u8]) -> Result<StripeEvent, WebhookError> {
-    let v: Value = serde_json::from_slice(payload).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+pub fn parse(body: &[u8]) -> Result<StripeEvent, WebhookError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
     let id = required(string(&v, &["id"]), "event id")?;
     let event_type = required(string(&v, &["type"]), "event type")?;
     let created = required(time(&v, &["created"]), "event time")?;
@@ -184,10 +201,25 @@ pub fn parse(payload: &[u8]) -> Result<StripeEvent, WebhookError> {
             PaymentEvent::SubscriptionUpdated(subscription(object)?)
         }
         "customer.subscription.deleted" => PaymentEvent::SubscriptionDeleted(subscription(object)?),
-        "charge.refunded" => PaymentEvent::ChargeRefunded(charge(object)?),
+        "charge.refunded" => {
+            let c = charge(object)?;
+            let link = PaymentLink { payment_intent: c.payment_intent.clone(), invoice: None };
+            PaymentEvent::ChargeRefunded(c, link)
+        }
+        "checkout.session.expired" => PaymentEvent::SessionExpired(session(object)?),
+        "charge.dispute.created" => {
+            let d = dispute(object)?;
+            let link = PaymentLink { payment_intent: d.payment_intent.clone(), invoice: None };
+            PaymentEvent::DisputeCreated(d, link)
+        }
+        "charge.dispute.closed" => PaymentEvent::DisputeClosed(dispute(object)?),
+        "customer.deleted" => {
+            PaymentEvent::CustomerDeleted { customer: required(string(object, &["id"]), "customer id")? }
+        }
         _ => PaymentEvent::Other,
     };
-    Ok(StripeEvent { id, event_type, created, payload })
+    let raw = String::from_utf8_lossy(body).into_owned();
+    Ok(StripeEvent { id, event_type, created, payload, raw })
 }
 
 #[cfg(test)]

@@ -3,15 +3,18 @@
 //! domain decide, write the effects.
 
 use chrono::{DateTime, Utc};
+use credits_domain::account::Account;
 use credits_domain::burn::{BucketKind, Portion};
 use credits_domain::catalog::{Catalog, FREE_PLAN};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId};
 use credits_domain::payments::{
-    AllowanceBucket, Applied, Decision, Effect, Ignored, PaymentEvent, PlanChange, PurchaseFacts, SessionFacts,
-    SessionMode, SessionRecord, SessionStatus, StripeEvent, SubscriptionChange, SubscriptionFacts, SubscriptionRecord,
-    SubscriptionStatus, decide_invoice_failed, decide_invoice_paid, decide_refund, decide_session_completed,
-    decide_session_failed, decide_session_paid, decide_subscription_deleted, decide_subscription_updated,
+    AllowanceBucket, Applied, Decision, DisputeFacts, DisputeInfo, DisputeStatus, Effect, Ignored, PackSold,
+    PaymentEvent, PaymentLink, PlanChange, Purchase, PurchaseFacts, SessionFacts, SessionMode, SessionRecord,
+    SessionStatus, StripeEvent, SubscriptionChange, SubscriptionFacts, SubscriptionRecord, SubscriptionStatus,
+    Unapplicable, decide_customer_deleted, decide_dispute_closed, decide_dispute_created, decide_invoice_failed,
+    decide_invoice_paid, decide_refund, decide_session_completed, decide_session_expired, decide_session_failed,
+    decide_session_paid, decide_subscription_deleted, decide_subscription_updated,
 };
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
@@ -21,18 +24,54 @@ use crate::ledger::{EntryMeta, Grant, Posting, end_allowances, grant, load_walle
 use crate::outbox::enqueue;
 use crate::rows::undecodable;
 use crate::schema::{
-    accounts, buckets, checkout_sessions, invoice_grants, stripe_events, subscriptions, topup_purchases,
+    account_restrictions, accounts, buckets, checkout_sessions, disputes, invoice_grants, payment_jobs, stripe_events,
+    subscriptions, topup_purchases,
 };
 
-/// Apply `event` once. The caller runs this in one transaction.
+/// Apply `event` once: `Ok(Err(_))` when the service's configuration cannot apply it (the caller
+/// rolls back and keeps the event as failed). The caller runs this in one transaction.
 pub fn apply(
     conn: &mut PgConnection,
     catalog: &Catalog,
     event: &StripeEvent,
     now: DateTime<Utc>,
-) -> QueryResult<Applied> {
-    let ev = Event { conn, catalog, event, now };
-    ev.apply()
+) -> QueryResult<Result<Applied, Unapplicable>> {
+    Event { conn, catalog, event, now }.apply()
+}
+
+/// Keep an event that could not be applied, for an admin (its own transaction, after the
+/// event's rolled back): answered 500 each time, never recorded as applied.
+pub fn record_failed(conn: &mut PgConnection, event: &StripeEvent, error: &str, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::insert_into(stripe_events::table)
+        .values((
+            stripe_events::id.eq(&event.id),
+            stripe_events::event_type.eq(&event.event_type),
+            stripe_events::created.eq(event.created),
+            stripe_events::outcome.eq("failed"),
+            stripe_events::received_at.eq(now),
+            stripe_events::status.eq("failed"),
+            stripe_events::payload.eq(Some(&event.raw)),
+            stripe_events::error.eq(Some(error)),
+        ))
+        .on_conflict(stripe_events::id)
+        .do_update()
+        .set((
+            stripe_events::error.eq(Some(error)),
+            stripe_events::attempts.eq(stripe_events::attempts + 1),
+            stripe_events::received_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The account forgets this Stripe customer; the next customer gets a new idempotency key.
+pub fn forget_customer(conn: &mut PgConnection, account: AccountId, customer: &str) -> QueryResult<usize> {
+    diesel::update(accounts::table.find(account.0).filter(accounts::stripe_customer_id.eq(customer)))
+        .set((
+            accounts::stripe_customer_id.eq(None::<String>),
+            accounts::stripe_customer_generation.eq(accounts::stripe_customer_generation + 1),
+        ))
+        .execute(conn)
 }
 
 struct Event<'a> {
@@ -44,34 +83,39 @@ struct Event<'a> {
 
 /// What the effects are written about.
 #[derive(Default)]
-struct Subject<'s> {
-    session: Option<&'s str>,
-    subscription: Option<&'s str>,
-    invoice: Option<&'s str>,
-    purchase: Option<&'s str>,
+struct Subject {
+    session: Option<String>,
+    subscription: Option<String>,
+    invoice: Option<String>,
+    dispute: Option<String>,
+    payment_intent: Option<String>,
 }
 
+type Decided = Result<Decision, Unapplicable>;
+
 impl Event<'_> {
-    fn apply(mut self) -> QueryResult<Applied> {
+    fn apply(mut self) -> QueryResult<Result<Applied, Unapplicable>> {
         let event = self.event;
         let catalog = self.catalog;
-        let now = self.now;
-        let created = event.created;
-        let (account, decision, subject) = match &event.payload {
+        let (now, created) = (self.now, event.created);
+        let (account, decided, subject): (Option<AccountId>, Decided, Subject) = match &event.payload {
             PaymentEvent::CheckoutCompleted(s)
             | PaymentEvent::AsyncPaymentSucceeded(s)
-            | PaymentEvent::AsyncPaymentFailed(s) => {
+            | PaymentEvent::AsyncPaymentFailed(s)
+            | PaymentEvent::SessionExpired(s) => {
                 let facts = self.session_facts(&s.id)?;
                 if !self.record()? {
-                    return Ok(Applied::Replay);
+                    return Ok(Ok(Applied::Replay));
                 }
-                let decision = match &event.payload {
-                    PaymentEvent::CheckoutCompleted(_) => decide_session_completed(catalog, facts.as_ref(), s, now),
-                    PaymentEvent::AsyncPaymentSucceeded(_) => decide_session_paid(catalog, facts.as_ref(), s, now),
-                    _ => decide_session_failed(facts.as_ref()),
+                let f = facts.as_ref();
+                let decided = match &event.payload {
+                    PaymentEvent::CheckoutCompleted(_) => decide_session_completed(catalog, f, s, now),
+                    PaymentEvent::AsyncPaymentSucceeded(_) => decide_session_paid(catalog, f, s, now),
+                    PaymentEvent::AsyncPaymentFailed(_) => Ok(decide_session_failed(f)),
+                    _ => Ok(decide_session_expired(f)),
                 };
-                let subject = Subject { session: Some(&s.id), ..Subject::default() };
-                (facts.map(|f| f.account.id), decision, subject)
+                let subject = Subject { session: Some(s.id.clone()), ..Subject::default() };
+                (facts.map(|f| f.account.id), decided, subject)
             }
             PaymentEvent::InvoicePaid(inv) | PaymentEvent::InvoicePaymentFailed(inv) => {
                 let Some(sub) = inv.subscription.as_deref() else {
@@ -81,56 +125,86 @@ impl Event<'_> {
                     return self.ignored(Ignored::NotOurs);
                 };
                 if !self.record()? {
-                    return Ok(Applied::Replay);
+                    return Ok(Ok(Applied::Replay));
                 }
-                let decision = match &event.payload {
-                    PaymentEvent::InvoicePaid(_) => decide_invoice_paid(catalog, &facts, inv, sub, now),
-                    _ => decide_invoice_failed(&facts, inv, sub),
+                let decided = match &event.payload {
+                    PaymentEvent::InvoicePaid(_) => decide_invoice_paid(catalog, &facts, inv, sub, created),
+                    _ => Ok(decide_invoice_failed(catalog, &facts, inv, sub, created)),
                 };
-                let subject = Subject { subscription: Some(sub), invoice: Some(&inv.id), ..Subject::default() };
-                (Some(facts.account.id), decision, subject)
+                let subject = Subject {
+                    subscription: Some(sub.to_string()),
+                    invoice: Some(inv.id.clone()),
+                    ..Subject::default()
+                };
+                (Some(facts.account.id), decided, subject)
             }
             PaymentEvent::SubscriptionUpdated(s) | PaymentEvent::SubscriptionDeleted(s) => {
                 let Some(facts) = self.subscription_facts(&s.id, s.customer.as_deref(), None)? else {
                     return self.ignored(Ignored::NotOurs);
                 };
                 if !self.record()? {
-                    return Ok(Applied::Replay);
+                    return Ok(Ok(Applied::Replay));
                 }
-                let decision = match &event.payload {
+                let decided = match &event.payload {
                     PaymentEvent::SubscriptionUpdated(_) => {
                         decide_subscription_updated(catalog, &facts, s, created, now)
                     }
-                    _ => decide_subscription_deleted(catalog, &facts, s, created, now),
+                    _ => Ok(decide_subscription_deleted(catalog, &facts, s, created, now)),
                 };
-                (Some(facts.account.id), decision, Subject { subscription: Some(&s.id), ..Subject::default() })
+                (Some(facts.account.id), decided, Subject { subscription: Some(s.id.clone()), ..Subject::default() })
             }
-            PaymentEvent::ChargeRefunded(c) => {
-                let found = match &c.payment_intent {
-                    Some(pi) => self.purchase_facts(pi)?,
-                    None => None,
-                };
+            PaymentEvent::ChargeRefunded(c, link) => {
+                let facts = self.purchase_facts(link)?;
                 if !self.record()? {
-                    return Ok(Applied::Replay);
+                    return Ok(Ok(Applied::Replay));
                 }
-                let decision = decide_refund(found.as_ref().map(|(f, _)| f), c);
-                let subject = Subject { purchase: found.as_ref().map(|(_, s)| s.as_str()), ..Subject::default() };
-                let account = found.as_ref().map(|(f, _)| f.account.id);
-                // The subject borrows `found`; write before it goes.
-                if let Some(account) = account {
-                    self.write(account, &decision, &subject)?;
+                let decided = Ok(decide_refund(facts.as_ref(), c));
+                (facts.map(|f| f.account.id), decided, Subject::default())
+            }
+            PaymentEvent::DisputeCreated(d, link) => {
+                let facts = self.purchase_facts(link)?;
+                if !self.record()? {
+                    return Ok(Ok(Applied::Replay));
                 }
-                return self.finish(decision.applied);
+                let decided = Ok(decide_dispute_created(facts.as_ref(), d));
+                let subject = Subject {
+                    dispute: Some(d.id.clone()),
+                    payment_intent: link.payment_intent.clone(),
+                    ..Subject::default()
+                };
+                (facts.map(|f| f.account.id), decided, subject)
+            }
+            PaymentEvent::DisputeClosed(d) => {
+                let facts = self.dispute_facts(d)?;
+                if !self.record()? {
+                    return Ok(Ok(Applied::Replay));
+                }
+                let decided = Ok(decide_dispute_closed(facts.as_ref(), d));
+                let subject = Subject { dispute: Some(d.id.clone()), ..Subject::default() };
+                (facts.map(|f| f.account.id), decided, subject)
+            }
+            PaymentEvent::CustomerDeleted { customer } => {
+                let account = self.customer_account(customer)?;
+                if !self.record()? {
+                    return Ok(Ok(Applied::Replay));
+                }
+                let decided = Ok(decide_customer_deleted(account.as_ref(), customer));
+                (account.map(|a| a.id), decided, Subject::default())
             }
             PaymentEvent::Other => return self.ignored(Ignored::NotActedOn),
+        };
+        let decision = match decided {
+            Ok(d) => d,
+            Err(why) => return Ok(Err(why)),
         };
         if let Some(account) = account {
             self.write(account, &decision, &subject)?;
         }
-        self.finish(decision.applied)
+        self.finish(decision.applied).map(Ok)
     }
 
-    /// Record the event as being applied; false if it was applied before (a replay).
+    /// Record the event as being applied; false if it was applied before (a replay). A failed
+    /// event kept for an admin is taken over: it is being applied now.
     fn record(&mut self) -> QueryResult<bool> {
         let fresh = diesel::insert_into(stripe_events::table)
             .values((
@@ -143,24 +217,31 @@ impl Event<'_> {
             .on_conflict(stripe_events::id)
             .do_nothing()
             .execute(self.conn)?;
-        Ok(fresh == 1)
+        if fresh == 1 {
+            return Ok(true);
+        }
+        let taken_over =
+            diesel::update(stripe_events::table.find(&self.event.id).filter(stripe_events::status.eq("failed")))
+                .set((stripe_events::status.eq("applied"), stripe_events::outcome.eq("applying")))
+                .execute(self.conn)?;
+        Ok(taken_over == 1)
     }
 
-    fn ignored(mut self, why: Ignored) -> QueryResult<Applied> {
+    fn ignored(mut self, why: Ignored) -> QueryResult<Result<Applied, Unapplicable>> {
         if !self.record()? {
-            return Ok(Applied::Replay);
+            return Ok(Ok(Applied::Replay));
         }
-        self.finish(Applied::Ignored(why))
+        self.finish(Applied::Ignored(why)).map(Ok)
     }
 
     fn finish(self, applied: Applied) -> QueryResult<Applied> {
         diesel::update(stripe_events::table.find(&self.event.id))
-            .set(stripe_events::outcome.eq(applied.to_string()))
+            .set((stripe_events::outcome.eq(applied.to_string()), stripe_events::status.eq("applied")))
             .execute(self.conn)?;
         Ok(applied)
     }
 
-    fn lock(&mut self, account: Uuid) -> QueryResult<Option<credits_domain::account::Account>> {
+    fn lock(&mut self, account: Uuid) -> QueryResult<Option<Account>> {
         lock_account(self.conn, AccountId(account))?.map(|r| r.to_domain()).transpose()
     }
 
@@ -168,20 +249,33 @@ impl Event<'_> {
 
     /// Our record of a session (only what this service sold is granted), under its account's lock.
     fn session_facts(&mut self, id: &str) -> QueryResult<Option<SessionFacts>> {
-        let found: Option<(Uuid, String, String, String)> = checkout_sessions::table
+        type Row = (Uuid, String, String, String, Option<i64>, Option<i32>, Option<i64>, Option<String>);
+        let found: Option<Row> = checkout_sessions::table
             .find(id)
             .select((
                 checkout_sessions::account_id,
                 checkout_sessions::mode,
                 checkout_sessions::item_id,
                 checkout_sessions::status,
+                checkout_sessions::credits,
+                checkout_sessions::expiry_days,
+                checkout_sessions::amount,
+                checkout_sessions::currency,
             ))
             .first(self.conn)
             .optional()?;
-        let Some((account, mode, item, status)) = found else { return Ok(None) };
+        let Some((account, mode, item, status, credits, expiry_days, amount, currency)) = found else {
+            return Ok(None);
+        };
         let Some(account) = self.lock(account)? else { return Ok(None) };
         let pack_granted: bool =
             diesel::select(diesel::dsl::exists(topup_purchases::table.find(id))).get_result(self.conn)?;
+        let sold = match (credits, expiry_days, amount) {
+            (Some(credits), Some(days), Some(amount)) => {
+                Some(PackSold { credits: Credits::new(credits), expiry_days: u32::try_from(days).unwrap_or(0), amount })
+            }
+            _ => None,
+        };
         Ok(Some(SessionFacts {
             account,
             record: SessionRecord {
@@ -189,9 +283,23 @@ impl Event<'_> {
                 mode: SessionMode::parse(&mode).ok_or_else(|| undecodable("session mode", &mode))?,
                 item,
                 status: SessionStatus::parse(&status).ok_or_else(|| undecodable("session status", &status))?,
+                sold,
+                currency,
             },
             pack_granted,
         }))
+    }
+
+    fn customer_account(&mut self, customer: &str) -> QueryResult<Option<Account>> {
+        let found: Option<Uuid> = accounts::table
+            .filter(accounts::stripe_customer_id.eq(customer))
+            .select(accounts::id)
+            .first(self.conn)
+            .optional()?;
+        match found {
+            Some(id) => self.lock(id),
+            None => Ok(None),
+        }
     }
 
     /// The subscription's account (by the subscription, or by its customer: events arrive in any
@@ -208,20 +316,17 @@ impl Event<'_> {
             .first(self.conn)
             .optional()?;
         let (account, customer) = match (known, customer) {
-            (Some((account, customer)), _) => (account, customer),
-            (None, Some(customer)) => {
-                let by_customer: Option<Uuid> = accounts::table
-                    .filter(accounts::stripe_customer_id.eq(customer))
-                    .select(accounts::id)
-                    .first(self.conn)
-                    .optional()?;
-                let Some(account) = by_customer else { return Ok(None) };
-                (account, customer.to_string())
-            }
+            (Some((account, customer)), _) => match self.lock(account)? {
+                Some(a) => (a, customer),
+                None => return Ok(None),
+            },
+            (None, Some(customer)) => match self.customer_account(customer)? {
+                Some(a) => (a, customer.to_string()),
+                None => return Ok(None),
+            },
             (None, None) => return Ok(None),
         };
-        let Some(account) = self.lock(account)? else { return Ok(None) };
-        type Row = (String, bool, Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+        type Row = (String, bool, Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<String>);
         let record: Option<Row> = subscriptions::table
             .find(id)
             .select((
@@ -230,11 +335,12 @@ impl Event<'_> {
                 subscriptions::item_id,
                 subscriptions::last_event_at,
                 subscriptions::ended_at,
+                subscriptions::duplicate_of,
             ))
             .first(self.conn)
             .optional()?;
         let subscription = record
-            .map(|(status, cancel_at_period_end, item_id, last_event_at, ended_at)| {
+            .map(|(status, cancel_at_period_end, item_id, last_event_at, ended_at, duplicate_of)| {
                 Ok::<_, diesel::result::Error>(SubscriptionRecord {
                     id: id.to_string(),
                     status: SubscriptionStatus::parse(&status)
@@ -243,6 +349,7 @@ impl Event<'_> {
                     cancel_at_period_end,
                     last_event_at,
                     ended_at,
+                    duplicate_of,
                 })
             })
             .transpose()?;
@@ -253,6 +360,19 @@ impl Event<'_> {
             Some(inv) => diesel::select(diesel::dsl::exists(invoice_grants::table.find(inv))).get_result(self.conn)?,
             None => false,
         };
+        // R18: another subscription of the account that started and has not ended.
+        let other_live: Option<String> = subscriptions::table
+            .filter(subscriptions::account_id.eq(account.id.0))
+            .filter(subscriptions::id.ne(id))
+            .filter(subscriptions::ended_at.is_null())
+            .filter(subscriptions::duplicate_of.is_null())
+            .filter(subscriptions::stripe_status.eq_any(SubscriptionStatus::live().map(SubscriptionStatus::as_str)))
+            .filter(diesel::dsl::exists(
+                invoice_grants::table.filter(invoice_grants::subscription_id.eq(subscriptions::id)),
+            ))
+            .select(subscriptions::id)
+            .first(self.conn)
+            .optional()?;
         let allowance = buckets::table
             .filter(buckets::account_id.eq(account.id.0))
             .filter(buckets::kind.eq(BucketKind::Allowance.as_str()))
@@ -266,50 +386,128 @@ impl Event<'_> {
                 granted: Credits::new(granted),
                 remaining: Credits::new(remaining),
             });
-        Ok(Some(SubscriptionFacts { account, subscription, customer, started, invoice_applied, allowance }))
+        Ok(Some(SubscriptionFacts { account, subscription, customer, started, invoice_applied, allowance, other_live }))
     }
 
-    /// The pack a payment bought (and its session id), under its account's lock.
-    fn purchase_facts(&mut self, payment_intent: &str) -> QueryResult<Option<(PurchaseFacts, String)>> {
-        let found: Option<(String, Uuid, Uuid, i64, i64)> = topup_purchases::table
-            .filter(topup_purchases::payment_intent_id.eq(payment_intent))
+    /// What a payment bought: a pack (by its PaymentIntent) or a subscription invoice's allowance
+    /// (by the invoice Stripe links the payment to), under its account's lock.
+    fn purchase_facts(&mut self, link: &PaymentLink) -> QueryResult<Option<PurchaseFacts>> {
+        type Found = (Purchase, Uuid, Option<Uuid>, i64, i64);
+        let mut found: Option<Found> = None;
+        if let Some(pi) = &link.payment_intent {
+            found = topup_purchases::table
+                .filter(topup_purchases::payment_intent_id.eq(pi))
+                .select((
+                    topup_purchases::session_id,
+                    topup_purchases::account_id,
+                    topup_purchases::bucket_id,
+                    topup_purchases::credits,
+                    topup_purchases::clawed_back,
+                ))
+                .first::<(String, Uuid, Uuid, i64, i64)>(self.conn)
+                .optional()?
+                .map(|(session, account, bucket, bought, clawed)| {
+                    (Purchase::Pack { session }, account, Some(bucket), bought, clawed)
+                });
+        }
+        if found.is_none()
+            && let Some(invoice) = &link.invoice
+        {
+            found = invoice_grants::table
+                .find(invoice)
+                .select((
+                    invoice_grants::account_id,
+                    invoice_grants::bucket_id,
+                    invoice_grants::credits,
+                    invoice_grants::clawed_back,
+                ))
+                .first::<(Uuid, Option<Uuid>, i64, i64)>(self.conn)
+                .optional()?
+                .map(|(account, bucket, bought, clawed)| {
+                    (Purchase::Invoice { invoice: invoice.clone() }, account, bucket, bought, clawed)
+                });
+        }
+        let Some((purchase, account, bucket, bought, clawed)) = found else { return Ok(None) };
+        let Some(account) = self.lock(account)? else { return Ok(None) };
+        let wallet = load_wallet(self.conn, account.id)?;
+        let (kind, expires_at, left) = match bucket.and_then(|b| wallet.bucket(BucketId(b))) {
+            Some(b) => (b.kind, b.expires_at, wallet.free_in(b, self.now)),
+            None => {
+                let stored: Option<(String, Option<DateTime<Utc>>)> = match bucket {
+                    Some(b) => buckets::table
+                        .find(b)
+                        .select((buckets::kind, buckets::expires_at))
+                        .first(self.conn)
+                        .optional()?,
+                    None => None,
+                };
+                match stored {
+                    Some((kind, expires_at)) => (
+                        BucketKind::parse(&kind).ok_or_else(|| undecodable("bucket kind", &kind))?,
+                        expires_at,
+                        Credits::ZERO,
+                    ),
+                    None => (BucketKind::Allowance, None, Credits::ZERO),
+                }
+            }
+        };
+        let disputed: bool = match &link.payment_intent {
+            Some(pi) => diesel::select(diesel::dsl::exists(disputes::table.filter(disputes::payment_intent_id.eq(pi))))
+                .get_result(self.conn)?,
+            None => false,
+        };
+        Ok(Some(PurchaseFacts {
+            account,
+            purchase,
+            bucket: bucket.map(BucketId),
+            kind,
+            expires_at,
+            bought: Credits::new(bought),
+            clawed: Credits::new(clawed),
+            left,
+            disputed,
+        }))
+    }
+
+    fn dispute_facts(&mut self, d: &DisputeInfo) -> QueryResult<Option<DisputeFacts>> {
+        type Row = (Uuid, String, Option<String>, Option<DateTime<Utc>>, i64);
+        let found: Option<Row> = disputes::table
+            .find(&d.id)
             .select((
-                topup_purchases::session_id,
-                topup_purchases::account_id,
-                topup_purchases::bucket_id,
-                topup_purchases::credits,
-                topup_purchases::clawed_back,
+                disputes::account_id,
+                disputes::status,
+                disputes::bucket_kind,
+                disputes::bucket_expires_at,
+                disputes::clawed_back,
             ))
             .first(self.conn)
             .optional()?;
-        let Some((session, account, bucket, bought, clawed)) = found else { return Ok(None) };
+        let Some((account, status, kind, expires_at, clawed)) = found else { return Ok(None) };
         let Some(account) = self.lock(account)? else { return Ok(None) };
-        let wallet = load_wallet(self.conn, account.id)?;
-        let left = wallet.bucket(BucketId(bucket)).map(|b| wallet.free_in(b, self.now)).unwrap_or(Credits::ZERO);
-        Ok(Some((
-            PurchaseFacts {
-                account,
-                bucket: BucketId(bucket),
-                bought: Credits::new(bought),
-                clawed: Credits::new(clawed),
-                left,
-            },
-            session,
-        )))
+        Ok(Some(DisputeFacts {
+            account,
+            status: DisputeStatus::parse(&status).ok_or_else(|| undecodable("dispute status", &status))?,
+            kind: kind.map(|k| BucketKind::parse(&k).ok_or_else(|| undecodable("bucket kind", &k))).transpose()?,
+            expires_at,
+            clawed: Credits::new(clawed),
+        }))
     }
 
     // ---- effects ----------------------------------------------------------------------------
 
-    fn write(&mut self, account: AccountId, decision: &Decision, subject: &Subject<'_>) -> QueryResult<()> {
+    fn write(&mut self, account: AccountId, decision: &Decision, subject: &Subject) -> QueryResult<()> {
         let now = self.now;
-        // The allowance this decision granted, for the invoice's record.
-        let mut granted: Option<Uuid> = None;
+        // The allowance this decision granted or grew, for the invoice's record.
+        let mut touched: Option<Uuid> = None;
         for effect in &decision.effects {
             match effect {
                 Effect::SetCustomer(customer) => {
                     diesel::update(accounts::table.find(account.0).filter(accounts::stripe_customer_id.is_null()))
                         .set(accounts::stripe_customer_id.eq(customer))
                         .execute(self.conn)?;
+                }
+                Effect::ForgetCustomer(customer) => {
+                    forget_customer(self.conn, account, customer)?;
                 }
                 Effect::LinkSubscription { id, customer } => {
                     diesel::insert_into(subscriptions::table)
@@ -325,14 +523,14 @@ impl Event<'_> {
                         .execute(self.conn)?;
                 }
                 Effect::SessionStatus(status) => {
-                    if let Some(session) = subject.session {
+                    if let Some(session) = &subject.session {
                         diesel::update(checkout_sessions::table.find(session))
                             .set(checkout_sessions::status.eq(status.as_str()))
                             .execute(self.conn)?;
                     }
                 }
                 Effect::GrantPack { pack, credits, expires_at, payment_intent, amount, currency } => {
-                    let Some(session) = subject.session else { continue };
+                    let Some(session) = &subject.session else { continue };
                     let reference = format!("checkout:{session}");
                     let reason = format!("top-up pack {pack}");
                     let (bucket, _) = grant(
@@ -364,7 +562,7 @@ impl Event<'_> {
                 }
                 Effect::EndAllowances => end_allowances(self.conn, account, now)?,
                 Effect::GrantAllowance { credits, expires_at, reason } => {
-                    let reference = subject.invoice.map(|i| format!("invoice:{i}"));
+                    let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
                     let (bucket, _) = grant(
                         self.conn,
                         Grant {
@@ -378,13 +576,13 @@ impl Event<'_> {
                         },
                         now,
                     )?;
-                    granted = Some(bucket.id);
+                    touched = Some(bucket.id);
                 }
                 Effect::GrowAllowance { bucket, credits, reason } => {
                     diesel::update(buckets::table.find(bucket.0))
                         .set(buckets::granted.eq(buckets::granted + credits.get()))
                         .execute(self.conn)?;
-                    let reference = subject.invoice.map(|i| format!("invoice:{i}"));
+                    let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
                     post(
                         self.conn,
                         Posting {
@@ -398,23 +596,26 @@ impl Event<'_> {
                         },
                         now,
                     )?;
+                    touched = Some(bucket.0);
                 }
-                Effect::RecordInvoice { subscription, billing_reason } => {
-                    let Some(invoice) = subject.invoice else { continue };
+                Effect::RecordInvoice { subscription, billing_reason, credits, amount_paid } => {
+                    let Some(invoice) = &subject.invoice else { continue };
                     diesel::insert_into(invoice_grants::table)
                         .values((
                             invoice_grants::invoice_id.eq(invoice),
                             invoice_grants::account_id.eq(account.0),
                             invoice_grants::subscription_id.eq(subscription),
                             invoice_grants::billing_reason.eq(billing_reason.as_str()),
-                            invoice_grants::bucket_id.eq(granted),
+                            invoice_grants::bucket_id.eq(touched.filter(|_| credits.is_positive())),
+                            invoice_grants::credits.eq(credits.get()),
+                            invoice_grants::amount_paid.eq(amount_paid),
                             invoice_grants::created_at.eq(now),
                         ))
                         .execute(self.conn)?;
                 }
                 Effect::Plan(change) => set_plan(self.conn, account, change)?,
                 Effect::Subscription(change) => {
-                    if let Some(id) = subject.subscription {
+                    if let Some(id) = &subject.subscription {
                         set_subscription(self.conn, id, change)?;
                     }
                 }
@@ -423,17 +624,105 @@ impl Event<'_> {
                     let meta = EntryMeta::new(EntryType::Clawback, reason).reference(reference);
                     post_all(self.conn, account, &[Portion { bucket_id: *bucket, credits: *credits }], &meta, now)?;
                 }
-                Effect::RecordRefund { refunded_amount, clawed } => {
-                    let Some(session) = subject.purchase else { continue };
-                    diesel::update(topup_purchases::table.find(session))
-                        .set((
-                            topup_purchases::refunded_amount.eq(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                                "GREATEST(refunded_amount, ",
-                            )
+                Effect::RecordRefund { purchase, refunded_amount, clawed } => {
+                    let greatest = |current: &str| {
+                        diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!("GREATEST({current}, "))
                             .bind::<diesel::sql_types::BigInt, _>(*refunded_amount)
-                            .sql(")")),
-                            topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()),
+                            .sql(")")
+                    };
+                    match purchase {
+                        Purchase::Pack { session } => {
+                            diesel::update(topup_purchases::table.find(session))
+                                .set((
+                                    topup_purchases::refunded_amount.eq(greatest("refunded_amount")),
+                                    topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()),
+                                ))
+                                .execute(self.conn)?;
+                        }
+                        Purchase::Invoice { invoice } => {
+                            diesel::update(invoice_grants::table.find(invoice))
+                                .set((
+                                    invoice_grants::refunded_amount.eq(greatest("refunded_amount")),
+                                    invoice_grants::clawed_back.eq(invoice_grants::clawed_back + clawed.get()),
+                                ))
+                                .execute(self.conn)?;
+                        }
+                    }
+                }
+                Effect::RecordDispute { purchase, bucket, kind, expires_at, clawed } => {
+                    let Some(dispute) = &subject.dispute else { continue };
+                    diesel::insert_into(disputes::table)
+                        .values((
+                            disputes::id.eq(dispute),
+                            disputes::account_id.eq(account.0),
+                            disputes::payment_intent_id.eq(&subject.payment_intent),
+                            disputes::bucket_id.eq(Some(bucket.0)),
+                            disputes::bucket_kind.eq(Some(kind.as_str())),
+                            disputes::bucket_expires_at.eq(expires_at),
+                            disputes::clawed_back.eq(clawed.get()),
+                            disputes::status.eq(DisputeStatus::Open.as_str()),
+                            disputes::created_at.eq(now),
                         ))
+                        .on_conflict(disputes::id)
+                        .do_nothing()
+                        .execute(self.conn)?;
+                    // What a dispute took is taken from what refunds may take too.
+                    match purchase {
+                        Purchase::Pack { session } => {
+                            diesel::update(topup_purchases::table.find(session))
+                                .set(topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()))
+                                .execute(self.conn)?;
+                        }
+                        Purchase::Invoice { invoice } => {
+                            diesel::update(invoice_grants::table.find(invoice))
+                                .set(invoice_grants::clawed_back.eq(invoice_grants::clawed_back + clawed.get()))
+                                .execute(self.conn)?;
+                        }
+                    }
+                }
+                Effect::CloseDispute(status) => {
+                    if let Some(dispute) = &subject.dispute {
+                        diesel::update(disputes::table.find(dispute))
+                            .set((disputes::status.eq(status.as_str()), disputes::closed_at.eq(Some(now))))
+                            .execute(self.conn)?;
+                    }
+                }
+                Effect::RestoreBucket { kind, credits, expires_at, reason } => {
+                    let reference = subject.dispute.as_ref().map(|d| format!("dispute:{d}"));
+                    grant(
+                        self.conn,
+                        Grant {
+                            account,
+                            kind: *kind,
+                            credits: *credits,
+                            expires_at: *expires_at,
+                            entry_type: EntryType::Grant,
+                            reference: reference.as_deref(),
+                            reason: Some(reason),
+                        },
+                        now,
+                    )?;
+                }
+                Effect::Restrict { reason } => {
+                    restrict(self.conn, account, "dispute", subject.dispute.as_deref(), reason, "stripe", now)?;
+                }
+                Effect::LiftDisputeRestriction => {
+                    if let Some(dispute) = &subject.dispute {
+                        lift(self.conn, account, Some(dispute), "stripe", "the dispute was won", now)?;
+                    }
+                }
+                Effect::PaymentJob { kind, subject: about } => {
+                    diesel::insert_into(payment_jobs::table)
+                        .values((
+                            payment_jobs::id.eq(Uuid::now_v7()),
+                            payment_jobs::account_id.eq(account.0),
+                            payment_jobs::kind.eq(kind.as_str()),
+                            payment_jobs::subject.eq(about),
+                            payment_jobs::next_attempt_at.eq(now),
+                            payment_jobs::created_at.eq(now),
+                        ))
+                        .on_conflict((payment_jobs::kind, payment_jobs::subject))
+                        .do_nothing()
                         .execute(self.conn)?;
                 }
                 Effect::Mail(mail) => enqueue(self.conn, mail, now)?,
@@ -441,6 +730,69 @@ impl Event<'_> {
         }
         Ok(())
     }
+}
+
+/// R19: restrict the account (one more reason; the account is restricted while any stands).
+pub fn restrict(
+    conn: &mut PgConnection,
+    account: AccountId,
+    source: &str,
+    dispute: Option<&str>,
+    reason: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::insert_into(account_restrictions::table)
+        .values((
+            account_restrictions::id.eq(Uuid::now_v7()),
+            account_restrictions::account_id.eq(account.0),
+            account_restrictions::source.eq(source),
+            account_restrictions::dispute_id.eq(dispute),
+            account_restrictions::reason.eq(reason),
+            account_restrictions::created_by.eq(by),
+            account_restrictions::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    diesel::update(accounts::table.find(account.0).filter(accounts::restricted_at.is_null()))
+        .set(accounts::restricted_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// R19: lift the restriction one dispute caused (`Some`), or every one (`None`: an operator);
+/// the account is free again when none stands.
+pub fn lift(
+    conn: &mut PgConnection,
+    account: AccountId,
+    dispute: Option<&str>,
+    by: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    let open = account_restrictions::table
+        .filter(account_restrictions::account_id.eq(account.0))
+        .filter(account_restrictions::lifted_at.is_null());
+    let set = (
+        account_restrictions::lifted_at.eq(Some(now)),
+        account_restrictions::lifted_by.eq(Some(by)),
+        account_restrictions::lift_reason.eq(Some(reason)),
+    );
+    let lifted = match dispute {
+        Some(d) => diesel::update(open.filter(account_restrictions::dispute_id.eq(d))).set(set).execute(conn)?,
+        None => diesel::update(open).set(set).execute(conn)?,
+    };
+    let standing: bool = diesel::select(diesel::dsl::exists(
+        account_restrictions::table
+            .filter(account_restrictions::account_id.eq(account.0))
+            .filter(account_restrictions::lifted_at.is_null()),
+    ))
+    .get_result(conn)?;
+    if !standing {
+        diesel::update(accounts::table.find(account.0))
+            .set(accounts::restricted_at.eq(None::<DateTime<Utc>>))
+            .execute(conn)?;
+    }
+    Ok(lifted)
 }
 
 #[derive(AsChangeset)]
@@ -452,6 +804,7 @@ struct PlanColumns {
     period_end: Option<Option<DateTime<Utc>>>,
     pending_change: Option<Option<String>>,
     plan_ends_at: Option<Option<DateTime<Utc>>>,
+    past_due_since: Option<Option<DateTime<Utc>>>,
 }
 
 /// One statement for the whole change (nothing when it changes nothing).
@@ -466,6 +819,7 @@ fn set_plan(conn: &mut PgConnection, account: AccountId, c: &PlanChange) -> Quer
         period_end: c.period.map(|p| Some(p.end)),
         pending_change: c.pending_change.as_ref().map(|p| p.as_ref().map(|p| p.to_text())),
         plan_ends_at: c.plan_ends_at,
+        past_due_since: c.past_due_since,
     };
     diesel::update(accounts::table.find(account.0)).set(columns).execute(conn)?;
     Ok(())
@@ -481,12 +835,15 @@ struct SubscriptionColumns {
     current_period_start: Option<Option<DateTime<Utc>>>,
     current_period_end: Option<Option<DateTime<Utc>>>,
     last_event_at: Option<Option<DateTime<Utc>>>,
-    ended_at: Option<Option<DateTime<Utc>>>,
+    duplicate_of: Option<Option<String>>,
 }
 
 fn set_subscription(conn: &mut PgConnection, id: &str, c: &SubscriptionChange) -> QueryResult<()> {
-    if *c == SubscriptionChange::default() {
-        return Ok(());
+    if let Some(at) = c.ended_at {
+        // The first end is the one kept.
+        diesel::update(subscriptions::table.find(id).filter(subscriptions::ended_at.is_null()))
+            .set(subscriptions::ended_at.eq(Some(at)))
+            .execute(conn)?;
     }
     let columns = SubscriptionColumns {
         stripe_status: c.status.map(SubscriptionStatus::as_str),
@@ -496,21 +853,16 @@ fn set_subscription(conn: &mut PgConnection, id: &str, c: &SubscriptionChange) -
         current_period_start: c.period.map(|(start, _)| start),
         current_period_end: c.period.map(|(_, end)| end),
         last_event_at: c.last_event_at.map(Some),
-        // The first end is the one kept.
-        ended_at: None,
+        duplicate_of: c.duplicate_of.clone().map(Some),
     };
-    if let Some(at) = c.ended_at {
-        diesel::update(subscriptions::table.find(id).filter(subscriptions::ended_at.is_null()))
-            .set(subscriptions::ended_at.eq(Some(at)))
-            .execute(conn)?;
-    }
-    if columns.stripe_status.is_some()
+    let changes_something = columns.stripe_status.is_some()
         || columns.price_id.is_some()
         || columns.item_id.is_some()
         || columns.cancel_at_period_end.is_some()
         || columns.current_period_start.is_some()
         || columns.last_event_at.is_some()
-    {
+        || columns.duplicate_of.is_some();
+    if changes_something {
         diesel::update(subscriptions::table.find(id)).set(columns).execute(conn)?;
     }
     Ok(())
@@ -527,6 +879,7 @@ pub fn to_free(conn: &mut PgConnection, account: AccountId, now: DateTime<Utc>) 
             accounts::period_end.eq(None::<DateTime<Utc>>),
             accounts::pending_change.eq(None::<String>),
             accounts::plan_ends_at.eq(None::<DateTime<Utc>>),
+            accounts::past_due_since.eq(None::<DateTime<Utc>>),
         ))
         .execute(conn)?;
     Ok(())

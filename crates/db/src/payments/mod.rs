@@ -4,25 +4,53 @@
 //! are written here (`events`), with the event recorded by id so a replay changes nothing.
 
 mod events;
+mod jobs;
 
 use chrono::{DateTime, Utc};
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::{IdempotencyKey, Recall, Replayable};
 use credits_domain::ids::AccountId;
 use credits_domain::payments::{
-    Applied, CheckoutContext, CheckoutRecord, CheckoutView, LiveSubscription, PaymentError, PaymentStore,
-    SessionStatus, StripeEvent, SubscriptionStatus,
+    Applied, ApplyError, CheckoutContext, CheckoutRecord, CheckoutView, FailedEventView, LiveSubscription, OpenSession,
+    PaymentError, PaymentGateway, PaymentStore, SessionMode, SessionStatus, StripeEvent, SubscriptionStatus,
 };
 use diesel::prelude::*;
 
 use crate::rows::{AccountRow, undecodable};
-use crate::schema::{accounts, checkout_sessions, subscriptions};
+use crate::schema::{accounts, checkout_sessions, stripe_events, subscriptions};
 use crate::{Fail, PgStore, read_tx};
 
-pub use events::to_free;
+pub use events::{lift, restrict, to_free};
+
+/// How many times a transaction that failed on a deadlock or a serialization failure is tried
+/// again before the answer is 500 (section 5).
+const RETRIES: usize = 3;
+
+fn retryable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        // 40P01 deadlock_detected has no kind of its own.
+        Error::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
+/// One try at applying an event.
+enum Attempt {
+    Failed(ApplyError),
+    /// A deadlock or a serialization failure: try again.
+    Again,
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Attempt {
+        Attempt::Failed(ApplyError::Store(e))
+    }
+}
 
 impl PaymentStore for PgStore {
-    fn checkout_context(&self, account: AccountId) -> Result<CheckoutContext, PaymentError> {
+    fn checkout_context(&self, account: AccountId, now: DateTime<Utc>) -> Result<CheckoutContext, PaymentError> {
         let mut conn = self.conn()?;
         read_tx(&mut conn, |conn| {
             let row = accounts::table
@@ -35,12 +63,8 @@ impl PaymentStore for PgStore {
             let live: Option<Row> = subscriptions::table
                 .filter(subscriptions::account_id.eq(account.0))
                 .filter(subscriptions::ended_at.is_null())
-                .filter(
-                    subscriptions::stripe_status.eq_any(
-                        [SubscriptionStatus::Active, SubscriptionStatus::PastDue, SubscriptionStatus::Trialing]
-                            .map(SubscriptionStatus::as_str),
-                    ),
-                )
+                .filter(subscriptions::duplicate_of.is_null())
+                .filter(subscriptions::stripe_status.eq_any(SubscriptionStatus::live().map(SubscriptionStatus::as_str)))
                 .order(subscriptions::created_at.desc())
                 .select((
                     subscriptions::id,
@@ -64,11 +88,22 @@ impl PaymentStore for PgStore {
                     })
                 })
                 .transpose()?;
+            let open_session = checkout_sessions::table
+                .filter(checkout_sessions::account_id.eq(account.0))
+                .filter(checkout_sessions::mode.eq(SessionMode::Subscription.as_str()))
+                .filter(checkout_sessions::status.eq(SessionStatus::Open.as_str()))
+                .order(checkout_sessions::created_at.desc())
+                .select((checkout_sessions::id, checkout_sessions::url, checkout_sessions::item_id))
+                .first::<(String, Option<String>, String)>(conn)
+                .optional()?
+                .map(|(id, url, plan)| OpenSession { id, url, plan });
             Ok(CheckoutContext {
                 customer: row.stripe_customer_id.clone(),
+                customer_generation: u32::try_from(row.stripe_customer_generation).unwrap_or(0),
                 verified: row.business_verified_at.is_some(),
-                account: row.to_domain()?,
+                account: row.to_domain()?.as_of(now),
                 live,
+                open_session,
             })
         })
     }
@@ -91,6 +126,12 @@ impl PaymentStore for PgStore {
         kept.flatten().ok_or(PaymentError::NotFound)
     }
 
+    fn forget_customer(&self, account: AccountId, customer: &str) -> Result<(), PaymentError> {
+        let mut conn = self.conn()?;
+        events::forget_customer(&mut conn, account, customer).map_err(crate::store_error)?;
+        Ok(())
+    }
+
     fn recall(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Result<Recall, StoreError> {
         let mut conn = self.conn()?;
         crate::idempotency::lookup(&mut conn, key, now).map_err(crate::store_error)
@@ -108,17 +149,27 @@ impl PaymentStore for PgStore {
             now,
             || PaymentError::IdempotencyKeyReused,
             |conn| {
-                if let Some(sold) = &record.session {
+                if let Some(expired) = &record.expired {
+                    diesel::update(checkout_sessions::table.find(expired))
+                        .set(checkout_sessions::status.eq(SessionStatus::Expired.as_str()))
+                        .execute(conn)?;
+                }
+                if let Some(made) = &record.session {
+                    let sold = &made.sold;
                     diesel::insert_into(checkout_sessions::table)
                         .values((
-                            checkout_sessions::id.eq(&sold.session.id),
+                            checkout_sessions::id.eq(&made.session.id),
                             checkout_sessions::account_id.eq(account.0),
                             checkout_sessions::mode.eq(sold.mode.as_str()),
                             checkout_sessions::item_id.eq(&sold.item),
                             checkout_sessions::stripe_price_id.eq(&sold.price_id),
-                            checkout_sessions::url.eq(&sold.session.url),
+                            checkout_sessions::url.eq(&made.session.url),
                             checkout_sessions::status.eq(SessionStatus::Open.as_str()),
                             checkout_sessions::created_at.eq(now),
+                            checkout_sessions::credits.eq(Some(sold.credits.get())),
+                            checkout_sessions::expiry_days.eq(sold.expiry_days.map(|d| d as i32)),
+                            checkout_sessions::amount.eq(Some(sold.amount)),
+                            checkout_sessions::currency.eq(Some(&sold.currency)),
                         ))
                         .on_conflict(checkout_sessions::id)
                         .do_nothing()
@@ -129,10 +180,82 @@ impl PaymentStore for PgStore {
         )
     }
 
-    fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, StoreError> {
+    fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, ApplyError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| -> Result<Applied, Fail<StoreError>> {
-            Ok(events::apply(conn, &self.catalog, event, now)?)
-        })
+        for attempt in 1..=RETRIES {
+            let result = self.write_tx(&mut conn, |conn| -> Result<Applied, Fail<Attempt>> {
+                match events::apply(conn, &self.catalog, event, now) {
+                    Ok(Ok(applied)) => Ok(applied),
+                    // Nothing of it is written: the transaction rolls back.
+                    Ok(Err(why)) => Err(Fail::Rule(Attempt::Failed(ApplyError::Unapplicable(why)))),
+                    Err(db) if retryable(&db) && attempt < RETRIES => {
+                        tracing::warn!(event = %event.id, cause = %db, attempt, "Stripe event tried again");
+                        Err(Fail::Rule(Attempt::Again))
+                    }
+                    Err(db) => Err(Fail::Db(db)),
+                }
+            });
+            match result {
+                Ok(applied) => return Ok(applied),
+                Err(Attempt::Again) => continue,
+                Err(Attempt::Failed(ApplyError::Unapplicable(why))) => {
+                    events::record_failed(&mut conn, event, &why.to_string(), now).map_err(crate::store_error)?;
+                    return Err(ApplyError::Unapplicable(why));
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+        Err(ApplyError::Store(StoreError::Internal("the Stripe event could not be applied".into())))
+    }
+
+    fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError> {
+        let mut conn = self.conn()?;
+        type Row = (String, String, DateTime<Utc>, Option<String>, i32, DateTime<Utc>);
+        let rows: Vec<Row> = stripe_events::table
+            .filter(stripe_events::status.eq("failed"))
+            .order(stripe_events::received_at.asc())
+            .limit(limit)
+            .select((
+                stripe_events::id,
+                stripe_events::event_type,
+                stripe_events::created,
+                stripe_events::error,
+                stripe_events::attempts,
+                stripe_events::received_at,
+            ))
+            .load(&mut conn)
+            .map_err(crate::store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, event_type, created, error, attempts, received_at)| FailedEventView {
+                id,
+                event_type,
+                created,
+                error,
+                attempts,
+                received_at,
+            })
+            .collect())
+    }
+
+    fn stripe_event_payload(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn()?;
+        let found: Option<Option<String>> = stripe_events::table
+            .find(id)
+            .filter(stripe_events::status.eq("failed"))
+            .select(stripe_events::payload)
+            .first(&mut conn)
+            .optional()
+            .map_err(crate::store_error)?;
+        Ok(found.flatten())
+    }
+
+    fn run_payment_jobs(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+        gateway: &dyn PaymentGateway,
+    ) -> Result<usize, StoreError> {
+        jobs::run(self, now, batch, gateway)
     }
 }

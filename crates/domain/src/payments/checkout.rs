@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::events::SessionMode;
 use super::ports::{
-    CheckoutContext, CheckoutRecord, LiveSubscription, PaymentError, PaymentGateway, PaymentStore, SessionRequest,
-    SessionSold,
+    CheckoutContext, CheckoutRecord, GatewayError, InvoiceView, LiveSubscription, PaymentError, PaymentGateway,
+    PaymentStore, SessionRequest, SessionSold, Sold,
 };
-use crate::account::Account;
+use super::subscription::SubscriptionStatus;
 use crate::catalog::{Catalog, Plan, TopupPack};
 use crate::idempotency::{IdempotencyKey, Recall, Replayable};
 use crate::ids::AccountId;
@@ -22,6 +21,9 @@ pub enum CheckoutRefusal {
     BusinessVerificationRequired,
     #[error("{0}")]
     Conflict(String),
+    /// R19.
+    #[error("{}", crate::runs::RESTRICTED)]
+    Restricted,
 }
 
 fn url(field: &str, value: &str) -> Result<String, CheckoutRefusal> {
@@ -53,47 +55,80 @@ impl ReturnUrls {
 /// What a plan checkout does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanCheckout<'c> {
-    /// A new subscription through a Checkout Session.
-    New { plan: &'c Plan, price_id: String },
-    /// A change of the live subscription's price: an upgrade at once (prorated), a downgrade
-    /// at the period's end (R14).
+    /// A new subscription through a Checkout Session; the account's open session for another plan
+    /// is expired at Stripe first (R18).
+    New { plan: &'c Plan, price_id: String, expire: Option<String> },
+    /// R18: the account's open session for this plan, answered again.
+    Reuse { session_id: String, url: Option<String> },
+    /// A change of the live subscription's price: an upgrade when Stripe confirms its payment, a
+    /// downgrade at the period's end (R14); a pending cancellation is resumed first.
     Change { plan: &'c Plan, price_id: String, subscription: LiveSubscription, upgrade: bool },
+    /// R14: asking for the current plan while a cancellation is pending resumes the subscription.
+    Resume { plan: &'c Plan, subscription: LiveSubscription },
 }
 
-/// SPEC section 5 and R13: which plans checkout sells, and how.
+/// SPEC section 5, R13, R14, R18, R19: which plans checkout sells, and how.
 pub fn decide_plan_checkout<'c>(
     catalog: &'c Catalog,
-    account: &Account,
+    ctx: &CheckoutContext,
     plan_id: &str,
-    verified: bool,
-    live: Option<LiveSubscription>,
 ) -> Result<PlanCheckout<'c>, CheckoutRefusal> {
+    let account = &ctx.account;
+    if account.restricted {
+        return Err(CheckoutRefusal::Restricted);
+    }
     let plan =
         catalog.plan(plan_id).ok_or_else(|| CheckoutRefusal::InvalidParameters(format!("unknown plan {plan_id:?}")))?;
     let price_id = match (plan.sold, &plan.stripe_price_id) {
         (true, Some(p)) => p.clone(),
         _ => return Err(CheckoutRefusal::InvalidParameters(format!("the {} plan is not sold by checkout", plan.id))),
     };
-    if plan.requires_verification && !verified {
+    if account.plan == crate::catalog::ENTERPRISE_PLAN && account.contract.is_some() {
+        return Err(CheckoutRefusal::Conflict("the account is on an Enterprise contract".into()));
+    }
+    if plan.requires_verification && !ctx.verified {
         return Err(CheckoutRefusal::BusinessVerificationRequired);
     }
-    match live {
-        Some(sub) => {
-            if sub.price_id.as_deref() == Some(price_id.as_str()) {
-                return Err(CheckoutRefusal::Conflict(format!("the subscription is already on the {} plan", plan.id)));
+    if let Some(sub) = ctx.live.clone() {
+        if sub.status == SubscriptionStatus::Incomplete {
+            return Err(CheckoutRefusal::Conflict(format!(
+                "the subscription {} is waiting for its first payment; try again when it is paid",
+                sub.id
+            )));
+        }
+        if sub.price_id.as_deref() == Some(price_id.as_str()) {
+            if sub.cancel_at_period_end {
+                return Ok(PlanCheckout::Resume { plan, subscription: sub });
             }
-            let current = account.plan(catalog);
-            Ok(PlanCheckout::Change { plan, price_id, upgrade: plan.rank > current.rank, subscription: sub })
+            return Err(CheckoutRefusal::Conflict(format!("the subscription is already on the {} plan", plan.id)));
         }
-        None if account.plan == plan.id => {
-            Err(CheckoutRefusal::Conflict(format!("the account is already on the {} plan", plan.id)))
+        let current = account.plan(catalog);
+        return Ok(PlanCheckout::Change { plan, price_id, upgrade: plan.rank > current.rank, subscription: sub });
+    }
+    if account.plan == plan.id {
+        return Err(CheckoutRefusal::Conflict(format!("the account is already on the {} plan", plan.id)));
+    }
+    match &ctx.open_session {
+        Some(open) if open.plan == plan.id => {
+            Ok(PlanCheckout::Reuse { session_id: open.id.clone(), url: open.url.clone() })
         }
-        None => Ok(PlanCheckout::New { plan, price_id }),
+        Some(open) => Ok(PlanCheckout::New { plan, price_id, expire: Some(open.id.clone()) }),
+        None => Ok(PlanCheckout::New { plan, price_id, expire: None }),
     }
 }
 
-pub fn decide_pack_checkout<'c>(catalog: &'c Catalog, pack_id: &str) -> Result<&'c TopupPack, CheckoutRefusal> {
-    catalog.pack(pack_id).ok_or_else(|| CheckoutRefusal::InvalidParameters(format!("unknown top-up pack {pack_id:?}")))
+pub fn decide_pack_checkout<'c>(
+    catalog: &'c Catalog,
+    ctx: &CheckoutContext,
+    pack_id: &str,
+) -> Result<&'c TopupPack, CheckoutRefusal> {
+    let pack = catalog
+        .pack(pack_id)
+        .ok_or_else(|| CheckoutRefusal::InvalidParameters(format!("unknown top-up pack {pack_id:?}")))?;
+    if ctx.account.restricted {
+        return Err(CheckoutRefusal::Restricted);
+    }
+    Ok(pack)
 }
 
 /// What `POST /v1/checkout/*` answers.
@@ -158,40 +193,50 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
         if let Some(c) = &ctx.customer {
             return Ok(c.clone());
         }
-        let made = self.gateway.create_customer(ctx.account.id, &ctx.account.email, &ctx.account.name)?;
+        let made = self.gateway.create_customer(ctx.account.id, &ctx.account.email, &ctx.account.name, 0)?;
         self.store.set_customer(ctx.account.id, &made)
     }
 
     fn session(
         &self,
         ctx: &CheckoutContext,
-        mode: SessionMode,
-        item: &str,
-        price_id: &str,
+        sold: Sold,
         urls: ReturnUrls,
         idem: Option<&IdempotencyKey>,
     ) -> Result<CheckoutRecord, PaymentError> {
-        let request = SessionRequest {
+        let mut request = SessionRequest {
             account: ctx.account.id,
             customer: self.customer(ctx)?,
-            mode,
-            price_id: price_id.to_string(),
-            item_id: item.to_string(),
+            sold: sold.clone(),
             urls,
             idempotency: stripe_idempotency(ctx.account.id, "session", idem),
         };
-        let session = self.gateway.create_session(&request)?;
+        let session = match self.gateway.create_session(&request) {
+            // Section 5: a customer deleted at Stripe (and no customer.deleted seen yet): forget
+            // it and make a new one, never "retry shortly" forever.
+            Err(GatewayError::MissingCustomer(gone)) => {
+                self.store.forget_customer(ctx.account.id, &gone)?;
+                let generation = ctx.customer_generation + 1;
+                let made =
+                    self.gateway.create_customer(ctx.account.id, &ctx.account.email, &ctx.account.name, generation)?;
+                request.customer = self.store.set_customer(ctx.account.id, &made)?;
+                request.idempotency = format!("{}-customer-{generation}", request.idempotency);
+                self.gateway.create_session(&request)?
+            }
+            other => other?,
+        };
         Ok(CheckoutRecord {
             view: CheckoutView {
                 checkout_url: session.url.clone(),
                 session_id: Some(session.id.clone()),
                 subscription: None,
             },
-            session: Some(SessionSold { session, mode, item: item.to_string(), price_id: price_id.to_string() }),
+            session: Some(SessionSold { session, sold }),
+            expired: None,
         })
     }
 
-    /// `POST /v1/checkout/subscription`: a new subscription, or a change of the live one (R14).
+    /// `POST /v1/checkout/subscription`: a new subscription, or a change of the live one (R14, R18).
     pub fn subscription(
         &self,
         account: AccountId,
@@ -203,32 +248,49 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
         if let Some(replay) = self.recalled(idem, now)? {
             return Ok(replay);
         }
-        let ctx = self.store.checkout_context(account)?;
-        let record = match decide_plan_checkout(self.catalog, &ctx.account, plan, ctx.verified, ctx.live.clone())? {
-            PlanCheckout::New { plan, price_id } => {
-                self.session(&ctx, SessionMode::Subscription, &plan.id, &price_id, urls, idem)?
+        let ctx = self.store.checkout_context(account, now)?;
+        let change_view = |sub: &LiveSubscription, plan: &Plan, effective: Effective| CheckoutRecord {
+            session: None,
+            expired: None,
+            view: CheckoutView {
+                checkout_url: None,
+                session_id: None,
+                subscription: Some(SubscriptionChangeView { id: sub.id.clone(), plan: plan.id.clone(), effective }),
+            },
+        };
+        let record = match decide_plan_checkout(self.catalog, &ctx, plan)? {
+            PlanCheckout::Reuse { session_id, url } => CheckoutRecord {
+                session: None,
+                expired: None,
+                view: CheckoutView { checkout_url: url, session_id: Some(session_id), subscription: None },
+            },
+            PlanCheckout::New { plan, price_id, expire } => {
+                if let Some(open) = &expire {
+                    self.gateway.expire_session(open)?;
+                }
+                let sold = Sold::plan(plan, &price_id);
+                let mut record = self.session(&ctx, sold, urls, idem)?;
+                record.expired = expire;
+                record
+            }
+            PlanCheckout::Resume { plan, subscription } => {
+                self.gateway.resume(&subscription, &stripe_idempotency(account, "resume", idem))?;
+                change_view(&subscription, plan, Effective::Now)
             }
             PlanCheckout::Change { plan, price_id, subscription, upgrade } => {
+                // Stripe takes no cancel_at_period_end beside pending_if_incomplete: two calls.
+                if subscription.cancel_at_period_end {
+                    self.gateway.resume(&subscription, &stripe_idempotency(account, "resume", idem))?;
+                }
                 let key = stripe_idempotency(account, "change", idem);
                 self.gateway.change_price(&subscription, &price_id, upgrade, &key)?;
-                CheckoutRecord {
-                    session: None,
-                    view: CheckoutView {
-                        checkout_url: None,
-                        session_id: None,
-                        subscription: Some(SubscriptionChangeView {
-                            id: subscription.id,
-                            plan: plan.id.clone(),
-                            effective: if upgrade { Effective::Now } else { Effective::PeriodEnd },
-                        }),
-                    },
-                }
+                change_view(&subscription, plan, if upgrade { Effective::Now } else { Effective::PeriodEnd })
             }
         };
         self.store.record_checkout(account, &record, now, idem)
     }
 
-    /// `POST /v1/checkout/topup`: a Checkout Session for a pack.
+    /// `POST /v1/checkout/topup`: a Checkout Session for a pack, keeping what it sells (R18).
     pub fn topup(
         &self,
         account: AccountId,
@@ -240,9 +302,43 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
         if let Some(replay) = self.recalled(idem, now)? {
             return Ok(replay);
         }
-        let pack = decide_pack_checkout(self.catalog, pack)?;
-        let ctx = self.store.checkout_context(account)?;
-        let record = self.session(&ctx, SessionMode::Payment, &pack.id, &pack.stripe_price_id, urls, idem)?;
+        let ctx = self.store.checkout_context(account, now)?;
+        let pack = decide_pack_checkout(self.catalog, &ctx, pack)?;
+        let record = self.session(&ctx, Sold::pack(pack), urls, idem)?;
         self.store.record_checkout(account, &record, now, idem)
     }
+
+    /// `GET /v1/invoices`: the account's invoices as Stripe has them, newest first.
+    pub fn invoices(&self, account: AccountId, now: DateTime<Utc>) -> Result<Vec<InvoiceView>, PaymentError> {
+        let ctx = self.store.checkout_context(account, now)?;
+        match &ctx.customer {
+            Some(customer) => Ok(self.gateway.invoices(customer)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `POST /v1/stripe-portal-sessions`: Stripe's Customer Portal for the account's customer
+    /// (made first if the account has none).
+    pub fn portal(&self, account: AccountId, return_url: &str, now: DateTime<Utc>) -> Result<PortalView, PaymentError> {
+        let return_url = url("return_url", return_url)?;
+        let ctx = self.store.checkout_context(account, now)?;
+        let customer = self.customer(&ctx)?;
+        let url = match self.gateway.portal_session(&customer, &return_url) {
+            Err(GatewayError::MissingCustomer(gone)) => {
+                self.store.forget_customer(account, &gone)?;
+                let generation = ctx.customer_generation + 1;
+                let made = self.gateway.create_customer(account, &ctx.account.email, &ctx.account.name, generation)?;
+                let customer = self.store.set_customer(account, &made)?;
+                self.gateway.portal_session(&customer, &return_url)?
+            }
+            other => other?,
+        };
+        Ok(PortalView { url })
+    }
+}
+
+/// What `POST /v1/stripe-portal-sessions` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortalView {
+    pub url: String,
 }

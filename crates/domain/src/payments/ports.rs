@@ -3,11 +3,14 @@
 //! async threads.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::checkout::{CheckoutRefusal, CheckoutView, ReturnUrls};
-use super::events::{Applied, SessionMode, StripeEvent};
+use super::events::{Applied, SessionMode, StripeEvent, Unapplicable};
 use super::subscription::SubscriptionStatus;
 use crate::account::Account;
+use crate::catalog::{Plan, TopupPack};
+use crate::credits::Credits;
 use crate::error::StoreError;
 use crate::idempotency::{IdempotencyKey, Recall, Replayable};
 use crate::ids::AccountId;
@@ -17,6 +20,50 @@ pub enum GatewayError {
     /// Stripe could not be reached, or answered an error: PAYMENTS_UNAVAILABLE.
     #[error("payments unavailable: {0}")]
     Unavailable(String),
+    /// Stripe has no such customer (deleted in its Dashboard): the account needs a new one.
+    #[error("Stripe has no customer {0}")]
+    MissingCustomer(String),
+}
+
+/// What a Checkout Session sells, kept with it (R18): a pack is granted as sold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sold {
+    pub mode: SessionMode,
+    /// The plan or pack.
+    pub item: String,
+    pub price_id: String,
+    /// A pack's credits and expiry; a plan's monthly credits.
+    pub credits: Credits,
+    pub expiry_days: Option<u32>,
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl Sold {
+    pub fn plan(plan: &Plan, price_id: &str) -> Sold {
+        let price = plan.price.clone();
+        Sold {
+            mode: SessionMode::Subscription,
+            item: plan.id.clone(),
+            price_id: price_id.to_string(),
+            credits: plan.monthly_credits.unwrap_or(Credits::ZERO),
+            expiry_days: None,
+            amount: price.as_ref().map(|p| p.amount).unwrap_or(0),
+            currency: price.map(|p| p.currency).unwrap_or_else(|| "usd".into()),
+        }
+    }
+
+    pub fn pack(pack: &TopupPack) -> Sold {
+        Sold {
+            mode: SessionMode::Payment,
+            item: pack.id.clone(),
+            price_id: pack.stripe_price_id.clone(),
+            credits: pack.credits,
+            expiry_days: Some(pack.expiry_days),
+            amount: pack.price.amount,
+            currency: pack.price.currency.clone(),
+        }
+    }
 }
 
 /// A Checkout Session to create at Stripe.
@@ -24,13 +71,23 @@ pub enum GatewayError {
 pub struct SessionRequest {
     pub account: AccountId,
     pub customer: String,
-    pub mode: SessionMode,
-    pub price_id: String,
-    /// The plan or pack sold (in the session's metadata).
-    pub item_id: String,
+    pub sold: Sold,
     pub urls: ReturnUrls,
     /// What Stripe's Idempotency-Key is made from: a retry makes no second session.
     pub idempotency: String,
+}
+
+/// An invoice as Stripe has it (`GET /v1/invoices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvoiceView {
+    pub id: String,
+    pub number: Option<String>,
+    pub status: Option<String>,
+    pub amount_paid: i64,
+    pub currency: String,
+    pub created: DateTime<Utc>,
+    pub hosted_invoice_url: Option<String>,
+    pub invoice_pdf: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +108,20 @@ pub struct LiveSubscription {
 
 /// The payment provider (Stripe), as the service calls it.
 pub trait PaymentGateway: Send + Sync {
-    /// A customer for the account; the same key always gives the same customer.
-    fn create_customer(&self, account: AccountId, email: &str, name: &str) -> Result<String, GatewayError>;
+    /// A customer for the account; the same (account, generation) always gives the same customer.
+    /// `generation` counts the account's customers deleted at Stripe.
+    fn create_customer(
+        &self,
+        account: AccountId,
+        email: &str,
+        name: &str,
+        generation: u32,
+    ) -> Result<String, GatewayError>;
     fn create_session(&self, request: &SessionRequest) -> Result<CreatedSession, GatewayError>;
-    /// Change a live subscription's price: prorated now (upgrade) or from the next period (downgrade).
+    /// Expire an open Checkout Session (one no longer open is left as it is).
+    fn expire_session(&self, session: &str) -> Result<(), GatewayError>;
+    /// Change a live subscription's price (R14): an upgrade invoiced now and applied only once that
+    /// invoice is paid; a downgrade from the next period.
     fn change_price(
         &self,
         subscription: &LiveSubscription,
@@ -62,6 +129,18 @@ pub trait PaymentGateway: Send + Sync {
         upgrade: bool,
         idempotency: &str,
     ) -> Result<(), GatewayError>;
+    /// R14: a subscription cancelled at its period's end goes on.
+    fn resume(&self, subscription: &LiveSubscription, idempotency: &str) -> Result<(), GatewayError>;
+    /// R18: end a subscription now.
+    fn cancel_subscription(&self, subscription: &str, idempotency: &str) -> Result<(), GatewayError>;
+    /// R18: refund what an invoice was paid.
+    fn refund_invoice(&self, invoice: &str, idempotency: &str) -> Result<(), GatewayError>;
+    /// The invoice a PaymentIntent paid, if any (Stripe links them by invoice payments).
+    fn invoice_for_payment(&self, payment_intent: &str) -> Result<Option<String>, GatewayError>;
+    /// The customer's invoices, newest first.
+    fn invoices(&self, customer: &str) -> Result<Vec<InvoiceView>, GatewayError>;
+    /// A Customer Portal session's URL.
+    fn portal_session(&self, customer: &str, return_url: &str) -> Result<String, GatewayError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,21 +156,38 @@ pub enum WebhookError {
 /// Verifies and reads webhook deliveries (the raw body and its `Stripe-Signature` header).
 pub trait WebhookDecoder: Send + Sync {
     fn decode(&self, payload: &[u8], signature: &str) -> Result<StripeEvent, WebhookError>;
+    /// A body verified before (an event kept as failed, applied again by an admin).
+    fn decode_verified(&self, payload: &[u8]) -> Result<StripeEvent, WebhookError>;
+}
+
+/// An open Checkout Session of the account for a plan (R18).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSession {
+    pub id: String,
+    pub url: Option<String>,
+    pub plan: String,
 }
 
 /// What checkout needs to know of an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutContext {
+    /// As it stands at the request's time.
     pub account: Account,
     pub customer: Option<String>,
+    /// How many of the account's Stripe customers were deleted at Stripe.
+    pub customer_generation: u32,
     pub verified: bool,
+    /// R18: the account's subscription that has not ended at Stripe, if any.
     pub live: Option<LiveSubscription>,
+    pub open_session: Option<OpenSession>,
 }
 
-/// A checkout to record: the session made (or the subscription changed) and the answer given.
+/// A checkout to record: the session made (or the subscription changed), the session expired
+/// first (R18), and the answer given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutRecord {
     pub session: Option<SessionSold>,
+    pub expired: Option<String>,
     pub view: CheckoutView,
 }
 
@@ -99,9 +195,28 @@ pub struct CheckoutRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSold {
     pub session: CreatedSession,
-    pub mode: SessionMode,
-    pub item: String,
-    pub price_id: String,
+    pub sold: Sold,
+}
+
+/// Why applying an event failed: the store, or the service's own configuration (kept for an admin).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Unapplicable(#[from] Unapplicable),
+}
+
+/// An event that could not be applied, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedEventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created: DateTime<Utc>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub received_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,9 +235,11 @@ pub enum PaymentError {
 
 /// Stripe's side of the store.
 pub trait PaymentStore {
-    fn checkout_context(&self, account: AccountId) -> Result<CheckoutContext, PaymentError>;
+    fn checkout_context(&self, account: AccountId, now: DateTime<Utc>) -> Result<CheckoutContext, PaymentError>;
     /// Keep the account's Stripe customer; the first one stored wins (returned).
     fn set_customer(&self, account: AccountId, customer: &str) -> Result<String, PaymentError>;
+    /// The account forgets this customer (gone at Stripe), if it is still the account's.
+    fn forget_customer(&self, account: AccountId, customer: &str) -> Result<(), PaymentError>;
     /// R11 before a call to Stripe: the first answer to this key, if any.
     fn recall(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Result<Recall, StoreError>;
     /// Record a checkout (its session and the answer) with its idempotency record.
@@ -133,6 +250,46 @@ pub trait PaymentStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<CheckoutView>, PaymentError>;
-    /// Apply one Stripe event, at most once, in one transaction.
-    fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, StoreError>;
+    /// Apply one Stripe event, at most once, in one transaction; one the configuration cannot
+    /// apply is kept as failed (not applied) for an admin.
+    fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, ApplyError>;
+    /// Events kept as failed, oldest first.
+    fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError>;
+    /// The verified body of a kept event (to apply it again).
+    fn stripe_event_payload(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// R18: Stripe calls that changes decided: do what is due (`FOR UPDATE SKIP LOCKED`, one per
+    /// transaction, backoff on failure). Returns how many were done.
+    fn run_payment_jobs(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+        gateway: &dyn PaymentGateway,
+    ) -> Result<usize, StoreError>;
+}
+
+/// Why a webhook delivery was not applied: answered 500, so Stripe sends it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookFailure {
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// The webhook use case: learn from Stripe what the event does not say (the invoice a refunded or
+/// disputed payment paid), then apply it once.
+pub struct WebhookService<'a, S: ?Sized, G: ?Sized> {
+    pub store: &'a S,
+    pub gateway: &'a G,
+}
+
+impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> WebhookService<'_, S, G> {
+    pub fn apply(&self, mut event: StripeEvent, now: DateTime<Utc>) -> Result<Applied, WebhookFailure> {
+        if let Some(link) = event.payload.payment_to_link()
+            && let Some(payment_intent) = link.payment_intent.clone()
+        {
+            link.invoice = self.gateway.invoice_for_payment(&payment_intent)?;
+        }
+        Ok(self.store.apply_stripe_event(&event, now)?)
+    }
 }

@@ -62,6 +62,8 @@ pub(super) fn account(plan: &str, pending: Option<PendingChange>) -> Account {
         contract: None,
         pending_change: pending,
         plan_ends_at: None,
+        past_due_since: None,
+        restricted: false,
         created_at: t,
     }
 }
@@ -76,6 +78,7 @@ pub(super) fn facts(account: Account) -> SubscriptionFacts {
             cancel_at_period_end: false,
             last_event_at: None,
             ended_at: None,
+            duplicate_of: None,
         }),
         customer: "cus_1".into(),
         started: true,
@@ -85,6 +88,7 @@ pub(super) fn facts(account: Account) -> SubscriptionFacts {
             granted: Credits::new(1700),
             remaining: Credits::new(1700),
         }),
+        other_live: None,
     }
 }
 
@@ -129,11 +133,13 @@ fn a_higher_price_upgrades_now_a_lower_one_waits_for_the_period_end() {
     let c = catalog();
     let t = t0();
     let up =
-        decide_subscription_updated(&c, &facts(account("creator", None)), &update("price_pro", false, Active), t, t);
+        decide_subscription_updated(&c, &facts(account("creator", None)), &update("price_pro", false, Active), t, t)
+            .unwrap();
     assert_eq!(up.applied, Applied::Done(Outcome::Upgraded { plan: "pro".into() }));
     assert!(grown(&up).is_positive());
     let down =
-        decide_subscription_updated(&c, &facts(account("pro", None)), &update("price_creator", false, Active), t, t);
+        decide_subscription_updated(&c, &facts(account("pro", None)), &update("price_creator", false, Active), t, t)
+            .unwrap();
     assert_eq!(plan_change(&down).pending_change, Some(Some(PendingChange::Plan("creator".into()))));
     let same = decide_subscription_updated(
         &c,
@@ -141,7 +147,8 @@ fn a_higher_price_upgrades_now_a_lower_one_waits_for_the_period_end() {
         &update("price_pro", false, Active),
         t,
         t,
-    );
+    )
+    .unwrap();
     assert_eq!(plan_change(&same).pending_change, Some(None), "going back to the current price drops the downgrade");
 }
 
@@ -151,7 +158,8 @@ fn cancelling_and_past_due_set_the_status_and_an_uncancel_clears_the_cancellatio
     let c = catalog();
     let t = t0();
     let cancel =
-        decide_subscription_updated(&c, &facts(account("pro", None)), &update("price_pro", true, Active), t, t);
+        decide_subscription_updated(&c, &facts(account("pro", None)), &update("price_pro", true, Active), t, t)
+            .unwrap();
     let p = plan_change(&cancel);
     assert_eq!((p.status, p.pending_change), (Some(PlanStatus::Canceling), Some(Some(PendingChange::Cancel))));
     let back = decide_subscription_updated(
@@ -160,10 +168,12 @@ fn cancelling_and_past_due_set_the_status_and_an_uncancel_clears_the_cancellatio
         &update("price_pro", false, Active),
         t,
         t,
-    );
+    )
+    .unwrap();
     let p = plan_change(&back);
     assert_eq!((p.status, p.pending_change), (Some(PlanStatus::Active), Some(None)));
-    let due = decide_subscription_updated(&c, &facts(account("pro", None)), &update("price_pro", false, PastDue), t, t);
+    let due = decide_subscription_updated(&c, &facts(account("pro", None)), &update("price_pro", false, PastDue), t, t)
+        .unwrap();
     assert_eq!(plan_change(&due).status, Some(PlanStatus::PastDue));
 }
 
@@ -179,7 +189,8 @@ fn an_event_older_than_the_last_applied_changes_nothing() {
         &update("price_pro", false, SubscriptionStatus::Active),
         t - Duration::seconds(1),
         t,
-    );
+    )
+    .unwrap();
     assert_eq!(d, Decision::ignored(Ignored::Stale));
 }
 
