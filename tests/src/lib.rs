@@ -489,12 +489,27 @@ impl TestApp {
     /// Row counts of every table a request could write to.
     pub fn trace(&self) -> Vec<i64> {
         let mut conn = self.db.conn();
-        ["accounts", "buckets", "runs", "run_reservations", "ledger_entries", "trial_usage", "idempotency_records"]
-            .iter()
-            .map(|t| {
-                diesel::sql_query(format!("SELECT count(*) AS n FROM {t}")).get_result::<Count>(&mut conn).unwrap().n
-            })
-            .collect()
+        [
+            "accounts",
+            "buckets",
+            "runs",
+            "run_reservations",
+            "ledger_entries",
+            "trial_usage",
+            "idempotency_records",
+            "checkout_sessions",
+            "subscriptions",
+            "stripe_events",
+            "invoice_grants",
+            "topup_purchases",
+            "outbox",
+            "payment_jobs",
+            "disputes",
+            "account_restrictions",
+        ]
+        .iter()
+        .map(|t| diesel::sql_query(format!("SELECT count(*) AS n FROM {t}")).get_result::<Count>(&mut conn).unwrap().n)
+        .collect()
     }
 }
 

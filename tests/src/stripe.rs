@@ -212,3 +212,45 @@ pub fn charge(id: &str, payment_intent: &str, amount: i64, refunded: i64) -> Val
         "currency": "usd", "payment_intent": payment_intent, "paid": true, "status": "succeeded"
     })
 }
+
+/// A succeeded PaymentIntent whose latest charge is `charge`.
+pub fn payment_intent(id: &str, charge: &str, amount: i64, customer: &str) -> Value {
+    json!({
+        "id": id, "object": "payment_intent", "amount": amount, "amount_received": amount, "currency": "usd",
+        "customer": customer, "latest_charge": charge, "status": "succeeded", "metadata": {}, "livemode": false,
+        "created": 1_700_000_000
+    })
+}
+
+/// Stripe's link between an invoice and the PaymentIntent that paid it (since 2025-03-31 neither
+/// names the other).
+pub fn invoice_payment(invoice: &str, payment_intent: &str, amount: i64) -> Value {
+    json!({
+        "id": new_id("inpay_"), "object": "invoice_payment", "invoice": invoice, "amount_paid": amount,
+        "amount_requested": amount, "currency": "usd", "status": "paid", "is_default": true, "livemode": false,
+        "created": 1_700_000_000, "payment": {"type": "payment_intent", "payment_intent": payment_intent}
+    })
+}
+
+/// A dispute of a charge.
+pub fn dispute(id: &str, charge: &str, payment_intent: &str, amount: i64, status: &str) -> Value {
+    json!({
+        "id": id, "object": "dispute", "amount": amount, "currency": "usd", "charge": charge,
+        "payment_intent": payment_intent, "reason": "fraudulent", "status": status, "livemode": false,
+        "created": 1_700_000_000
+    })
+}
+
+impl FakeStripe {
+    /// The next payments of `customer` fail with `code` (card_declined, …) until disarmed.
+    pub async fn arm_payment_failure(&self, customer: &str, code: &str) {
+        let r = self
+            .http
+            .post(format!("{}/_fake/payment_failure", self.url))
+            .json(&json!({"code": code, "customer": customer, "times": null}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+}

@@ -59,6 +59,14 @@ const CHECKS: &[&str] = &[
     "SELECT t.account_id::text, 'top-up ' || t.session_id || ' granted ' || b.granted || ' for a pack of ' || t.credits
        FROM topup_purchases t JOIN buckets b ON b.id = t.bucket_id
       WHERE b.granted <> t.credits OR t.clawed_back > t.credits",
+    // R17, R19: an invoice's refunds and disputes never take back more than it granted.
+    "SELECT g.account_id::text, 'invoice ' || g.invoice_id || ' clawed back ' || g.clawed_back || ' of the ' || g.credits || ' it granted'
+       FROM invoice_grants g WHERE g.clawed_back > g.credits OR g.clawed_back < 0",
+    // R19: an account is restricted exactly while one of its restrictions stands.
+    "SELECT a.id::text, 'restricted_at ' || COALESCE(a.restricted_at::text, 'null') || ' disagrees with its restrictions'
+       FROM accounts a
+      WHERE (a.restricted_at IS NOT NULL) <> EXISTS (SELECT 1 FROM account_restrictions r
+                                                      WHERE r.account_id = a.id AND r.lifted_at IS NULL)",
     // One invoice, one allowance; one lifetime grant per account.
     "SELECT account_id::text, 'account has ' || count(*) || ' lifetime buckets'
        FROM buckets WHERE kind = 'lifetime' GROUP BY account_id HAVING count(*) > 1",

@@ -5,29 +5,29 @@ use credits_tests::stripe::{FakeStripe, WEBHOOK_SECRETS, charge, event, invoice,
 use credits_tests::{As, TestApp, account_id};
 use serde_json::{Value, json};
 
-const DAY: i64 = 86400;
-const URLS: (&str, &str) = ("https://app.example.test/ok", "https://app.example.test/cancel");
+pub(crate) const DAY: i64 = 86400;
+pub(crate) const URLS: (&str, &str) = ("https://app.example.test/ok", "https://app.example.test/cancel");
 
-struct Sub {
-    id: String,
-    customer: String,
-    price: String,
-    start: i64,
-    end: i64,
+pub(crate) struct Sub {
+    pub(crate) id: String,
+    pub(crate) customer: String,
+    pub(crate) price: String,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
 }
 
-fn price_of(plan: &str) -> String {
+pub(crate) fn price_of(plan: &str) -> String {
     format!("price_credits_{plan}_monthly")
 }
 
-async fn checkout(app: &TestApp, acct: &As, kind: &str, item: &str) -> credits_tests::Response {
+pub(crate) async fn checkout(app: &TestApp, acct: &As, kind: &str, item: &str) -> credits_tests::Response {
     let field = if kind == "subscription" { "plan" } else { "pack" };
     app.post(acct, &format!("/v1/checkout/{kind}"), json!({field: item, "success_url": URLS.0, "cancel_url": URLS.1}))
         .await
 }
 
 /// Checkout, checkout.session.completed, invoice.paid (subscription_create).
-async fn subscribe(app: &TestApp, fake: &FakeStripe, acct: &As, plan: &str) -> Sub {
+pub(crate) async fn subscribe(app: &TestApp, fake: &FakeStripe, acct: &As, plan: &str) -> Sub {
     let body = checkout(app, acct, "subscription", plan).await.expect(201);
     let mut session = fake.get(body["session_id"].as_str().unwrap()).await;
     let customer = session["customer"].as_str().unwrap().to_string();
@@ -51,7 +51,7 @@ async fn subscribe(app: &TestApp, fake: &FakeStripe, acct: &As, plan: &str) -> S
 }
 
 /// Checkout for a pack, then checkout.session.completed (paid or not); the session and its payment intent.
-async fn buy(app: &TestApp, fake: &FakeStripe, acct: &As, pack: &str, paid: bool) -> (Value, String) {
+pub(crate) async fn buy(app: &TestApp, fake: &FakeStripe, acct: &As, pack: &str, paid: bool) -> (Value, String) {
     let body = checkout(app, acct, "topup", pack).await.expect(201);
     let mut session = fake.get(body["session_id"].as_str().unwrap()).await;
     let pi = new_id("pi_");
@@ -62,7 +62,7 @@ async fn buy(app: &TestApp, fake: &FakeStripe, acct: &As, pack: &str, paid: bool
     (session, pi)
 }
 
-async fn remaining(app: &TestApp, acct: &As, kind: &str) -> i64 {
+pub(crate) async fn remaining(app: &TestApp, acct: &As, kind: &str) -> i64 {
     let now = app.now().await;
     app.balance(acct).await["buckets"]
         .as_array()
@@ -153,12 +153,14 @@ async fn a_plan_starts_with_its_first_paid_invoice_and_renews_in_full_beside_a_t
 }
 
 #[actix_web::test]
-async fn an_upgrade_grants_the_new_allowance_less_what_was_used_once() {
+async fn an_upgrade_grows_the_allowance_by_the_share_of_the_period_left_once() {
     let (app, fake) = TestApp::spawn_with_stripe().await;
     let acct = app.account().await;
     let sub = subscribe(&app, &fake, &acct, "creator").await;
     app.run(&acct, json!({"model": "kling-2.1", "duration_seconds": 10, "capture": true})).await.expect(201);
-    // The customer asks for Pro: the live subscription's price changes at Stripe, no new session.
+    // Halfway through the period the customer asks for Pro: the live subscription's price changes
+    // at Stripe, no new session.
+    app.advance(15 * DAY).await;
     fake.put(json!([subscription(&sub.id, &sub.customer, &sub.price, sub.start, sub.end, "active")])).await;
     let change = checkout(&app, &acct, "subscription", "pro").await.expect(201);
     assert!(change["checkout_url"].is_null());
@@ -190,7 +192,8 @@ async fn an_upgrade_grants_the_new_allowance_less_what_was_used_once() {
     );
     app.webhook(&event("invoice.paid", inv, now + 1)).await.expect(200);
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["plan"], "pro");
-    assert_eq!(remaining(&app, &acct, "allowance").await, 5000 - 200, "Pro's 5000 less the 200 used");
+    // Creator's 1700 less the 200 used, and half of (5000 - 1700) for the half of the period left.
+    assert_eq!(remaining(&app, &acct, "allowance").await, 1500 + 1650);
     app.assert_ledger_consistent();
 }
 
