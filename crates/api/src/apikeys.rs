@@ -2,7 +2,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::apikey::NewApiKey;
+use credits_domain::apikey::{NewApiKey, credit_limit};
+use credits_domain::error::ApiKeyError;
 use credits_domain::idempotency::Replayable;
 use rand::RngCore;
 use serde::Deserialize;
@@ -21,6 +22,21 @@ pub struct CreateApiKey {
     name: String,
     #[schema(example = json!(["workflow:read", "workflow:run"]))]
     scopes: Option<Vec<String>>,
+    /// R21: credits its runs may hold or capture a calendar month (UTC); null or absent: no cap.
+    monthly_credit_limit: Option<i64>,
+}
+
+/// R21: a key's new monthly credit limit (null removes the cap).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchApiKey {
+    #[serde(deserialize_with = "present")]
+    monthly_credit_limit: Option<i64>,
+}
+
+/// The field must be there (null is a value: no cap).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<i64>::deserialize(d)
 }
 
 /// `ck_` and 256 bits of randomness (64 hex digits).
@@ -43,6 +59,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let key = NewApiKey {
         name: input.name,
         requested_scopes: input.scopes,
+        monthly_credit_limit: credit_limit(input.monthly_credit_limit).map_err(ApiKeyError::Refused)?,
         secret_hash: token_hash(&secret),
         prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
     };
@@ -64,8 +81,8 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     security(("canvas" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let store = state.store.clone();
-    let keys = blocking(move || Ok(store.api_keys(caller.account)?)).await?;
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let keys = blocking(move || Ok(store.api_keys(caller.account, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "api_keys": keys })))
 }
 
@@ -84,4 +101,26 @@ pub async fn revoke(
     let (store, clock) = (state.store.clone(), state.clock.clone());
     blocking(move || Ok(store.revoke_api_key(caller.account, id, clock.now()?)?)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(patch, path = "/v1/api-keys/{id}", operation_id = "patch_v1_api_keys_id", tag = "api keys",
+    request_body = PatchApiKey,
+    params(("id" = String, Path, description = "the key's id")),
+    responses((status = 200, description = "the key with its new monthly_credit_limit and used_this_month", body = Object),
+        (status = 404, description = "no such key of this account", body = crate::openapi::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: not a positive whole number or null", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [])))]
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let id: uuid::Uuid = path_id(&path, "API key")?;
+    let input: PatchApiKey = typed(&json_value(&body)?)?;
+    let limit = credit_limit(input.monthly_credit_limit).map_err(ApiKeyError::Refused)?;
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let view = blocking(move || Ok(store.set_key_limit(caller.account, id, limit, clock.now()?)?)).await?;
+    Ok(HttpResponse::Ok().json(view))
 }

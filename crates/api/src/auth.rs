@@ -2,9 +2,10 @@
 //! operator. Judged first: a request without valid credentials is 401 before anything else.
 
 use actix_web::HttpRequest;
+use credits_domain::catalog::Capability;
 use credits_domain::ids::AccountId;
 use credits_domain::operator::{Operator, Role};
-use credits_domain::runs::{Channel, Denial};
+use credits_domain::runs::{Channel, Denial, KeyRef};
 
 use crate::edge::blocking;
 use crate::error::ApiError;
@@ -67,8 +68,12 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
         let key = blocking(move || Ok(store.api_key_by_hash(&hash, clock.now()?)?))
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
-        let api_access = state.catalog.plan_or_free(&key.plan).api_access;
-        return Ok(AccountCaller { account: key.account, channel: Channel::Api { scopes: key.scopes }, api_access });
+        let plan = state.catalog.plan_or_free(&key.plan);
+        // R8: a key holds the scopes chosen at its creation that the plan still has.
+        let scopes = key.scopes.into_iter().filter(|c| plan.has(*c)).collect();
+        let key_ref = KeyRef { id: key.key_id, monthly_credit_limit: key.monthly_credit_limit };
+        let channel = Channel::Api { scopes, key: key_ref };
+        return Ok(AccountCaller { account: key.account, channel, api_access: plan.api_access });
     }
     if !state.credentials.is_internal(&token_hash(token)) {
         return Err(ApiError::unauthenticated("the token is not valid here"));
@@ -82,13 +87,32 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
     Ok(AccountCaller { account, channel: Channel::Canvas, api_access: true })
 }
 
-/// R8 for the routes other than runs: the api channel needs a plan with API access, checked
-/// against the account's plan at this request (a downgrade takes effect at once).
-pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
+/// R8 for the routes other than starting a run and quoting: the api channel needs a plan with
+/// API access, checked against the account's plan at this request (a downgrade takes effect at
+/// once). Completing and cancelling a run take this; R20 is judged with the run.
+pub async fn caller(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
     let caller = account(req, state).await?;
     if !caller.api_access {
         return Err(Denial::ApiAccessRequired.into());
     }
+    Ok(caller)
+}
+
+/// R20: through the api, reading needs `workflow:read`.
+pub fn may_read(caller: &AccountCaller) -> Result<(), ApiError> {
+    match &caller.channel {
+        Channel::Api { scopes, .. } if !scopes.contains(&Capability::WorkflowRead) => {
+            Err(Denial::CapabilityRequired { capability: Capability::WorkflowRead }.into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The read routes (`GET /v1/account`, `/v1/balance`, `/v1/ledger`, `/v1/trials`,
+/// `/v1/runs/{id}`, …): [`caller`], and through the api the `workflow:read` scope (R20).
+pub async fn reader(req: &HttpRequest, state: &AppState) -> Result<AccountCaller, ApiError> {
+    let caller = caller(req, state).await?;
+    may_read(&caller)?;
     Ok(caller)
 }
 

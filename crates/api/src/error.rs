@@ -142,6 +142,12 @@ impl From<Denial> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "MODEL_TIER_REQUIRED", message)
                     .with("required_plan", required_plan)
             }
+            Denial::KeyCreditLimit { limit, used, required } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "KEY_CREDIT_LIMIT", message)
+                    .with("limit", limit.get())
+                    .with("used", used.get())
+                    .with("required", required.get())
+            }
             Denial::InsufficientCredits { required, available } => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS", message)
                     .with("required", required.get())
@@ -182,6 +188,7 @@ impl From<RunError> for ApiError {
         match e {
             RunError::Denied(d) => d.into(),
             RunError::NotFound => ApiError::not_found("no such run or account"),
+            RunError::Forbidden(m) => ApiError::forbidden(m),
             RunError::Conflict(m) => ApiError::conflict(m),
             RunError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
             RunError::Store(s) => s.into(),

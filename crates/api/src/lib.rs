@@ -56,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys", web::post().to(apikeys::create))
                 .route("/api-keys", web::get().to(apikeys::list))
                 .route("/api-keys/{id}", web::delete().to(apikeys::revoke))
+                .route("/api-keys/{id}", web::patch().to(apikeys::patch))
                 .route("/checkout/subscription", web::post().to(checkout::subscription))
                 .route("/checkout/topup", web::post().to(checkout::topup))
                 .route("/invoices", web::get().to(checkout::invoices))

@@ -53,7 +53,7 @@ impl Modify for Security {
         crate::accounts::create, crate::accounts::show, crate::accounts::balance, crate::accounts::ledger,
         crate::accounts::trials,
         crate::runs::quote, crate::runs::start, crate::runs::show, crate::runs::complete, crate::runs::cancel,
-        crate::apikeys::create, crate::apikeys::list, crate::apikeys::revoke,
+        crate::apikeys::create, crate::apikeys::list, crate::apikeys::revoke, crate::apikeys::patch,
         crate::checkout::subscription, crate::checkout::topup, crate::checkout::invoices, crate::checkout::portal,
         crate::webhooks::stripe_webhook,
         crate::verification::submit, crate::verification::status, crate::verification::queue,

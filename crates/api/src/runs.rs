@@ -87,6 +87,7 @@ fn run_request(body: &Value) -> RunRequest {
 #[utoipa::path(post, path = "/v1/quote", operation_id = "post_v1_quote", tag = "runs", request_body = RunBody, responses((status = 200, description = "cost, allowed, denial (the error a run would get), trial", body = Object), (status = 422, description = "INVALID_PARAMETERS or UNKNOWN_MODEL", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::account(&req, &state).await?;
+    auth::may_read(&caller)?;
     let mut value = json_value(&body)?;
     // A quote takes a run's fields; `capture` changes nothing about it.
     value.as_object_mut().map(|o| o.remove("capture"));
@@ -144,7 +145,7 @@ pub async fn complete(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::reader(&req, &state).await?;
+    let caller = auth::caller(&req, &state).await?;
     let run: RunId = path_id(&path, "run")?;
     let value = json_value(&body)?;
     let obj = value.as_object().expect("json_value gives an object");
@@ -154,8 +155,10 @@ pub async fn complete(
     let actual = RunParams { images: param(obj.get("images")), duration_seconds: param(obj.get("duration_seconds")) };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result =
-        blocking(move || Ok(store.complete_run(caller.account, run, actual, clock.now()?, idem.as_ref())?)).await?;
+    let result = blocking(move || {
+        Ok(store.complete_run(caller.account, &caller.channel, run, actual, clock.now()?, idem.as_ref())?)
+    })
+    .await?;
     if let Replayable::Fresh(_) = result {
         state.metrics.run("captured");
     }
@@ -169,7 +172,7 @@ pub async fn cancel(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::reader(&req, &state).await?;
+    let caller = auth::caller(&req, &state).await?;
     let run: RunId = path_id(&path, "run")?;
     let value = json_value(&body)?;
     if let Some(unknown) = value.as_object().and_then(|o| o.keys().next()) {
@@ -177,7 +180,9 @@ pub async fn cancel(
     }
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = blocking(move || Ok(store.cancel_run(caller.account, run, clock.now()?, idem.as_ref())?)).await?;
+    let result =
+        blocking(move || Ok(store.cancel_run(caller.account, &caller.channel, run, clock.now()?, idem.as_ref())?))
+            .await?;
     if let Replayable::Fresh(_) = result {
         state.metrics.run("released");
     }

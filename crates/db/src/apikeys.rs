@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use credits_domain::apikey::{ApiKeyView, KeyIdentity, KeyRefusal, NewApiKey, choose_scopes, key_name};
 use credits_domain::catalog::Capability;
+use credits_domain::credits::Credits;
 use credits_domain::error::{ApiKeyError, StoreError};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::AccountId;
 use credits_domain::ports::ApiKeyStore;
+use credits_domain::runs::month_start;
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -17,30 +19,84 @@ use crate::rows::AccountRow;
 use crate::schema::{accounts, api_keys};
 use crate::{Fail, PgStore};
 
-type KeyRow = (Uuid, String, String, Vec<String>, DateTime<Utc>);
+type KeyRow = (Uuid, String, String, Vec<String>, Option<i64>, DateTime<Utc>);
 
 fn scopes(raw: &[String]) -> BTreeSet<Capability> {
     raw.iter().filter_map(|s| Capability::parse(s)).collect()
 }
 
-fn view((id, name, prefix, raw, created_at): KeyRow) -> ApiKeyView {
-    ApiKeyView { id, name, prefix, scopes: scopes(&raw), created_at }
+fn view((id, name, prefix, raw, limit, created_at): KeyRow, used: i64) -> ApiKeyView {
+    ApiKeyView {
+        id,
+        name,
+        prefix,
+        scopes: scopes(&raw),
+        monthly_credit_limit: limit.map(Credits::new),
+        used_this_month: Credits::new(used),
+        created_at,
+    }
+}
+
+#[derive(QueryableByName)]
+struct Used {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    key: Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    used: i64,
+}
+
+/// R21: what each key's runs started since `since` hold or captured (a released run counts
+/// nothing), for the keys that have any.
+pub fn used_since(conn: &mut PgConnection, keys: &[Uuid], since: DateTime<Utc>) -> QueryResult<Vec<(Uuid, i64)>> {
+    let rows: Vec<Used> = diesel::sql_query(
+        "SELECT api_key_id AS key,
+                COALESCE(sum(CASE status WHEN 'held' THEN cost WHEN 'captured' THEN captured_credits ELSE 0 END), 0)::bigint AS used
+           FROM runs WHERE api_key_id = ANY($1) AND created_at >= $2 GROUP BY api_key_id",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(keys)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.key, r.used)).collect())
+}
+
+fn key_columns() -> (
+    api_keys::id,
+    api_keys::name,
+    api_keys::prefix,
+    api_keys::scopes,
+    api_keys::monthly_credit_limit,
+    api_keys::created_at,
+) {
+    (
+        api_keys::id,
+        api_keys::name,
+        api_keys::prefix,
+        api_keys::scopes,
+        api_keys::monthly_credit_limit,
+        api_keys::created_at,
+    )
 }
 
 impl ApiKeyStore for PgStore {
     fn api_key_by_hash(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyIdentity>, StoreError> {
         let mut conn = self.conn()?;
-        let found: Option<(Uuid, Vec<String>, AccountRow)> = api_keys::table
+        let found: Option<(Uuid, Vec<String>, Option<i64>, AccountRow)> = api_keys::table
             .inner_join(accounts::table)
             .filter(api_keys::secret_hash.eq(secret_hash))
             .filter(api_keys::revoked_at.is_null())
-            .select((api_keys::id, api_keys::scopes, AccountRow::as_select()))
+            .select((api_keys::id, api_keys::scopes, api_keys::monthly_credit_limit, AccountRow::as_select()))
             .first(&mut conn)
             .optional()
             .map_err(crate::store_error)?;
-        let Some((key_id, raw, row)) = found else { return Ok(None) };
+        let Some((key_id, raw, limit, row)) = found else { return Ok(None) };
         let account = row.to_domain().map_err(crate::store_error)?.judged(now, &self.billing);
-        Ok(Some(KeyIdentity { key_id, account: account.id, scopes: scopes(&raw), plan: account.plan }))
+        Ok(Some(KeyIdentity {
+            key_id,
+            account: account.id,
+            scopes: scopes(&raw),
+            plan: account.plan,
+            monthly_credit_limit: limit.map(Credits::new),
+        }))
     }
 
     fn create_api_key(
@@ -75,15 +131,16 @@ impl ApiKeyStore for PgStore {
                         api_keys::prefix.eq(&key.prefix),
                         api_keys::secret_hash.eq(&key.secret_hash),
                         api_keys::scopes.eq(&raw),
+                        api_keys::monthly_credit_limit.eq(key.monthly_credit_limit.map(|c| c.get())),
                         api_keys::created_at.eq(now),
                     ))
                     .execute(conn)?;
-                Ok(view((id, name, key.prefix.clone(), raw, now)))
+                Ok(view((id, name, key.prefix.clone(), raw, key.monthly_credit_limit.map(|c| c.get()), now), 0))
             },
         )
     }
 
-    fn api_keys(&self, account: AccountId) -> Result<Vec<ApiKeyView>, ApiKeyError> {
+    fn api_keys(&self, account: AccountId, now: DateTime<Utc>) -> Result<Vec<ApiKeyView>, ApiKeyError> {
         let mut conn = self.conn()?;
         let exists: bool = diesel::select(diesel::dsl::exists(accounts::table.find(account.0)))
             .get_result(&mut conn)
@@ -95,10 +152,43 @@ impl ApiKeyStore for PgStore {
             .filter(api_keys::account_id.eq(account.0))
             .filter(api_keys::revoked_at.is_null())
             .order(api_keys::created_at.asc())
-            .select((api_keys::id, api_keys::name, api_keys::prefix, api_keys::scopes, api_keys::created_at))
+            .select(key_columns())
             .load(&mut conn)
             .map_err(crate::store_error)?;
-        Ok(rows.into_iter().map(view).collect())
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+        let used = used_since(&mut conn, &ids, month_start(now)).map_err(crate::store_error)?;
+        let used_by = |id: Uuid| used.iter().find(|(k, _)| *k == id).map_or(0, |(_, u)| *u);
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let u = used_by(r.0);
+                view(r, u)
+            })
+            .collect())
+    }
+
+    fn set_key_limit(
+        &self,
+        account: AccountId,
+        key: Uuid,
+        limit: Option<Credits>,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKeyView, ApiKeyError> {
+        let mut conn = self.conn()?;
+        let row: Option<KeyRow> = diesel::update(
+            api_keys::table
+                .filter(api_keys::id.eq(key))
+                .filter(api_keys::account_id.eq(account.0))
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::monthly_credit_limit.eq(limit.map(|c| c.get())))
+        .returning(key_columns())
+        .get_result(&mut conn)
+        .optional()
+        .map_err(crate::store_error)?;
+        let row = row.ok_or(ApiKeyError::NotFound)?;
+        let used = used_since(&mut conn, &[key], month_start(now)).map_err(crate::store_error)?;
+        Ok(view(row, used.first().map_or(0, |(_, u)| *u)))
     }
 
     fn revoke_api_key(&self, account: AccountId, key: Uuid, now: DateTime<Utc>) -> Result<(), ApiKeyError> {

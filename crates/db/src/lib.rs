@@ -4,7 +4,7 @@
 //! decided (ledger rows, bucket balances, the idempotency record) is written before the commit.
 
 mod accounts;
-mod apikeys;
+pub(crate) mod apikeys;
 mod clock;
 mod idempotency;
 pub mod invariants;

@@ -136,13 +136,13 @@ prepared!(
     "WITH run AS (INSERT INTO runs (id, account_id, model_id, channel, workflow_id, images, duration_seconds, cost,
                     status, captured_credits, captured_images, captured_duration_seconds, trial_kind,
                     trial_generations, trial_window_opens_at, trial_window_closes_at, hold_expires_at, created_at,
-                    finished_at)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)),
+                    finished_at, api_key_id)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)),
           held AS (INSERT INTO run_reservations (run_id, bucket_id, account_id, credits)
-                   SELECT $20, h.bucket_id, $21, h.credits FROM unnest($22::uuid[], $23::bigint[]) AS h (bucket_id, credits)),
+                   SELECT $21, h.bucket_id, $22, h.credits FROM unnest($23::uuid[], $24::bigint[]) AS h (bucket_id, credits)),
           debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
-                     SELECT d.id, $24, d.bucket_id, 'debit', d.credits, $25, $26, $27
-                       FROM unnest($28::uuid[], $29::uuid[], $30::bigint[]) AS d (id, bucket_id, credits)
+                     SELECT d.id, $25, d.bucket_id, 'debit', d.credits, $26, $27, $28
+                       FROM unnest($29::uuid[], $30::uuid[], $31::bigint[]) AS d (id, bucket_id, credits)
                      RETURNING bucket_id, credits)
      UPDATE buckets SET remaining = buckets.remaining + moved.credits
        FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) moved
@@ -167,6 +167,7 @@ prepared!(
         hold_expires_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
         created_at: DateTime<Utc> => Timestamptz,
         finished_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        api_key_id: Option<Uuid> => Nullable<SqlUuid>,
         held_run: Uuid => SqlUuid,
         held_account: Uuid => SqlUuid,
         held_buckets: Vec<Uuid> => Array<SqlUuid>,

@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use credits_domain::account::{Account, Contract, Period, PlanStatus};
 use credits_domain::burn::{Bucket, BucketKind};
+use credits_domain::catalog::Capability;
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
 use credits_domain::payments::PendingChange;
 use credits_domain::pricing::Priced;
-use credits_domain::runs::{HeldRun, RunStatus};
+use credits_domain::runs::{HeldRun, RunStatus, StartedBy};
 use credits_domain::trial::{TrialGrant, TrialKind};
 use credits_domain::views::{EntryType, LedgerEntryView};
 use diesel::prelude::*;
@@ -165,6 +166,7 @@ pub struct RunRow {
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub release_reason: Option<String>,
+    pub api_key_id: Option<Uuid>,
 }
 
 impl RunRow {
@@ -194,6 +196,11 @@ impl RunRow {
             status: self.status(),
             trial: self.trial(),
             hold_expires_at: self.hold_expires_at,
+            started_by: match self.channel.as_str() {
+                "api" if self.workflow_id.is_some() => StartedBy::Api { needs: Capability::WorkflowRun },
+                "api" => StartedBy::Api { needs: Capability::ModelRun },
+                _ => StartedBy::Canvas,
+            },
         }
     }
 }

@@ -12,8 +12,8 @@ use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
 use credits_domain::ports::RunStore;
 use credits_domain::pricing::RunParams;
 use credits_domain::runs::{
-    Channel, Charge, FinishRefusal, Quote, RATE_WINDOW_SECONDS, RunRequest, RunState, RunStatus, decide_cancel,
-    decide_capture, decide_quote, decide_run,
+    Channel, Charge, FinishRefusal, KeyRef, Quote, RATE_WINDOW_SECONDS, RunRequest, RunState, RunStatus, decide_cancel,
+    decide_capture, decide_quote, decide_run, month_start,
 };
 use credits_domain::trial::TrialKind;
 use credits_domain::views::{ChargeView, EntryType, RunView};
@@ -32,6 +32,7 @@ fn denied(d: credits_domain::runs::Denial) -> Fail<RunError> {
 
 fn finish_refused(r: FinishRefusal) -> Fail<RunError> {
     match r {
+        FinishRefusal::Forbidden(why) => Fail::Rule(RunError::Forbidden(why.to_string())),
         FinishRefusal::NotHeld(status) => Fail::Rule(RunError::Conflict(format!("the run is already {status}"))),
         FinishRefusal::InvalidParameters(message) => {
             denied(credits_domain::runs::Denial::InvalidParameters { message })
@@ -54,6 +55,23 @@ fn recent_starts(
         .filter(runs::created_at.gt(now - Duration::seconds(RATE_WINDOW_SECONDS)))
         .select(runs::created_at)
         .load(conn)
+}
+
+/// R20: the API key a run starts through.
+fn key_of(channel: &Channel) -> Option<Uuid> {
+    match channel {
+        Channel::Api { key, .. } => Some(key.id),
+        Channel::Canvas => None,
+    }
+}
+
+/// R21: what a capped key's runs hold or captured since the month began (released runs count
+/// nothing); read under the account's lock, so concurrent runs through the key never pass the cap.
+fn key_used_this_month(conn: &mut PgConnection, channel: &Channel, now: DateTime<Utc>) -> QueryResult<Credits> {
+    let Channel::Api { key: KeyRef { id, monthly_credit_limit: Some(_) }, .. } = channel else {
+        return Ok(Credits::ZERO);
+    };
+    Ok(Credits::new(crate::apikeys::used_since(conn, &[*id], month_start(now))?.first().map_or(0, |(_, used)| *used)))
 }
 
 fn found_account(row: Option<AccountRow>) -> Result<credits_domain::account::Account, Fail<RunError>> {
@@ -96,6 +114,7 @@ fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debit
         hold_expires_at: row.hold_expires_at,
         created_at: row.created_at,
         finished_at: row.finished_at,
+        api_key_id: row.api_key_id,
         held_run: row.id,
         held_account: row.account_id,
         held_buckets: held.iter().map(|p| p.bucket_id.0).collect(),
@@ -245,6 +264,7 @@ impl RunStore for PgStore {
                 let wallet = load_wallet(conn, account_id)?;
                 let trial = trial_usage(conn, catalog, &account, &req.model)?;
                 let recent = recent_starts(conn, catalog, &account, now)?;
+                let key_used_this_month = key_used_this_month(conn, channel, now)?;
                 let state = RunState {
                     catalog,
                     account: &account,
@@ -252,6 +272,7 @@ impl RunStore for PgStore {
                     wallet: &wallet,
                     trial,
                     recent_starts: &recent,
+                    key_used_this_month,
                     now,
                 };
                 let admitted = decide_run(&state, req).map_err(denied)?;
@@ -283,6 +304,7 @@ impl RunStore for PgStore {
                     created_at: now,
                     finished_at: req.capture.then_some(now),
                     release_reason: None,
+                    api_key_id: key_of(channel),
                 };
                 let (held, debited): (&[Portion], &[Portion]) = match &admitted.charge {
                     Charge::Credits(portions) if req.capture => (&[], portions),
@@ -313,8 +335,17 @@ impl RunStore for PgStore {
             let wallet = load_wallet(conn, account_id)?;
             let trial = trial_usage(conn, catalog, &account, &req.model)?;
             let recent = recent_starts(conn, catalog, &account, now)?;
-            let state =
-                RunState { catalog, account: &account, channel, wallet: &wallet, trial, recent_starts: &recent, now };
+            let key_used_this_month = key_used_this_month(conn, channel, now)?;
+            let state = RunState {
+                catalog,
+                account: &account,
+                channel,
+                wallet: &wallet,
+                trial,
+                recent_starts: &recent,
+                key_used_this_month,
+                now,
+            };
             decide_quote(&state, req).map_err(denied)
         })
     }
@@ -330,6 +361,7 @@ impl RunStore for PgStore {
     fn complete_run(
         &self,
         account_id: AccountId,
+        channel: &Channel,
         run: RunId,
         actual: RunParams,
         now: DateTime<Utc>,
@@ -344,7 +376,8 @@ impl RunStore for PgStore {
                 found_account(lock_account(conn, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
-                let capture = decide_capture(catalog, &wallet, &row.to_held(), actual, now).map_err(finish_refused)?;
+                let capture =
+                    decide_capture(catalog, &wallet, &row.to_held(), channel, actual, now).map_err(finish_refused)?;
                 post_all(
                     conn,
                     account_id,
@@ -375,6 +408,7 @@ impl RunStore for PgStore {
     fn cancel_run(
         &self,
         account_id: AccountId,
+        channel: &Channel,
         run: RunId,
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
@@ -386,7 +420,7 @@ impl RunStore for PgStore {
             |conn| {
                 found_account(lock_account(conn, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
-                let returned = decide_cancel(&row.to_held(), now).map_err(finish_refused)?;
+                let returned = decide_cancel(&row.to_held(), channel, now).map_err(finish_refused)?;
                 let mut wallet = load_wallet(conn, account_id)?;
                 let updated = release(conn, account_id, &mut wallet, &row, returned, "cancelled", now)?;
                 Ok(run_view(conn, &updated, now)?)

@@ -118,6 +118,7 @@ diesel::table! {
         created_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
         release_reason -> Nullable<Text>,
+        api_key_id -> Nullable<Uuid>,
     }
 }
 
@@ -159,10 +160,12 @@ diesel::table! {
         scopes -> Array<Text>,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        monthly_credit_limit -> Nullable<Int8>,
     }
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(runs -> api_keys (api_key_id));
 
 diesel::table! {
     checkout_sessions (id) {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::catalog::{Capability, Plan};
+use crate::credits::Credits;
 use crate::ids::AccountId;
 
 /// What a key can be scoped to: the API capabilities (the canvas is not reached with keys).
@@ -67,7 +68,23 @@ pub struct ApiKeyView {
     pub name: String,
     pub prefix: String,
     pub scopes: BTreeSet<Capability>,
+    /// R21: credits its runs may hold or capture a calendar month (UTC); `null`: no cap.
+    pub monthly_credit_limit: Option<Credits>,
+    /// R21: what its runs started this month hold or captured.
+    pub used_this_month: Credits,
     pub created_at: DateTime<Utc>,
+}
+
+/// R21: a key's monthly credit limit as asked: a positive whole number (at most a trillion), or
+/// `None` for no cap.
+pub fn credit_limit(raw: Option<i64>) -> Result<Option<Credits>, KeyRefusal> {
+    match raw {
+        None => Ok(None),
+        Some(n) if (1..=1_000_000_000_000).contains(&n) => Ok(Some(Credits::new(n))),
+        Some(n) => Err(KeyRefusal::InvalidParameters(format!(
+            "monthly_credit_limit must be a positive whole number of credits, or null; not {n}"
+        ))),
+    }
 }
 
 /// What the api channel knows of a request's key.
@@ -78,6 +95,7 @@ pub struct KeyIdentity {
     pub scopes: BTreeSet<Capability>,
     /// The account's plan now (R8: re-checked at every request).
     pub plan: String,
+    pub monthly_credit_limit: Option<Credits>,
 }
 
 /// A key to create: the hash of its secret is all the store keeps.
@@ -85,6 +103,7 @@ pub struct KeyIdentity {
 pub struct NewApiKey {
     pub name: String,
     pub requested_scopes: Option<Vec<String>>,
+    pub monthly_credit_limit: Option<Credits>,
     pub secret_hash: String,
     pub prefix: String,
 }

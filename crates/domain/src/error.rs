@@ -29,6 +29,9 @@ pub enum RunError {
     Denied(Denial),
     #[error("no such run")]
     NotFound,
+    /// R20: another channel, or a key without the run's capability.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Conflict(String),
     #[error("this Idempotency-Key was used with another request")]

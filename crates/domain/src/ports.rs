@@ -82,9 +82,11 @@ pub trait RunStore {
         now: DateTime<Utc>,
     ) -> Result<Quote, RunError>;
     fn run(&self, account: AccountId, run: RunId, now: DateTime<Utc>) -> Result<RunView, RunError>;
+    /// R20: only through the channel (and a key with the capability) that started the run.
     fn complete_run(
         &self,
         account: AccountId,
+        channel: &Channel,
         run: RunId,
         actual: RunParams,
         now: DateTime<Utc>,
@@ -93,6 +95,7 @@ pub trait RunStore {
     fn cancel_run(
         &self,
         account: AccountId,
+        channel: &Channel,
         run: RunId,
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
@@ -161,7 +164,16 @@ pub trait ApiKeyStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<ApiKeyView>, ApiKeyError>;
-    fn api_keys(&self, account: AccountId) -> Result<Vec<ApiKeyView>, ApiKeyError>;
+    /// The account's live keys, each with what its runs used this month (R21).
+    fn api_keys(&self, account: AccountId, now: DateTime<Utc>) -> Result<Vec<ApiKeyView>, ApiKeyError>;
+    /// R21: set or remove (`None`) a key's monthly credit limit.
+    fn set_key_limit(
+        &self,
+        account: AccountId,
+        key: uuid::Uuid,
+        limit: Option<crate::credits::Credits>,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKeyView, ApiKeyError>;
     /// Revoke at once; a key of another account, or one already revoked, is not found.
     fn revoke_api_key(&self, account: AccountId, key: uuid::Uuid, now: DateTime<Utc>) -> Result<(), ApiKeyError>;
 }

@@ -26,8 +26,23 @@ pub const RATE_WINDOW_SECONDS: i64 = 60;
 pub enum Channel {
     /// The canvas backend, acting for an account: open to every plan.
     Canvas,
-    /// An API key with the scopes chosen at its creation.
-    Api { scopes: BTreeSet<Capability> },
+    /// An API key: the scopes it holds now (those chosen at its creation that the plan still
+    /// has), and the key itself (R20, R21).
+    Api { scopes: BTreeSet<Capability>, key: KeyRef },
+}
+
+/// The API key a request came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef {
+    pub id: uuid::Uuid,
+    /// R21: credits its runs may hold or capture in a calendar month (UTC); `None`: no cap.
+    pub monthly_credit_limit: Option<Credits>,
+}
+
+/// R21: the calendar month (UTC) that `now` is in starts here.
+pub fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{Datelike, TimeZone};
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(now)
 }
 
 impl Channel {
@@ -71,6 +86,8 @@ pub enum Denial {
     TrialExpired { required_plan: String },
     #[error("this model needs the {required_plan} plan")]
     ModelTierRequired { required_plan: String },
+    #[error("this API key may use {limit} credits this month; {used} are used and this run needs {required}")]
+    KeyCreditLimit { limit: Credits, used: Credits, required: Credits },
     #[error("this run costs {required} credits; {available} are available")]
     InsufficientCredits { required: Credits, available: Credits },
 }
@@ -92,6 +109,8 @@ pub struct RunState<'a> {
     pub trial: TrialUsage,
     /// When the account's runs of the last minute started (refused runs are not runs).
     pub recent_starts: &'a [DateTime<Utc>],
+    /// R21: what the request's API key holds or captured this month (zero without a cap).
+    pub key_used_this_month: Credits,
     pub now: DateTime<Utc>,
 }
 
@@ -144,7 +163,7 @@ fn validate<'c>(catalog: &'c Catalog, req: &RunRequest) -> Result<(&'c Model, Pr
 
 /// R8: the channel and capability gates.
 fn channel_gate(state: &RunState<'_>, req: &RunRequest) -> Option<Denial> {
-    let Channel::Api { scopes } = state.channel else {
+    let Channel::Api { scopes, .. } = state.channel else {
         return None;
     };
     let plan = state.account.plan(state.catalog);
@@ -194,10 +213,25 @@ fn admit(state: &RunState<'_>, req: &RunRequest, model: &Model, priced: Priced) 
         return Err(denial);
     }
     let charge = match pay(state, model, &priced)? {
-        Charge::Credits(_) => Charge::Credits(state.wallet.split(priced.cost, state.now)?),
+        Charge::Credits(_) => {
+            key_cap(state, priced.cost)?;
+            Charge::Credits(state.wallet.split(priced.cost, state.now)?)
+        }
         trial => trial,
     };
     Ok(Admitted { model: model.id.clone(), priced, charge })
+}
+
+/// R21: a run through a capped key may not take what the key used this month above its limit;
+/// judged just before the balance.
+fn key_cap(state: &RunState<'_>, cost: Credits) -> Result<(), Denial> {
+    if let Channel::Api { key: KeyRef { monthly_credit_limit: Some(limit), .. }, .. } = state.channel {
+        let used = state.key_used_this_month;
+        if used.get().saturating_add(cost.get()) > limit.get() {
+            return Err(Denial::KeyCreditLimit { limit: *limit, used, required: cost });
+        }
+    }
+    Ok(())
 }
 
 /// A quote (`POST /v1/quote`): the cost, and the refusal a run would get now.
@@ -254,6 +288,28 @@ impl RunStatus {
     }
 }
 
+/// Who started a run, as far as finishing it goes (R20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartedBy {
+    Canvas,
+    /// Through the api: a key of the account with this capability may finish it.
+    Api {
+        needs: Capability,
+    },
+}
+
+impl StartedBy {
+    /// How a run started through `channel` with (or without) a workflow is finished.
+    pub fn of(channel: &Channel, workflow: bool) -> StartedBy {
+        match channel {
+            Channel::Canvas => StartedBy::Canvas,
+            Channel::Api { .. } => {
+                StartedBy::Api { needs: if workflow { Capability::WorkflowRun } else { Capability::ModelRun } }
+            }
+        }
+    }
+}
+
 /// A run as the rules need it to finish it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldRun {
@@ -263,6 +319,7 @@ pub struct HeldRun {
     pub status: RunStatus,
     pub trial: Option<TrialGrant>,
     pub hold_expires_at: Option<DateTime<Utc>>,
+    pub started_by: StartedBy,
 }
 
 impl HeldRun {
@@ -278,6 +335,9 @@ impl HeldRun {
 /// Why a hold cannot be finished.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FinishRefusal {
+    /// R20: another channel, or a key without the run's capability.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("the run is already {0}")]
     NotHeld(&'static str),
     #[error("{0}")]
@@ -293,6 +353,20 @@ pub struct Capture {
     pub generations_returned: i64,
 }
 
+/// R20: only the channel that started a run finishes it; through the api, a key of the account
+/// that holds the capability the run needed.
+pub fn may_finish(run: &HeldRun, caller: &Channel) -> Result<(), FinishRefusal> {
+    match (run.started_by, caller) {
+        (StartedBy::Canvas, Channel::Canvas) => Ok(()),
+        (StartedBy::Api { needs }, Channel::Api { scopes, .. }) if scopes.contains(&needs) => Ok(()),
+        (StartedBy::Api { .. }, Channel::Api { .. }) => {
+            Err(FinishRefusal::Forbidden("this API key lacks the capability the run needed"))
+        }
+        (StartedBy::Canvas, _) => Err(FinishRefusal::Forbidden("a canvas run is finished through the canvas")),
+        (StartedBy::Api { .. }, _) => Err(FinishRefusal::Forbidden("an api run is finished through an API key")),
+    }
+}
+
 fn ensure_held(run: &HeldRun, now: DateTime<Utc>) -> Result<(), FinishRefusal> {
     match run.effective_status(now) {
         RunStatus::Held => Ok(()),
@@ -304,9 +378,11 @@ pub fn decide_capture(
     catalog: &Catalog,
     wallet: &Wallet,
     run: &HeldRun,
+    caller: &Channel,
     actual: RunParams,
     now: DateTime<Utc>,
 ) -> Result<Capture, FinishRefusal> {
+    may_finish(run, caller)?;
     ensure_held(run, now)?;
     let model = catalog.model(&run.model).ok_or_else(|| {
         FinishRefusal::InvalidParameters(format!("model {:?} is no longer in the catalog", run.model))
@@ -323,7 +399,8 @@ pub fn decide_capture(
 }
 
 /// Cancelling a hold (R10) releases all of it; a trial run gives its generations back (R9).
-pub fn decide_cancel(run: &HeldRun, now: DateTime<Utc>) -> Result<i64, FinishRefusal> {
+pub fn decide_cancel(run: &HeldRun, caller: &Channel, now: DateTime<Utc>) -> Result<i64, FinishRefusal> {
+    may_finish(run, caller)?;
     ensure_held(run, now)?;
     Ok(run.trial.map(|t| t.generations).unwrap_or(0))
 }

@@ -13,6 +13,7 @@ mod idempotency;
 mod ledger;
 mod migrations;
 mod operators;
+mod ownership;
 mod payments;
 mod runs;
 mod stripe;
