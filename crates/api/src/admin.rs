@@ -48,6 +48,7 @@ pub async fn adjust(
     let input: AdjustmentBody = typed(&value)?;
     let scope = format!("operator:{}", by.id.map(|i| i.to_string()).unwrap_or_else(|| by.name.clone()));
     let idem = idempotency_key(&req, scope, &value, StatusCode::CREATED)?;
+    let _inside = state.gate.enter(id).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let result = blocking(move || {
         let now = clock.now()?;
@@ -78,6 +79,7 @@ pub async fn enterprise(
     let input: EnterpriseBody = typed(&json_value(&body)?)?;
     let terms =
         ContractTerms::new(input.monthly_credits, input.runs_per_minute).map_err(ApiError::invalid_parameters)?;
+    let _inside = state.gate.enter(id).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let view = blocking(move || Ok(store.set_enterprise(&by, id, terms, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(view))
@@ -149,6 +151,7 @@ pub async fn restrict(
     let by = auth::operator(&req, &state, Role::Support).await?;
     let id: AccountId = path_id(&path, "account")?;
     let reason = reason(&body)?;
+    let _inside = state.gate.enter(id).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let view = blocking(move || Ok(store.restrict(&by, id, &reason, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(view))
@@ -164,6 +167,7 @@ pub async fn lift_restriction(
     let by = auth::operator(&req, &state, Role::Support).await?;
     let id: AccountId = path_id(&path, "account")?;
     let reason = reason(&body)?;
+    let _inside = state.gate.enter(id).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let view = blocking(move || Ok(store.lift_restriction(&by, id, &reason, clock.now()?)?)).await?;
     Ok(HttpResponse::Ok().json(view))

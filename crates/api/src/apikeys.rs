@@ -64,6 +64,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
         prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
     };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
+    let _inside = state.gate.enter(caller.account).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let result = blocking(move || Ok(store.create_api_key(caller.account, &key, clock.now()?, idem.as_ref())?)).await?;
     Ok(match result {

@@ -51,6 +51,7 @@ pub async fn subscription(
     let input: SubscriptionCheckout = typed(&value)?;
     let urls = ReturnUrls::new(&input.success_url, &input.cancel_url)?;
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
+    let _inside = state.gate.enter(caller.account).await?;
     let state = state.into_inner();
     let account = caller.account;
     let result = blocking(move || {
@@ -76,6 +77,7 @@ pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let input: TopupCheckout = typed(&value)?;
     let urls = ReturnUrls::new(&input.success_url, &input.cancel_url)?;
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
+    let _inside = state.gate.enter(caller.account).await?;
     let state = state.into_inner();
     let account = caller.account;
     let result = blocking(move || {

@@ -75,6 +75,16 @@ impl ApiError {
         .retry(1)
     }
 
+    /// Section 7: the account's lock could not be had in time; nothing changed, retry.
+    pub fn account_busy() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ACCOUNT_BUSY",
+            "the account is busy with other requests; nothing was changed; retry shortly",
+        )
+        .retry(1)
+    }
+
     fn retry(mut self, seconds: u32) -> ApiError {
         self.retry_after = Some(seconds);
         self
@@ -163,6 +173,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::unavailable()
+            }
+            StoreError::Busy(cause) => {
+                tracing::info!(%cause, "account busy: its lock was not had in time");
+                ApiError::account_busy()
             }
             StoreError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");

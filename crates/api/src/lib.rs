@@ -9,6 +9,7 @@ mod catalog;
 mod checkout;
 pub mod edge;
 pub mod error;
+pub mod gate;
 pub mod metrics;
 pub mod openapi;
 pub mod reads;

@@ -116,7 +116,13 @@ impl Metrics {
         }
     }
 
+    /// One request: labelled by its method from a fixed set, its route's pattern (or
+    /// `unmatched`) and its status, so no request can add label values beyond those.
     pub fn http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let method = match method {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         self.http_requests.with_label_values(&[method, route, &status.to_string()]).inc();
         self.http_seconds.with_label_values(&[method, route]).observe(seconds);
     }
@@ -161,7 +167,16 @@ impl LedgerObserver for Metrics {
 
 #[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let bearer = req
+        .headers()
+        .get("Authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    if !state.credentials.may_scrape(bearer) {
+        return Err(ApiError::unauthenticated("/metrics needs the metrics token"));
+    }
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let m = &state.metrics;
     // The counters are worth showing even when the database is away.

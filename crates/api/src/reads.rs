@@ -34,11 +34,19 @@ struct Pending {
 /// The queue of balance requests and its reader threads (they end when the last handle is dropped).
 pub struct BalanceReads {
     queue: mpsc::Sender<Pending>,
+    /// Section 7: the longest a balance request waits for its answer (then 503, retry).
+    wait: std::time::Duration,
 }
 
 impl BalanceReads {
     /// Start `readers` threads reading balances from `store` at `clock`'s time.
-    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, readers: usize) -> BalanceReads {
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        readers: usize,
+        wait: std::time::Duration,
+    ) -> BalanceReads {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let waiting = Arc::new(Mutex::new(waiting));
         for n in 0..readers.max(1) {
@@ -48,15 +56,19 @@ impl BalanceReads {
                 .spawn(move || read_balances(&waiting, store.as_ref(), clock.as_ref(), &metrics))
                 .expect("a balance reader thread starts");
         }
-        BalanceReads { queue }
+        BalanceReads { queue, wait }
     }
 
     /// One account's balance (R6), read with whatever else is waiting.
     pub async fn balance(&self, account: AccountId) -> Result<BalanceView, ApiError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || ApiError::from(AccountError::Store(StoreError::Unavailable("balance readers stopped".into())));
-        self.queue.send(Pending { account, reply }).await.map_err(|_| stopped())?;
-        Ok(answer.await.map_err(|_| stopped())??)
+        let late = || ApiError::from(AccountError::Store(StoreError::Unavailable("no balance reader in time".into())));
+        let asked = async {
+            self.queue.send(Pending { account, reply }).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())
+        };
+        Ok(tokio::time::timeout(self.wait, asked).await.map_err(|_| late())???)
     }
 }
 

@@ -112,11 +112,17 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let value = json_value(&body)?;
     let request = run_request(&value);
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
+    let entered = state.gate.enter(caller.account).await;
     let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = blocking(move || {
-        Ok(store.start_run(caller.account, &caller.channel, &request, clock.now()?, idem.as_ref())?)
-    })
-    .await;
+    let result = match entered {
+        Ok(_inside) => {
+            blocking(move || {
+                Ok(store.start_run(caller.account, &caller.channel, &request, clock.now()?, idem.as_ref())?)
+            })
+            .await
+        }
+        Err(busy) => Err(busy),
+    };
     match &result {
         Ok(Replayable::Fresh(run)) => state.metrics.run(run.status.as_str()),
         Ok(Replayable::Replay(_)) => {}
@@ -154,6 +160,7 @@ pub async fn complete(
     }
     let actual = RunParams { images: param(obj.get("images")), duration_seconds: param(obj.get("duration_seconds")) };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
+    let _inside = state.gate.enter(caller.account).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let result = blocking(move || {
         Ok(store.complete_run(caller.account, &caller.channel, run, actual, clock.now()?, idem.as_ref())?)
@@ -179,6 +186,7 @@ pub async fn cancel(
         return Err(ApiError::invalid_parameters(format!("unknown field {unknown:?}: a cancel takes no fields")));
     }
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
+    let _inside = state.gate.enter(caller.account).await?;
     let (store, clock) = (state.store.clone(), state.clock.clone());
     let result =
         blocking(move || Ok(store.cancel_run(caller.account, &caller.channel, run, clock.now()?, idem.as_ref())?))

@@ -14,19 +14,39 @@ pub fn token_hash(token: &str) -> String {
 
 #[derive(Clone)]
 pub struct Credentials {
-    internal_token_hash: Option<String>,
+    /// Every canvas token accepted (several while one is rotated out).
+    internal_token_hashes: Vec<String>,
     bootstrap_admin_hash: Option<String>,
+    metrics_token_hash: Option<String>,
 }
 
 impl Credentials {
     /// Empty tokens count as unset: an empty bearer must never authenticate.
-    pub fn new(internal_token: Option<&str>, bootstrap_admin_token: Option<&str>) -> Credentials {
+    pub fn new(internal_tokens: &[String], bootstrap_admin_token: Option<&str>) -> Credentials {
         let hash = |t: Option<&str>| t.map(str::trim).filter(|t| !t.is_empty()).map(token_hash);
-        Credentials { internal_token_hash: hash(internal_token), bootstrap_admin_hash: hash(bootstrap_admin_token) }
+        Credentials {
+            internal_token_hashes: internal_tokens.iter().filter_map(|t| hash(Some(t))).collect(),
+            bootstrap_admin_hash: hash(bootstrap_admin_token),
+            metrics_token_hash: None,
+        }
+    }
+
+    /// Section 7: `/metrics` needs this bearer token when one is set.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Credentials {
+        self.metrics_token_hash = token.map(str::trim).filter(|t| !t.is_empty()).map(token_hash);
+        self
     }
 
     pub fn is_internal(&self, token_hash: &str) -> bool {
-        self.internal_token_hash.as_deref() == Some(token_hash)
+        self.internal_token_hashes.iter().any(|h| h == token_hash)
+    }
+
+    /// Whether a scrape with this bearer token (if any) may read `/metrics`.
+    pub fn may_scrape(&self, bearer: Option<&str>) -> bool {
+        match &self.metrics_token_hash {
+            None => true,
+            Some(wanted) => bearer.is_some_and(|t| token_hash(t) == *wanted),
+        }
     }
 
     pub fn is_bootstrap_admin(&self, token_hash: &str) -> bool {
@@ -51,4 +71,6 @@ pub struct AppState {
     pub mail: credits_domain::ports::MailContext,
     /// Verifies and reads Stripe's webhook deliveries.
     pub webhooks: Arc<dyn credits_domain::payments::WebhookDecoder>,
+    /// Section 7: how many of one account's requests hold a connection at once.
+    pub gate: Arc<crate::gate::AccountGate>,
 }

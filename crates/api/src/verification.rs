@@ -53,6 +53,7 @@ pub async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     })
     .map_err(ApiError::invalid_parameters)?;
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
+    let _inside = state.gate.enter(caller.account).await?;
     let (store, clock, mail) = (state.store.clone(), state.clock.clone(), state.mail.clone());
     let result = blocking(move || {
         Ok(store.submit_verification(caller.account, &request, &mail, clock.now()?, idem.as_ref())?)

@@ -293,6 +293,7 @@ impl AccountStore for PgStore {
                 .filter(trial_usage::account_id.eq(id.0))
                 .select((trial_usage::model_id, trial_usage::used, trial_usage::window_opens_at))
                 .load(conn)?;
+            let overdue = overdue_trial_generations(conn, id, now)?;
             let plan = account.plan(catalog);
             Ok(catalog
                 .models()
@@ -304,6 +305,7 @@ impl AccountStore for PgStore {
                         .find(|(model, _, _)| model == &m.id)
                         .map(|(_, used, opens)| TrialUsage { used: *used, window_opens_at: *opens })
                         .unwrap_or_default();
+                    let u = minus_overdue(u, &m.id, &overdue);
                     Some(trial::view(plan, m, spec, u, now))
                 })
                 .collect())
@@ -311,15 +313,46 @@ impl AccountStore for PgStore {
     }
 }
 
-/// The account's use of one model's trial.
-pub fn trial_usage_of(conn: &mut PgConnection, account: AccountId, model: &str) -> QueryResult<TrialUsage> {
-    Ok(trial_usage::table
+/// The account's use of one model's trial at `now`.
+pub fn trial_usage_of(
+    conn: &mut PgConnection,
+    account: AccountId,
+    model: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<TrialUsage> {
+    let usage = trial_usage::table
         .find((account.0, model))
         .select((trial_usage::used, trial_usage::window_opens_at))
         .first::<(i64, Option<DateTime<Utc>>)>(conn)
         .optional()?
         .map(|(used, window_opens_at)| TrialUsage { used, window_opens_at })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    let overdue = overdue_trial_generations(conn, account, now)?;
+    Ok(minus_overdue(usage, model, &overdue))
+}
+
+/// R9 with R10: generations of trial runs whose hold ran out and that the sweep has not released
+/// yet, by model. Such a run is released from the moment its TTL is over (`HeldRun::effective_status`),
+/// so its generations are given back from that moment too.
+fn overdue_trial_generations(
+    conn: &mut PgConnection,
+    account: AccountId,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<(String, i64)>> {
+    use crate::schema::runs;
+    let rows: Vec<(String, i64)> = runs::table
+        .filter(runs::account_id.eq(account.0))
+        .filter(runs::status.eq(credits_domain::runs::RunStatus::Held.as_str()))
+        .filter(runs::trial_kind.is_not_null())
+        .filter(runs::hold_expires_at.le(now))
+        .select((runs::model_id, runs::trial_generations))
+        .load(conn)?;
+    Ok(rows)
+}
+
+fn minus_overdue(usage: TrialUsage, model: &str, overdue: &[(String, i64)]) -> TrialUsage {
+    let back: i64 = overdue.iter().filter(|(m, _)| m == model).map(|(_, g)| g).sum();
+    TrialUsage { used: (usage.used - back).max(0), ..usage }
 }
 
 /// Move a trial's used generations by `delta`; open its window at `opens` if not yet open.

@@ -42,12 +42,41 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 /// A pool of `size` connections to `url`. Connections are made lazily, so the service starts
 /// (and answers `/readyz` 503) while the database is down, and recovers when it is back.
 pub fn pool(url: &str, size: u32, connect_timeout: Duration) -> PgPool {
-    Pool::builder()
+    bounded_pool(url, size, connect_timeout, None)
+}
+
+/// Section 7: every wait bounded. Each connection of the pool gets `lock_timeout` and
+/// `statement_timeout` as it is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub lock: Duration,
+    pub statement: Duration,
+}
+
+impl diesel::r2d2::CustomizeConnection<PgConnection, diesel::r2d2::Error> for Timeouts {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute(&format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            self.lock.as_millis(),
+            self.statement.as_millis()
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// [`pool`] with `timeouts` on every connection.
+pub fn bounded_pool(url: &str, size: u32, connect_timeout: Duration, timeouts: Option<Timeouts>) -> PgPool {
+    let builder = Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(0))
         .connection_timeout(connect_timeout)
-        .test_on_check_out(false)
-        .build_unchecked(ConnectionManager::new(url))
+        .test_on_check_out(false);
+    let builder = match timeouts {
+        Some(t) => builder.connection_customizer(Box::new(t)),
+        None => builder,
+    };
+    builder.build_unchecked(ConnectionManager::new(url))
 }
 
 /// Apply the pending migrations; returns their names.
@@ -151,6 +180,14 @@ fn store_error(e: diesel::result::Error) -> StoreError {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
+            StoreError::Unavailable(info.message().to_string())
+        }
+        // 55P03 lock_not_available: `lock_timeout` ran out (section 7).
+        Error::DatabaseError(_, info) if info.message().contains("lock timeout") => {
+            StoreError::Busy(info.message().to_string())
+        }
+        // 57014 query_canceled: `statement_timeout` ran out.
+        Error::DatabaseError(_, info) if info.message().contains("statement timeout") => {
             StoreError::Unavailable(info.message().to_string())
         }
         other => StoreError::Internal(other.to_string()),

@@ -11,7 +11,7 @@ use credits_domain::operator::{
     Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
 use credits_domain::payments::SubscriptionStatus;
-use credits_domain::ports::OperatorStore;
+use credits_domain::ports::{OperatorRecord, OperatorStore};
 use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
 use diesel::prelude::*;
 use serde_json::json;
@@ -69,6 +69,32 @@ impl OperatorStore for PgStore {
         Ok(found.and_then(|(id, name, role)| {
             Role::parse(&role).map(|role| Operator { id: Some(OperatorId(id)), name, role })
         }))
+    }
+
+    fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        type Row = (Uuid, String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+        let rows: Vec<Row> = operators::table
+            .order((operators::created_at.asc(), operators::id.asc()))
+            .select((operators::id, operators::name, operators::role, operators::created_at, operators::disabled_at))
+            .load(&mut conn)
+            .map_err(crate::store_error)?;
+        rows.into_iter()
+            .map(|(id, name, role, created_at, revoked_at)| {
+                let role = Role::parse(&role)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown operator role {role:?} in the database")))?;
+                Ok(OperatorRecord { id, name, role, created_at, revoked_at })
+            })
+            .collect()
+    }
+
+    fn revoke_operator(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let revoked = diesel::update(operators::table.find(id).filter(operators::disabled_at.is_null()))
+            .set(operators::disabled_at.eq(Some(now)))
+            .execute(&mut conn)
+            .map_err(crate::store_error)?;
+        Ok(revoked == 1)
     }
 
     fn create_operator(

@@ -84,9 +84,10 @@ fn trial_usage(
     catalog: &Catalog,
     account: &credits_domain::account::Account,
     model: &str,
+    now: DateTime<Utc>,
 ) -> QueryResult<credits_domain::trial::TrialUsage> {
     match catalog.model(model).and_then(|m| credits_domain::trial::applies(account.plan(catalog), m)) {
-        Some(_) => trial_usage_of(conn, account.id, model),
+        Some(_) => trial_usage_of(conn, account.id, model, now),
         None => Ok(credits_domain::trial::TrialUsage::default()),
     }
 }
@@ -262,7 +263,7 @@ impl RunStore for PgStore {
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(lock_account(conn, account_id)?)?.judged(now, &billing);
                 let wallet = load_wallet(conn, account_id)?;
-                let trial = trial_usage(conn, catalog, &account, &req.model)?;
+                let trial = trial_usage(conn, catalog, &account, &req.model, now)?;
                 let recent = recent_starts(conn, catalog, &account, now)?;
                 let key_used_this_month = key_used_this_month(conn, channel, now)?;
                 let state = RunState {
@@ -333,7 +334,7 @@ impl RunStore for PgStore {
         read_tx(&mut conn, |conn| {
             let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
             let wallet = load_wallet(conn, account_id)?;
-            let trial = trial_usage(conn, catalog, &account, &req.model)?;
+            let trial = trial_usage(conn, catalog, &account, &req.model, now)?;
             let recent = recent_starts(conn, catalog, &account, now)?;
             let key_used_this_month = key_used_this_month(conn, channel, now)?;
             let state = RunState {

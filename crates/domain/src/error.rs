@@ -7,6 +7,9 @@ use crate::runs::Denial;
 pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// Section 7: a lock was not had within `database.lock_timeout_ms`; nothing was written.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

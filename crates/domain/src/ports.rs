@@ -102,8 +102,24 @@ pub trait RunStore {
     ) -> Result<Replayable<RunView>, RunError>;
 }
 
+/// An operator as `credits operator list` shows it: never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OperatorRecord {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 pub trait OperatorStore {
+    /// The live operator whose token hashes to `token_hash` (a revoked one is not found).
     fn operator_by_token_hash(&self, token_hash: &str) -> Result<Option<Operator>, StoreError>;
+    /// Every operator, oldest first.
+    fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
+    /// Revoke an operator's token: it is refused from the next request on. False if there is no
+    /// such operator or it was revoked already.
+    fn revoke_operator(&self, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
     fn create_operator(
         &self,
         name: &str,

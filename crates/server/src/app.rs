@@ -99,10 +99,15 @@ pub struct Services {
 impl Services {
     pub fn build(settings: &Settings) -> Result<Services, StartError> {
         let catalog = Arc::new(load_catalog(settings)?);
-        let pool = credits_db::pool(
+        let timeouts = credits_db::Timeouts {
+            lock: Duration::from_millis(settings.database.lock_timeout_ms),
+            statement: Duration::from_millis(settings.database.statement_timeout_ms),
+        };
+        let pool = credits_db::bounded_pool(
             &settings.database.url,
             settings.database.pool_size,
             Duration::from_secs(settings.database.connect_timeout_seconds),
+            Some(timeouts),
         );
         let metrics = Arc::new(Metrics::new());
         let store = Arc::new(
@@ -126,14 +131,17 @@ impl Services {
                 clock.clone(),
                 metrics.clone(),
                 settings.database.balance_readers,
+                // A statement's longest run, and a little to get a connection and answer.
+                Duration::from_millis(settings.database.statement_timeout_ms + 1000),
             )),
             clock,
             test_clock,
             catalog,
             credentials: Credentials::new(
-                settings.auth.internal_token.as_deref(),
+                &settings.auth.canvas_tokens(),
                 settings.auth.bootstrap_admin_token.as_deref(),
-            ),
+            )
+            .with_metrics_token(settings.metrics.token.as_deref()),
             metrics,
             payments: payment_gateway(settings),
             mail: MailContext {
@@ -144,6 +152,10 @@ impl Services {
                 ),
             },
             webhooks: Arc::new(StripeWebhooks::new(&settings.stripe.webhook_secrets)),
+            gate: Arc::new(credits_api::gate::AccountGate::new(
+                settings.database.per_account_connections as usize,
+                Duration::from_millis(settings.database.lock_timeout_ms),
+            )),
         };
         Ok(Services { pool, store, state, mailer: mailer(settings) })
     }

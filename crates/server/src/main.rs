@@ -59,6 +59,10 @@ enum OperatorCommand {
         #[arg(long)]
         role: String,
     },
+    /// List the operators: id, name, role, created, revoked (never a token).
+    List,
+    /// Revoke an operator's token (an id from `list`): refused from the next request on.
+    Revoke { id: String },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,8 @@ fn main() -> ExitCode {
         Command::Operator { command: OperatorCommand::Create { name, role } } => {
             create_operator(&settings, &name, &role)
         }
+        Command::Operator { command: OperatorCommand::List } => list_operators(&settings),
+        Command::Operator { command: OperatorCommand::Revoke { id } } => revoke_operator(&settings, &id),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,21 +122,39 @@ fn serve(settings: &Settings, with_workers: bool) -> Result<(), String> {
             tracing::info!(?applied, "migrations applied");
         }
     }
-    actix_web::rt::System::new().block_on(async move {
+    // The services outlive the runtime: the last handle on what owns a runtime of its own (the
+    // Stripe client) is dropped here, after `block_on`, never from inside an async context.
+    let kept = services.clone();
+    let result = actix_web::rt::System::new().block_on(async move {
         let running = app::start(settings, services, with_workers).map_err(|e| e.to_string())?;
         running.wait().await.map_err(|e| e.to_string())
-    })
+    });
+    drop(kept);
+    result
 }
 
 fn worker(settings: &Settings) -> Result<(), String> {
     let services = Services::build(settings).map_err(|e| e.to_string())?;
-    actix_web::rt::System::new().block_on(async move {
+    let result = actix_web::rt::System::new().block_on(async {
         let workers = app::start_workers(settings, &services);
         tracing::info!("credits worker running");
-        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+        stopped().await?;
+        tracing::info!("stopping: the workers finish their round");
         workers.stop().await;
         Ok(())
-    })
+    });
+    drop(services);
+    result
+}
+
+/// Until SIGTERM (how containers are stopped) or Ctrl-C.
+async fn stopped() -> Result<(), String> {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+        _ = term.recv() => Ok(()),
+    }
 }
 
 fn migrate(settings: &Settings) -> Result<(), String> {
@@ -181,6 +205,36 @@ fn create_operator(settings: &Settings, name: &str, role: &str) -> Result<(), St
     println!("its token, shown this once (only its hash is stored):");
     println!("{token}");
     Ok(())
+}
+
+fn list_operators(settings: &Settings) -> Result<(), String> {
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    let operators = services.store.operators().map_err(|e| e.to_string())?;
+    println!("{:<36}  {:<24}  {:<8}  {:<20}  revoked", "id", "name", "role", "created");
+    for o in operators {
+        let revoked = o.revoked_at.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<36}  {:<24}  {:<8}  {:<20}  {revoked}",
+            o.id,
+            o.name,
+            o.role.as_str(),
+            o.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+    }
+    Ok(())
+}
+
+fn revoke_operator(settings: &Settings, id: &str) -> Result<(), String> {
+    let id: uuid::Uuid =
+        id.trim().parse().map_err(|_| format!("{id:?} is not an operator id (see `credits operator list`)"))?;
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    let now = services.state.clock.now().map_err(|e| e.to_string())?;
+    if services.store.revoke_operator(id, now).map_err(|e| e.to_string())? {
+        println!("revoked operator {id}: its token is refused from now on");
+        Ok(())
+    } else {
+        Err(format!("no live operator {id}"))
+    }
 }
 
 /// GET /readyz over a plain TCP connection: 200 or an error.

@@ -28,6 +28,20 @@ pub struct Settings {
     pub mail: MailSettings,
     pub log: LogSettings,
     pub billing: BillingSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Clone, Default, Deserialize)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` needs it as a bearer token (env only).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings").field("token", &self.token.as_ref().map(|_| "<set>")).finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,18 +68,41 @@ pub struct DatabaseSettings {
     pub balance_readers: usize,
     pub migrate_on_start: bool,
     pub connect_timeout_seconds: u64,
+    /// Section 7: the longest a statement waits for a lock (then 429 ACCOUNT_BUSY).
+    pub lock_timeout_ms: u64,
+    /// Section 7: the longest any statement runs.
+    pub statement_timeout_ms: u64,
+    /// Requests of one account that may hold a database connection at once on this instance;
+    /// the others wait without one, up to `lock_timeout_ms` (then 429 ACCOUNT_BUSY).
+    pub per_account_connections: u32,
 }
 
 #[derive(Clone, Default, Deserialize)]
 pub struct AuthSettings {
     pub internal_token: Option<String>,
+    /// Several canvas tokens at once (rotation); `internal_token`, if set, is one more.
+    #[serde(default)]
+    pub internal_tokens: Vec<String>,
     pub bootstrap_admin_token: Option<String>,
+}
+
+impl AuthSettings {
+    /// Every canvas token accepted.
+    pub fn canvas_tokens(&self) -> Vec<String> {
+        self.internal_tokens
+            .iter()
+            .chain(self.internal_token.iter())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthSettings")
             .field("internal_token", &self.internal_token.as_ref().map(|_| "<set>"))
+            .field("internal_tokens", &self.internal_tokens.len())
             .field("bootstrap_admin_token", &self.bootstrap_admin_token.as_ref().map(|_| "<set>"))
             .finish()
     }
@@ -184,6 +221,7 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("stripe.webhook_secrets")
+                    .with_list_parse_key("auth.internal_tokens")
                     .try_parsing(true),
             )
             .build()
@@ -202,6 +240,23 @@ impl Settings {
         }
         if self.workers.interval_seconds == 0 || self.workers.batch <= 0 {
             return Err(SettingsError("workers.interval_seconds and workers.batch must be positive".into()));
+        }
+        if self.database.lock_timeout_ms == 0 || self.database.statement_timeout_ms == 0 {
+            return Err(SettingsError("database.lock_timeout_ms and statement_timeout_ms must be positive".into()));
+        }
+        if self.database.per_account_connections == 0 {
+            return Err(SettingsError("database.per_account_connections must be positive".into()));
+        }
+        // Section 7: credentials never cross the network in clear.
+        let loopback = matches!(self.smtp.host.trim(), "localhost" | "::1" | "[::1]")
+            || self.smtp.host.trim().parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+        let credentials = self.smtp.username.as_deref().is_some_and(|u| !u.is_empty())
+            || self.smtp.password.as_deref().is_some_and(|p| !p.is_empty());
+        if credentials && self.smtp.tls.trim().eq_ignore_ascii_case("none") && !loopback {
+            return Err(SettingsError(format!(
+                "smtp.tls = \"none\" would send the SMTP credentials in clear to {}; set smtp.tls to \"starttls\" or \"tls\"",
+                self.smtp.host
+            )));
         }
         if self.database.pool_size == 0 {
             return Err(SettingsError("database.pool_size must be positive".into()));

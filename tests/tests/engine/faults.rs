@@ -307,3 +307,61 @@ async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_
     assert!(violations.is_empty(), "{violations:?}");
     server.stop().await;
 }
+
+/// SIGTERM, as an orchestrator stops a container: `serve` (with Stripe configured: its client owns
+/// a runtime of its own) and `worker` both stop by themselves, exit 0, and log no panic.
+#[actix_web::test]
+async fn sigterm_stops_serve_and_worker_cleanly_without_a_panic() {
+    let app = TestApp::spawn().await;
+    for command in ["serve", "worker"] {
+        let port = free_port();
+        let mut child = Command::new(credits_bin())
+            .arg(command)
+            .env("CREDITS_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))
+            .env("CREDITS__DATABASE__URL", &app.db.url)
+            .env("CREDITS__SERVER__PORT", port.to_string())
+            .env("CREDITS__SERVER__HTTP_WORKERS", "2")
+            .env("CREDITS__AUTH__INTERNAL_TOKEN", INTERNAL_TOKEN)
+            .env("CREDITS__STRIPE__SECRET_KEY", "sk_test_sigterm")
+            .env("CREDITS__STRIPE__API_BASE", "http://127.0.0.1:9/")
+            .env("CREDITS__CLOCK__MODE", "test")
+            .env("CREDITS__WORKERS__INTERVAL_SECONDS", "1")
+            .env("CREDITS__LOG__LEVEL", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("credits starts");
+        if command == "serve" {
+            let base = format!("http://127.0.0.1:{port}");
+            ready(&app.http, &base).await;
+            // Stripe is reached (and fails: nothing listens there), so its client has started.
+            let acct = app.account().await;
+            let body =
+                json!({"pack": "small", "success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"});
+            let r = call_at(&app.http, &base, &acct, "POST", "/v1/checkout/topup", Some(body), None).await;
+            assert_eq!(r.status, 503);
+        }
+        // A round or two of the background work.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(term.success());
+        let mut stopped = None;
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait().unwrap() {
+                stopped = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(status) = stopped else {
+            let _ = child.kill();
+            panic!("credits {command} did not stop within 10 s of SIGTERM");
+        };
+        // The service logs to stdout; a panic's own message goes to stderr.
+        let mut log = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut log).unwrap();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+        assert!(status.success(), "credits {command} exited {status}: {log}");
+        assert!(!log.contains("panicked"), "credits {command} panicked on its way out: {log}");
+    }
+}

@@ -55,3 +55,45 @@ async fn on_a_paid_plan_trials_play_no_part() {
     assert!(run["trial"].is_null());
     assert_eq!(app.available(&acct).await, 1250 - 40);
 }
+
+/// R9 with R10: a trial run whose hold ran out gives its generations back, as a cancelled one
+/// does: at once (a request judges the hold released when its TTL is over), and when the sweep
+/// writes the release.
+#[actix_web::test]
+async fn a_trial_run_whose_hold_ran_out_gives_its_generations_back_before_and_after_the_sweep() {
+    // No sweep round after the first: the request alone must see the hold released.
+    let app = TestApp::spawn_with(&[("CREDITS__WORKERS__INTERVAL_SECONDS", "3600")]).await;
+    let acct = app.account().await;
+    app.run(&acct, json!({"model": "flux-pro", "images": 3})).await.expect(201);
+    app.run(&acct, json!({"model": "flux-pro", "images": 1})).await.expect_error(403, "TRIAL_EXHAUSTED");
+    app.advance(901).await;
+    let trials = app.get(&acct, "/v1/trials").await.expect(200);
+    let flux = trials
+        .as_array()
+        .or_else(|| trials["trials"].as_array())
+        .unwrap()
+        .iter()
+        .find(|t| t["model"] == "flux-pro")
+        .unwrap()
+        .clone();
+    assert_eq!(flux["used"], 0, "{flux}");
+    app.run(&acct, json!({"model": "flux-pro", "images": 3})).await.expect(201);
+    // Released by the sweep, on a service that runs it.
+    let swept = TestApp::spawn().await;
+    let acct = swept.account().await;
+    let run = swept.run(&acct, json!({"model": "flux-pro", "images": 3})).await.expect(201);
+    let id = run["id"].as_str().unwrap().to_string();
+    swept.advance(901).await;
+    swept
+        .eventually("the sweep released the hold", || async {
+            use diesel::prelude::*;
+            let status: String = credits_db::schema::runs::table
+                .find(uuid::Uuid::parse_str(&id).unwrap())
+                .select(credits_db::schema::runs::status)
+                .first(&mut swept.db.conn())
+                .unwrap();
+            status == "released"
+        })
+        .await;
+    swept.run(&acct, json!({"model": "flux-pro", "images": 3, "capture": true})).await.expect(201);
+}

@@ -1,0 +1,101 @@
+//! Section 7's robustness: every wait bounded, one account never starves the others, metric
+//! labels bounded.
+
+use std::time::{Duration, Instant};
+
+use credits_tests::{As, TestApp, account_id, call_at};
+use serde_json::json;
+
+/// Hold `account`'s row locked in a transaction of its own until the returned sender is dropped.
+fn lock_row(db_url: &str, account: &As) -> std::sync::mpsc::Sender<()> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (url, id) = (db_url.to_string(), account_id(account).to_string());
+    std::thread::spawn(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        conn.batch_execute(&format!("BEGIN; SELECT 1 FROM accounts WHERE id = '{id}' FOR UPDATE;")).unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv();
+        conn.batch_execute("ROLLBACK").unwrap();
+    });
+    is_locked.recv().unwrap();
+    release
+}
+
+async fn within_a_second(app: &TestApp, who: &As, method: &str, path: &str, body: Option<serde_json::Value>) -> u16 {
+    let started = Instant::now();
+    let r = call_at(&app.http, &app.instance.base_url, who, method, path, body, None).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "{method} {path} took {:?}", started.elapsed());
+    r.status
+}
+
+#[actix_web::test]
+async fn fifty_requests_on_a_locked_account_leave_other_accounts_and_readyz_answering_within_a_second() {
+    let app = TestApp::spawn().await;
+    let (hot, other) = (app.account().await, app.account().await);
+    // Unlimited runs a minute: the other account's rounds are never rate limited.
+    app.enterprise(&other, 100_000).await;
+    let release = lock_row(&app.db.url, &hot);
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (http, base, who) = (app.http.clone(), app.instance.base_url.clone(), hot.clone());
+        burst.spawn(async move {
+            let body = json!({"model": "flux-schnell", "images": 1, "capture": true});
+            let r = call_at(&http, &base, &who, "POST", "/v1/runs", Some(body), None).await;
+            (r.status, r.code().to_string())
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While the burst waits: another account runs and reads, and the service is ready.
+    let mut rounds = 0;
+    while !burst.is_empty() && rounds < 20 {
+        let run = json!({"model": "flux-schnell", "images": 1, "capture": true});
+        assert_eq!(within_a_second(&app, &other, "POST", "/v1/runs", Some(run)).await, 201);
+        assert_eq!(within_a_second(&app, &other, "GET", "/v1/balance", None).await, 200);
+        let started = Instant::now();
+        let ready = app.http.get(format!("{}/readyz", app.instance.base_url)).send().await.unwrap();
+        assert!(ready.status().is_success() && started.elapsed() < Duration::from_secs(1));
+        rounds += 1;
+        while let Some(done) = burst.try_join_next() {
+            let (status, code) = done.unwrap();
+            assert_eq!((status, code.as_str()), (429, "ACCOUNT_BUSY"), "the locked account's request");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while let Some(done) = burst.join_next().await {
+        let (status, code) = done.unwrap();
+        assert_eq!((status, code.as_str()), (429, "ACCOUNT_BUSY"));
+    }
+    drop(release);
+    // Nothing of the burst was written; the account works again.
+    assert_eq!(app.available(&hot).await, 250);
+    app.run(&hot, json!({"model": "flux-schnell", "images": 1, "capture": true})).await.expect(201);
+    app.assert_invariants().await;
+}
+
+#[actix_web::test]
+async fn ten_thousand_requests_with_made_up_methods_and_paths_leave_metrics_small() {
+    let app = TestApp::spawn().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..16u32 {
+        let (http, base) = (app.http.clone(), app.instance.base_url.clone());
+        tasks.spawn(async move {
+            for i in 0..625u32 {
+                let n = worker * 1000 + i;
+                let method = reqwest::Method::from_bytes(format!("X{n:08X}").as_bytes()).unwrap();
+                let path = if n % 2 == 0 { format!("/v{n}/x/{n}") } else { "/v1/balance".to_string() };
+                let _ = http.request(method, format!("{base}{path}")).send().await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let metrics =
+        app.http.get(format!("{}/metrics", app.instance.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.len() < 64 * 1024, "/metrics is {} bytes", metrics.len());
+    assert!(!metrics.contains("X0000"), "a made-up method became a label");
+    assert!(metrics.contains("method=\"OTHER\""));
+}
