@@ -31,7 +31,7 @@ use diesel::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub use clock::PgTestClock;
+pub use clock::{PgClock, PgTestClock};
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 type Conn = PooledConnection<ConnectionManager<PgConnection>>;

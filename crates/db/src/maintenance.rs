@@ -158,10 +158,19 @@ impl Maintenance for PgStore {
         })
     }
 
-    fn deliver_mail(&self, now: DateTime<Utc>, batch: i64, mailer: &dyn Mailer) -> Result<Delivery, StoreError> {
+    fn deliver_mail(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+        mailer: &dyn Mailer,
+        until: std::time::Instant,
+    ) -> Result<Delivery, StoreError> {
         let mut conn = self.conn()?;
         let mut report = Delivery::default();
         for _ in 0..batch {
+            if std::time::Instant::now() >= until {
+                break;
+            }
             // One mail per transaction: the row stays locked while it is sent, so another
             // instance skips it; a crash before the commit sends it again (at least once).
             let done = self.write_tx(&mut conn, |conn| -> Result<Option<()>, Fail<StoreError>> {

@@ -40,21 +40,24 @@ fn finish_refused(r: FinishRefusal) -> Fail<RunError> {
     }
 }
 
-/// When the account's runs of the last minute started, if it has a limit at all (R12).
-fn recent_starts(
+/// R12: when the `limit`-th newest run of the last minute started, if there were that many; read
+/// from the index without loading the window's rows (a contract may allow a million a minute).
+fn window_full_since(
     conn: &mut PgConnection,
     catalog: &Catalog,
     account: &credits_domain::account::Account,
     now: DateTime<Utc>,
-) -> QueryResult<Vec<DateTime<Utc>>> {
-    if account.runs_per_minute(catalog).is_none() {
-        return Ok(Vec::new());
-    }
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let Some(limit) = account.runs_per_minute(catalog) else { return Ok(None) };
     runs::table
         .filter(runs::account_id.eq(account.id.0))
         .filter(runs::created_at.gt(now - Duration::seconds(RATE_WINDOW_SECONDS)))
+        .order(runs::created_at.desc())
+        .offset(i64::from(limit.max(1)) - 1)
+        .limit(1)
         .select(runs::created_at)
-        .load(conn)
+        .first(conn)
+        .optional()
 }
 
 /// R20: the API key a run starts through.
@@ -264,7 +267,7 @@ impl RunStore for PgStore {
                 let account = found_account(lock_account(conn, account_id)?)?.judged(now, &billing);
                 let wallet = load_wallet(conn, account_id)?;
                 let trial = trial_usage(conn, catalog, &account, &req.model, now)?;
-                let recent = recent_starts(conn, catalog, &account, now)?;
+                let window_full_since = window_full_since(conn, catalog, &account, now)?;
                 let key_used_this_month = key_used_this_month(conn, channel, now)?;
                 let state = RunState {
                     catalog,
@@ -272,7 +275,7 @@ impl RunStore for PgStore {
                     channel,
                     wallet: &wallet,
                     trial,
-                    recent_starts: &recent,
+                    window_full_since,
                     key_used_this_month,
                     now,
                 };
@@ -335,7 +338,7 @@ impl RunStore for PgStore {
             let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
             let wallet = load_wallet(conn, account_id)?;
             let trial = trial_usage(conn, catalog, &account, &req.model, now)?;
-            let recent = recent_starts(conn, catalog, &account, now)?;
+            let window_full_since = window_full_since(conn, catalog, &account, now)?;
             let key_used_this_month = key_used_this_month(conn, channel, now)?;
             let state = RunState {
                 catalog,
@@ -343,7 +346,7 @@ impl RunStore for PgStore {
                 channel,
                 wallet: &wallet,
                 trial,
-                recent_starts: &recent,
+                window_full_since,
                 key_used_this_month,
                 now,
             };

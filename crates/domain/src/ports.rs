@@ -274,11 +274,13 @@ pub trait Maintenance {
     fn end_plans(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
     /// Send what is due in the outbox, one mail per transaction, each claimed with
     /// `FOR UPDATE SKIP LOCKED` so that no two instances send the same mail.
+    /// Stops taking mail at `until` (the round's time budget).
     fn deliver_mail(
         &self,
         now: DateTime<Utc>,
         batch: i64,
         mailer: &dyn crate::mail::Mailer,
+        until: std::time::Instant,
     ) -> Result<crate::mail::Delivery, StoreError>;
     /// R11: forget idempotency records older than 24 hours.
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;

@@ -107,8 +107,9 @@ pub struct RunState<'a> {
     pub wallet: &'a Wallet,
     /// The account's use of this model's trial, if it has any.
     pub trial: TrialUsage,
-    /// When the account's runs of the last minute started (refused runs are not runs).
-    pub recent_starts: &'a [DateTime<Utc>],
+    /// R12: when the `limit`-th newest run of the last minute started, if there were that many
+    /// (refused runs are not runs).
+    pub window_full_since: Option<DateTime<Utc>>,
     /// R21: what the request's API key holds or captured this month (zero without a cap).
     pub key_used_this_month: Credits,
     pub now: DateTime<Utc>,
@@ -132,16 +133,12 @@ pub struct Admitted {
 }
 
 /// R12: whether one more run fits in the rolling minute; if not, how long until it does.
-pub fn rate_limit(limit: Option<u32>, recent_starts: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<Denial> {
+/// `limit_th_newest` is when the `limit`-th newest run of the window started, if the window holds
+/// that many: then it is full, and a place frees when that run leaves it.
+pub fn rate_limit(limit: Option<u32>, limit_th_newest: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Denial> {
     let limit = limit?;
-    let window_start = now - Duration::seconds(RATE_WINDOW_SECONDS);
-    let mut inside: Vec<DateTime<Utc>> = recent_starts.iter().copied().filter(|t| *t > window_start).collect();
-    if (inside.len() as u64) < u64::from(limit) {
-        return None;
-    }
-    inside.sort();
-    // The run that frees a place is the one that leaves the window first among the newest `limit`.
-    let frees_at = inside[inside.len() - limit as usize] + Duration::seconds(RATE_WINDOW_SECONDS);
+    let started = limit_th_newest.filter(|t| *t > now - Duration::seconds(RATE_WINDOW_SECONDS))?;
+    let frees_at = started + Duration::seconds(RATE_WINDOW_SECONDS);
     let wait_ms = (frees_at - now).num_milliseconds().max(0);
     let retry_after_seconds = u32::try_from((wait_ms + 999) / 1000).unwrap_or(u32::MAX).max(1);
     Some(Denial::RateLimited { limit, retry_after_seconds })
@@ -197,7 +194,7 @@ fn pay(state: &RunState<'_>, model: &Model, priced: &Priced) -> Result<Charge, D
 /// capability, trial, tier), 402.
 pub fn decide_run(state: &RunState<'_>, req: &RunRequest) -> Result<Admitted, Denial> {
     let limit = state.account.runs_per_minute(state.catalog);
-    if let Some(denial) = rate_limit(limit, state.recent_starts, state.now) {
+    if let Some(denial) = rate_limit(limit, state.window_full_since, state.now) {
         return Err(denial);
     }
     let (model, priced) = validate(state.catalog, req)?;
@@ -248,7 +245,7 @@ pub struct Quote {
 pub fn decide_quote(state: &RunState<'_>, req: &RunRequest) -> Result<Quote, Denial> {
     let (model, priced) = validate(state.catalog, req)?;
     let limit = state.account.runs_per_minute(state.catalog);
-    let outcome = match rate_limit(limit, state.recent_starts, state.now) {
+    let outcome = match rate_limit(limit, state.window_full_since, state.now) {
         Some(denial) => Err(denial),
         None => admit(state, req, model, priced),
     };
@@ -403,4 +400,21 @@ pub fn decide_cancel(run: &HeldRun, caller: &Channel, now: DateTime<Utc>) -> Res
     may_finish(run, caller)?;
     ensure_held(run, now)?;
     Ok(run.trial.map(|t| t.generations).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_window_is_refused_until_its_oldest_counted_run_leaves_it() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(rate_limit(None, Some(now), now), None, "no limit");
+        assert_eq!(rate_limit(Some(10), None, now), None, "fewer runs than the limit");
+        let d = rate_limit(Some(10), Some(now - Duration::seconds(45)), now);
+        assert_eq!(d, Some(Denial::RateLimited { limit: 10, retry_after_seconds: 15 }));
+        let d = rate_limit(Some(10), Some(now - Duration::milliseconds(59_500)), now);
+        assert_eq!(d, Some(Denial::RateLimited { limit: 10, retry_after_seconds: 1 }));
+        assert_eq!(rate_limit(Some(10), Some(now - Duration::seconds(60)), now), None, "it has left the window");
+    }
 }

@@ -9,7 +9,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpMessage, HttpServer, web};
 use credits_api::reads::BalanceReads;
 use credits_api::{AppState, Credentials, Metrics};
-use credits_db::{PgPool, PgStore, PgTestClock};
+use credits_db::{PgClock, PgPool, PgStore, PgTestClock};
 use credits_domain::account::BillingRules;
 use credits_domain::catalog::{Catalog, RawCatalog};
 use credits_domain::mail::Mailer;
@@ -19,7 +19,6 @@ use credits_email::{SmtpConfig, SmtpMailer, Tls};
 use credits_stripe::{StripeGateway, StripeWebhooks, UnconfiguredGateway};
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::clock::SystemClock;
 use crate::settings::{ClockMode, Settings};
 use crate::workers::{self, Workers};
 
@@ -86,6 +85,9 @@ fn mailer(settings: &Settings) -> Option<Arc<dyn Mailer>> {
     }
 }
 
+/// How often an instance measures its clock against PostgreSQL's (section 7).
+const CLOCK_MEASURE_SECONDS: u64 = 5;
+
 /// Everything a process of the service needs, built once.
 #[derive(Clone)]
 pub struct Services {
@@ -118,7 +120,14 @@ impl Services {
                 .with_observer(metrics.clone()),
         );
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<dyn TestClock>>) = match settings.clock.mode {
-            ClockMode::System => (Arc::new(SystemClock), None),
+            ClockMode::System => (
+                PgClock::start(
+                    pool.clone(),
+                    chrono::Duration::seconds(settings.clock.skew_seconds),
+                    Duration::from_secs(CLOCK_MEASURE_SECONDS),
+                ),
+                None,
+            ),
             ClockMode::Test => {
                 let c = Arc::new(PgTestClock::new(pool.clone()));
                 (c.clone(), Some(c))

@@ -1,7 +1,6 @@
 //! The `credits` service: settings, telemetry, wiring, the HTTP server, the background workers.
 
 pub mod app;
-pub mod clock;
 pub mod settings;
 pub mod telemetry;
 pub mod workers;

@@ -118,6 +118,10 @@ pub enum ClockMode {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClockSettings {
     pub mode: ClockMode,
+    /// Test-only: pretend this machine's clock is this many seconds off (every instance reads
+    /// the time from PostgreSQL, so rules do not move with it).
+    #[serde(default)]
+    pub skew_seconds: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

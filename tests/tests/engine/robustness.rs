@@ -99,3 +99,73 @@ async fn ten_thousand_requests_with_made_up_methods_and_paths_leave_metrics_smal
     assert!(!metrics.contains("X0000"), "a made-up method became a label");
     assert!(metrics.contains("method=\"OTHER\""));
 }
+
+/// Section 7: every instance reads the time from PostgreSQL, so two instances whose own clocks
+/// are two hours apart (the test-only clock.skew_seconds) judge a hold's end at the same moment.
+#[actix_web::test]
+async fn two_instances_whose_clocks_are_skewed_by_an_hour_release_a_hold_at_the_same_moment() {
+    let app = TestApp::spawn().await;
+    let ahead = credits_tests::Instance::start(&app.db.url, &[("CREDITS__CLOCK__SKEW_SECONDS", "3600")]);
+    let behind = credits_tests::Instance::start(&app.db.url, &[("CREDITS__CLOCK__SKEW_SECONDS", "-3600")]);
+    let acct = app.account().await;
+    let held = call_at(
+        &app.http,
+        &behind.base_url,
+        &acct,
+        "POST",
+        "/v1/runs",
+        Some(json!({"model": "flux-schnell", "images": 4})),
+        None,
+    )
+    .await
+    .expect(201);
+    let id = held["id"].as_str().unwrap().to_string();
+    let status_at = |base: String| {
+        let (http, acct, id) = (app.http.clone(), acct.clone(), id.clone());
+        async move {
+            call_at(&http, &base, &acct, "GET", &format!("/v1/runs/{id}"), None, None).await.expect(200)["status"]
+                .clone()
+        }
+    };
+    app.advance(890).await;
+    for base in [&ahead.base_url, &behind.base_url, &app.instance.base_url] {
+        assert_eq!(status_at(base.clone()).await, "held", "10 s before its end, on {base}");
+    }
+    let balance = call_at(&app.http, &ahead.base_url, &acct, "GET", "/v1/balance", None, None).await.expect(200);
+    assert_eq!((balance["available"].as_i64(), balance["held"].as_i64()), (Some(242), Some(8)));
+    app.advance(20).await;
+    for base in [&ahead.base_url, &behind.base_url, &app.instance.base_url] {
+        assert_eq!(status_at(base.clone()).await, "released", "10 s after its end, on {base}");
+    }
+    app.eventually("a sweep released the hold", || async { app.available(&acct).await == 250 }).await;
+    ahead.stop().await;
+    behind.stop().await;
+}
+
+/// Section 7: mail, payment jobs and sweeps run in loops of their own. An SMTP server that accepts
+/// a connection and never answers holds the mail loop for its timeout; holds are still released
+/// on time.
+#[actix_web::test]
+async fn an_smtp_server_that_never_answers_delays_no_hold_release() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    // Accept and hold every connection, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let app = TestApp::spawn_with(&[("CREDITS__SMTP__HOST", "127.0.0.1"), ("CREDITS__SMTP__PORT", &port)]).await;
+    let acct = app.account().await;
+    let request = json!({"company_name": "Acme", "website": "https://acme.example", "country": "DE",
+        "contact_name": "Ada", "contact_email": "ada@acme.example", "intended_use": "images"});
+    app.post(&acct, "/v1/business-verification", request).await.expect(201);
+    // The mail loop is now stuck on the silent server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.run(&acct, json!({"model": "flux-schnell", "images": 4})).await.expect(201);
+    app.advance(901).await;
+    let started = Instant::now();
+    app.eventually("the hold released by the sweep", || async { app.available(&acct).await == 250 }).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "released after {:?}", started.elapsed());
+}

@@ -13,10 +13,19 @@ use uuid::Uuid;
 use crate::schema::payment_jobs;
 use crate::{Fail, PgStore};
 
-pub fn run(store: &PgStore, now: DateTime<Utc>, batch: i64, gateway: &dyn PaymentGateway) -> Result<usize, StoreError> {
+pub fn run(
+    store: &PgStore,
+    now: DateTime<Utc>,
+    batch: i64,
+    gateway: &dyn PaymentGateway,
+    until: std::time::Instant,
+) -> Result<usize, StoreError> {
     let mut conn = store.conn()?;
     let mut done = 0;
     for _ in 0..batch {
+        if std::time::Instant::now() >= until {
+            break;
+        }
         let claimed = store.write_tx(&mut conn, |conn| -> Result<Option<bool>, Fail<StoreError>> {
             let due: Option<(Uuid, String, String, i32)> = payment_jobs::table
                 .filter(payment_jobs::status.eq("pending"))

@@ -255,7 +255,8 @@ impl PaymentStore for PgStore {
         now: DateTime<Utc>,
         batch: i64,
         gateway: &dyn PaymentGateway,
+        until: std::time::Instant,
     ) -> Result<usize, StoreError> {
-        jobs::run(self, now, batch, gateway)
+        jobs::run(self, now, batch, gateway, until)
     }
 }

@@ -264,6 +264,7 @@ pub trait PaymentStore {
         now: DateTime<Utc>,
         batch: i64,
         gateway: &dyn PaymentGateway,
+        until: std::time::Instant,
     ) -> Result<usize, StoreError>;
 }
 
