@@ -20,7 +20,7 @@ help:
 	@echo "make conformance  the conformance suite only (all of it, or CONFORMANCE_MARKERS=...)"
 	@echo "make openapi-check  validate the OpenAPI document (openapi-spec-validator, in target/ci-venv)"
 	@echo "make fuzz         schemathesis against /openapi.json: no 5xx on generated requests"
-	@echo "make lint         rustfmt check and clippy"
+	@echo "make lint         rustfmt check, clippy and cargo machete (unused dependencies)"
 	@echo "make bench        the benchmark (release build): writes bench/results/<date>.md"
 
 build:
@@ -74,6 +74,7 @@ faults: build
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo machete
 
 fmt:
 	cargo fmt --all

@@ -26,16 +26,14 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let input: CreateAccount = typed(&value)?;
     let new = NewAccount::new(&input.email, &input.name).map_err(ApiError::invalid_parameters)?;
     let idem = idempotency_key(&req, "canvas".into(), &value, StatusCode::CREATED)?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = blocking(move || Ok(store.create_account(&new, clock.now()?, idem.as_ref())?)).await?;
+    let result = state.call(move |store, now| Ok(store.create_account(&new, now, idem.as_ref())?)).await?;
     Ok(respond(StatusCode::CREATED, result))
 }
 
 #[utoipa::path(get, path = "/v1/account", operation_id = "get_v1_account", tag = "accounts", responses((status = 200, description = "plan, status, period, capabilities, api_access, business_verification, rate limit", body = Object), (status = 401, description = "UNAUTHENTICATED", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.account_view(caller.account, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.account_view(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -83,7 +81,6 @@ pub async fn ledger(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 #[utoipa::path(get, path = "/v1/trials", operation_id = "get_v1_trials", tag = "accounts", responses((status = 200, description = "each trial: model, kind, used, total, window, status", body = Object)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn trials(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let trials = blocking(move || Ok(store.trials(caller.account, clock.now()?)?)).await?;
+    let trials = state.call(move |store, now| Ok(store.trials(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "trials": trials })))
 }

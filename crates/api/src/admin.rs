@@ -22,8 +22,7 @@ pub async fn account(
 ) -> Result<HttpResponse, ApiError> {
     let by = auth::operator(&req, &state, Role::Support).await?;
     let id: AccountId = path_id(&path, "account")?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.admin_account(&by, id, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.admin_account(&by, id, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -49,14 +48,13 @@ pub async fn adjust(
     let scope = format!("operator:{}", by.id.map(|i| i.to_string()).unwrap_or_else(|| by.name.clone()));
     let idem = idempotency_key(&req, scope, &value, StatusCode::CREATED)?;
     let _inside = state.gate.enter(id).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = blocking(move || {
-        let now = clock.now()?;
-        let adjustment = Adjustment::new(input.credits, &input.reason, input.expires_at, now)
-            .map_err(ApiError::invalid_parameters)?;
-        Ok(store.adjust(&by, id, &adjustment, now, idem.as_ref())?)
-    })
-    .await?;
+    let result = state
+        .call(move |store, now| {
+            let adjustment = Adjustment::new(input.credits, &input.reason, input.expires_at, now)
+                .map_err(ApiError::invalid_parameters)?;
+            Ok(store.adjust(&by, id, &adjustment, now, idem.as_ref())?)
+        })
+        .await?;
     Ok(respond(StatusCode::CREATED, result))
 }
 
@@ -80,8 +78,7 @@ pub async fn enterprise(
     let terms =
         ContractTerms::new(input.monthly_credits, input.runs_per_minute).map_err(ApiError::invalid_parameters)?;
     let _inside = state.gate.enter(id).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.set_enterprise(&by, id, terms, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.set_enterprise(&by, id, terms, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -152,8 +149,7 @@ pub async fn restrict(
     let id: AccountId = path_id(&path, "account")?;
     let reason = reason(&body)?;
     let _inside = state.gate.enter(id).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.restrict(&by, id, &reason, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.restrict(&by, id, &reason, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -168,8 +164,7 @@ pub async fn lift_restriction(
     let id: AccountId = path_id(&path, "account")?;
     let reason = reason(&body)?;
     let _inside = state.gate.enter(id).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.lift_restriction(&by, id, &reason, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.lift_restriction(&by, id, &reason, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::{self, API_KEY_PREFIX};
-use crate::edge::{blocking, idempotency_key, json_value, path_id, respond, typed};
+use crate::edge::{idempotency_key, json_value, path_id, respond, typed};
 use crate::error::ApiError;
 use crate::state::{AppState, token_hash};
 
@@ -65,8 +65,8 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
     let _inside = state.gate.enter(caller.account).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = blocking(move || Ok(store.create_api_key(caller.account, &key, clock.now()?, idem.as_ref())?)).await?;
+    let result =
+        state.call(move |store, now| Ok(store.create_api_key(caller.account, &key, now, idem.as_ref())?)).await?;
     Ok(match result {
         Replayable::Fresh(view) => {
             let mut body = serde_json::to_value(&view).map_err(|_| ApiError::internal())?;
@@ -82,8 +82,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     security(("canvas" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let keys = blocking(move || Ok(store.api_keys(caller.account, clock.now()?)?)).await?;
+    let keys = state.call(move |store, now| Ok(store.api_keys(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "api_keys": keys })))
 }
 
@@ -99,8 +98,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let id: uuid::Uuid = path_id(&path, "API key")?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    blocking(move || Ok(store.revoke_api_key(caller.account, id, clock.now()?)?)).await?;
+    state.call(move |store, now| Ok(store.revoke_api_key(caller.account, id, now)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -121,7 +119,6 @@ pub async fn patch(
     let id: uuid::Uuid = path_id(&path, "API key")?;
     let input: PatchApiKey = typed(&json_value(&body)?)?;
     let limit = credit_limit(input.monthly_credit_limit).map_err(ApiKeyError::Refused)?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.set_key_limit(caller.account, id, limit, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.set_key_limit(caller.account, id, limit, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -64,8 +64,8 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
     let token = bearer(req)?;
     if token.starts_with(API_KEY_PREFIX) {
         let hash = token_hash(token);
-        let (store, clock) = (state.store.clone(), state.clock.clone());
-        let key = blocking(move || Ok(store.api_key_by_hash(&hash, clock.now()?)?))
+        let key = state
+            .call(move |store, now| Ok(store.api_key_by_hash(&hash, now)?))
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
         let plan = state.catalog.plan_or_free(&key.plan);

@@ -3,12 +3,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::payments::{CheckoutService, ReturnUrls};
+use credits_domain::payments::ReturnUrls;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth;
-use crate::edge::{blocking, idempotency_key, json_value, respond, typed};
+use crate::edge::{idempotency_key, json_value, respond, typed};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -52,14 +52,11 @@ pub async fn subscription(
     let urls = ReturnUrls::new(&input.success_url, &input.cancel_url)?;
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
     let _inside = state.gate.enter(caller.account).await?;
-    let state = state.into_inner();
-    let account = caller.account;
-    let result = blocking(move || {
-        let now = state.clock.now()?;
-        let service = CheckoutService { store: &*state.store, gateway: &*state.payments, catalog: &state.catalog };
-        Ok(service.subscription(account, &input.plan, urls, idem.as_ref(), now)?)
-    })
-    .await?;
+    let result = state
+        .checkout(move |service, now| {
+            Ok(service.subscription(caller.account, &input.plan, urls, idem.as_ref(), now)?)
+        })
+        .await?;
     Ok(respond(StatusCode::CREATED, result))
 }
 
@@ -78,14 +75,9 @@ pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let urls = ReturnUrls::new(&input.success_url, &input.cancel_url)?;
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
     let _inside = state.gate.enter(caller.account).await?;
-    let state = state.into_inner();
-    let account = caller.account;
-    let result = blocking(move || {
-        let now = state.clock.now()?;
-        let service = CheckoutService { store: &*state.store, gateway: &*state.payments, catalog: &state.catalog };
-        Ok(service.topup(account, &input.pack, urls, idem.as_ref(), now)?)
-    })
-    .await?;
+    let result = state
+        .checkout(move |service, now| Ok(service.topup(caller.account, &input.pack, urls, idem.as_ref(), now)?))
+        .await?;
     Ok(respond(StatusCode::CREATED, result))
 }
 
@@ -96,13 +88,7 @@ pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     security(("canvas" = [], "account_id" = [])))]
 pub async fn invoices(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let state = state.into_inner();
-    let invoices = blocking(move || {
-        let now = state.clock.now()?;
-        let service = CheckoutService { store: &*state.store, gateway: &*state.payments, catalog: &state.catalog };
-        Ok(service.invoices(caller.account, now)?)
-    })
-    .await?;
+    let invoices = state.checkout(move |service, now| Ok(service.invoices(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "invoices": invoices })))
 }
 
@@ -123,12 +109,6 @@ pub struct PortalRequest {
 pub async fn portal(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let input: PortalRequest = typed(&json_value(&body)?)?;
-    let state = state.into_inner();
-    let view = blocking(move || {
-        let now = state.clock.now()?;
-        let service = CheckoutService { store: &*state.store, gateway: &*state.payments, catalog: &state.catalog };
-        Ok(service.portal(caller.account, &input.return_url, now)?)
-    })
-    .await?;
+    let view = state.checkout(move |service, now| Ok(service.portal(caller.account, &input.return_url, now)?)).await?;
     Ok(HttpResponse::Created().json(view))
 }

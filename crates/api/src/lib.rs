@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/openapi.json", web::get().to(openapi::openapi_json))
         .route("/docs", web::get().to(openapi::docs))
+        .route("/docs/redoc.standalone.js", web::get().to(openapi::redoc_bundle))
         .service(
             web::resource("/webhooks/stripe")
                 .app_data(web::PayloadConfig::new(webhooks::MAX_WEBHOOK_BYTES))

@@ -9,7 +9,6 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::edge::blocking;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -177,10 +176,9 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
     if !state.credentials.may_scrape(bearer) {
         return Err(ApiError::unauthenticated("/metrics needs the metrics token"));
     }
-    let (store, clock) = (state.store.clone(), state.clock.clone());
     let m = &state.metrics;
     // The counters are worth showing even when the database is away.
-    if let Ok(stats) = blocking(move || Ok(store.stats(clock.now()?)?)).await {
+    if let Ok(stats) = state.call(move |store, now| Ok(store.stats(now)?)).await {
         m.open_holds.set(stats.open_holds);
         m.overdue_holds.set(stats.overdue_holds);
         m.outbox_pending.set(stats.outbox_pending);

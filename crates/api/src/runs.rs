@@ -6,28 +6,37 @@ use credits_domain::idempotency::Replayable;
 use credits_domain::ids::RunId;
 use credits_domain::pricing::RunParams;
 use credits_domain::runs::RunRequest;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth;
-use crate::edge::{blocking, idempotency_key, json_value, param, path_id, respond};
+use crate::edge::{idempotency_key, json_value, param, path_id, respond};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A run (or quote) request. The handlers read it field by field so that a field of the wrong
-/// type is judged in SPEC's order; this type documents its shape.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// A run (or quote) request: its shape, documented, and what the parser reads. Each field is
+/// read as whatever JSON it holds, so that a field of the wrong type is judged in SPEC's order
+/// (after the rate limit), not refused before it.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct RunBody {
-    #[schema(example = "flux-schnell")]
-    model: String,
+    #[schema(value_type = String, example = "flux-schnell")]
+    model: Option<Value>,
     /// per-image models only; default 1
-    images: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    images: Option<Value>,
     /// per-second models only; required there
-    duration_seconds: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    duration_seconds: Option<Value>,
     /// through the API: needs workflow:run (without it, a direct model run needs model:run)
-    workflow_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    workflow_id: Option<Value>,
     /// charge at once instead of holding (runs only)
-    capture: Option<bool>,
+    #[schema(value_type = Option<bool>)]
+    capture: Option<Value>,
+    /// Any other field: judged as INVALID_PARAMETERS in its place.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: serde_json::Map<String, Value>,
 }
 
 /// The actual parameters of a completion; absent ones are as requested.
@@ -38,38 +47,43 @@ pub struct CompleteBody {
     duration_seconds: Option<i64>,
 }
 
-const RUN_FIELDS: [&str; 5] = ["model", "images", "duration_seconds", "workflow_id", "capture"];
-
 /// A run request from its JSON. Field-level problems are kept in `malformed`, for the rules to
 /// judge in their place (after the rate limit).
 fn run_request(body: &Value) -> RunRequest {
-    let obj = body.as_object().expect("json_value gives an object");
+    let body = RunBody::deserialize(body).unwrap_or_else(|_| RunBody {
+        model: None,
+        images: None,
+        duration_seconds: None,
+        workflow_id: None,
+        capture: None,
+        unknown: serde_json::Map::new(),
+    });
     let mut problems = Vec::new();
-    if let Some(unknown) = obj.keys().find(|k| !RUN_FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = body.unknown.keys().next() {
         problems.push(format!("unknown field {unknown:?}"));
     }
-    let model = match obj.get("model") {
-        Some(Value::String(s)) => s.clone(),
+    let model = match body.model {
+        Some(Value::String(s)) => s,
+        Some(Value::Null) | None => {
+            problems.push("model is required".into());
+            String::new()
+        }
         Some(_) => {
             problems.push("model must be a string".into());
             String::new()
         }
-        None => {
-            problems.push("model is required".into());
-            String::new()
-        }
     };
-    let workflow_id = match obj.get("workflow_id") {
+    let workflow_id = match body.workflow_id {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(s),
         Some(_) => {
             problems.push("workflow_id must be a string".into());
             None
         }
     };
-    let capture = match obj.get("capture") {
+    let capture = match body.capture {
         None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        Some(Value::Bool(b)) => b,
         Some(_) => {
             problems.push("capture must be true or false".into());
             false
@@ -78,7 +92,10 @@ fn run_request(body: &Value) -> RunRequest {
     RunRequest {
         model,
         malformed: (!problems.is_empty()).then(|| problems.join("; ")),
-        params: RunParams { images: param(obj.get("images")), duration_seconds: param(obj.get("duration_seconds")) },
+        params: RunParams {
+            images: param(body.images.as_ref()),
+            duration_seconds: param(body.duration_seconds.as_ref()),
+        },
         workflow_id,
         capture,
     }
@@ -92,8 +109,7 @@ pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     // A quote takes a run's fields; `capture` changes nothing about it.
     value.as_object_mut().map(|o| o.remove("capture"));
     let request = run_request(&value);
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let quote = blocking(move || Ok(store.quote(caller.account, &caller.channel, &request, clock.now()?)?)).await?;
+    let quote = state.call(move |store, now| Ok(store.quote(caller.account, &caller.channel, &request, now)?)).await?;
     let denial = quote.denial.map(|d| ApiError::from(d).object());
     Ok(HttpResponse::Ok().json(json!({
         "model": quote.model,
@@ -112,14 +128,13 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let value = json_value(&body)?;
     let request = run_request(&value);
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
-    let entered = state.gate.enter(caller.account).await;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = match entered {
+    let result = match state.gate.enter(caller.account).await {
         Ok(_inside) => {
-            blocking(move || {
-                Ok(store.start_run(caller.account, &caller.channel, &request, clock.now()?, idem.as_ref())?)
-            })
-            .await
+            state
+                .call(move |store, now| {
+                    Ok(store.start_run(caller.account, &caller.channel, &request, now, idem.as_ref())?)
+                })
+                .await
         }
         Err(busy) => Err(busy),
     };
@@ -139,8 +154,7 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
     let run: RunId = path_id(&path, "run")?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.run(caller.account, run, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.run(caller.account, run, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -161,11 +175,11 @@ pub async fn complete(
     let actual = RunParams { images: param(obj.get("images")), duration_seconds: param(obj.get("duration_seconds")) };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
     let _inside = state.gate.enter(caller.account).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result = blocking(move || {
-        Ok(store.complete_run(caller.account, &caller.channel, run, actual, clock.now()?, idem.as_ref())?)
-    })
-    .await?;
+    let result = state
+        .call(move |store, now| {
+            Ok(store.complete_run(caller.account, &caller.channel, run, actual, now, idem.as_ref())?)
+        })
+        .await?;
     if let Replayable::Fresh(_) = result {
         state.metrics.run("captured");
     }
@@ -187,12 +201,48 @@ pub async fn cancel(
     }
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
     let _inside = state.gate.enter(caller.account).await?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let result =
-        blocking(move || Ok(store.cancel_run(caller.account, &caller.channel, run, clock.now()?, idem.as_ref())?))
-            .await?;
+    let result = state
+        .call(move |store, now| Ok(store.cancel_run(caller.account, &caller.channel, run, now, idem.as_ref())?))
+        .await?;
     if let Replayable::Fresh(_) = result {
         state.metrics.run("released");
     }
     Ok(respond(StatusCode::OK, result))
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::run_request;
+    use crate::edge::json_value;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Whatever bytes a run's body holds: refused at the edge, or a request whose problems the
+        /// rules judge in their place; never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_run_body_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(value) = json_value(&bytes) {
+                let _ = run_request(&value);
+            }
+        }
+
+        /// Bodies with the run's fields, of any JSON type.
+        #[test]
+        fn run_fields_of_any_type_never_panic_the_parser(
+            model in prop_oneof![Just(serde_json::json!("flux-schnell")), any::<i64>().prop_map(serde_json::Value::from), Just(serde_json::Value::Null)],
+            images in prop_oneof![any::<i64>().prop_map(serde_json::Value::from), any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from), "[0-9a-z]{0,5}".prop_map(serde_json::Value::from)],
+            capture in prop_oneof![any::<bool>().prop_map(serde_json::Value::from), Just(serde_json::json!("yes"))],
+            extra in "[a-z]{0,6}",
+        ) {
+            let mut body = serde_json::json!({"model": model, "images": images, "capture": capture});
+            if !extra.is_empty() {
+                body[extra] = serde_json::json!(1);
+            }
+            let request = run_request(&body);
+            prop_assert!(request.malformed.is_some() || body["model"].is_string());
+        }
+    }
 }

@@ -74,3 +74,43 @@ pub struct AppState {
     /// Section 7: how many of one account's requests hold a connection at once.
     pub gate: Arc<crate::gate::AccountGate>,
 }
+
+impl AppState {
+    /// A use case off the async threads (Diesel is synchronous), with the store and the time now
+    /// read from the one clock.
+    pub async fn call<T, F>(&self, work: F) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&(dyn Store + 'static), chrono::DateTime<chrono::Utc>) -> Result<T, crate::error::ApiError>
+            + Send
+            + 'static,
+    {
+        let (store, clock) = (self.store.clone(), self.clock.clone());
+        crate::edge::blocking(move || {
+            let now = clock.now()?;
+            work(store.as_ref(), now)
+        })
+        .await
+    }
+
+    /// The checkout use case (`CheckoutService`) off the async threads, with the time now.
+    pub async fn checkout<T, F>(&self, work: F) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                &credits_domain::payments::CheckoutService<'_, dyn Store, dyn credits_domain::payments::PaymentGateway>,
+                chrono::DateTime<chrono::Utc>,
+            ) -> Result<T, crate::error::ApiError>
+            + Send
+            + 'static,
+    {
+        let (gateway, catalog) = (self.payments.clone(), self.catalog.clone());
+        self.call(move |store, now| {
+            work(
+                &credits_domain::payments::CheckoutService { store, gateway: gateway.as_ref(), catalog: &catalog },
+                now,
+            )
+        })
+        .await
+    }
+}

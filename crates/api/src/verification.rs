@@ -133,8 +133,7 @@ async fn decide(
     let decision =
         if approve { Decision::approve(input.note.as_deref()) } else { Decision::reject(input.reason.as_deref()) }
             .map_err(ApiError::invalid_parameters)?;
-    let (store, clock) = (state.store.clone(), state.clock.clone());
-    let view = blocking(move || Ok(store.decide_verification(&by, id, &decision, clock.now()?)?)).await?;
+    let view = state.call(move |store, now| Ok(store.decide_verification(&by, id, &decision, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -37,10 +37,13 @@ enum Command {
     Check,
     /// Print the OpenAPI document (the one served at /openapi.json).
     Openapi,
-    /// Exit 0 if the service at ADDR answers GET /readyz with 200 (a container health check).
+    /// Exit 0 if the service at ADDR answers GET PATH (/readyz, or /healthz) with 200 (a
+    /// container health check).
     Ready {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
+        #[arg(long, default_value = "/readyz", value_parser = ["/readyz", "/healthz"])]
+        path: String,
     },
     /// Manage operators.
     Operator {
@@ -67,8 +70,8 @@ enum OperatorCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Ready { addr } = &cli.command {
-        return match ready(addr) {
+    if let Command::Ready { addr, path } = &cli.command {
+        return match ready(addr, path) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("credits ready: {e}");
@@ -174,7 +177,13 @@ fn migrate(settings: &Settings) -> Result<(), String> {
 fn check(settings: &Settings) -> Result<(), String> {
     let services = Services::build(settings).map_err(|e| e.to_string())?;
     let now = services.state.clock.now().map_err(|e| e.to_string())?;
-    let violations = credits_db::invariants::check(&services.pool, now).map_err(|e| e.to_string())?;
+    // Its own connection, without the service's statement timeout: a large ledger takes a while.
+    let pool = credits_db::pool(
+        &settings.database.url,
+        1,
+        std::time::Duration::from_secs(settings.database.connect_timeout_seconds),
+    );
+    let violations = credits_db::invariants::check(&pool, now).map_err(|e| e.to_string())?;
     if violations.is_empty() {
         println!("credits check: every invariant holds");
         return Ok(());
@@ -237,15 +246,15 @@ fn revoke_operator(settings: &Settings, id: &str) -> Result<(), String> {
     }
 }
 
-/// GET /readyz over a plain TCP connection: 200 or an error.
-fn ready(addr: &str) -> Result<(), String> {
+/// GET `path` over a plain TCP connection: 200 or an error.
+fn ready(addr: &str, path: &str) -> Result<(), String> {
     use std::io::{Read, Write};
     use std::net::{TcpStream, ToSocketAddrs};
     use std::time::Duration;
     let target = addr.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
     let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
-    write!(stream, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).map_err(|e| e.to_string())?;
     if &head[9..12] == b"200" { Ok(()) } else { Err(format!("answered {}", String::from_utf8_lossy(&head[9..12]))) }

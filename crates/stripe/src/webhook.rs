@@ -296,4 +296,74 @@ mod tests {
         assert_eq!(parse(body).unwrap().payload, PaymentEvent::Other);
         assert!(matches!(parse(br#"{"id": "evt_broken", "type": "#), Err(WebhookError::Malformed(_))));
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const TYPES: [&str; 14] = [
+            "checkout.session.completed",
+            "checkout.session.async_payment_succeeded",
+            "checkout.session.async_payment_failed",
+            "checkout.session.expired",
+            "invoice.paid",
+            "invoice.payment_failed",
+            "customer.subscription.created",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+            "customer.deleted",
+            "charge.refunded",
+            "charge.dispute.created",
+            "charge.dispute.closed",
+            "payment_intent.succeeded",
+        ];
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                "[a-z_]{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("id".to_string()),
+                            Just("status".to_string()),
+                            Just("lines".to_string()),
+                            Just("data".to_string()),
+                            Just("items".to_string()),
+                            Just("period".to_string()),
+                            Just("amount".to_string()),
+                            Just("customer".to_string()),
+                            "[a-z_]{1,10}",
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// The decoder reads whatever bytes arrive without panicking.
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+                let _ = parse(&bytes);
+            }
+
+            /// Events of every type we act on, with objects of any shape: read or refused, never a panic.
+            #[test]
+            fn events_of_any_shape_never_panic_the_decoder(t in 0..TYPES.len(), object in json(), created in any::<i64>()) {
+                let body = serde_json::json!({"id": "evt_1", "type": TYPES[t], "created": created, "data": {"object": object}});
+                let _ = parse(body.to_string().as_bytes());
+            }
+        }
+    }
 }

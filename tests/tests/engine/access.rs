@@ -225,5 +225,15 @@ async fn the_openapi_document_names_every_route_of_the_service() {
     }
     let docs = app.http.get(format!("{}/docs", app.instance.base_url)).send().await.unwrap();
     assert_eq!(docs.status().as_u16(), 200);
-    assert!(docs.text().await.unwrap().contains("/openapi.json"));
+    let policy = docs.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("/openapi.json"));
+    // Every script the page loads is the service's own: nothing from another origin.
+    for src in page.split("src=\"").skip(1).map(|rest| rest.split('"').next().unwrap()) {
+        assert!(src.starts_with('/'), "the page loads {src} from another origin");
+        let script = app.http.get(format!("{}{src}", app.instance.base_url)).send().await.unwrap();
+        assert_eq!(script.status().as_u16(), 200, "{src}");
+        assert!(script.bytes().await.unwrap().len() > 100_000, "{src} is the Redoc bundle");
+    }
 }

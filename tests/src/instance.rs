@@ -1,0 +1,77 @@
+//! A running instance of the service: its settings for tests, started in-process, and the built binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use actix_web::dev::ServerHandle;
+use credits_server::app::{self, Services};
+use credits_server::settings::Settings;
+
+use crate::*;
+
+pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// Settings for a test instance: the test clock, quick workers, a free port.
+pub fn test_settings(db_url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("CREDITS__DATABASE__URL".into(), db_url.to_string()),
+        ("CREDITS__DATABASE__POOL_SIZE".into(), "8".into()),
+        ("CREDITS__SERVER__PORT".into(), "0".into()),
+        ("CREDITS__SERVER__HTTP_WORKERS".into(), "2".into()),
+        ("CREDITS__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(), "1".into()),
+        ("CREDITS__AUTH__INTERNAL_TOKEN".into(), INTERNAL_TOKEN.into()),
+        ("CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        ("CREDITS__CLOCK__MODE".into(), "test".into()),
+        ("CREDITS__WORKERS__INTERVAL_SECONDS".into(), "1".into()),
+        (
+            "CREDITS__CATALOG__PATH".into(),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/catalog.toml").display().to_string(),
+        ),
+        ("CREDITS__LOG__LEVEL".into(), "warn".into()),
+        ("CREDITS__STRIPE__WEBHOOK_SECRETS".into(), stripe::WEBHOOK_SECRETS.join(",")),
+    ]);
+    for (k, v) in overrides {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let env = config::Environment::with_prefix("CREDITS").source(Some(vars));
+    Settings::load_with(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"), None, env)
+        .expect("test settings load")
+}
+
+/// One running instance of the service.
+pub struct Instance {
+    pub base_url: String,
+    handle: ServerHandle,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+impl Instance {
+    pub fn start(db_url: &str, overrides: &[(&str, &str)]) -> Instance {
+        let settings = test_settings(db_url, overrides);
+        // Warnings and errors on stderr: nextest shows them for a failing test.
+        credits_server::telemetry::init(credits_server::settings::LogFormat::Pretty, "warn", true);
+        let services = Services::build(&settings).expect("services build");
+        let running = app::start(&settings, services, true).expect("server starts");
+        let (port, handle, task) = running.spawn();
+        Instance { base_url: format!("http://127.0.0.1:{port}"), handle, task: std::sync::Mutex::new(Some(task)) }
+    }
+
+    /// Stop gracefully: no new connections, in-flight requests finish, then the workers stop.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            task.await.expect("the server task ends").expect("the server ends cleanly");
+        }
+    }
+}
+
+/// The built `credits` binary (`make unit` builds it first): `CREDITS_BIN`, or target/debug/credits.
+pub fn credits_bin() -> PathBuf {
+    let path = std::env::var("CREDITS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/credits"));
+    assert!(path.exists(), "{} is not built: run `cargo build -p credits-server` (make unit does)", path.display());
+    path
+}
