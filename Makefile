@@ -11,7 +11,7 @@ CONFORMANCE ?= ../shared/conformance/run
 CONFORMANCE_MARKERS ?= not (notify or reports or pages)
 BIN := target/debug/credits
 
-.PHONY: help run test unit conformance openapi-check fuzz build lint fmt migrate db bench faults
+.PHONY: help run test unit conformance openapi-check fuzz sdk-check build lint fmt migrate db bench faults
 
 help:
 	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
@@ -20,6 +20,7 @@ help:
 	@echo "make conformance  the conformance suite only (all of it, or CONFORMANCE_MARKERS=...)"
 	@echo "make openapi-check  validate the OpenAPI document (openapi-spec-validator, in target/ci-venv)"
 	@echo "make fuzz         schemathesis against /openapi.json: no 5xx on generated requests"
+	@echo "make sdk-check    a Python client generated from /openapi.json drives the service"
 	@echo "make lint         rustfmt check, clippy and cargo machete (unused dependencies)"
 	@echo "make bench        the benchmark (release build): writes bench/results/<date>.md"
 
@@ -64,7 +65,17 @@ openapi-check: build $(CI_VENV)/.installed
 fuzz: build $(CI_VENV)/.installed
 	tools/fuzz-api $(BIN) $(CI_VENV)
 
-test: unit openapi-check fuzz conformance
+# A client generated from the OpenAPI document by openapi-python-client drives the service.
+SDK_VENV := target/sdk-venv
+$(SDK_VENV)/.installed: tools/requirements-sdk.txt
+	python3 -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-sdk.txt
+	touch $@
+
+sdk-check: build $(SDK_VENV)/.installed
+	tools/sdk-check $(BIN) $(SDK_VENV)
+
+test: unit openapi-check fuzz sdk-check conformance
 
 # The fault and concurrency tests at full size (12 kills under 600 requests each, ...); `make test`
 # runs the same tests bounded.

@@ -7,7 +7,6 @@ use credits_domain::error::ApiKeyError;
 use credits_domain::idempotency::Replayable;
 use rand::RngCore;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::{self, API_KEY_PREFIX};
@@ -46,9 +45,9 @@ fn new_secret() -> String {
     format!("{API_KEY_PREFIX}{}", hex::encode(bytes))
 }
 
-#[utoipa::path(post, path = "/v1/api-keys", operation_id = "post_v1_api_keys", tag = "api keys", request_body = CreateApiKey,
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", summary = "Create an API key; its secret is shown once", tag = "api keys", request_body = CreateApiKey,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
-    responses((status = 201, description = "the key, with its secret `key` shown this once (a replay shows it no more)", body = Object),
+    responses((status = 201, description = "the key, with its secret `key` shown this once (a replay shows it no more)", body = crate::schemas::CreatedApiKey),
         (status = 403, description = "API_ACCESS_REQUIRED, CAPABILITY_REQUIRED, or FORBIDDEN on the api channel", body = crate::openapi::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -68,25 +67,21 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let result =
         state.call(move |store, now| Ok(store.create_api_key(caller.account, &key, now, idem.as_ref())?)).await?;
     Ok(match result {
-        Replayable::Fresh(view) => {
-            let mut body = serde_json::to_value(&view).map_err(|_| ApiError::internal())?;
-            body["key"] = json!(secret);
-            HttpResponse::Created().json(body)
-        }
+        Replayable::Fresh(view) => HttpResponse::Created().json(crate::schemas::CreatedApiKey::new(view, secret)),
         replay => respond(StatusCode::CREATED, replay),
     })
 }
 
-#[utoipa::path(get, path = "/v1/api-keys", operation_id = "get_v1_api_keys", tag = "api keys",
-    responses((status = 200, description = "the account's live keys, without their secrets", body = Object)),
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "listApiKeys", summary = "The account's live API keys", tag = "api keys",
+    responses((status = 200, description = "the account's live keys, without their secrets", body = crate::schemas::ApiKeyList)),
     security(("canvas" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let keys = state.call(move |store, now| Ok(store.api_keys(caller.account, now)?)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "api_keys": keys })))
+    Ok(HttpResponse::Ok().json(crate::schemas::ApiKeyList { api_keys: keys }))
 }
 
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "delete_v1_api_keys_id", tag = "api keys",
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", summary = "Revoke an API key at once", tag = "api keys",
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 204, description = "revoked: the key stops working at once"),
         (status = 404, description = "no such key of this account", body = crate::openapi::ErrorBody)),
@@ -102,10 +97,10 @@ pub async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(patch, path = "/v1/api-keys/{id}", operation_id = "patch_v1_api_keys_id", tag = "api keys",
+#[utoipa::path(patch, path = "/v1/api-keys/{id}", operation_id = "updateApiKey", summary = "Set or remove an API key's monthly credit limit", tag = "api keys",
     request_body = PatchApiKey,
     params(("id" = String, Path, description = "the key's id")),
-    responses((status = 200, description = "the key with its new monthly_credit_limit and used_this_month", body = Object),
+    responses((status = 200, description = "the key with its new monthly_credit_limit and used_this_month", body = credits_domain::apikey::ApiKeyView),
         (status = 404, description = "no such key of this account", body = crate::openapi::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS: not a positive whole number or null", body = crate::openapi::ErrorBody)),
     security(("canvas" = [])))]

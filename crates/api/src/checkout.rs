@@ -32,10 +32,10 @@ pub struct TopupCheckout {
     cancel_url: String,
 }
 
-#[utoipa::path(post, path = "/v1/checkout/subscription", operation_id = "post_v1_checkout_subscription", tag = "checkout",
+#[utoipa::path(post, path = "/v1/checkout/subscription", operation_id = "createSubscriptionCheckout", summary = "Subscribe to a plan, or change the live subscription's plan", tag = "checkout",
     request_body = SubscriptionCheckout,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
-    responses((status = 201, description = "checkout_url and session_id of a new Checkout Session; for an account with a live subscription, checkout_url null and the subscription's new state", body = Object),
+    responses((status = 201, description = "checkout_url and session_id of a new Checkout Session; for an account with a live subscription, checkout_url null and the subscription's new state", body = credits_domain::payments::CheckoutView),
         (status = 403, description = "BUSINESS_VERIFICATION_REQUIRED, or FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
         (status = 409, description = "CONFLICT: already on that plan", body = crate::openapi::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS: an unknown plan, a plan not sold (free, enterprise), a bad URL", body = crate::openapi::ErrorBody),
@@ -60,10 +60,10 @@ pub async fn subscription(
     Ok(respond(StatusCode::CREATED, result))
 }
 
-#[utoipa::path(post, path = "/v1/checkout/topup", operation_id = "post_v1_checkout_topup", tag = "checkout",
+#[utoipa::path(post, path = "/v1/checkout/topup", operation_id = "createTopupCheckout", summary = "Buy a top-up pack through Stripe Checkout", tag = "checkout",
     request_body = TopupCheckout,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
-    responses((status = 201, description = "checkout_url and session_id", body = Object),
+    responses((status = 201, description = "checkout_url and session_id", body = credits_domain::payments::CheckoutView),
         (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS: an unknown pack, a bad URL", body = crate::openapi::ErrorBody),
         (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
@@ -81,15 +81,15 @@ pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     Ok(respond(StatusCode::CREATED, result))
 }
 
-#[utoipa::path(get, path = "/v1/invoices", operation_id = "get_v1_invoices", tag = "checkout",
-    responses((status = 200, description = "the account's invoices as Stripe has them, newest first (none without a Stripe customer)", body = Object),
+#[utoipa::path(get, path = "/v1/invoices", operation_id = "listInvoices", summary = "The account's Stripe invoices, newest first", tag = "checkout",
+    responses((status = 200, description = "the account's invoices as Stripe has them, newest first (none without a Stripe customer)", body = crate::schemas::InvoiceList),
         (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
         (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn invoices(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let invoices = state.checkout(move |service, now| Ok(service.invoices(caller.account, now)?)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "invoices": invoices })))
+    Ok(HttpResponse::Ok().json(crate::schemas::InvoiceList { invoices }))
 }
 
 /// Where the Customer Portal returns to.
@@ -99,9 +99,9 @@ pub struct PortalRequest {
     return_url: String,
 }
 
-#[utoipa::path(post, path = "/v1/stripe-portal-sessions", operation_id = "post_v1_stripe_portal_sessions", tag = "checkout",
+#[utoipa::path(post, path = "/v1/stripe-portal-sessions", operation_id = "createPortalSession", summary = "Open Stripe's Customer Portal for the account", tag = "checkout",
     request_body = PortalRequest,
-    responses((status = 201, description = "the url of Stripe's Customer Portal for the account's customer", body = Object),
+    responses((status = 201, description = "the url of Stripe's Customer Portal for the account's customer", body = credits_domain::payments::PortalView),
         (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS: a bad return_url", body = crate::openapi::ErrorBody),
         (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),

@@ -90,7 +90,16 @@ impl ApiError {
         self
     }
 
-    /// The error object alone (a quote's `denial` is the object a run would get).
+    /// The error object, typed (a quote's `denial` is the object a run would get).
+    pub fn typed_object(&self) -> crate::openapi::ErrorObject {
+        crate::openapi::ErrorObject {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            details: self.details.clone(),
+        }
+    }
+
+    /// The error object alone.
     pub fn object(&self) -> Value {
         let mut obj = Map::new();
         obj.insert("code".into(), Value::from(self.code));

@@ -14,12 +14,12 @@ pub mod metrics;
 pub mod openapi;
 pub mod reads;
 mod runs;
+pub mod schemas;
 pub mod state;
 mod verification;
 mod webhooks;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 pub use error::{ApiError, contract_errors};
 pub use metrics::Metrics;
@@ -89,19 +89,18 @@ pub fn payload_config() -> web::PayloadConfig {
     web::PayloadConfig::new(edge::MAX_BODY_BYTES)
 }
 
-#[utoipa::path(get, path = "/healthz", operation_id = "get_healthz", tag = "operations", responses((status = 200, description = "alive", body = Object)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", summary = "Liveness: the process answers", tag = "operations", responses((status = 200, description = "alive", body = crate::schemas::HealthView)))]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(schemas::HealthView { status: "ok", database: None })
 }
 
-#[utoipa::path(get, path = "/readyz", operation_id = "get_readyz", tag = "operations", responses((status = 200, description = "the database answers", body = Object), (status = 503, description = "the database does not answer", body = Object)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", summary = "Readiness: the database answers", tag = "operations", responses((status = 200, description = "the database answers", body = crate::schemas::HealthView), (status = 503, description = "the database does not answer", body = crate::schemas::HealthView)))]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
     match blocking(move || Ok(store.ping()?)).await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(_) => {
-            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "database": "unreachable" }))
-        }
+        Ok(()) => HttpResponse::Ok().json(schemas::HealthView { status: "ready", database: None }),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .json(schemas::HealthView { status: "unavailable", database: Some("unreachable") }),
     }
 }
 

@@ -164,7 +164,7 @@ impl LedgerObserver for Metrics {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", summary = "Prometheus metrics of this instance", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let bearer = req

@@ -12,13 +12,44 @@ pub struct ErrorBody {
 }
 
 /// `code` is one of SPEC's codes; details (e.g. `required`, `available`, `required_plan`,
-/// `capability`, `retry_after_seconds`) sit beside `message`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// `capability`, `limit`, `used`, `retry_after_seconds`) sit beside `message`.
+#[derive(serde::Serialize, ToSchema)]
 pub struct ErrorObject {
-    #[schema(example = "INSUFFICIENT_CREDITS")]
-    code: String,
-    message: String,
+    #[schema(value_type = ErrorCode, example = "INSUFFICIENT_CREDITS")]
+    pub code: String,
+    pub message: String,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// SPEC section 4's error codes.
+#[derive(ToSchema)]
+#[allow(dead_code, non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum ErrorCode {
+    INVALID_REQUEST,
+    UNAUTHENTICATED,
+    INSUFFICIENT_CREDITS,
+    KEY_CREDIT_LIMIT,
+    FORBIDDEN,
+    API_ACCESS_REQUIRED,
+    CAPABILITY_REQUIRED,
+    MODEL_TIER_REQUIRED,
+    TRIAL_EXHAUSTED,
+    TRIAL_EXPIRED,
+    BUSINESS_VERIFICATION_REQUIRED,
+    ACCOUNT_RESTRICTED,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    CONFLICT,
+    INVALID_PARAMETERS,
+    UNKNOWN_MODEL,
+    IDEMPOTENCY_KEY_REUSED,
+    RATE_LIMITED,
+    ACCOUNT_BUSY,
+    INTERNAL,
+    PAYMENTS_UNAVAILABLE,
+    SERVICE_UNAVAILABLE,
 }
 
 struct Security;
@@ -62,15 +93,15 @@ impl Modify for Security {
         crate::admin::clock_advance, crate::admin::restrict, crate::admin::lift_restriction, crate::admin::stripe_events,
         crate::admin::reprocess_stripe_event,
     ),
-    components(schemas(ErrorBody, ErrorObject)),
+    components(schemas(ErrorBody, ErrorObject, ErrorCode)),
     modifiers(&Security),
     tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"),
         (name = "operations")),
 )]
 pub struct ApiDoc;
 
-#[utoipa::path(get, path = "/openapi.json", operation_id = "get_openapi_json", tag = "operations",
-    responses((status = 200, description = "this document", body = Object)))]
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApiDocument", summary = "This OpenAPI document", tag = "operations",
+    responses((status = 200, description = "this document", body = crate::schemas::OpenApiDocument)))]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
@@ -90,7 +121,7 @@ const DOCS_PAGE: &str = r#"<!doctype html>
 </html>
 "#;
 
-#[utoipa::path(get, path = "/docs", operation_id = "get_docs", tag = "operations",
+#[utoipa::path(get, path = "/docs", operation_id = "getDocs", summary = "The API documentation page", tag = "operations",
     responses((status = 200, description = "the API documentation page (Redoc over /openapi.json)", content_type = "text/html")))]
 pub async fn docs() -> HttpResponse {
     HttpResponse::Ok()
@@ -112,4 +143,42 @@ pub async fn redoc_bundle() -> HttpResponse {
         .content_type("application/javascript; charset=utf-8")
         .insert_header(("Cache-Control", "public, max-age=86400"))
         .body(REDOC)
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    /// Issue 16: a client generated from the document gets a type for every success answer.
+    #[test]
+    fn no_success_response_is_an_untyped_object() {
+        let doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap();
+        let mut untyped = Vec::new();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                assert!(
+                    op["operationId"].as_str().is_some_and(|id| !id.contains('_')),
+                    "{method} {path}: a method-like operationId"
+                );
+                assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path}: a summary");
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if !status.starts_with('2') {
+                        continue;
+                    }
+                    for (content_type, content) in response["content"].as_object().into_iter().flatten() {
+                        let schema = &content["schema"];
+                        let bare =
+                            schema["type"] == "object" && schema["properties"].is_null() && schema["$ref"].is_null();
+                        if content_type.contains("json") && (bare || schema.is_null()) {
+                            untyped.push(format!("{method} {path} {status}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(operations > 40, "every route is documented ({operations})");
+        assert!(untyped.is_empty(), "success answers without a type: {untyped:?}");
+    }
 }

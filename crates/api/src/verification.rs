@@ -30,10 +30,10 @@ pub struct SubmitVerification {
     expected_monthly_credits: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/v1/business-verification", operation_id = "post_v1_business_verification", tag = "business verification",
+#[utoipa::path(post, path = "/v1/business-verification", operation_id = "submitBusinessVerification", summary = "Submit a business-verification request", tag = "business verification",
     request_body = SubmitVerification,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
-    responses((status = 201, description = "the request, pending; the sales team and the account are mailed", body = Object),
+    responses((status = 201, description = "the request, pending; the sales team and the account are mailed", body = credits_domain::verification::VerificationView),
         (status = 409, description = "CONFLICT: a request is pending, the account is approved, or on Business or Enterprise", body = crate::openapi::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
@@ -62,8 +62,8 @@ pub async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     Ok(respond(StatusCode::CREATED, result))
 }
 
-#[utoipa::path(get, path = "/v1/business-verification", operation_id = "get_v1_business_verification", tag = "business verification",
-    responses((status = 200, description = "the latest request: pending, approved, or rejected with its reason", body = Object),
+#[utoipa::path(get, path = "/v1/business-verification", operation_id = "getBusinessVerification", summary = "The account's latest business-verification request", tag = "business verification",
+    responses((status = 200, description = "the latest request: pending, approved, or rejected with its reason", body = credits_domain::verification::VerificationView),
         (status = 404, description = "no request was ever submitted", body = crate::openapi::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -81,10 +81,10 @@ struct QueueParams {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/business-verifications", operation_id = "get_admin_v1_business_verifications", tag = "business verification",
+#[utoipa::path(get, path = "/admin/v1/business-verifications", operation_id = "listBusinessVerifications", summary = "The sales team's queue of requests", tag = "business verification",
     params(("status" = Option<String>, Query, description = "pending, approved or rejected"),
         ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "requests, oldest first, and next_cursor", body = Object),
+    responses((status = 200, description = "requests, oldest first, and next_cursor", body = credits_domain::ports::VerificationPage),
         (status = 403, description = "FORBIDDEN: needs sales", body = crate::openapi::ErrorBody)),
     security(("operator" = [])))]
 pub async fn queue(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -137,9 +137,9 @@ async fn decide(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[utoipa::path(post, path = "/admin/v1/business-verifications/{id}/approve", operation_id = "post_admin_v1_business_verifications_id_approve", tag = "business verification",
+#[utoipa::path(post, path = "/admin/v1/business-verifications/{id}/approve", operation_id = "approveBusinessVerification", summary = "Approve a request", tag = "business verification",
     request_body = DecisionBody, params(("id" = String, Path, description = "the request's id")),
-    responses((status = 200, description = "approved: the account may check out Business; it is mailed", body = Object),
+    responses((status = 200, description = "approved: the account may check out Business; it is mailed", body = credits_domain::verification::VerificationView),
         (status = 409, description = "CONFLICT: already decided", body = crate::openapi::ErrorBody)),
     security(("operator" = [])))]
 pub async fn approve(
@@ -151,9 +151,9 @@ pub async fn approve(
     decide(req, path, body, state, true).await
 }
 
-#[utoipa::path(post, path = "/admin/v1/business-verifications/{id}/reject", operation_id = "post_admin_v1_business_verifications_id_reject", tag = "business verification",
+#[utoipa::path(post, path = "/admin/v1/business-verifications/{id}/reject", operation_id = "rejectBusinessVerification", summary = "Reject a request, with a reason", tag = "business verification",
     request_body = DecisionBody, params(("id" = String, Path, description = "the request's id")),
-    responses((status = 200, description = "rejected, with its reason; the account is mailed and may submit again", body = Object),
+    responses((status = 200, description = "rejected, with its reason; the account is mailed and may submit again", body = credits_domain::verification::VerificationView),
         (status = 409, description = "CONFLICT: already decided", body = crate::openapi::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS: no reason", body = crate::openapi::ErrorBody)),
     security(("operator" = [])))]

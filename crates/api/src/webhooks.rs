@@ -3,18 +3,18 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::payments::{Applied, ApplyError, StripeEvent, WebhookError, WebhookFailure, WebhookService};
-use serde_json::json;
 
 use crate::edge::blocking;
 use crate::error::ApiError;
+use crate::schemas::EventOutcome;
 use crate::state::AppState;
 
 /// The largest webhook body read (Stripe's events with long invoices run past 64 KiB).
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
 
-#[utoipa::path(post, path = "/webhooks/stripe", operation_id = "post_webhooks_stripe", tag = "webhooks",
+#[utoipa::path(post, path = "/webhooks/stripe", operation_id = "receiveStripeEvent", summary = "Stripe's signed webhook deliveries", tag = "webhooks",
     params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<HMAC-SHA256>; any v1 may match any configured secret; 300 s tolerance")),
-    responses((status = 200, description = "applied, replayed (applied before) or ignored (a type this service does not act on)", body = Object),
+    responses((status = 200, description = "applied, replayed (applied before) or ignored (a type this service does not act on)", body = crate::schemas::EventOutcome),
         (status = 400, description = "a missing or bad signature, or a body that is no event: nothing changed", body = crate::openapi::ErrorBody),
         (status = 500, description = "applying failed and nothing was written: Stripe retries", body = crate::openapi::ErrorBody)))]
 pub async fn stripe_webhook(
@@ -37,7 +37,7 @@ pub async fn stripe_webhook(
         }
     })?;
     let outcome = apply(&state, event).await?;
-    Ok(HttpResponse::Ok().json(json!({ "received": true, "outcome": outcome })))
+    Ok(HttpResponse::Ok().json(EventOutcome { id: None, received: Some(true), outcome }))
 }
 
 /// Apply a verified event (`WebhookService`): its outcome, or 500 so Stripe sends it again.

@@ -8,6 +8,7 @@ use crate::credits::Credits;
 use crate::ids::AccountId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PlanStatus {
     Active,
@@ -44,6 +45,7 @@ impl TryFrom<String> for PlanStatus {
 
 /// A billing period, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Period {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -51,6 +53,7 @@ pub struct Period {
 
 /// An Enterprise contract set by an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contract {
     pub monthly_credits: Credits,
     /// `None`: unlimited (R12).

@@ -63,6 +63,7 @@ pub fn key_name(name: &str) -> Result<String, KeyRefusal> {
 
 /// A key as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyView {
     pub id: Uuid,
     pub name: String,

@@ -15,6 +15,7 @@ use crate::credits::Credits;
 use crate::ids::{BucketId, RunId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BucketKind {
     Lifetime,
@@ -98,6 +99,7 @@ impl Reservation {
 
 /// How many credits one bucket gives (or takes back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Portion {
     pub bucket_id: BucketId,
     pub credits: Credits,

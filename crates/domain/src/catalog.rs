@@ -22,6 +22,7 @@ pub const ENTERPRISE_PLAN: &str = "enterprise";
 
 /// What a plan unlocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Capability {
     #[serde(rename = "canvas")]
     Canvas,
@@ -59,6 +60,7 @@ impl fmt::Display for Capability {
 
 /// A price in the currency's minor unit (cents for usd).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub amount: i64,
@@ -67,6 +69,7 @@ pub struct Price {
 
 /// How a model is priced (R1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Pricing {
     PerImage,
@@ -76,6 +79,7 @@ pub enum Pricing {
 
 /// The inclusive range a model's parameter (images or seconds) may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
     pub min: i64,
     pub max: i64,
@@ -83,6 +87,7 @@ pub struct Limits {
 
 /// A Free-plan trial (R9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TrialSpec {
     /// N lifetime generations: images for per-image models, runs otherwise.
@@ -92,6 +97,7 @@ pub enum TrialSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     pub id: String,
     pub name: String,
@@ -121,6 +127,7 @@ impl Plan {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Model {
     pub id: String,
     pub name: String,
@@ -134,6 +141,7 @@ pub struct Model {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopupPack {
     pub id: String,
     pub name: String,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A whole number of credits. Signed, because ledger entries are; every arithmetic operation on
 /// it is checked, so an overflow is a refusal and never a wrap-around.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Credits(i64);
 

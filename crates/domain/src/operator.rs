@@ -14,6 +14,7 @@ pub const MAX_OPERATOR_CREDITS: i64 = 1_000_000_000_000;
 pub const MAX_REASON_CHARS: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Sales,
@@ -42,6 +43,7 @@ impl Role {
 
 /// Who did an operator action; the bootstrap token from config has no row, hence no id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Operator {
     pub id: Option<OperatorId>,
     pub name: String,

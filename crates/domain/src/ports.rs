@@ -104,6 +104,7 @@ pub trait RunStore {
 
 /// An operator as `credits operator list` shows it: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorRecord {
     pub id: uuid::Uuid,
     pub name: String,
@@ -206,6 +207,7 @@ pub struct MailContext {
 
 /// One page of the sales queue, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationPage {
     pub requests: Vec<crate::verification::VerificationView>,
     pub next_cursor: Option<String>,

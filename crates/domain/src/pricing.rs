@@ -25,6 +25,7 @@ pub struct RunParams {
 
 /// A run's parameters after validation against its model, and its cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Priced {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub images: Option<i64>,

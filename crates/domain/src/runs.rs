@@ -264,6 +264,7 @@ pub fn decide_quote(state: &RunState<'_>, req: &RunRequest) -> Result<Quote, Den
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Held,

@@ -17,6 +17,7 @@ pub struct TrialUsage {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TrialKind {
     Count,
@@ -42,6 +43,7 @@ impl TrialKind {
 
 /// A run let through by its trial: free of charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrialGrant {
     pub kind: TrialKind,
     /// Generations this run takes from a count trial (0 for a window trial).
@@ -101,6 +103,7 @@ pub fn admit(
 
 /// How a trial stands for an account, for `GET /v1/trials`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrialView {
     pub model: String,
     pub kind: TrialKind,

@@ -56,6 +56,7 @@ fn website(value: &str) -> Result<String, String> {
 
 /// A request as submitted, checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationRequest {
     pub company_name: String,
     pub website: String,
@@ -109,6 +110,7 @@ impl VerificationRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VerificationStatus {
     Pending,
@@ -134,6 +136,7 @@ impl VerificationStatus {
 
 /// A stored request with its decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationView {
     pub id: Uuid,
     pub account_id: Uuid,

@@ -13,6 +13,7 @@ use crate::runs::RunStatus;
 use crate::trial::TrialGrant;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimitView {
     /// `null`: unlimited.
     pub runs_per_minute: Option<u32>,
@@ -20,6 +21,7 @@ pub struct RateLimitView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContractView {
     pub monthly_credits: Credits,
     pub runs_per_minute: Option<u32>,
@@ -27,6 +29,7 @@ pub struct ContractView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationSummary {
     pub id: Uuid,
     pub status: String,
@@ -34,6 +37,7 @@ pub struct VerificationSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     pub id: AccountId,
     pub email: String,
@@ -49,6 +53,8 @@ pub struct AccountView {
     pub rate_limit: RateLimitView,
     pub enterprise_contract: Option<ContractView>,
     /// A plan change waiting for the period's end (a downgrade or a cancellation), if any.
+    /// `plan:<id>` (a downgrade) or `cancel`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "plan:creator"))]
     pub pending_change: Option<crate::payments::PendingChange>,
     /// R19: runs, quotes, checkouts and new API keys are refused while set.
     pub restricted: bool,
@@ -56,6 +62,7 @@ pub struct AccountView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BucketView {
     pub id: BucketId,
     pub kind: BucketKind,
@@ -69,6 +76,7 @@ pub struct BucketView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BalanceView {
     pub account_id: AccountId,
     pub available: Credits,
@@ -81,6 +89,7 @@ pub struct BalanceView {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EntryType {
     Grant,
@@ -109,6 +118,7 @@ impl EntryType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerEntryView {
     pub id: EntryId,
     #[serde(rename = "type")]
@@ -123,6 +133,7 @@ pub struct LedgerEntryView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerPage {
     pub entries: Vec<LedgerEntryView>,
     pub next_cursor: Option<String>,
@@ -139,6 +150,7 @@ pub const LEDGER_DEFAULT_LIMIT: i64 = 50;
 pub const LEDGER_MAX_LIMIT: i64 = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChargeView {
     pub bucket_id: BucketId,
     pub kind: BucketKind,
@@ -146,6 +158,7 @@ pub struct ChargeView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunView {
     pub id: RunId,
     pub account_id: AccountId,
@@ -171,6 +184,7 @@ pub struct RunView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdjustmentView {
     pub account_id: AccountId,
     pub credits: Credits,
@@ -183,6 +197,7 @@ pub struct AdjustmentView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminAccountView {
     pub account: AccountView,
     pub balance: BalanceView,

@@ -133,6 +133,7 @@ pub fn decide_pack_checkout<'c>(
 
 /// What `POST /v1/checkout/*` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckoutView {
     pub checkout_url: Option<String>,
     pub session_id: Option<String>,
@@ -142,6 +143,7 @@ pub struct CheckoutView {
 
 /// When a plan change takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Effective {
     /// Applied when Stripe confirms it (an upgrade).
@@ -151,6 +153,7 @@ pub enum Effective {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubscriptionChangeView {
     pub id: String,
     pub plan: String,
@@ -339,6 +342,7 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
 
 /// What `POST /v1/stripe-portal-sessions` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortalView {
     pub url: String,
 }

@@ -79,6 +79,7 @@ pub struct SessionRequest {
 
 /// An invoice as Stripe has it (`GET /v1/invoices`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceView {
     pub id: String,
     pub number: Option<String>,
@@ -209,6 +210,7 @@ pub enum ApplyError {
 
 /// An event that could not be applied, as an admin sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FailedEventView {
     pub id: String,
     #[serde(rename = "type")]
