@@ -13,6 +13,7 @@ pub mod gate;
 pub mod metrics;
 pub mod openapi;
 pub mod reads;
+pub mod reports;
 mod runs;
 pub mod schemas;
 pub mod state;
@@ -49,6 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/account", web::get().to(accounts::show))
                 .route("/balance", web::get().to(accounts::balance))
                 .route("/ledger", web::get().to(accounts::ledger))
+                .route("/ledger/export", web::get().to(reports::export))
+                .route("/usage", web::get().to(reports::usage))
                 .route("/trials", web::get().to(accounts::trials))
                 .route("/quote", web::post().to(runs::quote))
                 .route("/runs", web::post().to(runs::start))
@@ -74,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/accounts/{id}/restriction", web::put().to(admin::restrict))
                 .route("/accounts/{id}/restriction", web::delete().to(admin::lift_restriction))
                 .route("/stripe-events", web::get().to(admin::stripe_events))
+                .route("/reports/liability", web::get().to(reports::liability_report))
                 .route("/stripe-events/{id}/reprocess", web::post().to(admin::reprocess_stripe_event))
                 .route("/business-verifications", web::get().to(verification::queue))
                 .route("/business-verifications/{id}/approve", web::post().to(verification::approve))

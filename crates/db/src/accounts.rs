@@ -251,6 +251,7 @@ impl AccountStore for PgStore {
                             entry_type: EntryType::Grant,
                             reference: Some("lifetime"),
                             reason: Some("Free plan lifetime grant"),
+                            value: None,
                         },
                         now,
                     )?;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use credits_domain::burn::{Bucket, BucketKind, Portion, Reservation, Wallet};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
+use credits_domain::reports::UnitValue;
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -195,6 +196,8 @@ pub struct Grant<'a> {
     pub entry_type: EntryType,
     pub reference: Option<&'a str>,
     pub reason: Option<&'a str>,
+    /// What a paid bucket was sold for (section 10's liability report).
+    pub value: Option<&'a UnitValue>,
 }
 
 pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> QueryResult<(BucketRow, NewEntryRow)> {
@@ -207,6 +210,9 @@ pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> Query
         expires_at: g.expires_at,
         reference: g.reference.map(str::to_string),
         created_at: now,
+        value_amount: g.value.map(|v| v.amount),
+        value_credits: g.value.map(|v| v.credits),
+        currency: g.value.map(|v| v.currency.clone()),
     };
     diesel::insert_into(buckets::table).values(&bucket).execute(conn)?;
     let entry = post(
@@ -279,6 +285,7 @@ pub fn grant_contract_allowance(
             entry_type: EntryType::Grant,
             reference: Some(&reference),
             reason: Some("Enterprise monthly allowance"),
+            value: None,
         },
         now,
     )?;

@@ -14,6 +14,7 @@ mod operators;
 mod outbox;
 mod payments;
 mod prepared;
+mod reports;
 mod rows;
 mod runs;
 pub mod schema;

@@ -153,6 +153,7 @@ impl OperatorStore for PgStore {
                                 entry_type: EntryType::Adjustment,
                                 reference: Some(&reference),
                                 reason: Some(&adj.reason),
+                                value: None,
                             },
                             now,
                         )?;

@@ -89,6 +89,9 @@ pub struct BucketRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub reference: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub value_amount: Option<i64>,
+    pub value_credits: Option<i64>,
+    pub currency: Option<String>,
 }
 
 impl BucketRow {

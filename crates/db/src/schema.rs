@@ -33,6 +33,9 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         reference -> Nullable<Text>,
         created_at -> Timestamptz,
+        value_amount -> Nullable<Int8>,
+        value_credits -> Nullable<Int8>,
+        currency -> Nullable<Text>,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod operator;
 pub mod payments;
 pub mod ports;
 pub mod pricing;
+pub mod reports;
 pub mod runs;
 pub mod trial;
 pub mod verification;

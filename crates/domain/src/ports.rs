@@ -291,9 +291,42 @@ pub trait Maintenance {
     fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError>;
 }
 
+/// Section 10's reads.
+pub trait ReportStore {
+    /// Credits captured and captured runs in `span`, by `group_by`, from the ledger's debits.
+    fn usage(
+        &self,
+        account: AccountId,
+        group_by: crate::reports::GroupBy,
+        span: crate::reports::Span,
+    ) -> Result<Vec<crate::reports::UsageGroup>, AccountError>;
+    /// The account's ledger entries of `span` in order, `limit` after the entry `after` (its seq).
+    fn ledger_chunk(
+        &self,
+        account: AccountId,
+        span: crate::reports::Span,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, crate::views::LedgerEntryView)>, AccountError>;
+    /// The sums of every account's buckets and entries as of `at`.
+    fn liability_sums(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<(Vec<crate::reports::BucketAsOf>, Vec<crate::reports::MonthFlow>), StoreError>;
+}
+
 /// Everything the service needs from its store.
 pub trait Store:
-    AccountStore + RunStore + OperatorStore + ApiKeyStore + PaymentStore + VerificationStore + Maintenance + Send + Sync
+    AccountStore
+    + RunStore
+    + OperatorStore
+    + ApiKeyStore
+    + PaymentStore
+    + VerificationStore
+    + ReportStore
+    + Maintenance
+    + Send
+    + Sync
 {
 }
 
@@ -304,6 +337,7 @@ impl<T> Store for T where
         + ApiKeyStore
         + PaymentStore
         + VerificationStore
+        + ReportStore
         + Maintenance
         + Send
         + Sync

@@ -50,6 +50,22 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// Reports for finance, straight from the database (no operator token needed).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// The liability report (SPEC section 10) as of --at (RFC 3339; default now).
+    Liability {
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,7 +109,8 @@ fn main() -> ExitCode {
         }
     };
     // The commands print their results on stdout; their logs go to stderr.
-    let logs_to_stderr = matches!(cli.command, Command::Migrate | Command::Check | Command::Operator { .. });
+    let logs_to_stderr =
+        matches!(cli.command, Command::Migrate | Command::Check | Command::Operator { .. } | Command::Report { .. });
     telemetry::init(settings.log.format, &settings.log.level, logs_to_stderr);
     let result = match cli.command {
         Command::Serve { no_workers } => serve(&settings, !no_workers),
@@ -105,6 +122,9 @@ fn main() -> ExitCode {
             create_operator(&settings, &name, &role)
         }
         Command::Operator { command: OperatorCommand::List } => list_operators(&settings),
+        Command::Report { command: ReportCommand::Liability { at, format } } => {
+            report_liability(&settings, at.as_deref(), &format)
+        }
         Command::Operator { command: OperatorCommand::Revoke { id } } => revoke_operator(&settings, &id),
     };
     match result {
@@ -244,6 +264,56 @@ fn revoke_operator(settings: &Settings, id: &str) -> Result<(), String> {
     } else {
         Err(format!("no live operator {id}"))
     }
+}
+
+fn report_liability(settings: &Settings, at: Option<&str>, format: &str) -> Result<(), String> {
+    use credits_domain::ports::ReportStore;
+    let at = at
+        .map(|raw| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| format!("--at {raw:?} is not an RFC 3339 time"))
+        })
+        .transpose()?;
+    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    let at = match at {
+        Some(at) => at,
+        None => services.state.clock.now().map_err(|e| e.to_string())?,
+    };
+    let (buckets, flows) = services.store.liability_sums(at).map_err(|e| e.to_string())?;
+    let report = credits_domain::reports::liability(at, &buckets, &flows);
+    match format {
+        "csv" => print!("{}", liability_csv(&report)),
+        _ => println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?),
+    }
+    Ok(())
+}
+
+/// The report as one CSV table: section, name, credits, value (minor units).
+fn liability_csv(r: &credits_domain::reports::LiabilityReport) -> String {
+    let mut out = String::from("section,name,credits,value\r\n");
+    let mut row = |section: &str, name: &str, a: (i64, i64)| {
+        out.push_str(&format!("{section},{name},{},{}\r\n", a.0, a.1));
+    };
+    let o = &r.outstanding;
+    row("outstanding", "total", (o.credits, o.value));
+    row("outstanding", "paid", (o.paid.credits, o.paid.value));
+    row("outstanding", "allowance", (o.paid.allowance.credits, o.paid.allowance.value));
+    row("outstanding", "topup", (o.paid.topup.credits, o.paid.topup.value));
+    row("outstanding", "promotional", (o.promotional.credits, o.promotional.value));
+    row("outstanding", "lifetime", (o.promotional.lifetime.credits, o.promotional.lifetime.value));
+    row("outstanding", "adjustment", (o.promotional.adjustment.credits, o.promotional.adjustment.value));
+    for (days, a) in [(30, r.expiring.next_30_days), (60, r.expiring.next_60_days), (90, r.expiring.next_90_days)] {
+        row("expiring", &format!("next_{days}_days"), (a.credits, a.value));
+    }
+    for m in &r.months {
+        for (name, a) in
+            [("granted", m.granted), ("used", m.used), ("expired", m.expired), ("clawed_back", m.clawed_back)]
+        {
+            row(&format!("month {}", m.month), name, (a.credits, a.value));
+        }
+    }
+    out
 }
 
 /// GET `path` over a plain TCP connection: 200 or an error.

@@ -15,6 +15,7 @@ mod migrations;
 mod operators;
 mod ownership;
 mod payments;
+mod reports;
 mod robustness;
 mod runs;
 mod stripe;

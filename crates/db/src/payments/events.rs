@@ -16,6 +16,7 @@ use credits_domain::payments::{
     decide_invoice_paid, decide_refund, decide_session_completed, decide_session_expired, decide_session_failed,
     decide_session_paid, decide_subscription_deleted, decide_subscription_updated,
 };
+use credits_domain::reports::UnitValue;
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -533,6 +534,8 @@ impl Event<'_> {
                     let Some(session) = &subject.session else { continue };
                     let reference = format!("checkout:{session}");
                     let reason = format!("top-up pack {pack}");
+                    // Section 10: what the pack was sold for, over its credits.
+                    let value = UnitValue { amount: *amount, credits: credits.get(), currency: currency.clone() };
                     let (bucket, _) = grant(
                         self.conn,
                         Grant {
@@ -543,6 +546,7 @@ impl Event<'_> {
                             entry_type: EntryType::Grant,
                             reference: Some(&reference),
                             reason: Some(&reason),
+                            value: Some(&value),
                         },
                         now,
                     )?;
@@ -561,7 +565,7 @@ impl Event<'_> {
                         .execute(self.conn)?;
                 }
                 Effect::EndAllowances => end_allowances(self.conn, account, now)?,
-                Effect::GrantAllowance { credits, expires_at, reason } => {
+                Effect::GrantAllowance { credits, expires_at, reason, value } => {
                     let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
                     let (bucket, _) = grant(
                         self.conn,
@@ -573,6 +577,7 @@ impl Event<'_> {
                             entry_type: EntryType::Grant,
                             reference: reference.as_deref(),
                             reason: Some(reason),
+                            value: value.as_ref(),
                         },
                         now,
                     )?;
@@ -699,6 +704,7 @@ impl Event<'_> {
                             entry_type: EntryType::Grant,
                             reference: reference.as_deref(),
                             reason: Some(reason),
+                            value: None,
                         },
                         now,
                     )?;

@@ -14,6 +14,7 @@ use crate::catalog::{Catalog, Plan};
 use crate::credits::Credits;
 use crate::ids::BucketId;
 use crate::mail::{Mail, MailKind};
+use crate::reports::UnitValue;
 
 // ---- the events, as the Stripe adapter reads them ---------------------------------------------
 
@@ -466,11 +467,13 @@ pub enum Effect {
     },
     /// R3: the account's live allowances end now (no rollover).
     EndAllowances,
-    /// R3: the period's allowance, granted by the event's invoice.
+    /// R3: the period's allowance, granted by the event's invoice, with what the plan sells it for
+    /// (section 10: a plan's price over its monthly credits).
     GrantAllowance {
         credits: Credits,
         expires_at: DateTime<Utc>,
         reason: String,
+        value: Option<UnitValue>,
     },
     /// R14: an upgrade grows the current allowance.
     GrowAllowance {
@@ -763,6 +766,13 @@ fn link(facts: &SubscriptionFacts, id: &str) -> Vec<Effect> {
     }
 }
 
+/// Section 10: a plan's allowance is worth its price over its monthly credits.
+fn plan_value(plan: &Plan) -> Option<UnitValue> {
+    let price = plan.price.as_ref()?;
+    let credits = plan.monthly_credits?.get();
+    (credits > 0).then(|| UnitValue { amount: price.amount, credits, currency: price.currency.clone() })
+}
+
 fn is_enterprise(account: &Account) -> bool {
     account.plan == crate::catalog::ENTERPRISE_PLAN && account.contract.is_some()
 }
@@ -830,6 +840,7 @@ pub fn decide_invoice_paid(
                     credits: monthly,
                     expires_at: line.period_end,
                     reason: format!("{} allowance", plan.name),
+                    value: plan_value(plan),
                 });
             }
             effects.push(Effect::Plan(PlanChange {
@@ -890,9 +901,12 @@ fn upgrade(catalog: &Catalog, facts: &SubscriptionFacts, plan: &Plan, at: DateTi
         let reason = format!("upgrade to {}", plan.name);
         match (facts.allowance, account.period) {
             (Some(bucket), _) => effects.push(Effect::GrowAllowance { bucket: bucket.id, credits: grown, reason }),
-            (None, Some(period)) => {
-                effects.push(Effect::GrantAllowance { credits: grown, expires_at: period.end, reason })
-            }
+            (None, Some(period)) => effects.push(Effect::GrantAllowance {
+                credits: grown,
+                expires_at: period.end,
+                reason,
+                value: plan_value(plan),
+            }),
             (None, None) => {}
         }
     }

@@ -1,0 +1,212 @@
+//! Section 10: `GET /v1/usage`, `GET /v1/ledger/export` (CSV, streamed) and
+//! `GET /admin/v1/reports/liability`.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use credits_domain::operator::Role;
+use credits_domain::reports::{GroupBy, LiabilityReport, Span, UsageView, liability};
+use credits_domain::views::LedgerEntryView;
+use serde::Deserialize;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Entries read and written per chunk of an export: memory does not grow with the span.
+const EXPORT_CHUNK: i64 = 1000;
+
+fn time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.filter(|r| !r.is_empty())
+        .map(|r| {
+            DateTime::parse_from_rfc3339(r)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::invalid_parameters(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+#[derive(Deserialize)]
+struct SpanParams {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+fn span_params(req: &HttpRequest) -> Result<SpanParams, ApiError> {
+    web::Query::<SpanParams>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::invalid_parameters(e.to_string()))
+}
+
+#[utoipa::path(get, path = "/v1/usage", operation_id = "getUsage", summary = "Credits captured and runs, by day, model, API key or workflow", tag = "accounts",
+    params(("from" = Option<String>, Query, description = "RFC 3339; default 30 days before to"),
+        ("to" = Option<String>, Query, description = "RFC 3339, excluded; default now"),
+        ("group_by" = Option<String>, Query, description = "day (UTC, the default), model, api_key or workflow")),
+    responses((status = 200, description = "the groups with something captured, with their credits and runs; the sums agree with the ledger's debits", body = UsageView),
+        (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::openapi::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: an unknown group_by, a bad time, from not before to, a span over 366 days", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+pub async fn usage(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::reader(&req, &state).await?;
+    let params = span_params(&req)?;
+    let group_by = match params.group_by.as_deref() {
+        None | Some("") => GroupBy::Day,
+        Some(raw) => GroupBy::parse(raw)
+            .ok_or_else(|| ApiError::invalid_parameters("group_by must be day, model, api_key or workflow"))?,
+    };
+    let (from, to) = (time("from", params.from.as_deref())?, time("to", params.to.as_deref())?);
+    let view = state
+        .call(move |store, now| {
+            let span = Span::new(from, to, now).map_err(ApiError::invalid_parameters)?;
+            let groups = store.usage(caller.account, group_by, span)?;
+            Ok(UsageView { group_by, from: span.from, to: span.to, groups })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// RFC 4180: a field with a comma, a quote or a line break is quoted, its quotes doubled.
+fn csv_field(out: &mut String, value: &str) {
+    if value.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+pub const EXPORT_HEADER: &str = "id,type,credits,bucket_id,bucket_kind,run_id,reference,reason,created_at\r\n";
+
+fn csv_row(out: &mut String, e: &LedgerEntryView) {
+    let run = e.run_id.map(|r| r.to_string()).unwrap_or_default();
+    let fields = [
+        e.id.to_string(),
+        e.entry_type.as_str().to_string(),
+        e.credits.get().to_string(),
+        e.bucket_id.to_string(),
+        e.bucket_kind.as_str().to_string(),
+        run,
+        e.reference.clone().unwrap_or_default(),
+        e.reason.clone().unwrap_or_default(),
+        e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    ];
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, f);
+    }
+    out.push_str("\r\n");
+}
+
+/// The chunks of an export, as the blocking reader sends them.
+struct Chunks(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, actix_web::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|c| c.map_err(actix_web::Error::from)))
+    }
+}
+
+#[utoipa::path(get, path = "/v1/ledger/export", operation_id = "exportLedger", summary = "The ledger entries of a span as CSV, streamed", tag = "accounts",
+    params(("from" = Option<String>, Query, description = "RFC 3339; default 30 days before to"),
+        ("to" = Option<String>, Query, description = "RFC 3339, excluded; default now")),
+    responses((status = 200, description = "text/csv (RFC 4180): a header row, then one row per entry, oldest first", content_type = "text/csv", body = String),
+        (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::openapi::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: a bad time, from not before to, a span over 366 days", body = crate::openapi::ErrorBody)),
+    security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::reader(&req, &state).await?;
+    let params = span_params(&req)?;
+    let (from, to) = (time("from", params.from.as_deref())?, time("to", params.to.as_deref())?);
+    let account = caller.account;
+    // The first chunk before the answer starts: a missing account or a bad span is an error answer.
+    let (span, first) = state
+        .call(move |store, now| {
+            let span = Span::new(from, to, now).map_err(ApiError::invalid_parameters)?;
+            Ok((span, store.ledger_chunk(account, span, None, EXPORT_CHUNK)?))
+        })
+        .await?;
+    // Two chunks in flight at most: the reader waits for the client (memory stays flat).
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::from(EXPORT_HEADER);
+        let mut chunk = first;
+        loop {
+            for (_, e) in &chunk {
+                csv_row(&mut text, e);
+            }
+            if tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut text)))).is_err() {
+                return; // the client went away
+            }
+            let Some(&(last, _)) = chunk.last() else { return };
+            if (chunk.len() as i64) < EXPORT_CHUNK {
+                return;
+            }
+            chunk = match store.ledger_chunk(account, span, Some(last), EXPORT_CHUNK) {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, "the ledger export stopped");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("the export stopped")));
+                    return;
+                }
+            };
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"ledger.csv\""))
+        .streaming(Chunks(rx)))
+}
+
+#[derive(Deserialize)]
+struct AtParams {
+    at: Option<String>,
+}
+
+/// The report as of `at` (default now).
+pub async fn liability_at(state: &AppState, at: Option<DateTime<Utc>>) -> Result<LiabilityReport, ApiError> {
+    state
+        .call(move |store, now| {
+            let at = at.unwrap_or(now);
+            let (buckets, flows) = store.liability_sums(at)?;
+            Ok(liability(at, &buckets, &flows))
+        })
+        .await
+}
+
+#[utoipa::path(get, path = "/admin/v1/reports/liability", operation_id = "getLiabilityReport", summary = "What the business owes in credits at a moment", tag = "operators",
+    params(("at" = Option<String>, Query, description = "RFC 3339; default now. Entries after it are ignored: a past report never changes")),
+    responses((status = 200, description = "outstanding credits by kind (paid, promotional) with their value, what expires within 30/60/90 days, and month by month granted, used, expired and clawed back", body = LiabilityReport),
+        (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: a bad time", body = crate::openapi::ErrorBody)),
+    security(("operator" = [])))]
+pub async fn liability_report(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    auth::operator(&req, &state, Role::Admin).await?;
+    let params = web::Query::<AtParams>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid_parameters(e.to_string()))?;
+    let at = time("at", params.at.as_deref())?;
+    Ok(HttpResponse::Ok().json(liability_at(&state, at).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_quoted_as_rfc_4180_says() {
+        let mut out = String::new();
+        for f in ["plain", "a,b", "say \"hi\"", "two\nlines"] {
+            csv_field(&mut out, f);
+            out.push('|');
+        }
+        assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|");
+    }
+}
