@@ -10,6 +10,7 @@ pub mod error;
 pub mod idempotency;
 pub mod ids;
 pub mod mail;
+pub mod notify;
 pub mod operator;
 pub mod payments;
 pub mod ports;

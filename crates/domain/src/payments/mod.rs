@@ -14,4 +14,4 @@ pub use ports::*;
 pub use subscription::*;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

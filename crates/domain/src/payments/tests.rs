@@ -13,7 +13,7 @@ pub(super) fn t0() -> DateTime<Utc> {
 }
 
 /// Plans like the shipped catalog's, built in code (the domain reads no files).
-pub(super) fn catalog() -> Catalog {
+pub(crate) fn catalog() -> Catalog {
     use crate::catalog::{Price, RawCatalog, RawPack, RawPlan};
     let plan = |id: &str, rank: u32, monthly: Option<i64>, sold: bool| RawPlan {
         id: id.into(),

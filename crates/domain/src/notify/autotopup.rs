@@ -1,0 +1,148 @@
+//! R22: auto top-up. What an account may set, when a capture starts one, and what Stripe's answer
+//! to the off-session payment does.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+
+use crate::Credits;
+use crate::catalog::Catalog;
+
+/// R22: the most auto top-ups a calendar month when the account names no limit.
+pub const DEFAULT_MONTHLY_LIMIT: u32 = 4;
+/// The most an account may allow itself a month: a guard against a typo that charges a card
+/// hundreds of times, not a business rule (a decision, docs/decisions.md).
+pub const MAX_MONTHLY_LIMIT: u32 = 31;
+
+/// What `PUT /v1/auto-topup` asks for, as it came.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AutoTopupRequest {
+    pub enabled: bool,
+    pub threshold: Option<i64>,
+    pub pack: Option<String>,
+    pub monthly_limit: Option<i64>,
+}
+
+/// An account's auto top-up settings, valid against the catalog. Threshold and pack are always
+/// there when `enabled` is; an account that only ever turned it off may have neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoTopupSettings {
+    pub enabled: bool,
+    pub threshold: Option<Credits>,
+    pub pack: Option<String>,
+    pub monthly_limit: u32,
+}
+
+/// Checks a request against the catalog, the settings it replaces and whether a card is saved.
+/// What the request leaves out is kept from `previous`. Turning auto top-up off needs nothing
+/// else; turning it on needs a threshold, a pack that exists and a saved card. The message is
+/// the 422's.
+pub fn validate(
+    request: &AutoTopupRequest,
+    previous: Option<&AutoTopupSettings>,
+    catalog: &Catalog,
+    card_saved: bool,
+) -> Result<AutoTopupSettings, String> {
+    let threshold = match request.threshold {
+        Some(t) if t >= 1 => Some(Credits::new(t)),
+        Some(_) => return Err("threshold must be a whole number of credits, 1 or more".into()),
+        None => previous.and_then(|p| p.threshold),
+    };
+    let pack = match request.pack.as_deref() {
+        Some(id) if catalog.pack(id).is_some() => Some(id.to_owned()),
+        Some(id) => return Err(format!("no top-up pack is called {id:?}")),
+        None => previous.and_then(|p| p.pack.clone()),
+    };
+    let monthly_limit = match request.monthly_limit {
+        None => previous.map_or(DEFAULT_MONTHLY_LIMIT, |p| p.monthly_limit),
+        Some(n) if (1..=i64::from(MAX_MONTHLY_LIMIT)).contains(&n) => n as u32,
+        Some(_) => {
+            return Err(format!("monthly_limit must be between 1 and {MAX_MONTHLY_LIMIT}"));
+        }
+    };
+    if request.enabled {
+        if threshold.is_none() {
+            return Err("threshold is required to turn auto top-up on".into());
+        }
+        if pack.is_none() {
+            return Err("pack is required to turn auto top-up on".into());
+        }
+        if !card_saved {
+            return Err("auto top-up needs a card saved at Stripe: buy a top-up pack once \
+                        (its checkout saves the card), then turn auto top-up on"
+                .into());
+        }
+    }
+    Ok(AutoTopupSettings { enabled: request.enabled, threshold, pack, monthly_limit })
+}
+
+/// Why a capture did or did not start an auto top-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartDecision {
+    Start,
+    Disabled,
+    /// `available` is at or above the threshold.
+    NotBelow,
+    /// One is already open for the account: never two at once.
+    AlreadyOpen,
+    /// This calendar month's auto top-ups have reached the account's limit.
+    MonthlyLimitReached {
+        limit: u32,
+    },
+}
+
+/// A capture left `available`; `open` says whether an auto top-up is in flight for the account,
+/// `started_this_month` how many it started since [`month_start`].
+pub fn after_capture(
+    settings: Option<&AutoTopupSettings>,
+    available: Credits,
+    open: bool,
+    started_this_month: u32,
+) -> StartDecision {
+    let Some((settings, threshold)) = settings.filter(|s| s.enabled).and_then(|s| s.threshold.map(|t| (s, t))) else {
+        return StartDecision::Disabled;
+    };
+    if available >= threshold {
+        StartDecision::NotBelow
+    } else if open {
+        StartDecision::AlreadyOpen
+    } else if started_this_month >= settings.monthly_limit {
+        StartDecision::MonthlyLimitReached { limit: settings.monthly_limit }
+    } else {
+        StartDecision::Start
+    }
+}
+
+/// The calendar month (UTC) `now` is in begins here.
+pub fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .expect("the first of a month at midnight UTC exists")
+}
+
+/// What Stripe said of an auto top-up's PaymentIntent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Succeeded,
+    Declined,
+    /// The bank wants the customer (3-D Secure): off-session, nobody is there to answer.
+    RequiresAction,
+}
+
+/// What the outcome does to the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeEffect {
+    /// Grant the pack (once per PaymentIntent: the store keys the grant on its id).
+    pub grant: bool,
+    /// Turn auto top-up off: a card that failed once off-session will fail again.
+    pub disable: bool,
+    /// Email the account a link to its billing page.
+    pub mail: bool,
+}
+
+pub fn on_outcome(outcome: PaymentOutcome) -> OutcomeEffect {
+    match outcome {
+        PaymentOutcome::Succeeded => OutcomeEffect { grant: true, disable: false, mail: false },
+        PaymentOutcome::Declined | PaymentOutcome::RequiresAction => {
+            OutcomeEffect { grant: false, disable: true, mail: true }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! SPEC section 9: outbound webhooks. The events an account's systems may subscribe to, what an
+//! endpoint may be and where it may point, and when a failed delivery is tried again.
+//! Signing (Standard Webhooks) and sending are the adapter's; the rules are here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+/// At most this many endpoints an account (section 9).
+pub const MAX_ENDPOINTS: usize = 10;
+/// A URL longer than this is refused (browsers and proxies stop near here anyway).
+pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_DESCRIPTION_LEN: usize = 500;
+/// A delivery is a success when the endpoint answers 2xx within this.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A delivery is tried again for up to this long after its first attempt.
+pub const RETRY_WINDOW: TimeDelta = TimeDelta::days(3);
+/// An endpoint failing for this long is disabled and its account emailed.
+pub const DISABLE_AFTER: TimeDelta = TimeDelta::days(5);
+
+macro_rules! event_types {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// The event types of section 9, as they travel (`type` in the body).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum EventType {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl EventType {
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => $name,)+
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<EventType> {
+                match name {
+                    $($name => Some(EventType::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    BalanceLow => "balance.low",
+    BalanceDepleted => "balance.depleted",
+    BalanceRecovered => "balance.recovered",
+    CreditsExpiring => "credits.expiring",
+    CreditsGranted => "credits.granted",
+    PlanChanged => "plan.changed",
+    PaymentFailed => "payment.failed",
+    AutoTopupSucceeded => "auto_topup.succeeded",
+    AutoTopupFailed => "auto_topup.failed",
+    AccountRestricted => "account.restricted",
+    AccountUnrestricted => "account.unrestricted",
+    BusinessVerificationDecided => "business_verification.decided",
+}
+
+/// What `POST /v1/webhook-endpoints` asks for, with the URL already taken apart by the adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRequest<'a> {
+    pub url: &'a str,
+    pub scheme: &'a str,
+    pub host: Option<&'a str>,
+    pub events: &'a [String],
+    pub description: Option<&'a str>,
+}
+
+/// Checks a new endpoint; `existing` is how many the account has. Returns its events, each once,
+/// in a stable order. The message is the 422's.
+pub fn validate_endpoint(
+    request: &EndpointRequest<'_>,
+    existing: usize,
+    allow_insecure: bool,
+) -> Result<Vec<EventType>, String> {
+    if existing >= MAX_ENDPOINTS {
+        return Err(format!("an account may have at most {MAX_ENDPOINTS} webhook endpoints"));
+    }
+    if request.url.len() > MAX_URL_LEN {
+        return Err(format!("url must be at most {MAX_URL_LEN} characters"));
+    }
+    match request.scheme {
+        "https" => {}
+        "http" if allow_insecure => {}
+        "http" => return Err("url must be https".into()),
+        other => return Err(format!("url must be https, not {other:?}")),
+    }
+    if request.host.is_none_or(str::is_empty) {
+        return Err("url must name a host".into());
+    }
+    if request.description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
+        return Err(format!("description must be at most {MAX_DESCRIPTION_LEN} characters"));
+    }
+    if request.events.is_empty() {
+        return Err("events must name at least one event type".into());
+    }
+    let mut events = Vec::with_capacity(request.events.len());
+    for name in request.events {
+        let Some(event) = EventType::parse(name) else {
+            return Err(format!("{name:?} is not an event type"));
+        };
+        events.push(event);
+    }
+    events.sort_unstable();
+    events.dedup();
+    Ok(events)
+}
+
+/// Why an address may not be a webhook's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetRefused {
+    #[error("{0} is a private, loopback or link-local address")]
+    Private(IpAddr),
+    #[error("{0} is not an address anyone can be reached at")]
+    Unroutable(IpAddr),
+}
+
+/// May a delivery connect to `ip`? The adapter resolves the host, checks every address with this
+/// and connects to an address it checked, so a DNS answer that changes in between (rebinding)
+/// cannot send it inside. `allow_private` (tests) lets private, loopback and link-local through;
+/// nothing lets the unspecified, multicast or broadcast addresses through.
+pub fn check_target(ip: IpAddr, allow_private: bool) -> Result<(), TargetRefused> {
+    let ip = canonical(ip);
+    let (unroutable, private) = match ip {
+        IpAddr::V4(v4) => (
+            v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || v4.octets()[0] >= 240,
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || is_shared_v4(v4),
+        ),
+        IpAddr::V6(v6) => (
+            v6.is_unspecified() || v6.is_multicast(),
+            v6.is_loopback() || is_unique_local_v6(v6) || is_link_local_v6(v6),
+        ),
+    };
+    if unroutable {
+        Err(TargetRefused::Unroutable(ip))
+    } else if private && !allow_private {
+        Err(TargetRefused::Private(ip))
+    } else {
+        Ok(())
+    }
+}
+
+/// An IPv6 address that carries an IPv4 one (mapped `::ffff:a.b.c.d`, or NAT64 `64:ff9b::/96`)
+/// is judged as the IPv4 address it reaches.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+/// 100.64.0.0/10, carrier-grade NAT: inside someone's network.
+fn is_shared_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    a == 100 && (b & 0b1100_0000) == 64
+}
+
+/// fc00::/7.
+fn is_unique_local_v6(ip: Ipv6Addr) -> bool {
+    (ip.segments()[0] & 0xfe00) == 0xfc00
+}
+
+/// fe80::/10, and the deprecated site-local fec0::/10 with it.
+fn is_link_local_v6(ip: Ipv6Addr) -> bool {
+    (ip.segments()[0] & 0xffc0) == 0xfe80 || (ip.segments()[0] & 0xffc0) == 0xfec0
+}
+
+/// How long after the `attempts`-th failed try (1 for the first) the next one is made: 30 s,
+/// doubling, at most 12 h. Exponential, so an endpoint down for an hour hears again within about
+/// an hour of coming back, and a dead one is not hammered.
+pub fn retry_delay(attempts: u32) -> TimeDelta {
+    const FIRST: i64 = 30;
+    const MOST: i64 = 12 * 3600;
+    let doublings = attempts.saturating_sub(1).min(20);
+    TimeDelta::seconds((FIRST << doublings).min(MOST))
+}
+
+/// When to try a delivery again after its `attempts`-th failure, or `None` when its 3 days are
+/// over and it is given up (kept, with its attempts, for `GET …/deliveries`).
+pub fn next_attempt(first_attempt_at: DateTime<Utc>, attempts: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let next = now + retry_delay(attempts);
+    (next <= first_attempt_at + RETRY_WINDOW).then_some(next)
+}
+
+/// An endpoint that has failed every delivery since `failing_since` is disabled once that is
+/// [`DISABLE_AFTER`] ago. A success clears `failing_since`.
+pub fn should_disable(failing_since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    failing_since.is_some_and(|since| now - since >= DISABLE_AFTER)
+}
