@@ -1,6 +1,9 @@
 //! Outbound webhooks (SPEC section 9), the adapter's side: an endpoint's signing secret and the
 //! Standard Webhooks signature of a delivery (<https://www.standardwebhooks.com/>). What may be
-//! sent, where and when is the domain's (`credits_domain::notify::webhooks`).
+//! sent, where and when is the domain's (`credits_domain::notify::webhooks`); how a secret is
+//! kept at rest is `seal`'s.
+
+pub mod seal;
 
 use std::fmt;
 
