@@ -3,6 +3,7 @@
 //! sent, where and when is the domain's (`credits_domain::notify::webhooks`); how a secret is
 //! kept at rest is `seal`'s.
 
+pub mod deliver;
 pub mod seal;
 
 use std::fmt;
