@@ -1,4 +1,4 @@
-//! The credit and plan rules of `credits` (SPEC R1-R17), as pure functions of
+//! The credit and plan rules of `credits` (SPEC R1-R23, sections 5, 9 and 10), as pure functions of
 //! (state, request, now), and the ports the adapters implement. No HTTP, SQL, Stripe or SMTP here.
 
 pub mod account;
