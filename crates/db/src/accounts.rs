@@ -117,11 +117,11 @@ pub fn balances_of(
     for row in rows {
         by_account.entry(row.account_id).or_default().push(row);
     }
-    Ok(ids.iter().map(|id| by_account.get(&id.0).map(|rows| balance_view(catalog, *id, rows, now))).collect())
+    ids.iter().map(|id| by_account.get(&id.0).map(|rows| balance_view(catalog, *id, rows, now)).transpose()).collect()
 }
 
 /// One account's balance from its rows of the balance statement (at least one: the account's).
-fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: DateTime<Utc>) -> BalanceView {
+fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: DateTime<Utc>) -> QueryResult<BalanceView> {
     let first = &rows[0];
     let (plan, period_end, held) = (catalog.plan_or_free(&first.plan_id).id.clone(), first.period_end, first.held);
     // The rules read reservations: one per live bucket for what live holds reserve in it, and
@@ -137,7 +137,7 @@ fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: Date
         let (Some(bucket), Some(kind)) = (r.bucket_id, r.kind.as_deref()) else { continue };
         buckets.push(Bucket {
             id: BucketId(bucket),
-            kind: BucketKind::parse(kind).unwrap_or(BucketKind::Adjustment),
+            kind: crate::rows::bucket_kind(kind)?,
             granted: Credits::new(r.granted.unwrap_or(0)),
             remaining: Credits::new(r.remaining.unwrap_or(0)),
             expires_at: r.expires_at,
@@ -153,7 +153,7 @@ fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: Date
     }
     let wallet = Wallet::new(buckets, reservations);
     let balance = wallet.balance(now);
-    BalanceView {
+    Ok(BalanceView {
         account_id: id,
         available: balance.available,
         held: balance.held,
@@ -173,7 +173,7 @@ fn balance_view(catalog: &Catalog, id: AccountId, rows: &[BalanceRow], now: Date
                 created_at: b.created_at,
             })
             .collect(),
-    }
+    })
 }
 
 fn found(row: Option<AccountRow>) -> Result<Account, Fail<AccountError>> {
@@ -200,7 +200,7 @@ pub fn ledger_page(conn: &mut PgConnection, account: AccountId, query: &LedgerQu
     rows.truncate(query.limit as usize);
     Ok(LedgerPage {
         next_cursor: if more { rows.last().map(|r| r.seq.to_string()) } else { None },
-        entries: rows.iter().map(EntryRow::to_view).collect(),
+        entries: rows.iter().map(EntryRow::to_view).collect::<QueryResult<_>>()?,
     })
 }
 

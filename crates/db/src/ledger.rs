@@ -60,7 +60,7 @@ pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<W
         if r.source == "b" {
             buckets.push(Bucket {
                 id: BucketId(r.id),
-                kind: r.kind.as_deref().and_then(BucketKind::parse).unwrap_or(BucketKind::Adjustment),
+                kind: crate::rows::bucket_kind(r.kind.as_deref().unwrap_or_default())?,
                 granted: Credits::new(r.granted.unwrap_or(r.credits)),
                 remaining: Credits::new(r.credits),
                 expires_at: r.at,

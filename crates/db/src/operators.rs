@@ -52,7 +52,10 @@ fn locked(conn: &mut PgConnection, id: AccountId) -> Result<AccountRow, Fail<Adm
     lock_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))
 }
 
-fn entry_views(rows: Vec<crate::rows::NewEntryRow>, kind: &str) -> Vec<credits_domain::views::LedgerEntryView> {
+fn entry_views(
+    rows: Vec<crate::rows::NewEntryRow>,
+    kind: &str,
+) -> QueryResult<Vec<credits_domain::views::LedgerEntryView>> {
     rows.into_iter().map(|entry| EntryRow { seq: 0, entry, bucket_kind: kind.to_string() }.to_view()).collect()
 }
 
@@ -157,7 +160,7 @@ impl OperatorStore for PgStore {
                             },
                             now,
                         )?;
-                        (Some(BucketId(bucket.id)), entry_views(vec![entry], "adjustment"))
+                        (Some(BucketId(bucket.id)), entry_views(vec![entry], "adjustment")?)
                     }
                     AdjustmentEffect::Take(portions) => {
                         let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason).reference(&reference);
@@ -172,7 +175,7 @@ impl OperatorStore for PgStore {
                                 let kind = kinds.iter().find(|(id, _)| *id == entry.bucket_id).map(|(_, k)| k.clone());
                                 EntryRow { seq: 0, entry, bucket_kind: kind.unwrap_or_default() }.to_view()
                             })
-                            .collect();
+                            .collect::<QueryResult<_>>()?;
                         (None, views)
                     }
                 };

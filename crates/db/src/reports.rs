@@ -125,8 +125,8 @@ impl ReportStore for PgStore {
             }
             Ok(q.load::<(i64, NewEntryRow, String)>(conn)?
                 .into_iter()
-                .map(|(seq, entry, bucket_kind)| (seq, EntryRow { seq, entry, bucket_kind }.to_view()))
-                .collect())
+                .map(|(seq, entry, bucket_kind)| Ok((seq, EntryRow { seq, entry, bucket_kind }.to_view()?)))
+                .collect::<QueryResult<_>>()?)
         })
     }
 

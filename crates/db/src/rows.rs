@@ -44,6 +44,16 @@ pub fn undecodable(what: &str, value: &str) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(format!("unknown {what} {value:?} in the database").into())
 }
 
+/// A column's text as the domain's type: an unknown value is an error, never a default (a
+/// bucket taken for another kind would burn in the wrong order).
+pub fn decode<T>(what: &str, value: &str, parse: impl FnOnce(&str) -> Option<T>) -> QueryResult<T> {
+    parse(value).ok_or_else(|| undecodable(what, value))
+}
+
+pub fn bucket_kind(value: &str) -> QueryResult<BucketKind> {
+    decode("bucket kind", value, BucketKind::parse)
+}
+
 impl AccountRow {
     pub fn to_domain(&self) -> QueryResult<Account> {
         Ok(Account {
@@ -95,15 +105,15 @@ pub struct BucketRow {
 }
 
 impl BucketRow {
-    pub fn to_domain(&self) -> Bucket {
-        Bucket {
+    pub fn to_domain(&self) -> QueryResult<Bucket> {
+        Ok(Bucket {
             id: BucketId(self.id),
-            kind: BucketKind::parse(&self.kind).unwrap_or(BucketKind::Adjustment),
+            kind: bucket_kind(&self.kind)?,
             granted: Credits::new(self.granted),
             remaining: Credits::new(self.remaining),
             expires_at: self.expires_at,
             created_at: self.created_at,
-        }
+        })
     }
 }
 
@@ -130,19 +140,19 @@ pub struct EntryRow {
 }
 
 impl EntryRow {
-    pub fn to_view(&self) -> LedgerEntryView {
+    pub fn to_view(&self) -> QueryResult<LedgerEntryView> {
         let e = &self.entry;
-        LedgerEntryView {
+        Ok(LedgerEntryView {
             id: EntryId(e.id),
-            entry_type: EntryType::parse(&e.entry_type).unwrap_or(EntryType::Adjustment),
+            entry_type: decode("ledger entry type", &e.entry_type, EntryType::parse)?,
             credits: Credits::new(e.credits),
             bucket_id: BucketId(e.bucket_id),
-            bucket_kind: BucketKind::parse(&self.bucket_kind).unwrap_or(BucketKind::Adjustment),
+            bucket_kind: bucket_kind(&self.bucket_kind)?,
             run_id: e.run_id.map(RunId),
             reference: e.reference.clone(),
             reason: e.reason.clone(),
             created_at: e.created_at,
-        }
+        })
     }
 }
 
@@ -173,22 +183,22 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    pub fn status(&self) -> RunStatus {
-        RunStatus::parse(&self.status).unwrap_or(RunStatus::Released)
+    pub fn status(&self) -> QueryResult<RunStatus> {
+        decode("run status", &self.status, RunStatus::parse)
     }
 
-    pub fn trial(&self) -> Option<TrialGrant> {
-        let kind = TrialKind::parse(self.trial_kind.as_deref()?)?;
-        Some(TrialGrant {
-            kind,
+    pub fn trial(&self) -> QueryResult<Option<TrialGrant>> {
+        let Some(kind) = self.trial_kind.as_deref() else { return Ok(None) };
+        Ok(Some(TrialGrant {
+            kind: decode("trial kind", kind, TrialKind::parse)?,
             generations: self.trial_generations,
             window_opens_at: self.trial_window_opens_at,
             window_closes_at: self.trial_window_closes_at,
-        })
+        }))
     }
 
-    pub fn to_held(&self) -> HeldRun {
-        HeldRun {
+    pub fn to_held(&self) -> QueryResult<HeldRun> {
+        Ok(HeldRun {
             id: RunId(self.id),
             model: self.model_id.clone(),
             requested: Priced {
@@ -196,14 +206,15 @@ impl RunRow {
                 duration_seconds: self.duration_seconds,
                 cost: Credits::new(self.cost),
             },
-            status: self.status(),
-            trial: self.trial(),
+            status: self.status()?,
+            trial: self.trial()?,
             hold_expires_at: self.hold_expires_at,
             started_by: match self.channel.as_str() {
                 "api" if self.workflow_id.is_some() => StartedBy::Api { needs: Capability::WorkflowRun },
                 "api" => StartedBy::Api { needs: Capability::ModelRun },
-                _ => StartedBy::Canvas,
+                "canvas" => StartedBy::Canvas,
+                other => return Err(undecodable("run channel", other)),
             },
-        }
+        })
     }
 }

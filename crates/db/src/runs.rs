@@ -3,7 +3,7 @@
 //! after the other against the balance the previous one left (R6).
 
 use chrono::{DateTime, Duration, Utc};
-use credits_domain::burn::{BucketKind, Portion, Wallet};
+use credits_domain::burn::{Portion, Wallet};
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::error::RunError;
@@ -140,24 +140,26 @@ fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debit
 
 /// A run just started, as `run_view` would show it, built from what the transaction wrote (no
 /// second read on the hot path).
-fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) -> RunView {
+fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) -> QueryResult<RunView> {
     let portions: Vec<ChargeView> = match charge {
         Charge::Credits(portions) => portions
             .iter()
-            .map(|p| ChargeView {
-                bucket_id: p.bucket_id,
-                kind: wallet.bucket(p.bucket_id).map(|b| b.kind).unwrap_or(BucketKind::Adjustment),
-                credits: p.credits,
+            .map(|p| -> QueryResult<ChargeView> {
+                // The charge was judged on this wallet, so its buckets are in it.
+                let bucket = wallet
+                    .bucket(p.bucket_id)
+                    .ok_or_else(|| crate::rows::undecodable("bucket of a charge", &p.bucket_id.0.to_string()))?;
+                Ok(ChargeView { bucket_id: p.bucket_id, kind: bucket.kind, credits: p.credits })
             })
-            .collect(),
+            .collect::<QueryResult<_>>()?,
         Charge::Trial(_) => Vec::new(),
     };
     let (charged, reserved) = if captured { (portions, Vec::new()) } else { (Vec::new(), portions) };
-    RunView {
+    Ok(RunView {
         id: RunId(row.id),
         account_id: AccountId(row.account_id),
         model: row.model_id.clone(),
-        status: row.status(),
+        status: row.status()?,
         cost: Credits::new(row.cost),
         images: row.images,
         duration_seconds: row.duration_seconds,
@@ -166,11 +168,11 @@ fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) ->
         charged,
         reserved,
         captured_credits: row.captured_credits.map(Credits::new),
-        trial: row.trial(),
+        trial: row.trial()?,
         hold_expires_at: row.hold_expires_at,
         created_at: row.created_at,
         finished_at: row.finished_at,
-    }
+    })
 }
 
 /// A run as the service shows it: its debits from the ledger, its open reservations.
@@ -182,7 +184,7 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
         .order(ledger_entries::seq.asc())
         .select((ledger_entries::bucket_id, buckets::kind, ledger_entries::credits))
         .load(conn)?;
-    let status = row.to_held().effective_status(now);
+    let status = row.to_held()?.effective_status(now);
     let reserved: Vec<(Uuid, String, i64)> = if status == RunStatus::Held {
         run_reservations::table
             .inner_join(buckets::table)
@@ -193,10 +195,12 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
     } else {
         Vec::new()
     };
-    let to_view = |(bucket, kind, credits): (Uuid, String, i64), sign: i64| ChargeView {
-        bucket_id: BucketId(bucket),
-        kind: BucketKind::parse(&kind).unwrap_or(BucketKind::Adjustment),
-        credits: Credits::new(credits * sign),
+    let to_view = |(bucket, kind, credits): (Uuid, String, i64), sign: i64| -> QueryResult<ChargeView> {
+        Ok(ChargeView {
+            bucket_id: BucketId(bucket),
+            kind: crate::rows::bucket_kind(&kind)?,
+            credits: Credits::new(credits * sign),
+        })
     };
     Ok(RunView {
         id: RunId(row.id),
@@ -208,11 +212,11 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
         duration_seconds: row.duration_seconds,
         workflow_id: row.workflow_id.clone(),
         channel: row.channel.clone(),
-        charged: charged.into_iter().map(|c| to_view(c, -1)).collect(),
-        reserved: reserved.into_iter().map(|c| to_view(c, 1)).collect(),
+        charged: charged.into_iter().map(|c| to_view(c, -1)).collect::<QueryResult<_>>()?,
+        reserved: reserved.into_iter().map(|c| to_view(c, 1)).collect::<QueryResult<_>>()?,
         captured_credits: row.captured_credits.map(Credits::new),
-        trial: row.trial(),
-        hold_expires_at: if row.status() == RunStatus::Held { row.hold_expires_at } else { None },
+        trial: row.trial()?,
+        hold_expires_at: if row.status()? == RunStatus::Held { row.hold_expires_at } else { None },
         created_at: row.created_at,
         finished_at: row.finished_at.or(if status == RunStatus::Released { row.hold_expires_at } else { None }),
     })
@@ -320,7 +324,7 @@ impl RunStore for PgStore {
                     let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                 }
-                Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture))
+                Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture)?)
             },
         )
     }
@@ -381,7 +385,7 @@ impl RunStore for PgStore {
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
                 let capture =
-                    decide_capture(catalog, &wallet, &row.to_held(), channel, actual, now).map_err(finish_refused)?;
+                    decide_capture(catalog, &wallet, &row.to_held()?, channel, actual, now).map_err(finish_refused)?;
                 post_all(
                     conn,
                     account_id,
@@ -424,7 +428,7 @@ impl RunStore for PgStore {
             |conn| {
                 found_account(lock_account(conn, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
-                let returned = decide_cancel(&row.to_held(), channel, now).map_err(finish_refused)?;
+                let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = load_wallet(conn, account_id)?;
                 let updated = release(conn, account_id, &mut wallet, &row, returned, "cancelled", now)?;
                 Ok(run_view(conn, &updated, now)?)

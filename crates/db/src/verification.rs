@@ -44,15 +44,15 @@ struct Row {
 }
 
 impl Row {
-    fn status(&self) -> VerificationStatus {
-        VerificationStatus::parse(&self.status).unwrap_or(VerificationStatus::Pending)
+    fn status(&self) -> QueryResult<VerificationStatus> {
+        crate::rows::decode("verification status", &self.status, VerificationStatus::parse)
     }
 
-    fn view(self) -> VerificationView {
-        VerificationView {
+    fn view(self) -> QueryResult<VerificationView> {
+        Ok(VerificationView {
             id: self.id,
             account_id: self.account_id,
-            status: self.status(),
+            status: self.status()?,
             request: VerificationRequest {
                 company_name: self.company_name,
                 website: self.website,
@@ -68,7 +68,7 @@ impl Row {
             decided_by: self.decided_by,
             decided_at: self.decided_at,
             created_at: self.created_at,
-        }
+        })
     }
 }
 
@@ -115,7 +115,7 @@ impl VerificationStore for PgStore {
             || VerificationError::IdempotencyKeyReused,
             |conn| {
                 let acct = lock_account(conn, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
-                let previous = latest(conn, account.0)?.map(|r| r.status());
+                let previous = latest(conn, account.0)?.map(|r| r.status()).transpose()?;
                 may_submit(catalog, &acct, previous).map_err(conflict)?;
                 let id = Uuid::now_v7();
                 diesel::insert_into(business_verifications::table)
@@ -164,7 +164,7 @@ impl VerificationStore for PgStore {
                     now,
                 )?;
                 let row = business_verifications::table.find(id).select(Row::as_select()).first(conn)?;
-                Ok(row.view())
+                Ok(row.view()?)
             },
         )
         .map_err(|e| match e {
@@ -183,7 +183,7 @@ impl VerificationStore for PgStore {
             if !exists {
                 return Err(Fail::Rule(VerificationError::NotFound));
             }
-            Ok(latest(conn, account.0)?.map(Row::view))
+            Ok(latest(conn, account.0)?.map(Row::view).transpose()?)
         })
     }
 
@@ -220,7 +220,7 @@ impl VerificationStore for PgStore {
         rows.truncate(limit as usize);
         Ok(VerificationPage {
             next_cursor: if more { rows.last().map(|r| encode_cursor(r.created_at, r.id)) } else { None },
-            requests: rows.into_iter().map(Row::view).collect(),
+            requests: rows.into_iter().map(Row::view).collect::<QueryResult<_>>().map_err(crate::store_error)?,
         })
     }
 
@@ -243,7 +243,7 @@ impl VerificationStore for PgStore {
                 lock_account(conn, AccountId(account))?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
             // Read again under the account's lock: two operators deciding at once see each other.
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
-            may_decide(row.status()).map_err(conflict)?;
+            may_decide(row.status()?).map_err(conflict)?;
             let (status, reason, note, kind) = match decision {
                 Decision::Approve { note } => {
                     (VerificationStatus::Approved, None, note.clone(), MailKind::VerificationApproved)
@@ -283,7 +283,7 @@ impl VerificationStore for PgStore {
                 .fact("request_id", request.to_string());
             enqueue(conn, &mail, now)?;
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
-            Ok(row.view())
+            Ok(row.view()?)
         })
     }
 }
