@@ -59,6 +59,20 @@ fn entry_views(
     rows.into_iter().map(|entry| EntryRow { seq: 0, entry, bucket_kind: kind.to_string() }.to_view()).collect()
 }
 
+impl PgStore {
+    /// The account as an operator's action left it, read in that action's transaction.
+    fn account_after(
+        &self,
+        conn: &mut PgConnection,
+        id: AccountId,
+        now: DateTime<Utc>,
+    ) -> Result<AccountView, Fail<AdminError>> {
+        let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
+        let verification = crate::verification::summary(conn, id)?;
+        Ok(account_view(&self.catalog, &self.billing, &account, verification, now))
+    }
+}
+
 impl OperatorStore for PgStore {
     fn operator_by_token_hash(&self, token_hash: &str) -> Result<Option<Operator>, StoreError> {
         let mut conn = self.conn()?;
@@ -221,7 +235,6 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
             let account = locked(conn, id)?.to_domain()?;
             // R18: a plan paid through Stripe and a contract never overlap.
@@ -269,9 +282,7 @@ impl OperatorStore for PgStore {
                 json!({"monthly_credits": terms.monthly_credits, "runs_per_minute": terms.runs_per_minute}),
                 now,
             )?;
-            let updated = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?;
-            let verification = crate::verification::summary(conn, id)?;
-            Ok(account_view(catalog, &self.billing, &updated.to_domain()?, verification, now))
+            self.account_after(conn, id, now)
         })
     }
 
@@ -283,14 +294,11 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
             locked(conn, id)?;
             crate::payments::restrict(conn, id, "operator", None, reason, &by.name, now)?;
             record_action(conn, by, "account.restrict", Some(id), json!({"reason": reason}), now)?;
-            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
-            let verification = crate::verification::summary(conn, id)?;
-            Ok(account_view(catalog, &self.billing, &account, verification, now))
+            self.account_after(conn, id, now)
         })
     }
 
@@ -302,7 +310,6 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        let catalog = &self.catalog;
         self.write_tx(&mut conn, |conn| {
             locked(conn, id)?;
             let lifted = crate::payments::lift(conn, id, None, &by.name, reason, now)?;
@@ -314,9 +321,7 @@ impl OperatorStore for PgStore {
                 json!({"reason": reason, "lifted": lifted}),
                 now,
             )?;
-            let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
-            let verification = crate::verification::summary(conn, id)?;
-            Ok(account_view(catalog, &self.billing, &account, verification, now))
+            self.account_after(conn, id, now)
         })
     }
 }

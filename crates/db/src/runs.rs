@@ -95,6 +95,52 @@ fn trial_usage(
     }
 }
 
+/// What a run is judged on besides its account, read after the account (under its lock, for a
+/// start), the same for a start and a quote.
+struct RunFacts {
+    wallet: Wallet,
+    trial: credits_domain::trial::TrialUsage,
+    window_full_since: Option<DateTime<Utc>>,
+    key_used_this_month: Credits,
+}
+
+impl RunFacts {
+    fn read(
+        conn: &mut PgConnection,
+        catalog: &Catalog,
+        account: &credits_domain::account::Account,
+        channel: &Channel,
+        model: &str,
+        now: DateTime<Utc>,
+    ) -> QueryResult<RunFacts> {
+        Ok(RunFacts {
+            wallet: load_wallet(conn, account.id)?,
+            trial: trial_usage(conn, catalog, account, model, now)?,
+            window_full_since: window_full_since(conn, catalog, account, now)?,
+            key_used_this_month: key_used_this_month(conn, channel, now)?,
+        })
+    }
+
+    fn state<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+        account: &'a credits_domain::account::Account,
+        channel: &'a Channel,
+        now: DateTime<Utc>,
+    ) -> RunState<'a> {
+        RunState {
+            catalog,
+            account,
+            channel,
+            wallet: &self.wallet,
+            trial: self.trial,
+            window_full_since: self.window_full_since,
+            key_used_this_month: self.key_used_this_month,
+            now,
+        }
+    }
+}
+
 /// A run as it starts, in one round trip: its row, and the reservations of a hold (`held`) or the
 /// debit entries of a capture (`debited`) with their buckets' moves.
 fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debited: &[Portion]) -> QueryResult<()> {
@@ -269,21 +315,8 @@ impl RunStore for PgStore {
             |conn| {
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(lock_account(conn, account_id)?)?.judged(now, &billing);
-                let wallet = load_wallet(conn, account_id)?;
-                let trial = trial_usage(conn, catalog, &account, &req.model, now)?;
-                let window_full_since = window_full_since(conn, catalog, &account, now)?;
-                let key_used_this_month = key_used_this_month(conn, channel, now)?;
-                let state = RunState {
-                    catalog,
-                    account: &account,
-                    channel,
-                    wallet: &wallet,
-                    trial,
-                    window_full_since,
-                    key_used_this_month,
-                    now,
-                };
-                let admitted = decide_run(&state, req).map_err(denied)?;
+                let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
+                let admitted = decide_run(&facts.state(catalog, &account, channel, now), req).map_err(denied)?;
                 let run_id = RunId::generate();
                 let trial_grant = match &admitted.charge {
                     Charge::Trial(t) => Some(*t),
@@ -324,7 +357,7 @@ impl RunStore for PgStore {
                     let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                 }
-                Ok(fresh_view(&row, &admitted.charge, &wallet, req.capture)?)
+                Ok(fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?)
             },
         )
     }
@@ -340,21 +373,8 @@ impl RunStore for PgStore {
         let catalog = &self.catalog;
         read_tx(&mut conn, |conn| {
             let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
-            let wallet = load_wallet(conn, account_id)?;
-            let trial = trial_usage(conn, catalog, &account, &req.model, now)?;
-            let window_full_since = window_full_since(conn, catalog, &account, now)?;
-            let key_used_this_month = key_used_this_month(conn, channel, now)?;
-            let state = RunState {
-                catalog,
-                account: &account,
-                channel,
-                wallet: &wallet,
-                trial,
-                window_full_since,
-                key_used_this_month,
-                now,
-            };
-            decide_quote(&state, req).map_err(denied)
+            let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
+            decide_quote(&facts.state(catalog, &account, channel, now), req).map_err(denied)
         })
     }
 

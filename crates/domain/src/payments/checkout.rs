@@ -200,6 +200,15 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
         self.store.set_customer(ctx.account.id, &made)
     }
 
+    /// The account's customer `gone` was deleted at Stripe: forget it and make the next one (a new
+    /// generation, so Stripe's idempotency key does not answer with the deleted customer).
+    fn replace_customer(&self, ctx: &CheckoutContext, gone: &str) -> Result<String, PaymentError> {
+        self.store.forget_customer(ctx.account.id, gone)?;
+        let generation = ctx.customer_generation + 1;
+        let made = self.gateway.create_customer(ctx.account.id, &ctx.account.email, &ctx.account.name, generation)?;
+        self.store.set_customer(ctx.account.id, &made)
+    }
+
     fn session(
         &self,
         ctx: &CheckoutContext,
@@ -218,12 +227,8 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
             // Section 5: a customer deleted at Stripe (and no customer.deleted seen yet): forget
             // it and make a new one, never "retry shortly" forever.
             Err(GatewayError::MissingCustomer(gone)) => {
-                self.store.forget_customer(ctx.account.id, &gone)?;
-                let generation = ctx.customer_generation + 1;
-                let made =
-                    self.gateway.create_customer(ctx.account.id, &ctx.account.email, &ctx.account.name, generation)?;
-                request.customer = self.store.set_customer(ctx.account.id, &made)?;
-                request.idempotency = format!("{}-customer-{generation}", request.idempotency);
+                request.customer = self.replace_customer(ctx, &gone)?;
+                request.idempotency = format!("{}-customer-{}", request.idempotency, ctx.customer_generation + 1);
                 self.gateway.create_session(&request)?
             }
             other => other?,
@@ -327,12 +332,9 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
         let ctx = self.store.checkout_context(account, now)?;
         let customer = self.customer(&ctx)?;
         let url = match self.gateway.portal_session(&customer, &return_url) {
+            // Section 5, as for a session: the customer is gone at Stripe; make a new one.
             Err(GatewayError::MissingCustomer(gone)) => {
-                self.store.forget_customer(account, &gone)?;
-                let generation = ctx.customer_generation + 1;
-                let made = self.gateway.create_customer(account, &ctx.account.email, &ctx.account.name, generation)?;
-                let customer = self.store.set_customer(account, &made)?;
-                self.gateway.portal_session(&customer, &return_url)?
+                self.gateway.portal_session(&self.replace_customer(&ctx, &gone)?, &return_url)?
             }
             other => other?,
         };
