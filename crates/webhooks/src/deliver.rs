@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use credits_domain::notify::webhooks::{TargetRefused, check_target};
+use credits_domain::notify::webhooks::{TargetRefused, check_scheme, check_target};
 use reqwest::Url;
 use reqwest::redirect;
 
@@ -54,11 +54,7 @@ impl Outcome {
 /// Where a URL may be delivered: its host resolved and every address judged; the first allowed
 /// address is the one connected to. A name with no allowed address is refused.
 pub async fn checked_target(url: &Url, policy: Policy) -> Result<SocketAddr, String> {
-    match url.scheme() {
-        "https" => {}
-        "http" if policy.allow_insecure => {}
-        other => return Err(format!("a webhook URL must be https, not {other}")),
-    }
+    check_scheme(url.scheme(), policy.allow_insecure)?;
     let host = url.host_str().ok_or("a webhook URL names a host")?;
     let port = url.port_or_known_default().ok_or("a webhook URL needs a port")?;
     let literal = host.trim_start_matches('[').trim_end_matches(']');

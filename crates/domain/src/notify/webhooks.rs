@@ -85,12 +85,7 @@ pub fn validate_endpoint(
     if request.url.len() > MAX_URL_LEN {
         return Err(format!("url must be at most {MAX_URL_LEN} characters"));
     }
-    match request.scheme {
-        "https" => {}
-        "http" if allow_insecure => {}
-        "http" => return Err("url must be https".into()),
-        other => return Err(format!("url must be https, not {other:?}")),
-    }
+    check_scheme(request.scheme, allow_insecure)?;
     if request.host.is_none_or(str::is_empty) {
         return Err("url must name a host".into());
     }
@@ -110,6 +105,16 @@ pub fn validate_endpoint(
     events.sort_unstable();
     events.dedup();
     Ok(events)
+}
+
+/// Section 9: a webhook URL is https; http only with `webhooks.allow_insecure` (tests).
+pub fn check_scheme(scheme: &str, allow_insecure: bool) -> Result<(), String> {
+    match scheme {
+        "https" => Ok(()),
+        "http" if allow_insecure => Ok(()),
+        "http" => Err("url must be https".into()),
+        other => Err(format!("url must be https, not {other:?}")),
+    }
 }
 
 /// Why an address may not be a webhook's target.
