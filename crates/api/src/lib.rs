@@ -11,6 +11,7 @@ pub mod edge;
 pub mod error;
 pub mod gate;
 pub mod metrics;
+mod notify;
 pub mod openapi;
 pub mod reads;
 pub mod reports;
@@ -67,7 +68,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/invoices", web::get().to(checkout::invoices))
                 .route("/stripe-portal-sessions", web::post().to(checkout::portal))
                 .route("/business-verification", web::post().to(verification::submit))
-                .route("/business-verification", web::get().to(verification::status)),
+                .route("/business-verification", web::get().to(verification::status))
+                .route("/auto-topup", web::get().to(notify::auto_topup))
+                .route("/auto-topup", web::put().to(notify::set_auto_topup))
+                .route("/alerts", web::get().to(notify::alerts))
+                .route("/alerts", web::put().to(notify::set_alerts))
+                .route("/webhook-endpoints", web::post().to(notify::create_endpoint))
+                .route("/webhook-endpoints", web::get().to(notify::endpoints))
+                .route("/webhook-endpoints/{id}", web::delete().to(notify::delete_endpoint))
+                .route("/webhook-endpoints/{id}/deliveries", web::get().to(notify::deliveries)),
         )
         .service(
             web::scope("/admin/v1")

@@ -93,10 +93,13 @@ impl Modify for Security {
         crate::admin::clock_advance, crate::admin::restrict, crate::admin::lift_restriction, crate::admin::stripe_events,
         crate::admin::reprocess_stripe_event, crate::reports::usage, crate::reports::export,
         crate::reports::liability_report,
+        crate::notify::auto_topup, crate::notify::set_auto_topup, crate::notify::alerts, crate::notify::set_alerts,
+        crate::notify::create_endpoint, crate::notify::endpoints, crate::notify::delete_endpoint,
+        crate::notify::deliveries,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorCode)),
     modifiers(&Security),
-    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"),
+    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"), (name = "notify"),
         (name = "operations")),
 )]
 pub struct ApiDoc;

@@ -185,3 +185,41 @@ pub struct OpenApiDocument {
     #[schema(value_type = Object)]
     pub components: serde_json::Value,
 }
+
+/// `POST /v1/webhook-endpoints`: the endpoint, with its secret shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<credits_domain::notify::webhooks::EventType>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// `whsec_` + base64 of 32 random bytes: the Standard Webhooks signing secret. Shown once.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+impl CreatedEndpoint {
+    pub fn new(view: credits_domain::notify::store::EndpointView, secret: String) -> CreatedEndpoint {
+        CreatedEndpoint {
+            id: view.id,
+            url: view.url,
+            events: view.events,
+            description: view.description,
+            created_at: view.created_at,
+            secret,
+        }
+    }
+}
+
+/// `GET /v1/webhook-endpoints`.
+#[derive(Serialize, ToSchema)]
+pub struct EndpointList {
+    pub endpoints: Vec<credits_domain::notify::store::EndpointView>,
+}
+
+/// `GET /v1/webhook-endpoints/{id}/deliveries`.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<credits_domain::notify::store::DeliveryAttemptView>,
+}

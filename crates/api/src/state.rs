@@ -73,6 +73,16 @@ pub struct AppState {
     pub webhooks: Arc<dyn credits_domain::payments::WebhookDecoder>,
     /// Section 7: how many of one account's requests hold a connection at once.
     pub gate: Arc<crate::gate::AccountGate>,
+    /// Section 9: makes and seals endpoint secrets; `None` without `webhooks.encryption_key`.
+    pub secrets: Option<Arc<dyn credits_domain::notify::webhooks::SecretKeeper>>,
+    pub webhook_policy: WebhookPolicy,
+}
+
+/// `webhooks.allow_insecure` and `webhooks.allow_private` (false outside tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookPolicy {
+    pub allow_insecure: bool,
+    pub allow_private: bool,
 }
 
 impl AppState {

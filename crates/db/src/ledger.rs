@@ -17,12 +17,49 @@ use crate::schema::{accounts, buckets};
 /// Lock the account's row for the rest of the transaction: every change to an account's
 /// buckets, holds and trials happens under this lock, on any number of instances (R6).
 pub fn lock_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
-    accounts::table.find(id.0).select(AccountRow::as_select()).for_update().first(conn).optional()
+    let row = accounts::table.find(id.0).select(AccountRow::as_select()).for_update().first(conn).optional()?;
+    Ok(row.inspect(note_locked))
 }
 
 /// The same, for background work: an account another instance holds is skipped, not waited for.
 pub fn try_lock_account(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<AccountRow>> {
-    accounts::table.find(id).select(AccountRow::as_select()).for_update().skip_locked().first(conn).optional()
+    let row =
+        accounts::table.find(id).select(AccountRow::as_select()).for_update().skip_locked().first(conn).optional()?;
+    Ok(row.inspect(note_locked))
+}
+
+/// An account the current transaction locked, as it was when locked: every change of an
+/// account's balance, plan or restriction happens under its lock, so these are the accounts
+/// whose alerts and events `notify::settle` judges before the commit.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    pub id: Uuid,
+    pub plan: String,
+    pub restricted: bool,
+}
+
+thread_local! {
+    static LOCKED: std::cell::RefCell<Vec<Locked>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn note_locked(row: &AccountRow) {
+    LOCKED.with(|locked| {
+        let mut locked = locked.borrow_mut();
+        if !locked.iter().any(|l| l.id == row.id) {
+            locked.push(Locked { id: row.id, plan: row.plan_id.clone(), restricted: row.restricted_at.is_some() });
+        }
+    });
+}
+
+/// The accounts locked on this thread since the last call.
+pub fn take_locked() -> Vec<Locked> {
+    LOCKED.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// Whether the current transaction captured credits (a debit entry): R22 starts an auto top-up
+/// only after a capture.
+pub fn captured() -> bool {
+    POSTED.with(|p| p.borrow().iter().any(|(t, _)| *t == EntryType::Debit))
 }
 
 pub fn read_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
@@ -215,6 +252,7 @@ pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> Query
         currency: g.value.map(|v| v.currency.clone()),
     };
     diesel::insert_into(buckets::table).values(&bucket).execute(conn)?;
+    crate::notify::granted(conn, &g, bucket.id, now)?;
     let entry = post(
         conn,
         Posting {

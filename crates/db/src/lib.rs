@@ -10,6 +10,7 @@ mod idempotency;
 pub mod invariants;
 mod ledger;
 mod maintenance;
+mod notify;
 mod operators;
 mod outbox;
 mod payments;
@@ -33,6 +34,7 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use clock::{PgClock, PgTestClock};
+pub use notify::NotifySettings;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 type Conn = PooledConnection<ConnectionManager<PgConnection>>;
@@ -102,6 +104,7 @@ pub struct PgStore {
     catalog: Arc<Catalog>,
     hold_ttl: chrono::Duration,
     billing: BillingRules,
+    notify: NotifySettings,
     observer: Option<Arc<dyn LedgerObserver>>,
 }
 
@@ -112,6 +115,7 @@ impl PgStore {
             catalog,
             hold_ttl: chrono::Duration::seconds(hold_ttl_seconds),
             billing: BillingRules::default(),
+            notify: NotifySettings::default(),
             observer: None,
         }
     }
@@ -119,6 +123,12 @@ impl PgStore {
     /// The billing settings (`billing.*`) the rules read.
     pub fn with_billing(mut self, billing: BillingRules) -> PgStore {
         self.billing = billing;
+        self
+    }
+
+    /// What notices link to (R22, R23, section 9).
+    pub fn with_notify(mut self, notify: NotifySettings) -> PgStore {
+        self.notify = notify;
         self
     }
 
@@ -138,18 +148,33 @@ impl PgStore {
         work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
     ) -> Result<credits_domain::idempotency::Replayable<T>, E> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| idempotency::once(conn, idem, now, reused, work))
+        self.write_tx(&mut conn, now, |conn| idempotency::once(conn, idem, now, reused, work))
     }
 
-    /// Run `work` in one read-committed transaction (writers lock the account row explicitly);
-    /// after the commit, the observer hears of the entries it wrote.
+    /// Run `work` in one read-committed transaction (writers lock the account row explicitly).
+    /// Before the commit, what its changes tell the accounts it locked is written with them
+    /// (`notify::settle`: alerts, events, an auto top-up to start); after the commit, the observer
+    /// hears of the entries it wrote.
     fn write_tx<T, E: From<StoreError>>(
         &self,
         conn: &mut PgConnection,
+        now: DateTime<Utc>,
         work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
     ) -> Result<T, E> {
         ledger::take_posted();
-        let result = conn.build_transaction().run(work).map_err(Fail::into_error);
+        ledger::take_locked();
+        let result = conn
+            .build_transaction()
+            .run(|conn| {
+                let done = work(conn)?;
+                let locked = ledger::take_locked();
+                if !locked.is_empty() {
+                    notify::settle(conn, &self.catalog, &self.notify, &locked, ledger::captured(), now)?;
+                }
+                Ok(done)
+            })
+            .map_err(Fail::into_error);
+        ledger::take_locked();
         let posted = ledger::take_posted();
         if result.is_ok()
             && let Some(observer) = &self.observer

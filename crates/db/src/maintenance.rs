@@ -36,12 +36,13 @@ impl PgStore {
     fn per_account(
         &self,
         accounts: Vec<Uuid>,
+        now: DateTime<Utc>,
         work: impl Fn(&mut PgConnection, AccountId) -> QueryResult<usize>,
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         let mut done = 0;
         for id in accounts.into_iter().collect::<BTreeSet<_>>() {
-            done += self.write_tx(&mut conn, |conn| -> Result<usize, Fail<StoreError>> {
+            done += self.write_tx(&mut conn, now, |conn| -> Result<usize, Fail<StoreError>> {
                 if try_lock_account(conn, id)?.is_none() {
                     return Ok(0);
                 }
@@ -64,7 +65,7 @@ impl Maintenance for PgStore {
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due, |conn, account| {
+        self.per_account(due, now, |conn, account| {
             let held: Vec<RunRow> = runs::table
                 .filter(runs::account_id.eq(account.0))
                 .filter(runs::status.eq(RunStatus::Held.as_str()))
@@ -97,7 +98,7 @@ impl Maintenance for PgStore {
         .load(&mut conn)
         .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due.into_iter().map(|r| r.account_id).collect(), |conn, account| {
+        self.per_account(due.into_iter().map(|r| r.account_id).collect(), now, |conn, account| {
             let wallet = load_wallet(conn, account)?;
             let due = wallet.expirations(now, None);
             post_all(conn, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
@@ -116,7 +117,7 @@ impl Maintenance for PgStore {
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due, |conn, id| {
+        self.per_account(due, now, |conn, id| {
             let Some(row) = crate::ledger::read_account(conn, id)? else {
                 return Ok(0);
             };
@@ -146,7 +147,7 @@ impl Maintenance for PgStore {
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due, |conn, id| {
+        self.per_account(due, now, |conn, id| {
             let Some(row) = crate::ledger::read_account(conn, id)? else { return Ok(0) };
             let account = row.to_domain()?;
             // Judged again under the lock: the same rule as every request's (`Account::as_of`).
@@ -173,7 +174,7 @@ impl Maintenance for PgStore {
             }
             // One mail per transaction: the row stays locked while it is sent, so another
             // instance skips it; a crash before the commit sends it again (at least once).
-            let done = self.write_tx(&mut conn, |conn| -> Result<Option<()>, Fail<StoreError>> {
+            let done = self.write_tx(&mut conn, now, |conn| -> Result<Option<()>, Fail<StoreError>> {
                 let due: Option<(Uuid, String, String, serde_json::Value, i32)> = outbox::table
                     .filter(outbox::status.eq("pending"))
                     .filter(outbox::next_attempt_at.le(now))

@@ -217,7 +217,7 @@ impl OperatorStore for PgStore {
     fn admin_account(&self, by: &Operator, id: AccountId, now: DateTime<Utc>) -> Result<AdminAccountView, AdminError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        self.write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, now, |conn| {
             let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
             let balance = balance_of(conn, catalog, id, now)?.ok_or(Fail::Rule(AdminError::NotFound))?;
             // Support reads customer data: that is recorded too.
@@ -235,7 +235,7 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, now, |conn| {
             let account = locked(conn, id)?.to_domain()?;
             // R18: a plan paid through Stripe and a contract never overlap.
             let live: Option<String> = subscriptions::table
@@ -294,7 +294,7 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, now, |conn| {
             locked(conn, id)?;
             crate::payments::restrict(conn, id, "operator", None, reason, &by.name, now)?;
             record_action(conn, by, "account.restrict", Some(id), json!({"reason": reason}), now)?;
@@ -310,7 +310,7 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, now, |conn| {
             locked(conn, id)?;
             let lifted = crate::payments::lift(conn, id, None, &by.name, reason, now)?;
             record_action(

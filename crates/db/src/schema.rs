@@ -20,6 +20,13 @@ diesel::table! {
         past_due_since -> Nullable<Timestamptz>,
         restricted_at -> Nullable<Timestamptz>,
         stripe_customer_generation -> Int4,
+        low_balance_threshold -> Nullable<Int8>,
+        balance_level -> Text,
+        auto_topup_enabled -> Bool,
+        auto_topup_threshold -> Nullable<Int8>,
+        auto_topup_pack -> Nullable<Text>,
+        auto_topup_monthly_limit -> Int4,
+        card_saved_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -36,6 +43,7 @@ diesel::table! {
         value_amount -> Nullable<Int8>,
         value_credits -> Nullable<Int8>,
         currency -> Nullable<Text>,
+        expiry_noticed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -340,6 +348,81 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    auto_topups (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        pack_id -> Text,
+        credits -> Int8,
+        expiry_days -> Int4,
+        amount -> Int8,
+        currency -> Text,
+        status -> Text,
+        payment_intent_id -> Nullable<Text>,
+        bucket_id -> Nullable<Uuid>,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        url -> Text,
+        events -> Array<Text>,
+        description -> Nullable<Text>,
+        secret_sealed -> Bytea,
+        created_at -> Timestamptz,
+        failing_since -> Nullable<Timestamptz>,
+        disabled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        account_id -> Uuid,
+        event_type -> Text,
+        body -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        event_id -> Text,
+        endpoint_id -> Uuid,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Nullable<Timestamptz>,
+        first_attempt_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Int8,
+        delivery_id -> Uuid,
+        attempted_at -> Timestamptz,
+        response_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        delivered -> Bool,
+        next_attempt_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(auto_topups -> accounts (account_id));
+diesel::joinable!(webhook_endpoints -> accounts (account_id));
+diesel::joinable!(webhook_events -> accounts (account_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_deliveries -> webhook_events (event_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::joinable!(account_restrictions -> accounts (account_id));
 diesel::joinable!(disputes -> accounts (account_id));
 diesel::joinable!(payment_jobs -> accounts (account_id));
@@ -366,4 +449,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     test_clock,
     topup_purchases,
     trial_usage,
+    auto_topups,
+    webhook_endpoints,
+    webhook_events,
+    webhook_deliveries,
+    webhook_attempts,
 );

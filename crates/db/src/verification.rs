@@ -232,7 +232,7 @@ impl VerificationStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<VerificationView, VerificationError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, |conn| {
+        self.write_tx(&mut conn, now, |conn| {
             let found: Option<Uuid> = business_verifications::table
                 .find(request)
                 .select(business_verifications::account_id)
@@ -282,6 +282,13 @@ impl VerificationStore for PgStore {
                 .fact("reason", reason.clone().unwrap_or_default())
                 .fact("request_id", request.to_string());
             enqueue(conn, &mail, now)?;
+            crate::notify::emit(
+                conn,
+                account,
+                credits_domain::notify::webhooks::EventType::BusinessVerificationDecided,
+                json!({"account_id": account, "request_id": request, "status": status.as_str(), "reason": reason}),
+                now,
+            )?;
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
             Ok(row.view()?)
         })

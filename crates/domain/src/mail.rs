@@ -17,16 +17,34 @@ pub enum MailKind {
     VerificationReceipt,
     VerificationApproved,
     VerificationRejected,
+    /// R23: `available` fell below the account's low-balance threshold.
+    BalanceLow,
+    /// R23: a change took `available` to 0.
+    BalanceDepleted,
+    /// R23: `available` rose back to the threshold.
+    BalanceRecovered,
+    /// R23: a bucket with credits left expires within `alerts.expiry_notice_days`.
+    CreditsExpiring,
+    /// R22: an auto top-up's payment failed; auto top-up is off.
+    AutoTopupFailed,
+    /// Section 9: an endpoint failed for 5 days and is disabled.
+    WebhookEndpointDisabled,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] = [
+    pub const ALL: [MailKind; 12] = [
         MailKind::PaymentFailed,
         MailKind::UpgradePaymentFailed,
         MailKind::VerificationSales,
         MailKind::VerificationReceipt,
         MailKind::VerificationApproved,
         MailKind::VerificationRejected,
+        MailKind::BalanceLow,
+        MailKind::BalanceDepleted,
+        MailKind::BalanceRecovered,
+        MailKind::CreditsExpiring,
+        MailKind::AutoTopupFailed,
+        MailKind::WebhookEndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +55,12 @@ impl MailKind {
             MailKind::VerificationReceipt => "verification_receipt",
             MailKind::VerificationApproved => "verification_approved",
             MailKind::VerificationRejected => "verification_rejected",
+            MailKind::BalanceLow => "balance_low",
+            MailKind::BalanceDepleted => "balance_depleted",
+            MailKind::BalanceRecovered => "balance_recovered",
+            MailKind::CreditsExpiring => "credits_expiring",
+            MailKind::AutoTopupFailed => "auto_topup_failed",
+            MailKind::WebhookEndpointDisabled => "webhook_endpoint_disabled",
         }
     }
 

@@ -264,6 +264,20 @@ pub trait LedgerObserver: Send + Sync {
     fn committed(&self, entries: &[(crate::views::EntryType, crate::credits::Credits)]);
 }
 
+/// What one round of [`Maintenance::sweep`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub holds_released: usize,
+    pub buckets_expired: usize,
+    pub contracts_refreshed: usize,
+}
+
+impl Sweep {
+    pub fn is_empty(&self) -> bool {
+        self.holds_released + self.buckets_expired + self.contracts_refreshed == 0
+    }
+}
+
 /// Background work, safe to run on several instances at once. Each returns how much it did.
 pub trait Maintenance {
     /// R10: release holds past their TTL.
@@ -274,6 +288,15 @@ pub trait Maintenance {
     fn refresh_contracts(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
     /// R14: move accounts whose cancelled plan has reached its period's end to Free.
     fn end_plans(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError>;
+    /// One round of the time-driven rules at `now`: holds released, buckets expired, contracts
+    /// refreshed and plans ended; returns what each did.
+    fn sweep(&self, now: DateTime<Utc>, batch: i64) -> Result<Sweep, StoreError> {
+        Ok(Sweep {
+            holds_released: self.release_expired_holds(now, batch)?,
+            buckets_expired: self.expire_buckets(now, batch)?,
+            contracts_refreshed: self.refresh_contracts(now, batch)? + self.end_plans(now, batch)?,
+        })
+    }
     /// Send what is due in the outbox, one mail per transaction, each claimed with
     /// `FOR UPDATE SKIP LOCKED` so that no two instances send the same mail.
     /// Stops taking mail at `until` (the round's time budget).
@@ -324,6 +347,7 @@ pub trait Store:
     + PaymentStore
     + VerificationStore
     + ReportStore
+    + crate::notify::store::NotifyStore
     + Maintenance
     + Send
     + Sync
@@ -338,6 +362,7 @@ impl<T> Store for T where
         + PaymentStore
         + VerificationStore
         + ReportStore
+        + crate::notify::store::NotifyStore
         + Maintenance
         + Send
         + Sync

@@ -32,6 +32,12 @@ fn template(kind: MailKind) -> Template {
         MailKind::VerificationReceipt => t!("verification_receipt"),
         MailKind::VerificationApproved => t!("verification_approved"),
         MailKind::VerificationRejected => t!("verification_rejected"),
+        MailKind::BalanceLow => t!("balance_low"),
+        MailKind::BalanceDepleted => t!("balance_depleted"),
+        MailKind::BalanceRecovered => t!("balance_recovered"),
+        MailKind::CreditsExpiring => t!("credits_expiring"),
+        MailKind::AutoTopupFailed => t!("auto_topup_failed"),
+        MailKind::WebhookEndpointDisabled => t!("webhook_endpoint_disabled"),
     }
 }
 

@@ -30,6 +30,8 @@ pub enum StartError {
     Catalog { source_name: String, message: String },
     #[error("database: {0}")]
     Database(String),
+    #[error("webhooks.encryption_key: {0}")]
+    SealingKey(String),
     #[error("cannot listen on {addr}: {cause}")]
     Listen { addr: String, cause: std::io::Error },
 }
@@ -96,6 +98,8 @@ pub struct Services {
     pub state: AppState,
     /// The outbox's sender; `None` when the SMTP settings are unusable (mail then waits).
     pub mailer: Option<Arc<dyn Mailer>>,
+    /// Section 9: opens the endpoints' sealed secrets; `None` without `webhooks.encryption_key`.
+    pub sealing: Option<credits_webhooks::seal::SealingKey>,
 }
 
 impl Services {
@@ -117,8 +121,21 @@ impl Services {
                 .with_billing(BillingRules {
                     past_due_grace: chrono::Duration::days(settings.billing.past_due_grace_days),
                 })
+                .with_notify(credits_db::NotifySettings { billing_url: settings.billing_page_url() })
                 .with_observer(metrics.clone()),
         );
+        let sealing = match settings.webhooks.encryption_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            Some(key) => Some(
+                credits_webhooks::seal::SealingKey::from_base64(key)
+                    .map_err(|e| StartError::SealingKey(e.to_string()))?,
+            ),
+            None => {
+                tracing::warn!(
+                    "webhooks.encryption_key is not set: webhook endpoints cannot be registered or delivered to"
+                );
+                None
+            }
+        };
         let (clock, test_clock): (Arc<dyn Clock>, Option<Arc<dyn TestClock>>) = match settings.clock.mode {
             ClockMode::System => (
                 PgClock::start(
@@ -165,8 +182,13 @@ impl Services {
                 settings.database.per_account_connections as usize,
                 Duration::from_millis(settings.database.lock_timeout_ms),
             )),
+            secrets: sealing.clone().map(|k| Arc::new(k) as Arc<dyn credits_domain::notify::webhooks::SecretKeeper>),
+            webhook_policy: credits_api::state::WebhookPolicy {
+                allow_insecure: settings.webhooks.allow_insecure,
+                allow_private: settings.webhooks.allow_private,
+            },
         };
-        Ok(Services { pool, store, state, mailer: mailer(settings) })
+        Ok(Services { pool, store, state, mailer: mailer(settings), sealing })
     }
 
     pub fn migrate(&self) -> Result<Vec<String>, StartError> {

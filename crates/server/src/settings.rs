@@ -28,8 +28,36 @@ pub struct Settings {
     pub mail: MailSettings,
     pub log: LogSettings,
     pub billing: BillingSettings,
+    pub alerts: AlertsSettings,
+    pub webhooks: WebhookSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlertsSettings {
+    /// R23: `credits.expiring` this many days before a bucket with credits left expires.
+    pub expiry_notice_days: i64,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Base64 of 32 bytes: seals the endpoints' signing secrets at rest (env only).
+    pub encryption_key: Option<String>,
+    /// Tests: http URLs may be endpoints.
+    pub allow_insecure: bool,
+    /// Tests: private, loopback and link-local addresses may be targets.
+    pub allow_private: bool,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("encryption_key", &self.encryption_key.as_ref().map(|_| "<set>"))
+            .field("allow_insecure", &self.allow_insecure)
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -48,6 +76,19 @@ impl std::fmt::Debug for MetricsSettings {
 pub struct BillingSettings {
     /// R14: days a past_due account keeps its plan after the renewal's first failed payment.
     pub past_due_grace_days: i64,
+    /// R22: the billing page mail links to; empty: `server.public_url` + `/billing`.
+    #[serde(default)]
+    pub page_url: String,
+}
+
+impl Settings {
+    /// R22: where mail sends an account to manage its billing.
+    pub fn billing_page_url(&self) -> String {
+        match self.billing.page_url.trim() {
+            "" => format!("{}/billing", self.server.public_url.trim_end_matches('/')),
+            url => url.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +279,9 @@ impl Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         if !(0..=365).contains(&self.billing.past_due_grace_days) {
             return Err(SettingsError("billing.past_due_grace_days must be between 0 and 365".into()));
+        }
+        if !(1..=90).contains(&self.alerts.expiry_notice_days) {
+            return Err(SettingsError("alerts.expiry_notice_days must be between 1 and 90".into()));
         }
         if self.runs.hold_ttl_seconds <= 0 {
             return Err(SettingsError("runs.hold_ttl_seconds must be positive".into()));

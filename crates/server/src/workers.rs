@@ -4,7 +4,10 @@
 //! - sweeps: release holds past their TTL, expire buckets, refresh Enterprise allowances, end
 //!   plans, forget old idempotency records;
 //! - mail: send what the outbox holds;
-//! - payment jobs: the Stripe calls changes decided (R18).
+//! - payment jobs: the Stripe calls changes decided (R18);
+//! - auto top-ups: the off-session PaymentIntents captures started (R22);
+//! - webhooks: deliveries of events to the accounts' endpoints (section 9), many at once, so one
+//!   slow endpoint delays no other.
 //!
 //! Safe on several instances: the store claims each account, mail and job with
 //! `FOR UPDATE SKIP LOCKED`. A failed round (the database away) is logged and retried.
@@ -38,14 +41,19 @@ impl Workers {
 }
 
 /// One round of the sweeps; returns what each did.
-pub fn sweep_once(store: &dyn Store, clock: &dyn Clock, batch: i64, purge: bool) -> Result<[usize; 4], String> {
+pub fn sweep_once(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    batch: i64,
+    purge: bool,
+    expiry_notice: chrono::TimeDelta,
+) -> Result<[usize; 5], String> {
     let now = clock.now().map_err(|e| e.to_string())?;
-    let holds = store.release_expired_holds(now, batch).map_err(|e| e.to_string())?;
-    let expired = store.expire_buckets(now, batch).map_err(|e| e.to_string())?;
-    let refreshed = store.refresh_contracts(now, batch).map_err(|e| e.to_string())?
-        + store.end_plans(now, batch).map_err(|e| e.to_string())?;
+    let swept = store.sweep(now, batch).map_err(|e| e.to_string())?;
+    // R23's notices last: they tell, the rest changes balances.
+    let noticed = store.notice_expiring(now, expiry_notice, batch).map_err(|e| e.to_string())?;
     let purged = if purge { store.purge_idempotency(now).map_err(|e| e.to_string())? } else { 0 };
-    Ok([holds, expired, refreshed, purged])
+    Ok([swept.holds_released, swept.buckets_expired, swept.contracts_refreshed, noticed, purged])
 }
 
 /// A loop: `round` every `interval`, off the async threads, until stopped.
@@ -90,13 +98,16 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
     let (s, c) = (store.clone(), clock.clone());
     // Idempotency records are purged about once a minute; the rest every round.
     let purge_every = (60 / interval.as_secs().max(1)).max(1);
+    let notice = chrono::TimeDelta::days(settings.alerts.expiry_notice_days);
     spawn_loop(&mut tasks, "sweeps", interval, stopped.clone(), move |n| {
-        let [holds, expired, refreshed, purged] = sweep_once(s.as_ref(), c.as_ref(), batch, n % purge_every == 1)?;
-        if holds + expired + refreshed + purged > 0 {
+        let [holds, expired, refreshed, noticed, purged] =
+            sweep_once(s.as_ref(), c.as_ref(), batch, n % purge_every == 1, notice)?;
+        if holds + expired + refreshed + noticed + purged > 0 {
             tracing::info!(
                 holds_released = holds,
                 buckets_expired = expired,
                 contracts_refreshed = refreshed,
+                expiry_notices = noticed,
                 idempotency_purged = purged,
                 "background round"
             );
@@ -119,6 +130,23 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
     }
 
     let gateway: Arc<dyn PaymentGateway> = services.state.payments.clone();
+    let (s, c, g) = (store.clone(), clock.clone(), gateway.clone());
+    spawn_loop(&mut tasks, "auto top-ups", interval, stopped.clone(), move |_| {
+        let done = topups_once(s.as_ref(), c.as_ref(), g.as_ref(), batch)?;
+        if done > 0 {
+            tracing::info!(auto_topups = done, "auto top-up payments asked of Stripe");
+        }
+        Ok(())
+    });
+
+    if let Some(key) = services.sealing.clone() {
+        let policy = credits_webhooks::deliver::Policy {
+            allow_insecure: settings.webhooks.allow_insecure,
+            allow_private: settings.webhooks.allow_private,
+        };
+        spawn_deliveries(&mut tasks, interval, stopped.clone(), store.clone(), clock.clone(), key, policy, batch);
+    }
+
     let (s, c) = (store.clone(), clock.clone());
     spawn_loop(&mut tasks, "payment jobs", interval, stopped, move |_| {
         let now = c.now().map_err(|e| e.to_string())?;
@@ -131,4 +159,151 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
         Ok(())
     });
     Workers { stop, tasks }
+}
+
+/// How long a claimed delivery or auto top-up is left to its claimer before another may take it:
+/// longer than an attempt can last (the 10 s delivery timeout, Stripe's 20 s).
+const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// One round of auto top-ups (R22): each claimed one asks Stripe once, with its own idempotency
+/// key, and its answer is recorded.
+pub fn topups_once(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    gateway: &dyn PaymentGateway,
+    batch: i64,
+) -> Result<usize, String> {
+    use credits_domain::notify::store::IntentAnswer;
+    use credits_domain::payments::OffSessionPayment;
+    let now = clock.now().map_err(|e| e.to_string())?;
+    let due = store.claim_topups(now, batch, LEASE).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut done = 0;
+    for topup in due {
+        if started.elapsed() >= ROUND_BUDGET {
+            break; // the rest are claimed until their lease runs out, then taken again
+        }
+        let answer = match &topup.customer {
+            None => IntentAnswer::Failed {
+                payment_intent: None,
+                reason: "the account has no Stripe customer with a saved card".into(),
+                needs_customer: false,
+            },
+            Some(customer) => gateway.pay_off_session(&OffSessionPayment {
+                customer,
+                amount: topup.amount,
+                currency: &topup.currency,
+                account: topup.account,
+                pack: &topup.pack,
+                auto_topup: topup.id,
+            }),
+        };
+        let now = clock.now().map_err(|e| e.to_string())?;
+        store.record_topup(topup.id, &answer, now).map_err(|e| e.to_string())?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+/// Deliveries in flight at once on an instance.
+const IN_FLIGHT: usize = 64;
+
+/// The delivery loop (section 9): every tick, claim what is due (up to the free sending slots) and
+/// send each on its own task, which records its outcome as soon as it has one. So a slow or dead
+/// endpoint holds one slot for at most the 10 s timeout and delays no other delivery.
+/// `webhook-timestamp` is the wall clock's, never the test clock's.
+#[allow(clippy::too_many_arguments)]
+fn spawn_deliveries(
+    tasks: &mut JoinSet<()>,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    key: credits_webhooks::seal::SealingKey,
+    policy: credits_webhooks::deliver::Policy,
+    batch: i64,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    tasks.spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sending = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.changed() => break,
+            }
+            while sending.try_join_next().is_some() {}
+            let free = slots.available_permits().min(usize::try_from(batch).unwrap_or(IN_FLIGHT));
+            if free == 0 {
+                continue;
+            }
+            let (s, c) = (store.clone(), clock.clone());
+            let claimed = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let now = c.now().map_err(|e| e.to_string())?;
+                s.claim_deliveries(now, free as i64, LEASE).map_err(|e| e.to_string())
+            })
+            .await;
+            let due = match claimed {
+                Ok(Ok(due)) => due,
+                Ok(Err(cause)) => {
+                    tracing::warn!(worker = "webhooks", %cause, "background round failed; retrying next round");
+                    continue;
+                }
+                Err(cause) => {
+                    tracing::error!(worker = "webhooks", %cause, "background round panicked");
+                    continue;
+                }
+            };
+            for d in due {
+                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let (s, c, key) = (store.clone(), clock.clone(), key.clone());
+                sending.spawn(async move {
+                    let result = attempt(&key, &d, policy).await;
+                    let id = d.id;
+                    let recorded = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                        let now = c.now().map_err(|e| e.to_string())?;
+                        s.record_attempt(id, &result, now).map_err(|e| e.to_string())
+                    })
+                    .await;
+                    if let Ok(Err(cause)) = recorded {
+                        tracing::warn!(worker = "webhooks", delivery = %id, %cause, "attempt not recorded; its lease gives it back");
+                    }
+                    drop(slot);
+                });
+            }
+        }
+        // Attempts in flight finish (each within its timeout) and are recorded.
+        while sending.join_next().await.is_some() {}
+    });
+}
+
+/// One attempt of one delivery.
+async fn attempt(
+    key: &credits_webhooks::seal::SealingKey,
+    d: &credits_domain::notify::store::DueDelivery,
+    policy: credits_webhooks::deliver::Policy,
+) -> credits_domain::notify::store::AttemptResult {
+    use credits_domain::notify::store::AttemptResult;
+    use credits_domain::notify::webhooks::DELIVERY_TIMEOUT;
+    use credits_webhooks::deliver::{Attempt, Outcome, deliver};
+    let secret = match key.open(&d.secret_sealed, d.endpoint.as_bytes()) {
+        Ok(secret) => secret,
+        Err(e) => return AttemptResult::Failed { status: None, error: e.to_string() },
+    };
+    let attempt = Attempt {
+        url: &d.url,
+        id: &d.event_id,
+        body: d.body.as_bytes(),
+        secret: &secret,
+        timestamp: chrono::Utc::now().timestamp(),
+    };
+    match deliver(attempt, policy, DELIVERY_TIMEOUT).await {
+        Outcome::Delivered { status } => AttemptResult::Delivered { status },
+        Outcome::Answered { status } => {
+            AttemptResult::Failed { status: Some(status), error: format!("answered {status}") }
+        }
+        Outcome::Unreachable { error } => AttemptResult::Failed { status: None, error },
+        Outcome::Refused { reason } => AttemptResult::Failed { status: None, error: reason },
+    }
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use credits_domain::ids::AccountId;
+use credits_domain::notify::store::IntentAnswer;
 use credits_domain::payments::{
-    CreatedSession, GatewayError, InvoiceView, LiveSubscription, PaymentGateway, SessionMode, SessionRequest,
+    CreatedSession, GatewayError, InvoiceView, LiveSubscription, OffSessionPayment, PaymentGateway, SessionMode,
+    SessionRequest,
 };
 use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
@@ -21,7 +23,8 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
     CreateCheckoutSessionSubscriptionData, ExpireCheckoutSession,
 };
-use stripe_core::customer::CreateCustomer;
+use stripe_core::customer::{CreateCustomer, ListPaymentMethodsCustomer};
+use stripe_core::payment_intent::{CreatePaymentIntent, CreatePaymentIntentOffSession};
 use stripe_core::refund::CreateRefund;
 
 /// Stripe reached with the configured key, at `stripe.api_base`.
@@ -118,6 +121,17 @@ struct InvoiceRef {
     created: Option<i64>,
     hosted_invoice_url: Option<String>,
     invoice_pdf: Option<String>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct IntentRef {
+    id: String,
+    status: Option<String>,
+}
+
+#[derive(miniserde::Deserialize)]
+struct MethodRef {
+    id: String,
 }
 
 impl PaymentGateway for StripeGateway {
@@ -332,9 +346,76 @@ impl PaymentGateway for StripeGateway {
             .map_err(|e| classify(e, Some(customer)))?;
         session.url.ok_or_else(|| unavailable("the portal session has no url"))
     }
+
+    fn pay_off_session(&self, p: &OffSessionPayment<'_>) -> IntentAnswer {
+        match self.try_pay_off_session(p) {
+            Ok(answer) => answer,
+            Err(e) => IntentAnswer::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl StripeGateway {
+    /// R22: the newest card the customer saved (pack checkouts save it off-session), then a
+    /// PaymentIntent confirmed off-session with it. The idempotency key is the auto top-up's id,
+    /// so asking again after a crash or a timeout is the same payment.
+    fn try_pay_off_session(&self, p: &OffSessionPayment<'_>) -> Result<IntentAnswer, GatewayError> {
+        use std::str::FromStr;
+        let cards: Listed<MethodRef> = ListPaymentMethodsCustomer::new(p.customer)
+            .limit(1)
+            .build()
+            .customize()
+            .send_blocking(&self.client)
+            .map_err(|e| classify(e, Some(p.customer)))?;
+        let Some(card) = cards.data.into_iter().next() else {
+            return Ok(IntentAnswer::Failed {
+                payment_intent: None,
+                reason: "no card is saved at Stripe".into(),
+                needs_customer: false,
+            });
+        };
+        let currency = stripe_types::Currency::from_str(&p.currency.to_ascii_lowercase()).map_err(unavailable)?;
+        let meta = HashMap::from([
+            ("account_id".to_string(), p.account.to_string()),
+            ("pack".to_string(), p.pack.to_string()),
+            ("auto_topup_id".to_string(), p.auto_topup.to_string()),
+        ]);
+        let sent = CreatePaymentIntent::new(p.amount, currency)
+            .customer(p.customer)
+            .payment_method(card.id)
+            .confirm(true)
+            .off_session(CreatePaymentIntentOffSession::Bool(true))
+            .description(format!("auto top-up: {}", p.pack))
+            .metadata(meta)
+            .build()
+            .customize::<IntentRef>()
+            .request_strategy(idempotent(&format!("auto-topup-{}", p.auto_topup))?)
+            .send_blocking(&self.client);
+        Ok(match sent {
+            Ok(intent) => match intent.status.as_deref() {
+                Some("succeeded") => IntentAnswer::Succeeded { payment_intent: intent.id },
+                Some("processing") => IntentAnswer::Processing { payment_intent: intent.id },
+                Some("requires_action") => IntentAnswer::Failed {
+                    payment_intent: Some(intent.id),
+                    reason: "the bank asks the cardholder to confirm this payment (3-D Secure)".into(),
+                    needs_customer: true,
+                },
+                other => IntentAnswer::Failed {
+                    payment_intent: Some(intent.id),
+                    reason: format!("the payment is {}", other.unwrap_or("in an unknown state")),
+                    needs_customer: false,
+                },
+            },
+            // A card error (402) or any other refusal: asking again would be refused again.
+            Err(stripe::StripeError::Stripe(errors, status @ 400..=499)) => IntentAnswer::Failed {
+                payment_intent: errors.payment_intent.as_ref().map(|pi| pi.id.to_string()),
+                reason: errors.message.clone().unwrap_or_else(|| format!("Stripe refused the payment ({status})")),
+                needs_customer: errors.code == Some(stripe_shared::ApiErrorsCode::AuthenticationRequired),
+            },
+            Err(e) => IntentAnswer::Unavailable(e.to_string()),
+        })
+    }
+
     /// The subscription's item: learned from subscription events; before any arrived, ask Stripe.
     fn item_of(&self, sub: &LiveSubscription) -> Result<String, GatewayError> {
         match &sub.item_id {
@@ -390,5 +471,8 @@ impl PaymentGateway for UnconfiguredGateway {
     }
     fn portal_session(&self, _: &str, _: &str) -> Result<String, GatewayError> {
         unconfigured()
+    }
+    fn pay_off_session(&self, _: &OffSessionPayment<'_>) -> IntentAnswer {
+        IntentAnswer::Unavailable("stripe.secret_key is not configured".into())
     }
 }

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::payments::{
-    BillingReason, ChargeInfo, DisputeInfo, DisputeStatus, InvoiceInfo, InvoiceLine, PaymentEvent, PaymentLink,
-    SessionInfo, SessionMode, StripeEvent, SubscriptionInfo, SubscriptionStatus, WebhookDecoder, WebhookError,
+    BillingReason, ChargeInfo, DisputeInfo, DisputeStatus, IntentInfo, InvoiceInfo, InvoiceLine, PaymentEvent,
+    PaymentLink, SessionInfo, SessionMode, StripeEvent, SubscriptionInfo, SubscriptionStatus, WebhookDecoder,
+    WebhookError,
 };
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -184,6 +185,15 @@ fn charge(o: &Value) -> Result<ChargeInfo, WebhookError> {
     })
 }
 
+fn intent(o: &Value) -> Result<IntentInfo, WebhookError> {
+    Ok(IntentInfo {
+        id: required(string(o, &["id"]), "payment intent id")?,
+        auto_topup: string(o, &["metadata", "auto_topup_id"]),
+        failure: string(o, &["last_payment_error", "message"]),
+        failure_code: string(o, &["last_payment_error", "code"]),
+    })
+}
+
 /// An event envelope and its object, in the pinned API version's shapes.
 pub fn parse(body: &[u8]) -> Result<StripeEvent, WebhookError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
@@ -216,6 +226,8 @@ pub fn parse(body: &[u8]) -> Result<StripeEvent, WebhookError> {
         "customer.deleted" => {
             PaymentEvent::CustomerDeleted { customer: required(string(object, &["id"]), "customer id")? }
         }
+        "payment_intent.succeeded" => PaymentEvent::IntentSucceeded(intent(object)?),
+        "payment_intent.payment_failed" => PaymentEvent::IntentFailed(intent(object)?),
         _ => PaymentEvent::Other,
     };
     let raw = String::from_utf8_lossy(body).into_owned();

@@ -65,6 +65,15 @@ impl SealingKey {
     }
 }
 
+/// The domain's `SecretKeeper`: a new secret, sealed for its endpoint.
+impl credits_domain::notify::webhooks::SecretKeeper for SealingKey {
+    fn issue(&self, endpoint: uuid::Uuid) -> (String, Vec<u8>) {
+        let secret = Secret::generate();
+        let sealed = self.seal(&secret, endpoint.as_bytes());
+        (secret.reveal(), sealed)
+    }
+}
+
 impl fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SealingKey(…)")

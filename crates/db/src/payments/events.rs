@@ -8,6 +8,8 @@ use credits_domain::burn::{BucketKind, Portion};
 use credits_domain::catalog::{Catalog, FREE_PLAN};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId};
+use credits_domain::mail::MailKind;
+use credits_domain::notify::autotopup::PaymentOutcome;
 use credits_domain::payments::{
     AllowanceBucket, Applied, Decision, DisputeFacts, DisputeInfo, DisputeStatus, Effect, Ignored, PackSold,
     PaymentEvent, PaymentLink, PlanChange, Purchase, PurchaseFacts, SessionFacts, SessionMode, SessionRecord,
@@ -22,6 +24,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::ledger::{EntryMeta, Grant, Posting, end_allowances, grant, load_wallet, lock_account, post, post_all};
+use crate::notify::NotifySettings;
+use crate::notify::autotopup;
 use crate::outbox::enqueue;
 use crate::rows::undecodable;
 use crate::schema::{
@@ -34,10 +38,11 @@ use crate::schema::{
 pub fn apply(
     conn: &mut PgConnection,
     catalog: &Catalog,
+    notify: &NotifySettings,
     event: &StripeEvent,
     now: DateTime<Utc>,
 ) -> QueryResult<Result<Applied, Unapplicable>> {
-    Event { conn, catalog, event, now }.apply()
+    Event { conn, catalog, notify, event, now }.apply()
 }
 
 /// Keep an event that could not be applied, for an admin (its own transaction, after the
@@ -71,6 +76,9 @@ pub fn forget_customer(conn: &mut PgConnection, account: AccountId, customer: &s
         .set((
             accounts::stripe_customer_id.eq(None::<String>),
             accounts::stripe_customer_generation.eq(accounts::stripe_customer_generation + 1),
+            // R22: its saved card went with it; auto top-up cannot charge until a pack saves one.
+            accounts::card_saved_at.eq(None::<DateTime<Utc>>),
+            accounts::auto_topup_enabled.eq(false),
         ))
         .execute(conn)
 }
@@ -78,6 +86,7 @@ pub fn forget_customer(conn: &mut PgConnection, account: AccountId, customer: &s
 struct Event<'a> {
     conn: &'a mut PgConnection,
     catalog: &'a Catalog,
+    notify: &'a NotifySettings,
     event: &'a StripeEvent,
     now: DateTime<Utc>,
 }
@@ -191,6 +200,37 @@ impl Event<'_> {
                 }
                 let decided = Ok(decide_customer_deleted(account.as_ref(), customer));
                 (account.map(|a| a.id), decided, Subject::default())
+            }
+            PaymentEvent::IntentSucceeded(i) | PaymentEvent::IntentFailed(i) => {
+                // R22: only the PaymentIntents of auto top-ups are acted on (a pack's checkout is
+                // granted by its session's events).
+                let topup = i.auto_topup.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+                let Some(row) = autotopup::find(self.conn, topup, &i.id)? else {
+                    return self.ignored(Ignored::NotOurs);
+                };
+                if self.lock(row.account_id)?.is_none() {
+                    return self.ignored(Ignored::NotOurs);
+                }
+                if !self.record()? {
+                    return Ok(Ok(Applied::Replay));
+                }
+                let outcome = match &event.payload {
+                    PaymentEvent::IntentSucceeded(_) => PaymentOutcome::Succeeded,
+                    _ => PaymentOutcome::of_failure(i.failure_code.as_deref()),
+                };
+                let ended =
+                    autotopup::end(self.conn, self.notify, &row, Some(&i.id), outcome, i.failure.as_deref(), now)?;
+                let applied = match ended {
+                    autotopup::Ended::Granted { credits } => {
+                        Applied::Done(credits_domain::payments::Outcome::PackGranted {
+                            pack: row.pack_id.clone(),
+                            credits,
+                        })
+                    }
+                    autotopup::Ended::Failed => Applied::Done(credits_domain::payments::Outcome::PaymentFailed),
+                    autotopup::Ended::Already => Applied::Ignored(Ignored::AlreadyApplied),
+                };
+                return self.finish(applied).map(Ok);
             }
             PaymentEvent::Other => return self.ignored(Ignored::NotActedOn),
         };
@@ -550,6 +590,10 @@ impl Event<'_> {
                         },
                         now,
                     )?;
+                    // R22: a pack's checkout saves the card (setup_future_usage=off_session).
+                    diesel::update(accounts::table.find(account.0))
+                        .set(accounts::card_saved_at.eq(Some(now)))
+                        .execute(self.conn)?;
                     diesel::insert_into(topup_purchases::table)
                         .values((
                             topup_purchases::session_id.eq(session),
@@ -731,7 +775,21 @@ impl Event<'_> {
                         .do_nothing()
                         .execute(self.conn)?;
                 }
-                Effect::Mail(mail) => enqueue(self.conn, mail, now)?,
+                Effect::Mail(mail) => {
+                    enqueue(self.conn, mail, now)?;
+                    // Section 9: a payment that failed is told to the account's systems too.
+                    if matches!(mail.kind, MailKind::PaymentFailed | MailKind::UpgradePaymentFailed) {
+                        let what = if mail.kind == MailKind::PaymentFailed { "renewal" } else { "upgrade" };
+                        crate::notify::emit(
+                            self.conn,
+                            account.0,
+                            credits_domain::notify::webhooks::EventType::PaymentFailed,
+                            serde_json::json!({"account_id": account.0, "payment": what,
+                                               "invoice": subject.invoice, "subscription": subject.subscription}),
+                            now,
+                        )?;
+                    }
+                }
             }
         }
         Ok(())

@@ -8,6 +8,7 @@ use crate::Credits;
 /// Where an account's `available` stood after the last change of its balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BalanceLevel {
     /// At or above the low-balance threshold (or above 0 with no threshold).
     #[default]
@@ -16,6 +17,21 @@ pub enum BalanceLevel {
     Low,
     /// At 0 (or below: a clawback can take it there).
     Depleted,
+}
+
+impl BalanceLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceLevel::Normal => "normal",
+            BalanceLevel::Low => "low",
+            BalanceLevel::Depleted => "depleted",
+        }
+    }
+
+    /// `None` for a level this build does not know: an error where it is read.
+    pub fn parse(s: &str) -> Option<BalanceLevel> {
+        [BalanceLevel::Normal, BalanceLevel::Low, BalanceLevel::Depleted].into_iter().find(|l| l.as_str() == s)
+    }
 }
 
 /// What a change of the balance tells the account (an email and a webhook event each).

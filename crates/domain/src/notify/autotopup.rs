@@ -127,6 +127,17 @@ pub enum PaymentOutcome {
     RequiresAction,
 }
 
+impl PaymentOutcome {
+    /// A failed PaymentIntent, by Stripe's `last_payment_error.code`: `authentication_required`
+    /// is the bank asking for the customer (3-D Secure); anything else is a decline.
+    pub fn of_failure(code: Option<&str>) -> PaymentOutcome {
+        match code {
+            Some("authentication_required") => PaymentOutcome::RequiresAction,
+            _ => PaymentOutcome::Declined,
+        }
+    }
+}
+
 /// What the outcome does to the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutcomeEffect {

@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod autotopup;
+pub mod store;
 pub mod webhooks;
 
 #[cfg(test)]

@@ -127,6 +127,13 @@ fn a_failed_off_session_payment_turns_it_off_and_mails_and_a_paid_one_grants() {
     }
 }
 
+#[test]
+fn a_failure_that_asks_for_the_cardholder_is_requires_action_and_any_other_a_decline() {
+    assert_eq!(PaymentOutcome::of_failure(Some("authentication_required")), PaymentOutcome::RequiresAction);
+    assert_eq!(PaymentOutcome::of_failure(Some("card_declined")), PaymentOutcome::Declined);
+    assert_eq!(PaymentOutcome::of_failure(None), PaymentOutcome::Declined);
+}
+
 // ---- section 9 outbound webhooks -----------------------------------------------------------------
 
 fn endpoint<'a>(url: &'a str, scheme: &'a str, events: &'a [String]) -> EndpointRequest<'a> {

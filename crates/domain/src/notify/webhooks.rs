@@ -24,6 +24,7 @@ macro_rules! event_types {
     ($($variant:ident => $name:literal),+ $(,)?) => {
         /// The event types of section 9, as they travel (`type` in the body).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum EventType {
             $(#[serde(rename = $name)] $variant,)+
         }
@@ -212,4 +213,12 @@ pub fn next_attempt(first_attempt_at: DateTime<Utc>, attempts: u32, now: DateTim
 /// [`DISABLE_AFTER`] ago. A success clears `failing_since`.
 pub fn should_disable(failing_since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     failing_since.is_some_and(|since| now - since >= DISABLE_AFTER)
+}
+
+/// The adapter that makes endpoint secrets and seals them for the store (section 9: kept so
+/// deliveries can be signed, never in clear).
+pub trait SecretKeeper: Send + Sync {
+    /// A new secret for endpoint `endpoint`: the `whsec_` text shown once, and the sealed bytes
+    /// the store keeps.
+    fn issue(&self, endpoint: uuid::Uuid) -> (String, Vec<u8>);
 }

@@ -174,6 +174,18 @@ pub struct PaymentLink {
     pub invoice: Option<String>,
 }
 
+/// A PaymentIntent, as far as R22 reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentInfo {
+    pub id: String,
+    /// `metadata.auto_topup_id`: the auto top-up it pays for, when this service made it.
+    pub auto_topup: Option<String>,
+    /// `last_payment_error.message`: why it failed, in Stripe's words.
+    pub failure: Option<String>,
+    /// `last_payment_error.code`: `authentication_required` when the bank wants the customer.
+    pub failure_code: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentEvent {
     CheckoutCompleted(SessionInfo),
@@ -190,6 +202,10 @@ pub enum PaymentEvent {
     CustomerDeleted {
         customer: String,
     },
+    /// R22: `payment_intent.succeeded`.
+    IntentSucceeded(IntentInfo),
+    /// R22: `payment_intent.payment_failed`.
+    IntentFailed(IntentInfo),
     /// A type this service does not act on: recorded, answered 200.
     Other,
 }

@@ -142,6 +142,20 @@ pub trait PaymentGateway: Send + Sync {
     fn invoices(&self, customer: &str) -> Result<Vec<InvoiceView>, GatewayError>;
     /// A Customer Portal session's URL.
     fn portal_session(&self, customer: &str, return_url: &str) -> Result<String, GatewayError>;
+    /// R22: an off-session PaymentIntent for an auto top-up, confirmed at once with the customer's
+    /// saved card.
+    fn pay_off_session(&self, payment: &OffSessionPayment<'_>) -> crate::notify::store::IntentAnswer;
+}
+
+/// R22: what an auto top-up asks Stripe for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffSessionPayment<'a> {
+    pub customer: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub account: AccountId,
+    pub pack: &'a str,
+    pub auto_topup: uuid::Uuid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

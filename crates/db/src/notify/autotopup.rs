@@ -1,0 +1,231 @@
+//! R22 in the store: an auto top-up is written in the capture's transaction (`start`), claimed by
+//! the worker, which asks Stripe for an off-session PaymentIntent (idempotency key: the auto
+//! top-up's id, so a retry after a crash is the same payment), and ended by Stripe's answer or its
+//! event: the pack granted once per PaymentIntent, or auto top-up turned off and the account mailed.
+
+use chrono::{DateTime, Duration, Utc};
+use credits_domain::burn::BucketKind;
+use credits_domain::catalog::Catalog;
+use credits_domain::credits::Credits;
+use credits_domain::ids::AccountId;
+use credits_domain::mail::{Mail, MailKind};
+use credits_domain::notify::autotopup::{AutoTopupSettings, PaymentOutcome, on_outcome};
+use credits_domain::notify::webhooks::EventType;
+use credits_domain::reports::UnitValue;
+use credits_domain::views::EntryType;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Int4, Text, Timestamptz, Uuid as SqlUuid};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{NotifySettings, emit, notice};
+use crate::ledger::{Grant, grant};
+use crate::schema::{accounts, auto_topups};
+
+/// R22: start one for the account (the partial unique index keeps it to one open at a time,
+/// whatever races).
+pub(crate) fn start(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    account: AccountId,
+    settings: &AutoTopupSettings,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let Some(pack) = settings.pack.as_deref().and_then(|p| catalog.pack(p)) else {
+        tracing::warn!(account = %account.0, pack = ?settings.pack, "auto top-up not started: its pack is not in the catalog");
+        return Ok(());
+    };
+    let id = Uuid::now_v7();
+    let written = diesel::sql_query(
+        "INSERT INTO auto_topups (id, account_id, pack_id, credits, expiry_days, amount, currency, status, \
+                                  next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) \
+         ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<SqlUuid, _>(account.0)
+    .bind::<Text, _>(&pack.id)
+    .bind::<BigInt, _>(pack.credits.get())
+    .bind::<Int4, _>(i32::try_from(pack.expiry_days).unwrap_or(i32::MAX))
+    .bind::<BigInt, _>(pack.price.amount)
+    .bind::<Text, _>(&pack.price.currency)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)?;
+    if written == 1 {
+        tracing::info!(account = %account.0, auto_topup = %id, pack = %pack.id, "auto top-up started");
+    }
+    Ok(())
+}
+
+/// One auto top-up as the rows have it.
+#[derive(Queryable, Selectable, Debug)]
+#[diesel(table_name = auto_topups)]
+pub(crate) struct TopupRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub pack_id: String,
+    pub credits: i64,
+    pub expiry_days: i32,
+    pub amount: i64,
+    pub currency: String,
+    pub status: String,
+}
+
+/// The auto top-up a PaymentIntent pays for: by the id in its metadata, else by its id.
+pub(crate) fn find(
+    conn: &mut PgConnection,
+    topup: Option<Uuid>,
+    payment_intent: &str,
+) -> QueryResult<Option<TopupRow>> {
+    let by_id = match topup {
+        Some(id) => auto_topups::table.find(id).select(TopupRow::as_select()).first(conn).optional()?,
+        None => None,
+    };
+    match by_id {
+        Some(row) => Ok(Some(row)),
+        None => auto_topups::table
+            .filter(auto_topups::payment_intent_id.eq(payment_intent))
+            .select(TopupRow::as_select())
+            .first(conn)
+            .optional(),
+    }
+}
+
+/// What a PaymentIntent's outcome did to its auto top-up (the caller holds the account's lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Granted {
+        credits: Credits,
+    },
+    Failed,
+    /// It had already ended so (a second event, or the worker's answer before it).
+    Already,
+}
+
+/// Ends an auto top-up by its PaymentIntent's outcome: R22 grants the pack once per
+/// PaymentIntent, or turns auto top-up off and mails the account.
+pub(crate) fn end(
+    conn: &mut PgConnection,
+    settings: &NotifySettings,
+    row: &TopupRow,
+    payment_intent: Option<&str>,
+    outcome: PaymentOutcome,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> QueryResult<Ended> {
+    let row: TopupRow = auto_topups::table.find(row.id).select(TopupRow::as_select()).for_update().first(conn)?;
+    let effect = on_outcome(outcome);
+    if row.status == "succeeded" || (row.status == "failed" && !effect.grant) {
+        return Ok(Ended::Already);
+    }
+    let account = AccountId(row.account_id);
+    if effect.grant {
+        let credits = Credits::new(row.credits);
+        let reference = format!("auto_topup:{}", payment_intent.map_or_else(|| row.id.to_string(), str::to_string));
+        let reason = format!("auto top-up: pack {}", row.pack_id);
+        let value = UnitValue { amount: row.amount, credits: row.credits, currency: row.currency.clone() };
+        let (bucket, _) = grant(
+            conn,
+            Grant {
+                account,
+                kind: BucketKind::Topup,
+                credits,
+                expires_at: Some(now + Duration::days(i64::from(row.expiry_days))),
+                entry_type: EntryType::Grant,
+                reference: Some(&reference),
+                reason: Some(&reason),
+                value: Some(&value),
+            },
+            now,
+        )?;
+        diesel::update(auto_topups::table.find(row.id))
+            .set((
+                auto_topups::status.eq("succeeded"),
+                auto_topups::payment_intent_id.eq(payment_intent),
+                auto_topups::bucket_id.eq(Some(bucket.id)),
+                auto_topups::finished_at.eq(Some(now)),
+                auto_topups::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        emit(
+            conn,
+            row.account_id,
+            EventType::AutoTopupSucceeded,
+            json!({"account_id": row.account_id, "auto_topup_id": row.id, "pack": row.pack_id,
+                   "credits": row.credits, "bucket_id": bucket.id, "payment_intent": payment_intent}),
+            now,
+        )?;
+        return Ok(Ended::Granted { credits });
+    }
+    let reason = reason.unwrap_or(match outcome {
+        PaymentOutcome::RequiresAction => "your bank asked for you to confirm the payment, and nobody was there to",
+        _ => "the payment was declined",
+    });
+    diesel::update(auto_topups::table.find(row.id))
+        .set((
+            auto_topups::status.eq("failed"),
+            auto_topups::payment_intent_id.eq(payment_intent),
+            auto_topups::finished_at.eq(Some(now)),
+            auto_topups::last_error.eq(Some(reason)),
+        ))
+        .execute(conn)?;
+    fail_effects(conn, settings, &row, payment_intent, reason, effect.disable, now)?;
+    Ok(Ended::Failed)
+}
+
+/// R22: a failed auto top-up turns auto top-up off, mails the account a link to its billing page,
+/// and sends `auto_topup.failed`.
+fn fail_effects(
+    conn: &mut PgConnection,
+    settings: &NotifySettings,
+    row: &TopupRow,
+    payment_intent: Option<&str>,
+    reason: &str,
+    disable: bool,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    if disable {
+        diesel::update(accounts::table.find(row.account_id))
+            .set(accounts::auto_topup_enabled.eq(false))
+            .execute(conn)?;
+    }
+    let event = emit(
+        conn,
+        row.account_id,
+        EventType::AutoTopupFailed,
+        json!({"account_id": row.account_id, "auto_topup_id": row.id, "pack": row.pack_id,
+               "payment_intent": payment_intent, "reason": reason, "auto_topup_enabled": !disable}),
+        now,
+    )?;
+    if disable {
+        let (email, name): (String, String) =
+            accounts::table.find(row.account_id).select((accounts::email, accounts::name)).first(conn)?;
+        let mail = Mail::new(MailKind::AutoTopupFailed, &email, Some(AccountId(row.account_id)), &event)
+            .fact("name", name)
+            .fact("pack", row.pack_id.clone())
+            .fact("reason", reason.to_string());
+        notice(conn, settings, mail, now)?;
+    }
+    Ok(())
+}
+
+/// Gives an auto top-up up without a payment (Stripe unreachable for its whole retry budget, or
+/// turned off before it was made): no card was charged, so auto top-up stays as the account set it.
+pub(crate) fn abandon(conn: &mut PgConnection, id: Uuid, reason: &str, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(auto_topups::table.find(id).filter(auto_topups::status.eq("pending")))
+        .set((
+            auto_topups::status.eq("failed"),
+            auto_topups::finished_at.eq(Some(now)),
+            auto_topups::last_error.eq(Some(reason)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The PaymentIntent was made and Stripe has not said yet: its event will.
+pub(crate) fn processing(conn: &mut PgConnection, id: Uuid, payment_intent: &str) -> QueryResult<()> {
+    diesel::update(auto_topups::table.find(id).filter(auto_topups::status.eq("pending")))
+        .set((auto_topups::status.eq("processing"), auto_topups::payment_intent_id.eq(Some(payment_intent))))
+        .execute(conn)?;
+    Ok(())
+}

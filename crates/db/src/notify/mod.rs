@@ -1,0 +1,236 @@
+//! R22, R23 and section 9 in the store: events written in the transaction of the change that
+//! causes them (`emit`), the judgement made before every commit of a transaction that locked an
+//! account (`settle`: balance alerts, plan and restriction changes, the start of an auto top-up),
+//! and the use cases of the endpoints, the alerts and auto top-up settings (`store`), the delivery
+//! and auto top-up workers' claims and records.
+
+pub(crate) mod autotopup;
+mod store;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use credits_domain::catalog::Catalog;
+use credits_domain::credits::Credits;
+use credits_domain::ids::AccountId;
+use credits_domain::mail::{Mail, MailKind};
+use credits_domain::notify::alerts::{BalanceAlert, BalanceLevel, after_change};
+use credits_domain::notify::autotopup::{AutoTopupSettings, StartDecision, after_capture, month_start};
+use credits_domain::notify::webhooks::EventType;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::ledger::{Grant, Locked};
+use crate::rows::undecodable;
+
+/// What notices need from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct NotifySettings {
+    /// R22: the billing page a mail links to (`billing.page_url`).
+    pub billing_url: String,
+}
+
+/// A new event's id: its `webhook-id`, the same on every attempt and for every endpoint.
+fn event_id() -> String {
+    format!("msg_{}", Uuid::now_v7().simple())
+}
+
+/// Writes an event of `account` and one pending delivery to each of its live endpoints that
+/// subscribed to its type. Returns the event's id.
+pub fn emit(
+    conn: &mut PgConnection,
+    account: Uuid,
+    event: EventType,
+    data: Value,
+    now: DateTime<Utc>,
+) -> QueryResult<String> {
+    let id = event_id();
+    let body = json!({
+        "type": event.as_str(),
+        "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "data": data,
+    })
+    .to_string();
+    diesel::sql_query(
+        "WITH e AS (INSERT INTO webhook_events (id, account_id, event_type, body, created_at) \
+                    VALUES ($1, $2, $3, $4, $5) RETURNING id) \
+         INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at, created_at) \
+         SELECT gen_random_uuid(), e.id, w.id, 'pending', $5, $5 FROM e, webhook_endpoints w \
+         WHERE w.account_id = $2 AND w.disabled_at IS NULL AND $3 = ANY (w.events)",
+    )
+    .bind::<Text, _>(&id)
+    .bind::<SqlUuid, _>(account)
+    .bind::<Text, _>(event.as_str())
+    .bind::<Text, _>(&body)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)?;
+    Ok(id)
+}
+
+fn at(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `credits.granted`: a new bucket (allowance, top-up, adjustment, restored credits).
+pub(crate) fn granted(conn: &mut PgConnection, g: &Grant<'_>, bucket: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
+    emit(
+        conn,
+        g.account.0,
+        EventType::CreditsGranted,
+        json!({
+            "account_id": g.account.0,
+            "bucket_id": bucket,
+            "kind": g.kind.as_str(),
+            "credits": g.credits.get(),
+            "expires_at": g.expires_at.map(at),
+            "entry_type": g.entry_type.as_str(),
+            "reason": g.reason,
+        }),
+        now,
+    )?;
+    Ok(())
+}
+
+/// Queue `mail` for the account with the facts every notice shows.
+fn notice(conn: &mut PgConnection, settings: &NotifySettings, mail: Mail, now: DateTime<Utc>) -> QueryResult<()> {
+    let mail = mail.fact("billing_url", settings.billing_url.clone());
+    crate::outbox::enqueue(conn, &mail, now)
+}
+
+#[derive(QueryableByName)]
+struct SettleRow {
+    #[diesel(sql_type = Text)]
+    email: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    plan_id: String,
+    #[diesel(sql_type = Bool)]
+    restricted: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    low_balance_threshold: Option<i64>,
+    #[diesel(sql_type = Text)]
+    balance_level: String,
+    #[diesel(sql_type = Bool)]
+    auto_topup_enabled: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    auto_topup_threshold: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    auto_topup_pack: Option<String>,
+    #[diesel(sql_type = Int4)]
+    auto_topup_monthly_limit: i32,
+    #[diesel(sql_type = Bool)]
+    open_topup: bool,
+    #[diesel(sql_type = BigInt)]
+    started_this_month: i64,
+}
+
+/// Before the commit of a transaction that locked `locked` (still locked): what its changes tell.
+/// R23 from `available` before (the level kept on the account) and after; `plan.changed`,
+/// `account.restricted` / `.unrestricted` from the account as it was locked and as it is; R22's
+/// start of an auto top-up when the transaction `captured` credits.
+pub(crate) fn settle(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    settings: &NotifySettings,
+    locked: &[Locked],
+    captured: bool,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    for before in locked {
+        settle_one(conn, catalog, settings, before, captured, now)?;
+    }
+    Ok(())
+}
+
+fn settle_one(
+    conn: &mut PgConnection,
+    catalog: &Catalog,
+    settings: &NotifySettings,
+    before: &Locked,
+    captured: bool,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let id = before.id;
+    let Some(row) = diesel::sql_query(
+        "SELECT a.email, a.name, a.plan_id, a.restricted_at IS NOT NULL AS restricted, a.low_balance_threshold, \
+                a.balance_level, a.auto_topup_enabled, a.auto_topup_threshold, a.auto_topup_pack, \
+                a.auto_topup_monthly_limit, \
+                EXISTS (SELECT 1 FROM auto_topups t WHERE t.account_id = a.id \
+                          AND t.status IN ('pending', 'processing')) AS open_topup, \
+                (SELECT count(*) FROM auto_topups t WHERE t.account_id = a.id AND t.created_at >= $2) \
+                  AS started_this_month \
+         FROM accounts a WHERE a.id = $1",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Timestamptz, _>(month_start(now))
+    .get_result::<SettleRow>(conn)
+    .optional()?
+    else {
+        return Ok(());
+    };
+    let account = AccountId(id);
+
+    if row.plan_id != before.plan {
+        emit(conn, id, EventType::PlanChanged, json!({"account_id": id, "from": before.plan, "to": row.plan_id}), now)?;
+    }
+    if row.restricted != before.restricted {
+        let event = if row.restricted { EventType::AccountRestricted } else { EventType::AccountUnrestricted };
+        emit(conn, id, event, json!({"account_id": id}), now)?;
+    }
+
+    let Some(balance) = crate::accounts::balances_of(conn, catalog, &[account], now)?.pop().flatten() else {
+        return Ok(());
+    };
+    let available = balance.available;
+    let threshold = row.low_balance_threshold.map(Credits::new);
+    let level =
+        BalanceLevel::parse(&row.balance_level).ok_or_else(|| undecodable("balance level", &row.balance_level))?;
+    let (next, alerts) = after_change(threshold, level, available);
+    if next != level {
+        diesel::update(crate::schema::accounts::table.find(id))
+            .set(crate::schema::accounts::balance_level.eq(next.as_str()))
+            .execute(conn)?;
+    }
+    for alert in alerts {
+        let (data, kind) = match alert {
+            BalanceAlert::Low { available, threshold } => (
+                json!({"account_id": id, "available": available.get(), "threshold": threshold.get()}),
+                MailKind::BalanceLow,
+            ),
+            BalanceAlert::Depleted => {
+                (json!({"account_id": id, "available": available.get()}), MailKind::BalanceDepleted)
+            }
+            BalanceAlert::Recovered { available, threshold } => (
+                json!({"account_id": id, "available": available.get(), "threshold": threshold.map(Credits::get)}),
+                MailKind::BalanceRecovered,
+            ),
+        };
+        let event = emit(conn, id, alert.event_type(), data, now)?;
+        let mut mail = Mail::new(kind, &row.email, Some(account), &event)
+            .fact("name", row.name.clone())
+            .fact("available", available.get().to_string());
+        if let Some(t) = threshold {
+            mail = mail.fact("threshold", t.get().to_string());
+        }
+        notice(conn, settings, mail, now)?;
+    }
+
+    if captured {
+        let settings = AutoTopupSettings {
+            enabled: row.auto_topup_enabled,
+            threshold: row.auto_topup_threshold.map(Credits::new),
+            pack: row.auto_topup_pack.clone(),
+            monthly_limit: u32::try_from(row.auto_topup_monthly_limit).unwrap_or(0),
+        };
+        let started = u32::try_from(row.started_this_month).unwrap_or(u32::MAX);
+        match after_capture(Some(&settings), available, row.open_topup, started) {
+            StartDecision::Start => autotopup::start(conn, catalog, account, &settings, now)?,
+            StartDecision::MonthlyLimitReached { limit } => {
+                tracing::info!(account = %id, limit, "auto top-up not started: this month's limit is reached");
+            }
+            StartDecision::Disabled | StartDecision::NotBelow | StartDecision::AlreadyOpen => {}
+        }
+    }
+    Ok(())
+}

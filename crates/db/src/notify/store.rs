@@ -1,0 +1,646 @@
+//! The notify use cases on PostgreSQL: settings (R22, R23), endpoints and their deliveries
+//! (section 9), and the workers' claims and records.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use credits_domain::credits::Credits;
+use credits_domain::error::StoreError;
+use credits_domain::ids::AccountId;
+use credits_domain::mail::{Mail, MailKind};
+use credits_domain::notify::alerts::{BalanceLevel, rebase};
+use credits_domain::notify::autotopup::{AutoTopupRequest, AutoTopupSettings, PaymentOutcome, month_start, validate};
+use credits_domain::notify::store::{
+    AlertsView, AttemptResult, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, DueDelivery, DueTopup,
+    EndpointView, IntentAnswer, NewEndpoint, NotifyError, NotifyStore,
+};
+use credits_domain::notify::webhooks::{EventType, MAX_ENDPOINTS, next_attempt, should_disable};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{autotopup, emit, notice};
+use crate::ledger::lock_account;
+use crate::rows::undecodable;
+use crate::schema::{accounts, auto_topups, webhook_endpoints};
+use crate::{Fail, PgStore, read_tx};
+
+type SettingsRow = (bool, Option<i64>, Option<String>, i32, Option<DateTime<Utc>>);
+
+fn settings_of(row: &SettingsRow) -> AutoTopupSettings {
+    AutoTopupSettings {
+        enabled: row.0,
+        threshold: row.1.map(Credits::new),
+        pack: row.2.clone(),
+        monthly_limit: u32::try_from(row.3).unwrap_or(0),
+    }
+}
+
+fn read_settings(conn: &mut PgConnection, account: AccountId) -> QueryResult<Option<SettingsRow>> {
+    accounts::table
+        .find(account.0)
+        .select((
+            accounts::auto_topup_enabled,
+            accounts::auto_topup_threshold,
+            accounts::auto_topup_pack,
+            accounts::auto_topup_monthly_limit,
+            accounts::card_saved_at,
+        ))
+        .first(conn)
+        .optional()
+}
+
+fn auto_topup_view(
+    conn: &mut PgConnection,
+    account: AccountId,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<AutoTopupView>> {
+    let Some(row) = read_settings(conn, account)? else { return Ok(None) };
+    let settings = settings_of(&row);
+    let used: i64 = auto_topups::table
+        .filter(auto_topups::account_id.eq(account.0))
+        .filter(auto_topups::created_at.ge(month_start(now)))
+        .count()
+        .get_result(conn)?;
+    type Last = (Uuid, String, String, Option<String>, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
+    let last: Option<Last> = auto_topups::table
+        .filter(auto_topups::account_id.eq(account.0))
+        .order(auto_topups::created_at.desc())
+        .select((
+            auto_topups::id,
+            auto_topups::pack_id,
+            auto_topups::status,
+            auto_topups::payment_intent_id,
+            auto_topups::last_error,
+            auto_topups::created_at,
+            auto_topups::finished_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(Some(AutoTopupView {
+        enabled: settings.enabled,
+        threshold: settings.threshold,
+        pack: settings.pack,
+        monthly_limit: settings.monthly_limit,
+        card_saved: row.4.is_some(),
+        used_this_month: u32::try_from(used).unwrap_or(u32::MAX),
+        last_attempt: last.map(|(id, pack, status, payment_intent, error, created_at, finished_at)| AutoTopupAttempt {
+            id,
+            pack,
+            status,
+            payment_intent,
+            error,
+            created_at,
+            finished_at,
+        }),
+    }))
+}
+
+fn alerts_view(conn: &mut PgConnection, account: AccountId) -> QueryResult<Option<AlertsView>> {
+    let row: Option<(Option<i64>, String)> = accounts::table
+        .find(account.0)
+        .select((accounts::low_balance_threshold, accounts::balance_level))
+        .first(conn)
+        .optional()?;
+    row.map(|(threshold, level)| {
+        Ok(AlertsView {
+            low_balance_threshold: threshold.map(Credits::new),
+            balance_level: BalanceLevel::parse(&level).ok_or_else(|| undecodable("balance level", &level))?,
+        })
+    })
+    .transpose()
+}
+
+type EndpointRow =
+    (Uuid, String, Vec<String>, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn endpoint_view(row: EndpointRow) -> QueryResult<EndpointView> {
+    let (id, url, events, description, created_at, failing_since, disabled_at) = row;
+    let events = events
+        .iter()
+        .map(|e| EventType::parse(e).ok_or_else(|| undecodable("event type", e)))
+        .collect::<QueryResult<Vec<_>>>()?;
+    Ok(EndpointView { id, url, events, description, created_at, failing_since, disabled_at })
+}
+
+fn endpoint_columns() -> (
+    webhook_endpoints::id,
+    webhook_endpoints::url,
+    webhook_endpoints::events,
+    webhook_endpoints::description,
+    webhook_endpoints::created_at,
+    webhook_endpoints::failing_since,
+    webhook_endpoints::disabled_at,
+) {
+    (
+        webhook_endpoints::id,
+        webhook_endpoints::url,
+        webhook_endpoints::events,
+        webhook_endpoints::description,
+        webhook_endpoints::created_at,
+        webhook_endpoints::failing_since,
+        webhook_endpoints::disabled_at,
+    )
+}
+
+#[derive(QueryableByName)]
+struct AttemptRow {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Int4>)]
+    response_code: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    attempted_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    endpoint: Uuid,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Bytea)]
+    secret_sealed: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    event_id: String,
+    #[diesel(sql_type = Text)]
+    body: String,
+}
+
+#[derive(QueryableByName)]
+struct DeliveryState {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    first_attempt_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = SqlUuid)]
+    endpoint: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    account: Uuid,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    failing_since: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct ExpiringRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    account_id: Uuid,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = BigInt)]
+    remaining: i64,
+    #[diesel(sql_type = Timestamptz)]
+    expires_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    email: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct ClaimedTopup {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    account_id: Uuid,
+    #[diesel(sql_type = Nullable<Text>)]
+    customer: Option<String>,
+    #[diesel(sql_type = Text)]
+    pack_id: String,
+    #[diesel(sql_type = BigInt)]
+    amount: i64,
+    #[diesel(sql_type = Text)]
+    currency: String,
+}
+
+fn found<T>(value: Option<T>) -> Result<T, Fail<NotifyError>> {
+    value.ok_or(Fail::Rule(NotifyError::NotFound))
+}
+
+impl NotifyStore for PgStore {
+    fn auto_topup(&self, account: AccountId, now: DateTime<Utc>) -> Result<AutoTopupView, NotifyError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| found(auto_topup_view(conn, account, now)?))
+    }
+
+    fn set_auto_topup(
+        &self,
+        account: AccountId,
+        request: &AutoTopupRequest,
+        now: DateTime<Utc>,
+    ) -> Result<AutoTopupView, NotifyError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| {
+            found(lock_account(conn, account)?)?;
+            let row = found(read_settings(conn, account)?)?;
+            let previous = settings_of(&row);
+            let settings = validate(request, Some(&previous), &self.catalog, row.4.is_some())
+                .map_err(|m| Fail::Rule(NotifyError::Invalid(m)))?;
+            diesel::update(accounts::table.find(account.0))
+                .set((
+                    accounts::auto_topup_enabled.eq(settings.enabled),
+                    accounts::auto_topup_threshold.eq(settings.threshold.map(Credits::get)),
+                    accounts::auto_topup_pack.eq(&settings.pack),
+                    accounts::auto_topup_monthly_limit.eq(i32::try_from(settings.monthly_limit).unwrap_or(i32::MAX)),
+                ))
+                .execute(conn)?;
+            found(auto_topup_view(conn, account, now)?)
+        })
+    }
+
+    fn alerts(&self, account: AccountId) -> Result<AlertsView, NotifyError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| found(alerts_view(conn, account)?))
+    }
+
+    fn set_alerts(
+        &self,
+        account: AccountId,
+        threshold: Option<Credits>,
+        now: DateTime<Utc>,
+    ) -> Result<AlertsView, NotifyError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| {
+            found(lock_account(conn, account)?)?;
+            let balance = found(crate::accounts::balances_of(conn, &self.catalog, &[account], now)?.pop().flatten())?;
+            let level = rebase(threshold, balance.available);
+            diesel::update(accounts::table.find(account.0))
+                .set((
+                    accounts::low_balance_threshold.eq(threshold.map(Credits::get)),
+                    accounts::balance_level.eq(level.as_str()),
+                ))
+                .execute(conn)?;
+            found(alerts_view(conn, account)?)
+        })
+    }
+
+    fn endpoints(&self, account: AccountId) -> Result<Vec<EndpointView>, NotifyError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| {
+            found(crate::ledger::read_account(conn, account)?)?;
+            let rows: Vec<EndpointRow> = webhook_endpoints::table
+                .filter(webhook_endpoints::account_id.eq(account.0))
+                .order((webhook_endpoints::created_at.asc(), webhook_endpoints::id.asc()))
+                .select(endpoint_columns())
+                .load(conn)?;
+            Ok(rows.into_iter().map(endpoint_view).collect::<QueryResult<Vec<_>>>()?)
+        })
+    }
+
+    fn create_endpoint(
+        &self,
+        account: AccountId,
+        endpoint: &NewEndpoint,
+        now: DateTime<Utc>,
+    ) -> Result<EndpointView, NotifyError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| {
+            found(lock_account(conn, account)?)?;
+            let existing: i64 = webhook_endpoints::table
+                .filter(webhook_endpoints::account_id.eq(account.0))
+                .count()
+                .get_result(conn)?;
+            if usize::try_from(existing).unwrap_or(usize::MAX) >= MAX_ENDPOINTS {
+                return Err(Fail::Rule(NotifyError::Invalid(format!(
+                    "an account may have at most {MAX_ENDPOINTS} webhook endpoints; delete one first"
+                ))));
+            }
+            let events: Vec<&str> = endpoint.events.iter().map(|e| e.as_str()).collect();
+            diesel::insert_into(webhook_endpoints::table)
+                .values((
+                    webhook_endpoints::id.eq(endpoint.id),
+                    webhook_endpoints::account_id.eq(account.0),
+                    webhook_endpoints::url.eq(&endpoint.url),
+                    webhook_endpoints::events.eq(&events),
+                    webhook_endpoints::description.eq(&endpoint.description),
+                    webhook_endpoints::secret_sealed.eq(&endpoint.secret_sealed),
+                    webhook_endpoints::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            let row: EndpointRow = webhook_endpoints::table.find(endpoint.id).select(endpoint_columns()).first(conn)?;
+            Ok(endpoint_view(row)?)
+        })
+    }
+
+    fn delete_endpoint(&self, account: AccountId, endpoint: Uuid) -> Result<(), NotifyError> {
+        let mut conn = self.conn()?;
+        let deleted = diesel::delete(
+            webhook_endpoints::table
+                .filter(webhook_endpoints::id.eq(endpoint))
+                .filter(webhook_endpoints::account_id.eq(account.0)),
+        )
+        .execute(&mut conn)
+        .map_err(crate::store_error)?;
+        if deleted == 0 { Err(NotifyError::NotFound) } else { Ok(()) }
+    }
+
+    fn deliveries(
+        &self,
+        account: AccountId,
+        endpoint: Uuid,
+        limit: i64,
+    ) -> Result<Vec<DeliveryAttemptView>, NotifyError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| {
+            let owned: bool = diesel::select(diesel::dsl::exists(
+                webhook_endpoints::table
+                    .filter(webhook_endpoints::id.eq(endpoint))
+                    .filter(webhook_endpoints::account_id.eq(account.0)),
+            ))
+            .get_result(conn)?;
+            if !owned {
+                return Err(Fail::Rule(NotifyError::NotFound));
+            }
+            let rows: Vec<AttemptRow> = diesel::sql_query(
+                "SELECT * FROM ( \
+                   SELECT d.event_id, e.event_type, CASE WHEN a.delivered THEN 'delivered' ELSE 'failed' END AS status, \
+                          a.response_code, a.error, a.attempted_at, a.next_attempt_at, a.id AS seq \
+                   FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
+                   JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = $1 \
+                   UNION ALL \
+                   SELECT d.event_id, e.event_type, 'pending', NULL, NULL, NULL, d.next_attempt_at, NULL \
+                   FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+                   WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.attempts = 0 \
+                 ) x ORDER BY attempted_at DESC NULLS FIRST, seq DESC NULLS FIRST LIMIT $2",
+            )
+            .bind::<SqlUuid, _>(endpoint)
+            .bind::<BigInt, _>(limit)
+            .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    Ok(DeliveryAttemptView {
+                        event_type: EventType::parse(&r.event_type)
+                            .ok_or_else(|| undecodable("event type", &r.event_type))?,
+                        event_id: r.event_id,
+                        status: r.status,
+                        response_code: r.response_code.and_then(|c| u16::try_from(c).ok()),
+                        error: r.error,
+                        attempted_at: r.attempted_at,
+                        next_attempt_at: r.next_attempt_at,
+                    })
+                })
+                .collect::<QueryResult<Vec<_>>>()?)
+        })
+    }
+
+    fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        batch: i64,
+        lease: TimeDelta,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<ClaimedRow> = diesel::sql_query(
+            "WITH due AS ( \
+               SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.disabled_at IS NULL \
+               ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE webhook_deliveries d SET next_attempt_at = $2 \
+             FROM due, webhook_endpoints w, webhook_events e \
+             WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id \
+             RETURNING d.id, w.id AS endpoint, w.url, w.secret_sealed, e.id AS event_id, e.body",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(now + lease)
+        .bind::<BigInt, _>(batch)
+        .load(&mut conn)
+        .map_err(crate::store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DueDelivery {
+                id: r.id,
+                endpoint: r.endpoint,
+                url: r.url,
+                secret_sealed: r.secret_sealed,
+                event_id: r.event_id,
+                body: r.body,
+            })
+            .collect())
+    }
+
+    fn record_attempt(&self, delivery: Uuid, result: &AttemptResult, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| -> Result<(), Fail<StoreError>> {
+            let Some(state) = diesel::sql_query(
+                "SELECT d.status, d.attempts, d.first_attempt_at, w.id AS endpoint, w.account_id AS account, w.url, \
+                        w.failing_since, w.disabled_at \
+                 FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+                 WHERE d.id = $1 FOR UPDATE OF d, w",
+            )
+            .bind::<SqlUuid, _>(delivery)
+            .get_result::<DeliveryState>(conn)
+            .optional()?
+            else {
+                return Ok(()); // its endpoint was deleted meanwhile
+            };
+            if state.status != "pending" {
+                return Ok(()); // recorded already (a lease that ran out, another instance)
+            }
+            let attempts = state.attempts + 1;
+            let first = state.first_attempt_at.unwrap_or(now);
+            let (delivered, code, error, next) = match result {
+                AttemptResult::Delivered { status } => (true, Some(i32::from(*status)), None, None),
+                AttemptResult::Failed { status, error } => (
+                    false,
+                    status.map(i32::from),
+                    Some(error.clone()),
+                    next_attempt(first, u32::try_from(attempts).unwrap_or(u32::MAX), now),
+                ),
+            };
+            let status = match (delivered, next) {
+                (true, _) => "delivered",
+                (false, Some(_)) => "pending",
+                (false, None) => "failed",
+            };
+            diesel::sql_query(
+                "UPDATE webhook_deliveries SET status = $2, attempts = $3, first_attempt_at = $4, next_attempt_at = $5 \
+                 WHERE id = $1",
+            )
+            .bind::<SqlUuid, _>(delivery)
+            .bind::<Text, _>(status)
+            .bind::<Int4, _>(attempts)
+            .bind::<Timestamptz, _>(first)
+            .bind::<Nullable<Timestamptz>, _>(next)
+            .execute(conn)?;
+            diesel::sql_query(
+                "INSERT INTO webhook_attempts (delivery_id, attempted_at, response_code, error, delivered, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind::<SqlUuid, _>(delivery)
+            .bind::<Timestamptz, _>(now)
+            .bind::<Nullable<Int4>, _>(code)
+            .bind::<Nullable<Text>, _>(error.as_deref())
+            .bind::<diesel::sql_types::Bool, _>(delivered)
+            .bind::<Nullable<Timestamptz>, _>(next)
+            .execute(conn)?;
+            if delivered {
+                diesel::update(webhook_endpoints::table.find(state.endpoint))
+                    .set(webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>))
+                    .execute(conn)?;
+                return Ok(());
+            }
+            let since = state.failing_since.unwrap_or(now);
+            let disable = state.disabled_at.is_none() && should_disable(Some(since), now);
+            diesel::update(webhook_endpoints::table.find(state.endpoint))
+                .set((
+                    webhook_endpoints::failing_since.eq(Some(since)),
+                    webhook_endpoints::disabled_at.eq(if disable { Some(now) } else { state.disabled_at }),
+                ))
+                .execute(conn)?;
+            if disable {
+                tracing::warn!(endpoint = %state.endpoint, url = %state.url, "webhook endpoint disabled: failing for 5 days");
+                let (email, name): (String, String) =
+                    accounts::table.find(state.account).select((accounts::email, accounts::name)).first(conn)?;
+                let mail = Mail::new(
+                    MailKind::WebhookEndpointDisabled,
+                    &email,
+                    Some(AccountId(state.account)),
+                    &state.endpoint.to_string(),
+                )
+                .fact("name", name)
+                .fact("url", state.url.clone())
+                .fact("failing_since", since.format("%Y-%m-%d %H:%M UTC").to_string());
+                notice(conn, &self.notify, mail, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn notice_expiring(&self, now: DateTime<Utc>, notice_within: TimeDelta, batch: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| -> Result<usize, Fail<StoreError>> {
+            let due: Vec<ExpiringRow> = diesel::sql_query(
+                "SELECT b.id, b.account_id, b.kind, b.remaining, b.expires_at, a.email, a.name \
+                 FROM buckets b JOIN accounts a ON a.id = b.account_id \
+                 WHERE b.expiry_noticed_at IS NULL AND b.expires_at IS NOT NULL \
+                   AND b.expires_at > $1 AND b.expires_at <= $2 AND b.remaining > 0 \
+                 ORDER BY b.expires_at LIMIT $3 FOR UPDATE OF b SKIP LOCKED",
+            )
+            .bind::<Timestamptz, _>(now)
+            .bind::<Timestamptz, _>(now + notice_within)
+            .bind::<BigInt, _>(batch)
+            .load(conn)?;
+            for b in &due {
+                let expires = super::at(b.expires_at);
+                emit(
+                    conn,
+                    b.account_id,
+                    EventType::CreditsExpiring,
+                    json!({"account_id": b.account_id, "bucket_id": b.id, "kind": b.kind,
+                           "credits": b.remaining, "expires_at": expires}),
+                    now,
+                )?;
+                let mail =
+                    Mail::new(MailKind::CreditsExpiring, &b.email, Some(AccountId(b.account_id)), &b.id.to_string())
+                        .fact("name", b.name.clone())
+                        .fact("credits", b.remaining.to_string())
+                        .fact("kind", b.kind.clone())
+                        .fact("expires_at", expires)
+                        .fact("expires_on", b.expires_at.format("%Y-%m-%d").to_string());
+                notice(conn, &self.notify, mail, now)?;
+            }
+            let ids: Vec<Uuid> = due.iter().map(|b| b.id).collect();
+            diesel::sql_query("UPDATE buckets SET expiry_noticed_at = $2 WHERE id = ANY ($1)")
+                .bind::<Array<SqlUuid>, _>(&ids)
+                .bind::<Timestamptz, _>(now)
+                .execute(conn)?;
+            Ok(due.len())
+        })
+    }
+
+    fn claim_topups(&self, now: DateTime<Utc>, batch: i64, lease: TimeDelta) -> Result<Vec<DueTopup>, StoreError> {
+        let mut conn = self.conn()?;
+        // Turned off before its payment was made: no card is charged (R22).
+        diesel::sql_query(
+            "UPDATE auto_topups t SET status = 'failed', finished_at = $1, \
+                    last_error = 'auto top-up was turned off before the payment was made' \
+             FROM accounts a WHERE a.id = t.account_id AND t.status = 'pending' AND NOT a.auto_topup_enabled",
+        )
+        .bind::<Timestamptz, _>(now)
+        .execute(&mut conn)
+        .map_err(crate::store_error)?;
+        let rows: Vec<ClaimedTopup> = diesel::sql_query(
+            "WITH due AS (SELECT id FROM auto_topups WHERE status = 'pending' AND next_attempt_at <= $1 \
+                          ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE auto_topups t SET next_attempt_at = $2, attempts = t.attempts + 1 \
+             FROM due, accounts a WHERE t.id = due.id AND a.id = t.account_id \
+             RETURNING t.id, t.account_id, a.stripe_customer_id AS customer, t.pack_id, t.amount, t.currency",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(now + lease)
+        .bind::<BigInt, _>(batch)
+        .load(&mut conn)
+        .map_err(crate::store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DueTopup {
+                id: r.id,
+                account: AccountId(r.account_id),
+                customer: r.customer,
+                pack: r.pack_id,
+                amount: r.amount,
+                currency: r.currency,
+            })
+            .collect())
+    }
+
+    fn record_topup(&self, topup: Uuid, answer: &IntentAnswer, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| -> Result<(), Fail<StoreError>> {
+            let Some(row) = autotopup::find(conn, Some(topup), "")? else { return Ok(()) };
+            // The account's row first, as every change of its balance.
+            if lock_account(conn, AccountId(row.account_id))?.is_none() {
+                return Ok(());
+            }
+            match answer {
+                IntentAnswer::Succeeded { payment_intent } => {
+                    autotopup::end(conn, &self.notify, &row, Some(payment_intent), PaymentOutcome::Succeeded, None, now)?;
+                }
+                IntentAnswer::Processing { payment_intent } => autotopup::processing(conn, row.id, payment_intent)?,
+                IntentAnswer::Failed { payment_intent, reason, needs_customer } => {
+                    let outcome = if *needs_customer {
+                        PaymentOutcome::RequiresAction
+                    } else {
+                        PaymentOutcome::Declined
+                    };
+                    autotopup::end(conn, &self.notify, &row, payment_intent.as_deref(), outcome, Some(reason), now)?;
+                }
+                IntentAnswer::Unavailable(cause) => {
+                    let attempts: i32 =
+                        auto_topups::table.find(row.id).select(auto_topups::attempts).first(conn)?;
+                    match credits_domain::mail::retry_at(attempts, now) {
+                        Some(at) => {
+                            tracing::warn!(auto_topup = %row.id, attempts, %cause, "auto top-up payment not asked; retrying");
+                            diesel::update(auto_topups::table.find(row.id))
+                                .set((auto_topups::next_attempt_at.eq(at), auto_topups::last_error.eq(Some(cause))))
+                                .execute(conn)?;
+                        }
+                        None => {
+                            tracing::error!(auto_topup = %row.id, attempts, %cause, "auto top-up given up: Stripe unreachable");
+                            autotopup::abandon(conn, row.id, cause, now)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
