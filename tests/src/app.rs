@@ -63,12 +63,21 @@ impl TestApp {
 
     /// With the fake Stripe started, its prices seeded, and the service pointed at it.
     pub async fn spawn_with_stripe() -> (TestApp, stripe::FakeStripe) {
+        TestApp::spawn_with_stripe_serving(true).await
+    }
+
+    /// The same; without background workers when `with_workers` is false (a test runs them in
+    /// another process).
+    pub async fn spawn_with_stripe_serving(with_workers: bool) -> (TestApp, stripe::FakeStripe) {
         let fake = stripe::FakeStripe::start().await;
-        let app = TestApp::spawn_with(&[
-            ("CREDITS__STRIPE__SECRET_KEY", stripe::STRIPE_KEY),
-            ("CREDITS__STRIPE__API_BASE", &format!("{}/", fake.url)),
-        ])
-        .await;
+        let db = TestDb::new();
+        let api_base = format!("{}/", fake.url);
+        let instance = Instance::start_serving(
+            &db.url,
+            &[("CREDITS__STRIPE__SECRET_KEY", stripe::STRIPE_KEY), ("CREDITS__STRIPE__API_BASE", &api_base)],
+            with_workers,
+        );
+        let app = TestApp { db, instance, http: client() };
         let settings = test_settings(&app.db.url, &[]);
         fake.seed_prices(&credits_server::app::load_catalog(&settings).unwrap()).await;
         (app, fake)

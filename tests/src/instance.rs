@@ -11,6 +11,8 @@ use crate::*;
 
 pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789abcdef";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+/// The tests' `webhooks.encryption_key` (32 bytes, base64): a test fixture, sealing test secrets only.
+pub const WEBHOOKS_KEY: &str = "dGVzdC1vbmx5LXdlYmhvb2stc2VhbGluZy1rZXktMzI=";
 
 /// Settings for a test instance: the test clock, quick workers, a free port.
 pub fn test_settings(db_url: &str, overrides: &[(&str, &str)]) -> Settings {
@@ -30,6 +32,10 @@ pub fn test_settings(db_url: &str, overrides: &[(&str, &str)]) -> Settings {
         ),
         ("CREDITS__LOG__LEVEL".into(), "warn".into()),
         ("CREDITS__STRIPE__WEBHOOK_SECRETS".into(), stripe::WEBHOOK_SECRETS.join(",")),
+        ("CREDITS__WEBHOOKS__ENCRYPTION_KEY".into(), WEBHOOKS_KEY.into()),
+        // The tests' receivers are http on 127.0.0.1.
+        ("CREDITS__WEBHOOKS__ALLOW_INSECURE".into(), "true".into()),
+        ("CREDITS__WEBHOOKS__ALLOW_PRIVATE".into(), "true".into()),
     ]);
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
@@ -48,11 +54,16 @@ pub struct Instance {
 
 impl Instance {
     pub fn start(db_url: &str, overrides: &[(&str, &str)]) -> Instance {
+        Instance::start_serving(db_url, overrides, true)
+    }
+
+    /// The HTTP API alone when `with_workers` is false (another process does the background work).
+    pub fn start_serving(db_url: &str, overrides: &[(&str, &str)], with_workers: bool) -> Instance {
         let settings = test_settings(db_url, overrides);
         // Warnings and errors on stderr: nextest shows them for a failing test.
         credits_server::telemetry::init(credits_server::settings::LogFormat::Pretty, "warn", true);
         let services = Services::build(&settings).expect("services build");
-        let running = app::start(&settings, services, true).expect("server starts");
+        let running = app::start(&settings, services, with_workers).expect("server starts");
         let (port, handle, task) = running.spawn();
         Instance { base_url: format!("http://127.0.0.1:{port}"), handle, task: std::sync::Mutex::new(Some(task)) }
     }

@@ -13,5 +13,5 @@ mod ledger;
 pub use app::TestApp;
 pub use db::{TestDb, db_url, pg_base};
 pub use http::{As, Response, account_id, call_at, client};
-pub use instance::{ADMIN_TOKEN, INTERNAL_TOKEN, Instance, credits_bin, test_settings};
+pub use instance::{ADMIN_TOKEN, INTERNAL_TOKEN, Instance, WEBHOOKS_KEY, credits_bin, test_settings};
 pub use ledger::assert_ledger_consistent;

@@ -67,17 +67,26 @@ impl FakeStripe {
 
     /// The successful (200) requests the service made to `path`.
     pub async fn requests(&self, method: &str, path: &str) -> Vec<Value> {
+        self.recorded(&[("method", method), ("path", path)]).await.into_iter().filter(|r| r["status"] == 200).collect()
+    }
+
+    /// Every request the service made to `path`, whatever the answer.
+    pub async fn all_requests(&self, path: &str) -> Vec<Value> {
+        self.recorded(&[("path", path)]).await
+    }
+
+    async fn recorded(&self, query: &[(&str, &str)]) -> Vec<Value> {
         let body: Value = self
             .http
             .get(format!("{}/_fake/requests", self.url))
-            .query(&[("method", method), ("path", path)])
+            .query(query)
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        body["data"].as_array().into_iter().flatten().filter(|r| r["status"] == 200).cloned().collect()
+        body["data"].as_array().cloned().unwrap_or_default()
     }
 
     /// The catalog's prices as Stripe prices (recurring for plans, one-time for packs).

@@ -12,6 +12,7 @@ mod faults;
 mod idempotency;
 mod ledger;
 mod migrations;
+mod notify;
 mod operators;
 mod ownership;
 mod payments;
