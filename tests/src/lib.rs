@@ -1,6 +1,7 @@
 //! The test harness: a fresh PostgreSQL database per test, cloned from a migrated template, and
 //! the real actix app serving it on a free port. Tests talk to it over HTTP, as its users do.
 
+pub mod browser;
 pub mod smtp;
 pub mod stripe;
 

@@ -316,7 +316,8 @@ fn to_contract<B>(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        // The pages' own answers (section 8) are HTML for a person, and stay so.
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod apikeys;
 pub mod auth;
+mod billing;
 mod catalog;
 mod checkout;
 pub mod edge;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/stripe-portal-sessions", web::post().to(checkout::portal))
                 .route("/business-verification", web::post().to(verification::submit))
                 .route("/business-verification", web::get().to(verification::status))
+                .route("/billing-page-sessions", web::post().to(billing::create_link))
                 .route("/auto-topup", web::get().to(notify::auto_topup))
                 .route("/auto-topup", web::put().to(notify::set_auto_topup))
                 .route("/alerts", web::get().to(notify::alerts))
@@ -94,6 +96,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/test-clock", web::get().to(admin::clock_now))
                 .route("/test-clock", web::post().to(admin::clock_advance)),
         )
+        .route("/billing", web::get().to(billing::show))
+        .route("/billing/open", web::get().to(billing::open))
+        .route("/billing/alerts", web::post().to(billing::set_alerts))
+        .route("/billing/auto-topup", web::post().to(billing::set_auto_topup))
+        .route("/billing/sign-out", web::post().to(billing::sign_out))
+        .route("/assets/app.css", web::get().to(billing::stylesheet))
         .default_service(web::to(not_found));
 }
 

@@ -95,11 +95,11 @@ impl Modify for Security {
         crate::reports::liability_report,
         crate::notify::auto_topup, crate::notify::set_auto_topup, crate::notify::alerts, crate::notify::set_alerts,
         crate::notify::create_endpoint, crate::notify::endpoints, crate::notify::delete_endpoint,
-        crate::notify::deliveries,
+        crate::notify::deliveries, crate::billing::create_link,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorCode)),
     modifiers(&Security),
-    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"), (name = "notify"),
+    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"), (name = "notify"), (name = "pages"),
         (name = "operations")),
 )]
 pub struct ApiDoc;

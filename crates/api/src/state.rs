@@ -76,6 +76,14 @@ pub struct AppState {
     /// Section 9: makes and seals endpoint secrets; `None` without `webhooks.encryption_key`.
     pub secrets: Option<Arc<dyn credits_domain::notify::webhooks::SecretKeeper>>,
     pub webhook_policy: WebhookPolicy,
+    pub pages: PagesConfig,
+}
+
+/// What the pages need of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PagesConfig {
+    /// `server.public_url`: where a person's browser reaches the service (the billing link).
+    pub public_url: String,
 }
 
 /// `webhooks.allow_insecure` and `webhooks.allow_private` (false outside tests).

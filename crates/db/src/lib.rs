@@ -13,6 +13,7 @@ mod maintenance;
 mod notify;
 mod operators;
 mod outbox;
+mod pages;
 mod payments;
 mod prepared;
 mod reports;

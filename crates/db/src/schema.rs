@@ -417,6 +417,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    page_links (token_hash) {
+        token_hash -> Text,
+        account_id -> Uuid,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    page_sessions (id_hash) {
+        id_hash -> Text,
+        account_id -> Uuid,
+        csrf -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(page_links -> accounts (account_id));
+diesel::joinable!(page_sessions -> accounts (account_id));
 diesel::joinable!(auto_topups -> accounts (account_id));
 diesel::joinable!(webhook_endpoints -> accounts (account_id));
 diesel::joinable!(webhook_events -> accounts (account_id));
@@ -454,4 +475,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_events,
     webhook_deliveries,
     webhook_attempts,
+    page_links,
+    page_sessions,
 );

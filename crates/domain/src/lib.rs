@@ -12,6 +12,7 @@ pub mod ids;
 pub mod mail;
 pub mod notify;
 pub mod operator;
+pub mod pages;
 pub mod payments;
 pub mod ports;
 pub mod pricing;

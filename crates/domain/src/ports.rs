@@ -348,6 +348,7 @@ pub trait Store:
     + VerificationStore
     + ReportStore
     + crate::notify::store::NotifyStore
+    + crate::pages::PageStore
     + Maintenance
     + Send
     + Sync
@@ -363,6 +364,7 @@ impl<T> Store for T where
         + VerificationStore
         + ReportStore
         + crate::notify::store::NotifyStore
+        + crate::pages::PageStore
         + Maintenance
         + Send
         + Sync

@@ -183,6 +183,7 @@ impl Services {
                 Duration::from_millis(settings.database.lock_timeout_ms),
             )),
             secrets: sealing.clone().map(|k| Arc::new(k) as Arc<dyn credits_domain::notify::webhooks::SecretKeeper>),
+            pages: credits_api::state::PagesConfig { public_url: settings.server.public_url.clone() },
             webhook_policy: credits_api::state::WebhookPolicy {
                 allow_insecure: settings.webhooks.allow_insecure,
                 allow_private: settings.webhooks.allow_private,

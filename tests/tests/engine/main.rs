@@ -15,6 +15,7 @@ mod migrations;
 mod notify;
 mod operators;
 mod ownership;
+mod pages;
 mod payments;
 mod reports;
 mod robustness;

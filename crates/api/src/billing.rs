@@ -1,0 +1,560 @@
+//! SPEC section 8: the billing page (`/billing`), the product's "Settings → Billing". The canvas
+//! backend asks `POST /v1/billing-page-sessions` for a one-time link; opening it starts a session
+//! of that account alone (an HttpOnly cookie, one hour). Server-rendered HTML (maud: checked at
+//! compile time, every value escaped), one stylesheet, no script and no third-party resource;
+//! every form carries the session's CSRF token, and every action calls the same use case as the
+//! API.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use credits_domain::credits::Credits;
+use credits_domain::notify::autotopup::AutoTopupRequest;
+use credits_domain::pages::PageSession;
+use credits_domain::reports::{GroupBy, Span};
+use credits_domain::views::LedgerQuery;
+use maud::{DOCTYPE, Markup, html};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::state::{AppState, token_hash};
+
+/// The session cookie: its value is a random token; the store keeps only its hash.
+const COOKIE: &str = "credits_billing";
+/// The page's one stylesheet.
+pub const STYLESHEET: &str = include_str!("../assets/app.css");
+/// Nothing but this origin's stylesheet and forms; no script at all.
+const POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                      frame-ancestors 'none'; base-uri 'none'";
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// `POST /v1/billing-page-sessions`: a link the canvas opens for the account.
+#[derive(Serialize, ToSchema)]
+pub struct BillingPageLink {
+    /// Opens the billing page once, within 5 minutes.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[utoipa::path(post, path = "/v1/billing-page-sessions", operation_id = "createBillingPageSession", summary = "A one-time link to the account's billing page", tag = "pages",
+    responses((status = 201, description = "a link that opens the billing page once, within 5 minutes, for this account alone", body = BillingPageLink)),
+    security(("canvas" = [])))]
+pub async fn create_link(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = auth::canvas(&req, &state).await?;
+    let token = random_token();
+    let hash = token_hash(&token);
+    let expires_at = state.call(move |store, now| Ok(store.create_page_link(caller.account, &hash, now)?)).await?;
+    let url = format!("{}/billing/open?token={token}", state.pages.public_url.trim_end_matches('/'));
+    Ok(HttpResponse::Created().json(BillingPageLink { url, expires_at }))
+}
+
+#[derive(Deserialize)]
+pub struct OpenQuery {
+    token: Option<String>,
+}
+
+/// Every page answer: no caching, no framing, nothing but our own stylesheet.
+fn page(status: StatusCode, body: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", POLICY))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(body.into_string())
+}
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — credits" }
+                link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="data:,";
+            }
+            body { (body) }
+        }
+    }
+}
+
+fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+    page(status, layout(title, html! { main class="narrow" { h1 { (title) } p { (text) } } }))
+}
+
+/// `GET /billing/open?token=`: uses the link once and starts the session.
+pub async fn open(query: web::Query<OpenQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(token) = query.into_inner().token.filter(|t| !t.is_empty()) else {
+        return Ok(message_page(StatusCode::BAD_REQUEST, "No link", "Open your billing page from the app."));
+    };
+    let (session, csrf) = (random_token(), random_token());
+    let (link_hash, session_hash) = (token_hash(&token), token_hash(&session));
+    let opened = state.call(move |store, now| Ok(store.open_page_link(&link_hash, &session_hash, &csrf, now)?)).await?;
+    if opened.is_none() {
+        return Ok(message_page(
+            StatusCode::GONE,
+            "This link has expired",
+            "A billing link opens once, within five minutes. Open your billing page from the app again.",
+        ));
+    }
+    let secure = if state.pages.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={session}; Path=/billing; HttpOnly; SameSite=Lax; Max-Age=3600{secure}");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/billing"))
+        .insert_header((header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .finish())
+}
+
+fn cookie_token(req: &HttpRequest) -> Option<String> {
+    let raw = req.headers().get(header::COOKIE)?.to_str().ok()?;
+    raw.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == COOKIE).map(|(_, v)| v.to_string())
+}
+
+/// The request's session, or the page that says there is none.
+async fn session(req: &HttpRequest, state: &AppState) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+    let Some(token) = cookie_token(req) else {
+        return Ok(Err(message_page(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in",
+            "Open your billing page from the app: its link signs you in for an hour.",
+        )));
+    };
+    let hash = token_hash(&token);
+    let found = state.call(move |store, now| Ok(store.page_session(&hash, now)?)).await?;
+    Ok(found.ok_or_else(|| {
+        message_page(
+            StatusCode::UNAUTHORIZED,
+            "Your session has ended",
+            "Billing sessions last an hour. Open your billing page from the app again.",
+        )
+    }))
+}
+
+/// Constant-time comparison of the form's CSRF token with the session's.
+fn csrf_matches(session: &PageSession, given: &str) -> bool {
+    let (a, b) = (session.csrf.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refused_csrf() -> HttpResponse {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "The form has expired",
+        "Nothing was changed. Go back to your billing page, reload it and try again.",
+    )
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Credits used per day over the last 30 days, drawn as an SVG bar chart (no script).
+fn usage_chart(days: &[(String, i64)]) -> Markup {
+    let (width, height, gap) = (600.0_f64, 140.0_f64, 2.0_f64);
+    let most = days.iter().map(|(_, c)| *c).max().unwrap_or(0).max(1) as f64;
+    let bar = width / days.len().max(1) as f64;
+    let total: i64 = days.iter().map(|(_, c)| c).sum();
+    html! {
+        svg class="chart" viewBox=(format!("0 0 {width} {}", height + 20.0)) role="img"
+            aria-label=(format!("Credits used per day over the last 30 days: {total} in all")) {
+            @for (i, (day, credits)) in days.iter().enumerate() {
+                @let h = (*credits as f64 / most * height).max(if *credits > 0 { 1.0 } else { 0.0 });
+                rect x=(format!("{:.1}", i as f64 * bar)) y=(format!("{:.1}", height - h))
+                    width=(format!("{:.1}", (bar - gap).max(1.0))) height=(format!("{h:.1}")) {
+                    title { (day) ": " (credits) " credits" }
+                }
+            }
+            text x="0" y=(height + 16.0) { (days.first().map(|d| d.0.as_str()).unwrap_or("")) }
+            text x=(width) y=(height + 16.0) text-anchor="end" { (days.last().map(|d| d.0.as_str()).unwrap_or("")) }
+        }
+    }
+}
+
+/// What the page shows, read through the use cases.
+struct Billing {
+    account: credits_domain::views::AccountView,
+    balance: credits_domain::views::BalanceView,
+    days: Vec<(String, i64)>,
+    models: Vec<credits_domain::reports::UsageGroup>,
+    ledger: credits_domain::views::LedgerPage,
+    alerts: credits_domain::notify::store::AlertsView,
+    auto_topup: credits_domain::notify::store::AutoTopupView,
+    endpoints: Vec<credits_domain::notify::store::EndpointView>,
+    keys: Vec<credits_domain::apikey::ApiKeyView>,
+    packs: Vec<(String, String)>,
+}
+
+async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiError> {
+    let account = session.account;
+    let catalog = state.catalog.clone();
+    state
+        .call(move |store, now| {
+            let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
+            let by_day = store.usage(account, GroupBy::Day, span)?;
+            let days = (0..30)
+                .rev()
+                .map(|back| {
+                    let day = (now - Duration::days(back)).format("%Y-%m-%d").to_string();
+                    let credits = by_day.iter().find(|g| g.key.as_deref() == Some(&day)).map_or(0, |g| g.credits.get());
+                    (day, credits)
+                })
+                .collect();
+            let balance = store
+                .balances(&[account], now)?
+                .pop()
+                .flatten()
+                .ok_or_else(|| ApiError::not_found("no such account"))?;
+            Ok(Billing {
+                account: store.account_view(account, now)?,
+                balance,
+                days,
+                models: store.usage(account, GroupBy::Model, span)?,
+                ledger: store.ledger(account, &LedgerQuery { limit: 20, cursor: None })?,
+                alerts: store.alerts(account)?,
+                auto_topup: store.auto_topup(account, now)?,
+                endpoints: store.endpoints(account)?,
+                keys: store.api_keys(account, now).unwrap_or_default(),
+                packs: catalog
+                    .packs()
+                    .iter()
+                    .map(|p| (p.id.clone(), format!("{} ({} credits)", p.name, p.credits)))
+                    .collect(),
+            })
+        })
+        .await
+}
+
+fn csrf_field(session: &PageSession) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session.csrf); }
+}
+
+fn render(session: &PageSession, b: &Billing, notice: Option<&str>, error: Option<&str>) -> Markup {
+    let a = &b.account;
+    layout(
+        "Billing",
+        html! {
+            header class="top" {
+                span class="brand" { "credits" }
+                span { (a.name) " · " (a.email) }
+                form method="post" action="/billing/sign-out" {
+                    (csrf_field(session))
+                    button type="submit" class="link" { "Sign out" }
+                }
+            }
+            main {
+                h1 { "Billing" }
+                @if let Some(n) = notice { p class="notice" role="status" { (n) } }
+                @if let Some(e) = error { p class="error" role="alert" { (e) } }
+
+                section aria-labelledby="plan-h" {
+                    h2 id="plan-h" { "Plan" }
+                    dl class="facts" {
+                        dt { "Plan" } dd id="plan" { (a.plan) }
+                        dt { "Status" } dd { (a.status.as_str()) }
+                        @if let Some(end) = a.period_end { dt { "Current period ends" } dd { (when(end)) } }
+                        @if let Some(change) = &a.pending_change { dt { "Pending change" } dd { (match change {
+                            credits_domain::payments::PendingChange::Plan(p) => format!("a change to {p} at the period's end"),
+                            credits_domain::payments::PendingChange::Cancel => "ends at the period's end".to_string(),
+                        }) } }
+                        @if a.restricted { dt { "Restricted" } dd { "Runs, checkouts and new keys are refused; contact support." } }
+                    }
+                }
+
+                section aria-labelledby="balance-h" {
+                    h2 id="balance-h" { "Credits" }
+                    div class="figures" {
+                        div { span class="figure" id="available" { (b.balance.available.get()) } span { "available" } }
+                        div { span class="figure" { (b.balance.held.get()) } span { "held by runs in progress" } }
+                        div { span class="figure" { (b.balance.total.get()) } span { "in all" } }
+                    }
+                    table {
+                        caption { "Your credits, in the order runs use them" }
+                        thead { tr { th scope="col" { "Kind" } th scope="col" { "Granted" } th scope="col" { "Left" } th scope="col" { "Held" } th scope="col" { "Expires" } } }
+                        tbody {
+                            @for bucket in &b.balance.buckets {
+                                tr class="bucket" {
+                                    td { (bucket.kind.as_str()) }
+                                    td class="num" { (bucket.granted.get()) }
+                                    td class="num" { (bucket.remaining.get()) }
+                                    td class="num" { (bucket.held.get()) }
+                                    td { (bucket.expires_at.map(when).unwrap_or_else(|| "never".into())) }
+                                }
+                            }
+                        }
+                    }
+                }
+
+                section aria-labelledby="usage-h" {
+                    h2 id="usage-h" { "Usage, last 30 days" }
+                    @if b.days.iter().all(|(_, c)| *c == 0) { p { "No credits used in the last 30 days." } }
+                    @else { (usage_chart(&b.days)) }
+                    @if !b.models.is_empty() {
+                        table {
+                            caption { "By model" }
+                            thead { tr { th scope="col" { "Model" } th scope="col" { "Credits" } th scope="col" { "Runs" } } }
+                            tbody {
+                                @for g in &b.models {
+                                    tr { td { (g.key.as_deref().unwrap_or("—")) } td class="num" { (g.credits.get()) } td class="num" { (g.runs) } }
+                                }
+                            }
+                        }
+                    }
+                }
+
+                section aria-labelledby="ledger-h" {
+                    h2 id="ledger-h" { "Ledger" }
+                    table {
+                        caption { "The latest entries (every change of your credits)" }
+                        thead { tr { th scope="col" { "When" } th scope="col" { "Type" } th scope="col" { "Credits" } th scope="col" { "Reason" } } }
+                        tbody {
+                            @for e in &b.ledger.entries {
+                                tr { td { (when(e.created_at)) } td { (e.entry_type.as_str()) } td class="num" { (e.credits.get()) } td { (e.reason.as_deref().unwrap_or("")) } }
+                            }
+                        }
+                    }
+                }
+
+                section aria-labelledby="alerts-h" {
+                    h2 id="alerts-h" { "Low-balance alert" }
+                    form method="post" action="/billing/alerts" {
+                        (csrf_field(session))
+                        label for="low_balance_threshold" { "Email me when available credits fall below" }
+                        input type="number" min="1" id="low_balance_threshold" name="low_balance_threshold"
+                            value=[b.alerts.low_balance_threshold.map(Credits::get)];
+                        button type="submit" { "Save alert" }
+                    }
+                }
+
+                section aria-labelledby="topup-h" {
+                    h2 id="topup-h" { "Auto top-up" }
+                    @if !b.auto_topup.card_saved {
+                        p { "Buy a top-up pack once: its checkout saves your card, and auto top-up can use it." }
+                    }
+                    form method="post" action="/billing/auto-topup" {
+                        (csrf_field(session))
+                        div class="check" {
+                            input type="checkbox" id="enabled" name="enabled" value="on" checked[b.auto_topup.enabled];
+                            label for="enabled" { "Buy a pack when available credits fall below the threshold" }
+                        }
+                        label for="threshold" { "Threshold (credits)" }
+                        input type="number" min="1" id="threshold" name="threshold" value=[b.auto_topup.threshold.map(Credits::get)];
+                        label for="pack" { "Pack" }
+                        select id="pack" name="pack" {
+                            @for (id, label) in &b.packs {
+                                option value=(id) selected[b.auto_topup.pack.as_deref() == Some(id.as_str())] { (label) }
+                            }
+                        }
+                        label for="monthly_limit" { "At most this many a month" }
+                        input type="number" min="1" max="31" id="monthly_limit" name="monthly_limit" value=(b.auto_topup.monthly_limit);
+                        button type="submit" { "Save auto top-up" }
+                    }
+                    p { "This month: " (b.auto_topup.used_this_month) " of " (b.auto_topup.monthly_limit) "."
+                        @if let Some(last) = &b.auto_topup.last_attempt { " Last: " (last.pack) ", " (last.status) " (" (when(last.created_at)) ")." } }
+                }
+
+                section aria-labelledby="hooks-h" {
+                    h2 id="hooks-h" { "Webhook endpoints" }
+                    @if b.endpoints.is_empty() { p { "None. Register endpoints with the API (POST /v1/webhook-endpoints)." } }
+                    ul {
+                        @for e in &b.endpoints {
+                            li { code { (e.url) } " — " (e.events.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))
+                                @if e.disabled_at.is_some() { " (disabled: it failed for 5 days)" } }
+                        }
+                    }
+                }
+
+                section aria-labelledby="keys-h" {
+                    h2 id="keys-h" { "API keys" }
+                    @if !a.api_access { p { "API keys come with plans that include API access." } }
+                    @else if b.keys.is_empty() { p { "No keys yet." } }
+                    ul {
+                        @for k in &b.keys {
+                            li { (k.name) " — " code { (k.prefix) "…" } " — used " (k.used_this_month.get())
+                                @if let Some(limit) = k.monthly_credit_limit { " of " (limit.get()) } " credits this month" }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    notice: Option<String>,
+}
+
+/// `GET /billing`.
+pub async fn show(
+    req: HttpRequest,
+    query: web::Query<PageQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match session(&req, &state).await? {
+        Ok(s) => s,
+        Err(page) => return Ok(page),
+    };
+    let billing = read(&state, &session).await?;
+    let notice = match query.notice.as_deref() {
+        Some("alerts") => Some("Your alert is saved."),
+        Some("auto-topup") => Some("Auto top-up is saved."),
+        _ => None,
+    };
+    Ok(page(StatusCode::OK, render(&session, &billing, notice, None)))
+}
+
+/// After a form: back to the page (303, so a reload does not post again), or the page with the
+/// use case's refusal (422) when it refused.
+async fn after(
+    state: &AppState,
+    session: &PageSession,
+    done: Result<(), ApiError>,
+    notice: &str,
+) -> Result<HttpResponse, ApiError> {
+    match done {
+        Ok(()) => {
+            Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/billing?notice={notice}"))).finish())
+        }
+        Err(e) if e.status.is_client_error() => {
+            let billing = read(state, session).await?;
+            Ok(page(StatusCode::UNPROCESSABLE_ENTITY, render(session, &billing, None, Some(&e.message))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AlertsForm {
+    #[serde(default)]
+    csrf: String,
+    low_balance_threshold: Option<String>,
+}
+
+fn optional_number(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => {
+            s.parse().map(Some).map_err(|_| ApiError::invalid_parameters(format!("{field} must be a whole number")))
+        }
+    }
+}
+
+/// `POST /billing/alerts`.
+pub async fn set_alerts(
+    req: HttpRequest,
+    form: web::Form<AlertsForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match session(&req, &state).await? {
+        Ok(s) => s,
+        Err(page) => return Ok(page),
+    };
+    if !csrf_matches(&session, &form.csrf) {
+        return Ok(refused_csrf());
+    }
+    let account = session.account;
+    let done = match optional_number("low_balance_threshold", form.low_balance_threshold.as_deref()) {
+        Err(e) => Err(e),
+        Ok(threshold) => match threshold {
+            Some(n) if n < 1 => Err(ApiError::invalid_parameters("the threshold must be 1 credit or more")),
+            t => {
+                state.call(move |store, now| Ok(store.set_alerts(account, t.map(Credits::new), now).map(|_| ())?)).await
+            }
+        },
+    };
+    after(&state, &session, done, "alerts").await
+}
+
+#[derive(Deserialize)]
+pub struct AutoTopupForm {
+    #[serde(default)]
+    csrf: String,
+    enabled: Option<String>,
+    threshold: Option<String>,
+    pack: Option<String>,
+    monthly_limit: Option<String>,
+}
+
+/// `POST /billing/auto-topup`.
+pub async fn set_auto_topup(
+    req: HttpRequest,
+    form: web::Form<AutoTopupForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match session(&req, &state).await? {
+        Ok(s) => s,
+        Err(page) => return Ok(page),
+    };
+    if !csrf_matches(&session, &form.csrf) {
+        return Ok(refused_csrf());
+    }
+    let form = form.into_inner();
+    let request = (|| -> Result<AutoTopupRequest, ApiError> {
+        Ok(AutoTopupRequest {
+            enabled: form.enabled.is_some(),
+            threshold: optional_number("threshold", form.threshold.as_deref())?,
+            pack: form.pack.filter(|p| !p.is_empty()),
+            monthly_limit: optional_number("monthly_limit", form.monthly_limit.as_deref())?,
+        })
+    })();
+    let account = session.account;
+    let done = match request {
+        Err(e) => Err(e),
+        Ok(request) => {
+            state.call(move |store, now| Ok(store.set_auto_topup(account, &request, now).map(|_| ())?)).await
+        }
+    };
+    after(&state, &session, done, "auto-topup").await
+}
+
+#[derive(Deserialize)]
+pub struct SignOutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /billing/sign-out`.
+pub async fn sign_out(
+    req: HttpRequest,
+    form: web::Form<SignOutForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match session(&req, &state).await? {
+        Ok(s) => s,
+        Err(page) => return Ok(page),
+    };
+    if !csrf_matches(&session, &form.csrf) {
+        return Ok(refused_csrf());
+    }
+    if let Some(token) = cookie_token(&req) {
+        let hash = token_hash(&token);
+        state.call(move |store, _| Ok(store.end_page_session(&hash)?)).await?;
+    }
+    let mut answer = message_page(StatusCode::OK, "Signed out", "Open your billing page from the app to come back.");
+    answer.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("credits_billing=; Path=/billing; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(answer)
+}
+
+/// `GET /assets/app.css`.
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(STYLESHEET)
+}

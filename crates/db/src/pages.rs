@@ -1,0 +1,90 @@
+//! SPEC section 8: the billing page's one-time links and sessions.
+
+use chrono::{DateTime, Utc};
+use credits_domain::error::{AccountError, StoreError};
+use credits_domain::ids::AccountId;
+use credits_domain::pages::{LINK_TTL, PageSession, PageStore, SESSION_TTL, may_open};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::schema::{accounts, page_links, page_sessions};
+use crate::{Fail, PgStore};
+
+impl PageStore for PgStore {
+    fn create_page_link(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, AccountError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| -> Result<DateTime<Utc>, Fail<AccountError>> {
+            let exists: bool = diesel::select(diesel::dsl::exists(accounts::table.find(account.0))).get_result(conn)?;
+            if !exists {
+                return Err(Fail::Rule(AccountError::NotFound));
+            }
+            diesel::insert_into(page_links::table)
+                .values((
+                    page_links::token_hash.eq(token_hash),
+                    page_links::account_id.eq(account.0),
+                    page_links::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(now + LINK_TTL)
+        })
+        .map_err(Fail::into_error)
+    }
+
+    fn open_page_link(
+        &self,
+        token_hash: &str,
+        session_hash: &str,
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PageSession>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| -> Result<Option<PageSession>, Fail<StoreError>> {
+            let link: Option<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = page_links::table
+                .find(token_hash)
+                .select((page_links::account_id, page_links::created_at, page_links::used_at))
+                .for_update()
+                .first(conn)
+                .optional()?;
+            let Some((account, created_at, used_at)) = link else { return Ok(None) };
+            if !may_open(created_at, used_at.is_some(), now) {
+                return Ok(None);
+            }
+            diesel::update(page_links::table.find(token_hash)).set(page_links::used_at.eq(Some(now))).execute(conn)?;
+            let expires_at = now + SESSION_TTL;
+            diesel::insert_into(page_sessions::table)
+                .values((
+                    page_sessions::id_hash.eq(session_hash),
+                    page_sessions::account_id.eq(account),
+                    page_sessions::csrf.eq(csrf),
+                    page_sessions::created_at.eq(now),
+                    page_sessions::expires_at.eq(expires_at),
+                ))
+                .execute(conn)?;
+            Ok(Some(PageSession { account: AccountId(account), csrf: csrf.to_string(), expires_at }))
+        })
+        .map_err(Fail::into_error)
+    }
+
+    fn page_session(&self, session_hash: &str, now: DateTime<Utc>) -> Result<Option<PageSession>, StoreError> {
+        let mut conn = self.conn()?;
+        let found: Option<(Uuid, String, DateTime<Utc>)> = page_sessions::table
+            .find(session_hash)
+            .filter(page_sessions::expires_at.gt(now))
+            .select((page_sessions::account_id, page_sessions::csrf, page_sessions::expires_at))
+            .first(&mut conn)
+            .optional()
+            .map_err(crate::store_error)?;
+        Ok(found.map(|(account, csrf, expires_at)| PageSession { account: AccountId(account), csrf, expires_at }))
+    }
+
+    fn end_page_session(&self, session_hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::delete(page_sessions::table.find(session_hash)).execute(&mut conn).map_err(crate::store_error)?;
+        Ok(())
+    }
+}
