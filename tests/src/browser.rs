@@ -72,6 +72,18 @@ impl Browser {
         self.call(reqwest::Method::GET, "/source", None).await.as_str().unwrap_or_default().to_string()
     }
 
+    /// The page source once it contains `text` (a form's answer may still be loading), at most 10 s.
+    pub async fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) || std::time::Instant::now() >= deadline {
+                return source;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn url(&self) -> String {
         self.call(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_string()
     }
@@ -96,6 +108,15 @@ impl Browser {
             .to_string()
     }
 
+    /// An attribute (or property) of the element `css`.
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let id = self.element(css).await;
+        self.call(reqwest::Method::GET, &format!("/element/{id}/property/{name}"), None)
+            .await
+            .as_str()
+            .map(str::to_string)
+    }
+
     /// Replace the value of the input `css` with `text`.
     pub async fn fill(&self, css: &str, text: &str) {
         let id = self.element(css).await;
@@ -105,7 +126,8 @@ impl Browser {
 
     pub async fn click(&self, css: &str) {
         let id = self.element(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        let answer = self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        assert!(answer.is_null(), "click on {css}: {answer}");
     }
 
     /// Every cookie of the current page, HttpOnly ones included (WebDriver sees them all).

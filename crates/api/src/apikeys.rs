@@ -39,7 +39,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
 }
 
 /// `ck_` and 256 bits of randomness (64 hex digits).
-fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("{API_KEY_PREFIX}{}", hex::encode(bytes))

@@ -101,6 +101,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/billing/alerts", web::post().to(billing::set_alerts))
         .route("/billing/auto-topup", web::post().to(billing::set_auto_topup))
         .route("/billing/sign-out", web::post().to(billing::sign_out))
+        .route("/billing/plan", web::post().to(billing::change_plan))
+        .route("/billing/pack", web::post().to(billing::buy_pack))
+        .route("/billing/portal", web::post().to(billing::portal))
+        .route("/billing/api-keys", web::post().to(billing::api_key))
+        .route("/billing/api-keys/{id}/revoke", web::post().to(billing::revoke_key))
+        .route("/billing/verification", web::post().to(billing::submit_verification))
+        .route("/billing/ledger.csv", web::get().to(billing::ledger_csv))
         .route("/assets/app.css", web::get().to(billing::stylesheet))
         .default_service(web::to(not_found));
 }

@@ -125,7 +125,17 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let caller = auth::reader(&req, &state).await?;
     let params = span_params(&req)?;
     let (from, to) = (time("from", params.from.as_deref())?, time("to", params.to.as_deref())?);
-    let account = caller.account;
+    ledger_csv(&state, caller.account, from, to).await
+}
+
+/// An account's ledger entries of [from, to) as CSV, streamed (the export, and the billing
+/// page's download).
+pub async fn ledger_csv(
+    state: &AppState,
+    account: credits_domain::ids::AccountId,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<HttpResponse, ApiError> {
     // The first chunk before the answer starts: a missing account or a bad span is an error answer.
     let (span, first) = state
         .call(move |store, now| {

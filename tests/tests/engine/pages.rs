@@ -37,7 +37,7 @@ async fn the_billing_page_opens_once_shows_the_balance_and_saves_an_alert_only_w
     // The alert form, as a person uses it.
     browser.fill("#low_balance_threshold", "120").await;
     browser.click("form[action='/billing/alerts'] button").await;
-    assert!(browser.source().await.contains("Your alert is saved."));
+    assert!(browser.wait_for("Your alert is saved.").await.contains("Your alert is saved."));
     assert_eq!(app.get(&acct, "/v1/alerts").await.expect(200)["low_balance_threshold"], 120);
 
     // The same form without its CSRF token, or with another, changes nothing.
@@ -88,4 +88,69 @@ async fn without_a_session_the_page_and_its_forms_answer_401_and_change_nothing(
     assert_eq!(app.get(&acct, "/v1/alerts").await.expect(200)["low_balance_threshold"], serde_json::Value::Null);
     let r = http.get(format!("{base}/billing/open?token=not-a-link")).send().await.unwrap();
     assert_eq!(r.status(), 410);
+}
+
+#[actix_web::test]
+async fn an_api_key_made_on_the_page_shows_its_secret_once_works_and_is_revoked_there() {
+    let app = TestApp::spawn().await;
+    let acct = app.account().await;
+    app.set_plan(&acct, "pro");
+    let browser = Browser::start().await;
+    browser.goto(&link(&app, &acct).await).await;
+
+    browser.fill("#key-name", "render farm").await;
+    browser.fill("#key-limit", "500").await;
+    browser.click("form[action='/billing/api-keys'] button").await;
+    let secret = browser.text("#new-key").await;
+    assert!(secret.starts_with("ck_"), "the new key on the page: {secret}");
+    let key = credits_tests::As::Bearer(secret.clone());
+    assert_eq!(app.get(&key, "/v1/balance").await.expect(200)["available"], 250, "the key works");
+    let listed = app.get(&acct, "/v1/api-keys").await.expect(200);
+    assert_eq!(listed["api_keys"][0]["monthly_credit_limit"], 500);
+
+    // Shown once: the page read again does not carry it.
+    browser.goto(&format!("{}/billing", app.instance.base_url)).await;
+    assert!(!browser.source().await.contains(&secret));
+    browser.click("tr.key form button").await;
+    let after = browser.wait_for("The key is revoked").await;
+    assert!(after.contains("The key is revoked"), "after revoking: {after}");
+    app.get(&key, "/v1/balance").await.expect_error(401, "UNAUTHENTICATED");
+}
+
+#[actix_web::test]
+async fn a_pack_bought_from_the_page_goes_through_checkout_and_its_bucket_shows_on_the_page() {
+    let (app, fake) = TestApp::spawn_with_stripe().await;
+    let acct = app.account().await;
+    let browser = Browser::start().await;
+    browser.goto(&link(&app, &acct).await).await;
+    let csrf = browser.attribute("form[action='/billing/pack'] input[name=csrf]", "value").await.unwrap();
+    let cookie = browser.cookie("credits_billing").await.unwrap();
+
+    // The form (posted as the browser would; the browser cannot reach Stripe from here).
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .post(format!("{}/billing/pack", app.instance.base_url))
+        .header("Cookie", format!("credits_billing={cookie}"))
+        .form(&[("csrf", csrf.as_str()), ("pack", "small")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let checkout = r.headers()["location"].to_str().unwrap().to_string();
+    let sessions = fake.requests("POST", "/v1/checkout/sessions").await;
+    assert_eq!(sessions.len(), 1, "one Checkout Session, made by the checkout use case");
+    let id = sessions[0]["response"]["id"].as_str().unwrap();
+    assert_eq!(sessions[0]["response"]["url"].as_str(), Some(checkout.as_str()), "the page sends the browser to it");
+
+    // Stripe says it is paid: the page shows the pack's bucket.
+    let mut session = fake.get(id).await;
+    session["status"] = json!("complete");
+    session["payment_status"] = json!("paid");
+    session["payment_intent"] = json!(credits_tests::stripe::new_id("pi_"));
+    app.webhook(&credits_tests::stripe::event("checkout.session.completed", session, app.clock().await))
+        .await
+        .expect(200);
+    browser.goto(&format!("{}/billing", app.instance.base_url)).await;
+    assert_eq!(browser.text("#available").await, "750");
+    assert!(browser.source().await.contains("topup"));
 }

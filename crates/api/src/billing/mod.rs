@@ -5,6 +5,10 @@
 //! every form carries the session's CSRF token, and every action calls the same use case as the
 //! API.
 
+mod actions;
+
+pub use actions::{api_key, buy_pack, change_plan, ledger_csv, portal, revoke_key, submit_verification};
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,7 +30,7 @@ use crate::state::{AppState, token_hash};
 /// The session cookie: its value is a random token; the store keeps only its hash.
 const COOKIE: &str = "credits_billing";
 /// The page's one stylesheet.
-pub const STYLESHEET: &str = include_str!("../assets/app.css");
+pub const STYLESHEET: &str = include_str!("../../assets/app.css");
 /// Nothing but this origin's stylesheet and forms; no script at all.
 const POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                       frame-ancestors 'none'; base-uri 'none'";
@@ -63,7 +67,7 @@ pub struct OpenQuery {
 }
 
 /// Every page answer: no caching, no framing, nothing but our own stylesheet.
-fn page(status: StatusCode, body: Markup) -> HttpResponse {
+pub(super) fn page(status: StatusCode, body: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", POLICY))
@@ -118,13 +122,16 @@ pub async fn open(query: web::Query<OpenQuery>, state: web::Data<AppState>) -> R
         .finish())
 }
 
-fn cookie_token(req: &HttpRequest) -> Option<String> {
+pub(super) fn cookie_token(req: &HttpRequest) -> Option<String> {
     let raw = req.headers().get(header::COOKIE)?.to_str().ok()?;
     raw.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == COOKIE).map(|(_, v)| v.to_string())
 }
 
 /// The request's session, or the page that says there is none.
-async fn session(req: &HttpRequest, state: &AppState) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+pub(super) async fn session_of(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Result<PageSession, HttpResponse>, ApiError> {
     let Some(token) = cookie_token(req) else {
         return Ok(Err(message_page(
             StatusCode::UNAUTHORIZED,
@@ -144,12 +151,12 @@ async fn session(req: &HttpRequest, state: &AppState) -> Result<Result<PageSessi
 }
 
 /// Constant-time comparison of the form's CSRF token with the session's.
-fn csrf_matches(session: &PageSession, given: &str) -> bool {
+pub(super) fn csrf_matches(session: &PageSession, given: &str) -> bool {
     let (a, b) = (session.csrf.as_bytes(), given.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn refused_csrf() -> HttpResponse {
+pub(super) fn refused_csrf() -> HttpResponse {
     message_page(
         StatusCode::FORBIDDEN,
         "The form has expired",
@@ -184,7 +191,7 @@ fn usage_chart(days: &[(String, i64)]) -> Markup {
 }
 
 /// What the page shows, read through the use cases.
-struct Billing {
+pub(super) struct Billing {
     account: credits_domain::views::AccountView,
     balance: credits_domain::views::BalanceView,
     days: Vec<(String, i64)>,
@@ -194,12 +201,35 @@ struct Billing {
     auto_topup: credits_domain::notify::store::AutoTopupView,
     endpoints: Vec<credits_domain::notify::store::EndpointView>,
     keys: Vec<credits_domain::apikey::ApiKeyView>,
-    packs: Vec<(String, String)>,
+    /// Packs and plans sold: id, name, price.
+    packs: Vec<(String, String, String)>,
+    plans: Vec<(String, String, String)>,
+    /// The invoices as Stripe has them, or why they cannot be shown now.
+    invoices: Result<Vec<credits_domain::payments::InvoiceView>, String>,
+    verification: Option<credits_domain::verification::VerificationView>,
 }
 
-async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiError> {
+/// `1234` in `usd` is `$12.34`; other currencies by their code.
+fn money(amount: i64, currency: &str) -> String {
+    let major = format!("{}.{:02}", amount / 100, (amount % 100).abs());
+    match currency.to_ascii_lowercase().as_str() {
+        "usd" => format!("${major}"),
+        "eur" => format!("€{major}"),
+        other => format!("{major} {}", other.to_ascii_uppercase()),
+    }
+}
+
+pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiError> {
     let account = session.account;
     let catalog = state.catalog.clone();
+    let (gateway, catalog2) = (state.payments.clone(), state.catalog.clone());
+    let invoices = state
+        .call(move |store, now| {
+            let service =
+                credits_domain::payments::CheckoutService { store, gateway: gateway.as_ref(), catalog: &catalog2 };
+            Ok(service.invoices(account, now).map_err(|e| e.to_string()))
+        })
+        .await?;
     state
         .call(move |store, now| {
             let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
@@ -230,8 +260,22 @@ async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiErr
                 packs: catalog
                     .packs()
                     .iter()
-                    .map(|p| (p.id.clone(), format!("{} ({} credits)", p.name, p.credits)))
+                    .map(|p| {
+                        let label = format!("{} ({} credits)", p.name, p.credits);
+                        (p.id.clone(), label, money(p.price.amount, &p.price.currency))
+                    })
                     .collect(),
+                plans: catalog
+                    .plans()
+                    .iter()
+                    .filter(|p| p.sold)
+                    .map(|p| {
+                        let price = p.price.as_ref().map(|pr| format!("{} a month", money(pr.amount, &pr.currency)));
+                        (p.id.clone(), p.name.clone(), price.unwrap_or_default())
+                    })
+                    .collect(),
+                invoices,
+                verification: store.latest_verification(account)?,
             })
         })
         .await
@@ -242,6 +286,17 @@ fn csrf_field(session: &PageSession) -> Markup {
 }
 
 fn render(session: &PageSession, b: &Billing, notice: Option<&str>, error: Option<&str>) -> Markup {
+    render_with(session, b, notice, error, None)
+}
+
+/// The page; `secret` is a new API key's, shown this once.
+pub(super) fn render_with(
+    session: &PageSession,
+    b: &Billing,
+    notice: Option<&str>,
+    error: Option<&str>,
+    secret: Option<&str>,
+) -> Markup {
     let a = &b.account;
     layout(
         "Billing",
@@ -270,6 +325,44 @@ fn render(session: &PageSession, b: &Billing, notice: Option<&str>, error: Optio
                             credits_domain::payments::PendingChange::Cancel => "ends at the period's end".to_string(),
                         }) } }
                         @if a.restricted { dt { "Restricted" } dd { "Runs, checkouts and new keys are refused; contact support." } }
+                    }
+                }
+
+                section aria-labelledby="plans-h" {
+                    h2 id="plans-h" { "Change plan" }
+                    @let canceling = matches!(a.pending_change, Some(credits_domain::payments::PendingChange::Cancel));
+                    div class="choices" {
+                        @for (id, name, price) in &b.plans {
+                            @if *id != a.plan || canceling {
+                                form method="post" action="/billing/plan" {
+                                    (csrf_field(session))
+                                    input type="hidden" name="plan" value=(id);
+                                    button type="submit" {
+                                        @if *id == a.plan { "Resume " (name) } @else { "Switch to " (name) }
+                                        @if !price.is_empty() { " — " (price) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p { "Upgrades apply once Stripe has the payment; downgrades at the end of the period. "
+                        "To cancel, or to change your card, use Stripe's portal:" }
+                    form method="post" action="/billing/portal" {
+                        (csrf_field(session))
+                        button type="submit" class="secondary" { "Open Stripe's billing portal" }
+                    }
+                }
+
+                section aria-labelledby="packs-h" {
+                    h2 id="packs-h" { "Buy credits" }
+                    div class="choices" {
+                        @for (id, name, price) in &b.packs {
+                            form method="post" action="/billing/pack" {
+                                (csrf_field(session))
+                                input type="hidden" name="pack" value=(id);
+                                button type="submit" { "Buy " (name) " — " (price) }
+                            }
+                        }
                     }
                 }
 
@@ -316,6 +409,7 @@ fn render(session: &PageSession, b: &Billing, notice: Option<&str>, error: Optio
 
                 section aria-labelledby="ledger-h" {
                     h2 id="ledger-h" { "Ledger" }
+                    p { a href="/billing/ledger.csv" { "Download the last 30 days as CSV" } }
                     table {
                         caption { "The latest entries (every change of your credits)" }
                         thead { tr { th scope="col" { "When" } th scope="col" { "Type" } th scope="col" { "Credits" } th scope="col" { "Reason" } } }
@@ -353,7 +447,7 @@ fn render(session: &PageSession, b: &Billing, notice: Option<&str>, error: Optio
                         input type="number" min="1" id="threshold" name="threshold" value=[b.auto_topup.threshold.map(Credits::get)];
                         label for="pack" { "Pack" }
                         select id="pack" name="pack" {
-                            @for (id, label) in &b.packs {
+                            @for (id, label, _) in &b.packs {
                                 option value=(id) selected[b.auto_topup.pack.as_deref() == Some(id.as_str())] { (label) }
                             }
                         }
@@ -378,12 +472,82 @@ fn render(session: &PageSession, b: &Billing, notice: Option<&str>, error: Optio
 
                 section aria-labelledby="keys-h" {
                     h2 id="keys-h" { "API keys" }
+                    @if let Some(secret) = secret {
+                        div class="secret" role="status" {
+                            p { strong { "Your new key — copy it now: it is shown this once." } }
+                            code id="new-key" { (secret) }
+                        }
+                    }
                     @if !a.api_access { p { "API keys come with plans that include API access." } }
-                    @else if b.keys.is_empty() { p { "No keys yet." } }
-                    ul {
-                        @for k in &b.keys {
-                            li { (k.name) " — " code { (k.prefix) "…" } " — used " (k.used_this_month.get())
-                                @if let Some(limit) = k.monthly_credit_limit { " of " (limit.get()) } " credits this month" }
+                    @else {
+                        @if b.keys.is_empty() { p { "No keys yet." } }
+                        table {
+                            caption { "Live keys" }
+                            thead { tr { th scope="col" { "Name" } th scope="col" { "Key" } th scope="col" { "Used this month" } th scope="col" { "Monthly cap" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                            tbody {
+                                @for k in &b.keys {
+                                    tr class="key" {
+                                        td { (k.name) } td { code { (k.prefix) "…" } } td class="num" { (k.used_this_month.get()) }
+                                        td class="num" { (k.monthly_credit_limit.map(|l| l.get().to_string()).unwrap_or_else(|| "none".into())) }
+                                        td {
+                                            form method="post" action=(format!("/billing/api-keys/{}/revoke", k.id)) {
+                                                (csrf_field(session))
+                                                button type="submit" class="secondary" aria-label=(format!("Revoke {}", k.name)) { "Revoke" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        form method="post" action="/billing/api-keys" {
+                            (csrf_field(session))
+                            label for="key-name" { "Name" }
+                            input type="text" id="key-name" name="name" required maxlength="100";
+                            label for="key-limit" { "Monthly credit cap (optional)" }
+                            input type="number" min="1" id="key-limit" name="monthly_credit_limit";
+                            button type="submit" { "Create key" }
+                        }
+                    }
+                }
+
+                section aria-labelledby="invoices-h" {
+                    h2 id="invoices-h" { "Invoices" }
+                    @match &b.invoices {
+                        Err(why) => p { "Invoices cannot be shown right now (" (why) ")." },
+                        Ok(list) if list.is_empty() => p { "No invoices yet." },
+                        Ok(list) => table {
+                            thead { tr { th scope="col" { "Number" } th scope="col" { "Date" } th scope="col" { "Amount" } th scope="col" { "Status" } } }
+                            tbody {
+                                @for inv in list {
+                                    tr {
+                                        td { @if let Some(url) = &inv.hosted_invoice_url { a href=(url) { (inv.number.as_deref().unwrap_or(&inv.id)) } } @else { (inv.number.as_deref().unwrap_or(&inv.id)) } }
+                                        td { (when(inv.created)) } td class="num" { (money(inv.amount_paid, &inv.currency)) } td { (inv.status.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        },
+                    }
+                }
+
+                section aria-labelledby="verify-h" {
+                    h2 id="verify-h" { "Business verification" }
+                    @if let Some(v) = &b.verification {
+                        p id="verification-status" { "Your request is " strong { (v.status.as_str()) } "."
+                            @if let Some(reason) = &v.reason { " Reason: " (reason) } }
+                    }
+                    @let open = b.verification.as_ref().is_none_or(|v| v.status.as_str() == "rejected");
+                    @if open && a.business_verification.as_ref().is_none_or(|v| v.status != "approved") {
+                        p { "The Business plan needs a verified business. Tell the sales team about yours:" }
+                        form method="post" action="/billing/verification" class="wide" {
+                            (csrf_field(session))
+                            label for="company_name" { "Company name" } input type="text" id="company_name" name="company_name" required;
+                            label for="website" { "Website" } input type="url" id="website" name="website" required;
+                            label for="country" { "Country (two letters, e.g. DE)" } input type="text" id="country" name="country" required maxlength="2";
+                            label for="tax_id" { "Tax id (optional)" } input type="text" id="tax_id" name="tax_id";
+                            label for="contact_name" { "Contact name" } input type="text" id="contact_name" name="contact_name" required;
+                            label for="contact_email" { "Contact email" } input type="email" id="contact_email" name="contact_email" required;
+                            label for="intended_use" { "What you will use credits for" } textarea id="intended_use" name="intended_use" required {}
+                            button type="submit" { "Send for verification" }
                         }
                     }
                 }
@@ -403,7 +567,7 @@ pub async fn show(
     query: web::Query<PageQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session(&req, &state).await? {
+    let session = match session_of(&req, &state).await? {
         Ok(s) => s,
         Err(page) => return Ok(page),
     };
@@ -411,6 +575,11 @@ pub async fn show(
     let notice = match query.notice.as_deref() {
         Some("alerts") => Some("Your alert is saved."),
         Some("auto-topup") => Some("Auto top-up is saved."),
+        Some("plan") => Some("Your plan change is on its way: it shows here once Stripe confirms it."),
+        Some("paid") => Some("Thank you: your purchase shows here as soon as Stripe confirms the payment."),
+        Some("checkout-cancelled") => Some("Checkout was cancelled; nothing was charged."),
+        Some("revoked") => Some("The key is revoked: it stops working at once."),
+        Some("verification") => Some("Your request is sent: the sales team will answer by email."),
         _ => None,
     };
     Ok(page(StatusCode::OK, render(&session, &billing, notice, None)))
@@ -418,7 +587,7 @@ pub async fn show(
 
 /// After a form: back to the page (303, so a reload does not post again), or the page with the
 /// use case's refusal (422) when it refused.
-async fn after(
+pub(super) async fn after(
     state: &AppState,
     session: &PageSession,
     done: Result<(), ApiError>,
@@ -443,7 +612,7 @@ pub struct AlertsForm {
     low_balance_threshold: Option<String>,
 }
 
-fn optional_number(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn optional_number(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => {
@@ -458,7 +627,7 @@ pub async fn set_alerts(
     form: web::Form<AlertsForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session(&req, &state).await? {
+    let session = match session_of(&req, &state).await? {
         Ok(s) => s,
         Err(page) => return Ok(page),
     };
@@ -494,7 +663,7 @@ pub async fn set_auto_topup(
     form: web::Form<AutoTopupForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session(&req, &state).await? {
+    let session = match session_of(&req, &state).await? {
         Ok(s) => s,
         Err(page) => return Ok(page),
     };
@@ -532,7 +701,7 @@ pub async fn sign_out(
     form: web::Form<SignOutForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session(&req, &state).await? {
+    let session = match session_of(&req, &state).await? {
         Ok(s) => s,
         Err(page) => return Ok(page),
     };

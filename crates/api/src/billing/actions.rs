@@ -1,0 +1,239 @@
+//! The billing page's forms beyond its settings: plans and packs through the checkout use case,
+//! Stripe's portal, API keys, business verification and the ledger's CSV. Each checks the
+//! session and its CSRF token first, then calls the same use case as the API.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use credits_domain::apikey::{NewApiKey, credit_limit};
+use credits_domain::error::ApiKeyError;
+use credits_domain::idempotency::Replayable;
+use credits_domain::pages::PageSession;
+use credits_domain::payments::ReturnUrls;
+use credits_domain::verification::{RawRequest, VerificationRequest};
+use serde::Deserialize;
+
+use super::{after, csrf_matches, optional_number, page, read, refused_csrf, render_with, session_of};
+use crate::auth::API_KEY_PREFIX;
+use crate::error::ApiError;
+use crate::state::{AppState, token_hash};
+
+/// The session of a form's request, its CSRF token checked; otherwise the answer to give.
+async fn checked(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+    Ok(match session_of(req, state).await? {
+        Err(page) => Err(page),
+        Ok(s) if !csrf_matches(&s, csrf) => Err(refused_csrf()),
+        Ok(s) => Ok(s),
+    })
+}
+
+fn billing_url(state: &AppState, notice: &str) -> String {
+    format!("{}/billing?notice={notice}", state.pages.public_url.trim_end_matches('/'))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+#[derive(Deserialize)]
+pub struct PlanForm {
+    #[serde(default)]
+    csrf: String,
+    plan: String,
+}
+
+/// `POST /billing/plan`: subscribe, change plan or resume, through the checkout use case; a new
+/// subscription goes on to Stripe Checkout.
+pub async fn change_plan(
+    req: HttpRequest,
+    form: web::Form<PlanForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let (account, plan) = (session.account, form.into_inner().plan);
+    let urls = ReturnUrls::new(&billing_url(&state, "plan"), &billing_url(&state, "checkout-cancelled"))?;
+    let _inside = state.gate.enter(account).await?;
+    let done = state.checkout(move |service, now| Ok(service.subscription(account, &plan, urls, None, now)?)).await;
+    match done {
+        Ok(Replayable::Fresh(view)) => Ok(see_other(view.checkout_url.as_deref().unwrap_or("/billing?notice=plan"))),
+        Ok(Replayable::Replay(_)) => Ok(see_other("/billing?notice=plan")),
+        Err(e) => after(&state, &session, Err(e), "").await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PackForm {
+    #[serde(default)]
+    csrf: String,
+    pack: String,
+}
+
+/// `POST /billing/pack`: a pack through Stripe Checkout (which saves the card for auto top-up).
+pub async fn buy_pack(
+    req: HttpRequest,
+    form: web::Form<PackForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let (account, pack) = (session.account, form.into_inner().pack);
+    let urls = ReturnUrls::new(&billing_url(&state, "paid"), &billing_url(&state, "checkout-cancelled"))?;
+    let _inside = state.gate.enter(account).await?;
+    let done = state.checkout(move |service, now| Ok(service.topup(account, &pack, urls, None, now)?)).await;
+    match done {
+        Ok(Replayable::Fresh(view)) => Ok(see_other(view.checkout_url.as_deref().unwrap_or("/billing"))),
+        Ok(Replayable::Replay(_)) => Ok(see_other("/billing")),
+        Err(e) => after(&state, &session, Err(e), "").await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /billing/portal`: Stripe's Customer Portal (cards, cancellation, invoices).
+pub async fn portal(
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let account = session.account;
+    let back = format!("{}/billing", state.pages.public_url.trim_end_matches('/'));
+    match state.checkout(move |service, now| Ok(service.portal(account, &back, now)?)).await {
+        Ok(view) => Ok(see_other(&view.url)),
+        Err(e) => after(&state, &session, Err(e), "").await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    monthly_credit_limit: Option<String>,
+}
+
+/// `POST /billing/api-keys`: a key with every API scope of the plan; its secret is on the page
+/// this once (the answer is the page itself, never a redirect that would carry it).
+pub async fn api_key(
+    req: HttpRequest,
+    form: web::Form<KeyForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let form = form.into_inner();
+    let secret = crate::apikeys::new_secret();
+    let made = optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()).and_then(|limit| {
+        Ok(NewApiKey {
+            name: form.name,
+            requested_scopes: None,
+            monthly_credit_limit: credit_limit(limit).map_err(ApiKeyError::Refused)?,
+            secret_hash: token_hash(&secret),
+            prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
+        })
+    });
+    let account = session.account;
+    let done = match made {
+        Err(e) => Err(e),
+        Ok(key) => state.call(move |store, now| Ok(store.create_api_key(account, &key, now, None).map(|_| ())?)).await,
+    };
+    match done {
+        Ok(()) => {
+            let billing = read(&state, &session).await?;
+            Ok(page(StatusCode::CREATED, render_with(&session, &billing, None, None, Some(&secret))))
+        }
+        Err(e) => after(&state, &session, Err(e), "").await,
+    }
+}
+
+/// `POST /billing/api-keys/{id}/revoke`.
+pub async fn revoke_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let id: uuid::Uuid = crate::edge::path_id(&path, "API key")?;
+    let account = session.account;
+    let done = state.call(move |store, now| Ok(store.revoke_api_key(account, id, now)?)).await;
+    after(&state, &session, done, "revoked").await
+}
+
+#[derive(Deserialize)]
+pub struct VerificationForm {
+    #[serde(default)]
+    csrf: String,
+    company_name: String,
+    website: String,
+    country: String,
+    tax_id: Option<String>,
+    contact_name: String,
+    contact_email: String,
+    intended_use: String,
+}
+
+/// `POST /billing/verification`: the business-verification request (SPEC section 6).
+pub async fn submit_verification(
+    req: HttpRequest,
+    form: web::Form<VerificationForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let f = form.into_inner();
+    let request = VerificationRequest::new(RawRequest {
+        company_name: f.company_name,
+        website: f.website,
+        country: f.country,
+        tax_id: f.tax_id.filter(|t| !t.trim().is_empty()),
+        contact_name: f.contact_name,
+        contact_email: f.contact_email,
+        intended_use: f.intended_use,
+        expected_monthly_credits: None,
+    })
+    .map_err(ApiError::invalid_parameters);
+    let (account, mail, clock) = (session.account, state.mail.clone(), state.clock.clone());
+    let done = match request {
+        Err(e) => Err(e),
+        Ok(request) => {
+            let store = state.store.clone();
+            crate::edge::blocking(move || {
+                Ok(store.submit_verification(account, &request, &mail, clock.now()?, None).map(|_| ())?)
+            })
+            .await
+        }
+    };
+    after(&state, &session, done, "verification").await
+}
+
+/// `GET /billing/ledger.csv`: the last 30 days of the ledger, as the export streams it.
+pub async fn ledger_csv(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match session_of(&req, &state).await? {
+        Err(answer) => Ok(answer),
+        Ok(session) => crate::reports::ledger_csv(&state, session.account, None, None).await,
+    }
+}
