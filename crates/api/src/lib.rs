@@ -8,6 +8,7 @@ pub mod auth;
 mod billing;
 mod catalog;
 mod checkout;
+mod console;
 pub mod edge;
 pub mod error;
 pub mod gate;
@@ -109,6 +110,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/billing/verification", web::post().to(billing::submit_verification))
         .route("/billing/ledger.csv", web::get().to(billing::ledger_csv))
         .route("/assets/app.css", web::get().to(billing::stylesheet))
+        .route("/console", web::get().to(console::home))
+        .route("/console/sign-in", web::post().to(console::sign_in))
+        .route("/console/sign-out", web::post().to(console::sign_out))
+        .route("/console/verifications", web::get().to(console::verifications))
+        .route("/console/verifications/{id}/approve", web::post().to(console::approve))
+        .route("/console/verifications/{id}/reject", web::post().to(console::reject))
+        .route("/console/accounts", web::get().to(console::accounts))
+        .route("/console/accounts/{id}", web::get().to(console::account))
+        .route("/console/accounts/{id}/adjust", web::post().to(console::adjust))
+        .route("/console/accounts/{id}/{action}", web::post().to(console::restriction))
         .default_service(web::to(not_found));
 }
 

@@ -2,12 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::error::{AccountError, StoreError};
-use credits_domain::ids::AccountId;
-use credits_domain::pages::{LINK_TTL, PageSession, PageStore, SESSION_TTL, may_open};
+use credits_domain::ids::{AccountId, OperatorId};
+use credits_domain::operator::{Operator, Role};
+use credits_domain::pages::{
+    CONSOLE_IDLE, CONSOLE_MOST, ConsoleSession, ConsoleStore, LINK_TTL, PageSession, PageStore, SESSION_TTL, may_open,
+};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::schema::{accounts, page_links, page_sessions};
+use crate::schema::{accounts, console_sessions, operators, page_links, page_sessions};
 use crate::{Fail, PgStore};
 
 impl PageStore for PgStore {
@@ -85,6 +88,68 @@ impl PageStore for PgStore {
     fn end_page_session(&self, session_hash: &str) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         diesel::delete(page_sessions::table.find(session_hash)).execute(&mut conn).map_err(crate::store_error)?;
+        Ok(())
+    }
+}
+
+impl ConsoleStore for PgStore {
+    fn start_console_session(
+        &self,
+        session_hash: &str,
+        operator: &Operator,
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::insert_into(console_sessions::table)
+            .values((
+                console_sessions::id_hash.eq(session_hash),
+                console_sessions::operator_id.eq(operator.id.map(|i| i.0)),
+                console_sessions::operator_name.eq(&operator.name),
+                console_sessions::operator_role.eq(operator.role.as_str()),
+                console_sessions::csrf.eq(csrf),
+                console_sessions::created_at.eq(now),
+                console_sessions::last_seen_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .map_err(crate::store_error)?;
+        Ok(())
+    }
+
+    fn console_session(&self, session_hash: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>, StoreError> {
+        let mut conn = self.conn()?;
+        // Idle and absolute expiry, and a revoked operator's sessions end with its token.
+        let found: Option<(Option<Uuid>, String, String, String)> = diesel::update(
+            console_sessions::table
+                .find(session_hash)
+                .filter(console_sessions::last_seen_at.gt(now - CONSOLE_IDLE))
+                .filter(console_sessions::created_at.gt(now - CONSOLE_MOST))
+                .filter(console_sessions::operator_id.is_null().or(console_sessions::operator_id.eq_any(
+                    operators::table.filter(operators::disabled_at.is_null()).select(operators::id.nullable()),
+                ))),
+        )
+        .set(console_sessions::last_seen_at.eq(now))
+        .returning((
+            console_sessions::operator_id,
+            console_sessions::operator_name,
+            console_sessions::operator_role,
+            console_sessions::csrf,
+        ))
+        .get_result(&mut conn)
+        .optional()
+        .map_err(crate::store_error)?;
+        found
+            .map(|(id, name, role, csrf)| {
+                let role = Role::parse(&role)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown operator role {role:?} in the database")))?;
+                Ok(ConsoleSession { operator: Operator { id: id.map(OperatorId), name, role }, csrf })
+            })
+            .transpose()
+    }
+
+    fn end_console_session(&self, session_hash: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        diesel::delete(console_sessions::table.find(session_hash)).execute(&mut conn).map_err(crate::store_error)?;
         Ok(())
     }
 }

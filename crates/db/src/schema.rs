@@ -436,6 +436,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        operator_id -> Nullable<Uuid>,
+        operator_name -> Text,
+        operator_role -> Text,
+        csrf -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(console_sessions -> operators (operator_id));
 diesel::joinable!(page_links -> accounts (account_id));
 diesel::joinable!(page_sessions -> accounts (account_id));
 diesel::joinable!(auto_topups -> accounts (account_id));
@@ -477,4 +490,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_attempts,
     page_links,
     page_sessions,
+    console_sessions,
 );

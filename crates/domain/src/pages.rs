@@ -48,6 +48,33 @@ pub trait PageStore {
     fn end_page_session(&self, session_hash: &str) -> Result<(), StoreError>;
 }
 
+/// A console session ends after this long without a request…
+pub const CONSOLE_IDLE: TimeDelta = TimeDelta::minutes(30);
+/// …and after this long in any case.
+pub const CONSOLE_MOST: TimeDelta = TimeDelta::hours(12);
+
+/// A live operator-console session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub operator: crate::operator::Operator,
+    pub csrf: String,
+}
+
+pub trait ConsoleStore {
+    /// Starts a console session of `operator` keyed by `session_hash`.
+    fn start_console_session(
+        &self,
+        session_hash: &str,
+        operator: &crate::operator::Operator,
+        csrf: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The live session (not idle for `CONSOLE_IDLE`, not older than `CONSOLE_MOST`), and notes
+    /// this use of it; a revoked operator's session is not found.
+    fn console_session(&self, session_hash: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>, StoreError>;
+    fn end_console_session(&self, session_hash: &str) -> Result<(), StoreError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -349,6 +349,7 @@ pub trait Store:
     + ReportStore
     + crate::notify::store::NotifyStore
     + crate::pages::PageStore
+    + crate::pages::ConsoleStore
     + Maintenance
     + Send
     + Sync
@@ -365,6 +366,7 @@ impl<T> Store for T where
         + ReportStore
         + crate::notify::store::NotifyStore
         + crate::pages::PageStore
+        + crate::pages::ConsoleStore
         + Maintenance
         + Send
         + Sync

@@ -154,3 +154,83 @@ async fn a_pack_bought_from_the_page_goes_through_checkout_and_its_bucket_shows_
     assert_eq!(browser.text("#available").await, "750");
     assert!(browser.source().await.contains("topup"));
 }
+
+async fn console_sign_in(browser: &Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/console")).await;
+    browser.fill("#token", token).await;
+    browser.click("form[action='/console/sign-in'] button").await;
+    browser.wait_for("Sign out").await;
+}
+
+#[actix_web::test]
+async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_within_its_role() {
+    let (app, _fake) = TestApp::spawn_with_stripe().await;
+    let base = app.instance.base_url.clone();
+    let acct = app.account().await;
+    let request = json!({"company_name": "Acme Console GmbH", "website": "https://acme.example", "country": "DE",
+        "contact_name": "Ada Tester", "contact_email": "ada@acme.example", "intended_use": "Product imagery."});
+    app.post(&acct, "/v1/business-verification", request).await.expect(201);
+    crate::stripe::checkout(&app, &acct, "subscription", "business")
+        .await
+        .expect_error(403, "BUSINESS_VERIFICATION_REQUIRED");
+    let browser = Browser::start().await;
+
+    // Sales: the queue, and an approval.
+    let credits_tests::As::Bearer(sales) = app.operator(credits_domain::operator::Role::Sales) else { unreachable!() };
+    console_sign_in(&browser, &base, &sales).await;
+    browser.goto(&format!("{base}/console/verifications")).await;
+    assert!(browser.source().await.contains("Acme Console GmbH"));
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/console.png"))
+        .await;
+    browser.click("form[action$='/approve'] button").await;
+    assert!(browser.wait_for("Approved").await.contains("Approved"));
+    crate::stripe::checkout(&app, &acct, "subscription", "business").await.expect(201);
+    // A sales operator opens no account page.
+    browser.goto(&format!("{base}/console/accounts/{}", account_id(&acct))).await;
+    assert!(browser.source().await.contains("Not for your role"));
+    browser.goto(&format!("{base}/console")).await;
+    browser.click("form[action='/console/sign-out'] button").await;
+    browser.wait_for("Operator token").await;
+
+    // Support: the account page, and an adjustment that lands in the ledger and the audit trail.
+    let credits_tests::As::Bearer(support) = app.operator(credits_domain::operator::Role::Support) else {
+        unreachable!()
+    };
+    console_sign_in(&browser, &base, &support).await;
+    browser.goto(&format!("{base}/console/accounts/{}", account_id(&acct))).await;
+    assert_eq!(browser.text("#available").await, "250");
+    browser.fill("#credits", "40").await;
+    browser.fill("#reason", "goodwill for the outage").await;
+    browser.click("form[action$='/adjust'] button").await;
+    assert!(browser.wait_for("The adjustment is in the ledger.").await.contains("goodwill for the outage"));
+    assert_eq!(app.available(&acct).await, 290);
+    #[derive(diesel::QueryableByName)]
+    struct Audit {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        operator_role: String,
+    }
+    use diesel::RunQueryDsl;
+    let audit: Vec<Audit> = diesel::sql_query(format!(
+        "SELECT operator_role FROM operator_actions WHERE account_id = '{}' AND details::text LIKE '%goodwill for the outage%'",
+        account_id(&acct)
+    ))
+    .load(&mut app.db.conn())
+    .unwrap();
+    assert_eq!(audit.iter().map(|a| a.operator_role.as_str()).collect::<Vec<_>>(), ["support"], "in the audit trail");
+
+    // A form posted without its token changes nothing.
+    let cookie = browser.cookie("credits_console").await.expect("the console session cookie");
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{base}/console/accounts/{}/adjust", account_id(&acct)))
+        .header("Cookie", format!("credits_console={cookie}"))
+        .form(&[("credits", "1000"), ("reason", "no token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.available(&acct).await, 290);
+}

@@ -35,7 +35,7 @@ pub const STYLESHEET: &str = include_str!("../../assets/app.css");
 const POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                       frame-ancestors 'none'; base-uri 'none'";
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
@@ -67,7 +67,7 @@ pub struct OpenQuery {
 }
 
 /// Every page answer: no caching, no framing, nothing but our own stylesheet.
-pub(super) fn page(status: StatusCode, body: Markup) -> HttpResponse {
+pub(crate) fn page(status: StatusCode, body: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", POLICY))
@@ -77,7 +77,7 @@ pub(super) fn page(status: StatusCode, body: Markup) -> HttpResponse {
         .body(body.into_string())
 }
 
-fn layout(title: &str, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -93,7 +93,7 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+pub(crate) fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     page(status, layout(title, html! { main class="narrow" { h1 { (title) } p { (text) } } }))
 }
 
@@ -123,8 +123,13 @@ pub async fn open(query: web::Query<OpenQuery>, state: web::Data<AppState>) -> R
 }
 
 pub(super) fn cookie_token(req: &HttpRequest) -> Option<String> {
+    cookie(req, COOKIE)
+}
+
+/// The value of the cookie `name`.
+pub(crate) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
     let raw = req.headers().get(header::COOKIE)?.to_str().ok()?;
-    raw.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == COOKIE).map(|(_, v)| v.to_string())
+    raw.split(';').filter_map(|c| c.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
 }
 
 /// The request's session, or the page that says there is none.
@@ -152,7 +157,12 @@ pub(super) async fn session_of(
 
 /// Constant-time comparison of the form's CSRF token with the session's.
 pub(super) fn csrf_matches(session: &PageSession, given: &str) -> bool {
-    let (a, b) = (session.csrf.as_bytes(), given.as_bytes());
+    same_token(&session.csrf, given)
+}
+
+/// Constant-time equality of two tokens.
+pub(crate) fn same_token(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -164,7 +174,7 @@ pub(super) fn refused_csrf() -> HttpResponse {
     )
 }
 
-fn when(t: DateTime<Utc>) -> String {
+pub(crate) fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
