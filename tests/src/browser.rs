@@ -136,6 +136,33 @@ impl Browser {
         all.as_array()?.iter().find(|c| c["name"] == name).and_then(|c| c["value"].as_str()).map(str::to_string)
     }
 
+    /// axe-core's WCAG 2.1 A and AA checks on the current page: the violations, each as
+    /// `{id, impact, help, nodes}` (axe-core vendored in tests/assets, injected over WebDriver).
+    pub async fn accessibility_violations(&self) -> Vec<Value> {
+        const AXE: &str = include_str!("../assets/axe-core/axe.min.js");
+        self.call(reqwest::Method::POST, "/timeouts", Some(json!({"script": 60_000}))).await;
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": AXE, "args": []}))).await;
+        let script = "const done = arguments[arguments.length - 1];\n\
+            axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})\n\
+              .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,\n\
+                    nodes: v.nodes.map(n => n.target.join(' '))}))))\n\
+              .catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));";
+        let found =
+            self.call(reqwest::Method::POST, "/execute/async", Some(json!({"script": script, "args": []}))).await;
+        found.as_array().cloned().unwrap_or_else(|| panic!("axe-core ran: {found}"))
+    }
+
+    /// Fails when axe-core finds a serious or critical WCAG 2.1 AA violation on the current page.
+    pub async fn assert_accessible(&self, what: &str) {
+        let serious: Vec<Value> = self
+            .accessibility_violations()
+            .await
+            .into_iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        assert!(serious.is_empty(), "{what}: serious accessibility violations: {serious:#?}");
+    }
+
     /// A PNG of the page, written to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
         let shot = self.call(reqwest::Method::GET, "/screenshot", None).await;

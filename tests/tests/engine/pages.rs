@@ -33,6 +33,7 @@ async fn the_billing_page_opens_once_shows_the_balance_and_saves_an_alert_only_w
     browser
         .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/billing.png"))
         .await;
+    browser.assert_accessible("the billing page").await;
 
     // The alert form, as a person uses it.
     browser.fill("#low_balance_threshold", "120").await;
@@ -157,6 +158,7 @@ async fn a_pack_bought_from_the_page_goes_through_checkout_and_its_bucket_shows_
 
 async fn console_sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/console")).await;
+    browser.assert_accessible("the console's sign-in page").await;
     browser.fill("#token", token).await;
     browser.click("form[action='/console/sign-in'] button").await;
     browser.wait_for("Sign out").await;
@@ -180,6 +182,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     console_sign_in(&browser, &base, &sales).await;
     browser.goto(&format!("{base}/console/verifications")).await;
     assert!(browser.source().await.contains("Acme Console GmbH"));
+    browser.assert_accessible("the verification queue").await;
     browser
         .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/console.png"))
         .await;
@@ -200,6 +203,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     console_sign_in(&browser, &base, &support).await;
     browser.goto(&format!("{base}/console/accounts/{}", account_id(&acct))).await;
     assert_eq!(browser.text("#available").await, "250");
+    browser.assert_accessible("an account's console page").await;
     browser.fill("#credits", "40").await;
     browser.fill("#reason", "goodwill for the outage").await;
     browser.click("form[action$='/adjust'] button").await;
