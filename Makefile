@@ -31,19 +31,11 @@ db:
 	@psql "$(PG_BASE)/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 \
 	  || psql "$(PG_BASE)/postgres" -qc 'CREATE DATABASE "$(DB_NAME)"'
 
-# Tokens for local work only: made fresh unless you set them, and printed so you can use them.
-run: build db target/dev-webhooks-key
-	@internal=$${CREDITS__AUTH__INTERNAL_TOKEN:-dev-$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}; \
-	admin=$${CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN:-dev-admin-$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}; \
-	echo "canvas (internal) token: $$internal"; echo "bootstrap admin token:   $$admin"; \
-	CREDITS__DATABASE__URL=$${CREDITS__DATABASE__URL:-$(PG_BASE)/$(DB_NAME)} \
-	CREDITS__AUTH__INTERNAL_TOKEN=$$internal CREDITS__AUTH__BOOTSTRAP_ADMIN_TOKEN=$$admin \
-	CREDITS__WEBHOOKS__ENCRYPTION_KEY=$${CREDITS__WEBHOOKS__ENCRYPTION_KEY:-$$(cat target/dev-webhooks-key)} \
-	$(BIN) serve
-
-# A local key sealing webhook secrets, kept across restarts of `make run` (target/ is not committed).
-target/dev-webhooks-key:
-	@mkdir -p target && umask 077 && head -c 32 /dev/urandom | base64 > $@
+# The service for a person to try (tools/run-dev): PostgreSQL at PG_BASE, or a private cluster
+# under target/ when nothing answers there; fresh tokens unless set; a demo account's billing-page
+# link and the console's token printed.
+run: build
+	PG_BASE=$(PG_BASE) DB_NAME=$(DB_NAME) tools/run-dev $(BIN)
 
 migrate: build db
 	CREDITS__DATABASE__URL=$${CREDITS__DATABASE__URL:-$(PG_BASE)/$(DB_NAME)} $(BIN) migrate
