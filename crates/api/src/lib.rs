@@ -19,6 +19,7 @@ pub mod reads;
 pub mod reports;
 mod runs;
 pub mod schemas;
+mod simulated;
 pub mod state;
 mod verification;
 mod webhooks;
@@ -110,6 +111,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/billing/verification", web::post().to(billing::submit_verification))
         .route("/billing/ledger.csv", web::get().to(billing::ledger_csv))
         .route("/assets/app.css", web::get().to(billing::stylesheet))
+        .route("/simulated/checkout/{id}", web::get().to(simulated::checkout))
+        .route("/simulated/checkout/{id}/pay", web::post().to(simulated::pay))
+        .route("/simulated/checkout/{id}/decline", web::post().to(simulated::decline))
+        .route("/simulated/portal/{customer}", web::get().to(simulated::portal))
+        .route("/simulated/portal/{customer}/{action}", web::post().to(simulated::portal_action))
         .route("/console", web::get().to(console::home))
         .route("/console/sign-in", web::post().to(console::sign_in))
         .route("/console/sign-out", web::post().to(console::sign_out))

@@ -84,6 +84,8 @@ pub struct AppState {
 pub struct PagesConfig {
     /// `server.public_url`: where a person's browser reaches the service (the billing link).
     pub public_url: String,
+    /// `payments.provider = "simulated"`: the `/simulated/…` pages play Stripe's part.
+    pub simulated: bool,
 }
 
 /// `webhooks.allow_insecure` and `webhooks.allow_private` (false outside tests).

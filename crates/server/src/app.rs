@@ -49,6 +49,10 @@ pub fn load_catalog(settings: &Settings) -> Result<Catalog, StartError> {
 
 /// Stripe at `stripe.api_base` with `stripe.secret_key`; without a key, checkout is unavailable.
 fn payment_gateway(settings: &Settings) -> Arc<dyn PaymentGateway> {
+    if settings.payments.provider == crate::settings::PaymentsProvider::Simulated {
+        tracing::warn!("payments.provider = \"simulated\": checkout opens this service's simulated payment pages");
+        return Arc::new(credits_stripe::SimulatedGateway::new(&settings.server.public_url));
+    }
     match settings.stripe.secret_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
         Some(key) => match StripeGateway::new(key, &settings.stripe.api_base) {
             Ok(gateway) => Arc::new(gateway),
@@ -183,7 +187,10 @@ impl Services {
                 Duration::from_millis(settings.database.lock_timeout_ms),
             )),
             secrets: sealing.clone().map(|k| Arc::new(k) as Arc<dyn credits_domain::notify::webhooks::SecretKeeper>),
-            pages: credits_api::state::PagesConfig { public_url: settings.server.public_url.clone() },
+            pages: credits_api::state::PagesConfig {
+                public_url: settings.server.public_url.clone(),
+                simulated: settings.payments.provider == crate::settings::PaymentsProvider::Simulated,
+            },
             webhook_policy: credits_api::state::WebhookPolicy {
                 allow_insecure: settings.webhooks.allow_insecure,
                 allow_private: settings.webhooks.allow_private,

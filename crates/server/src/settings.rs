@@ -29,9 +29,23 @@ pub struct Settings {
     pub log: LogSettings,
     pub billing: BillingSettings,
     pub alerts: AlertsSettings,
+    pub payments: PaymentsSettings,
     pub webhooks: WebhookSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentsSettings {
+    /// `stripe`, or `simulated` (SPEC section 5: this machine plays Stripe; refused in production).
+    pub provider: PaymentsProvider,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentsProvider {
+    Stripe,
+    Simulated,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +287,12 @@ impl Settings {
             .and_then(Config::try_deserialize)
             .map_err(|e| SettingsError(e.to_string()))?;
         settings.validate()?;
+        if env_name == Some("production") && settings.payments.provider == PaymentsProvider::Simulated {
+            return Err(SettingsError(
+                "payments.provider = \"simulated\" is for trying the service; it is refused with CREDITS_ENV=production"
+                    .into(),
+            ));
+        }
         Ok(settings)
     }
 
@@ -327,5 +347,27 @@ impl Settings {
             }
             Err(e) => Err(SettingsError(format!("catalog.path {}: {e}", self.catalog.path.display()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(env_name: Option<&str>, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        Settings::load_with(&dir, env_name, Environment::with_prefix("CREDITS").source(Some(vars)))
+    }
+
+    #[test]
+    fn simulated_payments_are_for_trying_and_refused_in_production() {
+        let simulated = [("CREDITS__PAYMENTS__PROVIDER", "simulated")];
+        assert_eq!(load(None, &simulated).unwrap().payments.provider, PaymentsProvider::Simulated);
+        assert_eq!(load(None, &[]).unwrap().payments.provider, PaymentsProvider::Stripe);
+        let refused = load(Some("production"), &simulated).unwrap_err().to_string();
+        assert!(refused.contains("simulated") && refused.contains("production"), "{refused}");
     }
 }

@@ -8,9 +8,11 @@
 //! subscription period → `items.data[].current_period_*`), tolerant of fields added later.
 
 mod gateway;
+mod simulated;
 mod webhook;
 
 pub use gateway::{StripeGateway, UnconfiguredGateway};
+pub use simulated::SimulatedGateway;
 pub use webhook::{StripeWebhooks, TOLERANCE_SECONDS};
 
 /// The Stripe API version the client sends and the events are read in.

@@ -238,3 +238,43 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     assert_eq!(r.status(), 403);
     assert_eq!(app.available(&acct).await, 290);
 }
+
+#[actix_web::test]
+async fn with_simulated_payments_a_pack_and_a_plan_are_bought_cancelled_and_resumed_in_the_browser() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let public = format!("http://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(&[
+        ("CREDITS__PAYMENTS__PROVIDER", "simulated"),
+        ("CREDITS__SERVER__PORT", &port),
+        ("CREDITS__SERVER__PUBLIC_URL", &public),
+    ])
+    .await;
+    let acct = app.account().await;
+    let browser = Browser::start().await;
+    browser.goto(&link(&app, &acct).await).await;
+
+    // A pack: the page sends the browser to the simulated checkout; Pay grants it.
+    browser.click("form[action='/billing/pack'] button").await;
+    assert!(browser.url().await.contains("/simulated/checkout/cs_sim_"), "at {}", browser.url().await);
+    assert!(browser.text("#item").await.contains("500 credits"));
+    browser.assert_accessible("the simulated checkout").await;
+    browser.click("form[action$='/pay'] button").await;
+    browser.wait_for("Thank you").await;
+    assert_eq!(browser.text("#available").await, "750");
+
+    // A plan: Creator through the simulated checkout; then cancelled and resumed in the portal.
+    browser.click("form[action='/billing/plan']:has(input[value='creator']) button").await;
+    browser.click("form[action$='/pay'] button").await;
+    browser.wait_for("Your plan change is on its way").await;
+    assert_eq!(browser.text("#plan").await, "creator");
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["plan"], "creator");
+    browser.click("form[action='/billing/portal'] button").await;
+    browser.click("form[action$='/cancel'] button").await;
+    assert!(browser.wait_for("ends at the period").await.contains("ends at the period"));
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], "cancel");
+    browser.click("form[action='/billing/portal'] button").await;
+    browser.click("form[action$='/resume'] button").await;
+    browser.wait_for("Your plan change is on its way").await;
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], serde_json::Value::Null);
+    app.assert_ledger_consistent();
+}

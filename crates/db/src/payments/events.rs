@@ -45,6 +45,62 @@ pub fn apply(
     Event { conn, catalog, notify, event, now }.apply()
 }
 
+/// A session as recorded, with its account and the account's Stripe customer (no lock: a read).
+pub fn session_record(
+    conn: &mut PgConnection,
+    id: &str,
+) -> QueryResult<Option<(AccountId, SessionRecord, Option<String>)>> {
+    type Row = (Uuid, String, String, String, Option<i64>, Option<i32>, Option<i64>, Option<String>, Option<String>);
+    let found: Option<Row> = checkout_sessions::table
+        .inner_join(accounts::table)
+        .filter(checkout_sessions::id.eq(id))
+        .select((
+            checkout_sessions::account_id,
+            checkout_sessions::mode,
+            checkout_sessions::item_id,
+            checkout_sessions::status,
+            checkout_sessions::credits,
+            checkout_sessions::expiry_days,
+            checkout_sessions::amount,
+            checkout_sessions::currency,
+            accounts::stripe_customer_id,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((account, mode, item, status, credits, expiry_days, amount, currency, customer)) = found else {
+        return Ok(None);
+    };
+    Ok(Some((
+        AccountId(account),
+        record_of(id, &mode, item, &status, (credits, expiry_days, amount), currency)?,
+        customer,
+    )))
+}
+
+fn record_of(
+    id: &str,
+    mode: &str,
+    item: String,
+    status: &str,
+    (credits, expiry_days, amount): (Option<i64>, Option<i32>, Option<i64>),
+    currency: Option<String>,
+) -> QueryResult<SessionRecord> {
+    let sold = match (credits, expiry_days, amount) {
+        (Some(credits), Some(days), Some(amount)) => {
+            Some(PackSold { credits: Credits::new(credits), expiry_days: u32::try_from(days).unwrap_or(0), amount })
+        }
+        _ => None,
+    };
+    Ok(SessionRecord {
+        id: id.to_string(),
+        mode: SessionMode::parse(mode).ok_or_else(|| undecodable("session mode", mode))?,
+        item,
+        status: SessionStatus::parse(status).ok_or_else(|| undecodable("session status", status))?,
+        sold,
+        currency,
+    })
+}
+
 /// Keep an event that could not be applied, for an admin (its own transaction, after the
 /// event's rolled back): answered 500 each time, never recorded as applied.
 pub fn record_failed(conn: &mut PgConnection, event: &StripeEvent, error: &str, now: DateTime<Utc>) -> QueryResult<()> {
@@ -311,24 +367,8 @@ impl Event<'_> {
         let Some(account) = self.lock(account)? else { return Ok(None) };
         let pack_granted: bool =
             diesel::select(diesel::dsl::exists(topup_purchases::table.find(id))).get_result(self.conn)?;
-        let sold = match (credits, expiry_days, amount) {
-            (Some(credits), Some(days), Some(amount)) => {
-                Some(PackSold { credits: Credits::new(credits), expiry_days: u32::try_from(days).unwrap_or(0), amount })
-            }
-            _ => None,
-        };
-        Ok(Some(SessionFacts {
-            account,
-            record: SessionRecord {
-                id: id.to_string(),
-                mode: SessionMode::parse(&mode).ok_or_else(|| undecodable("session mode", &mode))?,
-                item,
-                status: SessionStatus::parse(&status).ok_or_else(|| undecodable("session status", &status))?,
-                sold,
-                currency,
-            },
-            pack_granted,
-        }))
+        let record = record_of(id, &mode, item, &status, (credits, expiry_days, amount), currency)?;
+        Ok(Some(SessionFacts { account, record, pack_granted }))
     }
 
     fn customer_account(&mut self, customer: &str) -> QueryResult<Option<Account>> {

@@ -208,6 +208,14 @@ impl PaymentStore for PgStore {
         Err(ApplyError::Store(StoreError::Internal("the Stripe event could not be applied".into())))
     }
 
+    fn checkout_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccountId, credits_domain::payments::SessionRecord, Option<String>)>, StoreError> {
+        let mut conn = self.conn()?;
+        events::session_record(&mut conn, id).map_err(crate::store_error)
+    }
+
     fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError> {
         let mut conn = self.conn()?;
         type Row = (String, String, DateTime<Utc>, Option<String>, i32, DateTime<Utc>);

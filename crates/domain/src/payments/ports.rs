@@ -270,6 +270,12 @@ pub trait PaymentStore {
     /// apply is kept as failed (not applied) for an admin.
     fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, ApplyError>;
     /// Events kept as failed, oldest first.
+    /// A checkout session this service made: its account, its record, and the account's Stripe
+    /// customer (simulated payments read it to play Stripe's part).
+    fn checkout_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccountId, crate::payments::SessionRecord, Option<String>)>, StoreError>;
     fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError>;
     /// The verified body of a kept event (to apply it again).
     fn stripe_event_payload(&self, id: &str) -> Result<Option<String>, StoreError>;
