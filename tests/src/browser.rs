@@ -93,6 +93,7 @@ impl Browser {
             self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
         found
             .as_object()
+            .filter(|o| !o.contains_key("error"))
             .and_then(|o| o.values().next())
             .and_then(Value::as_str)
             .unwrap_or_else(|| panic!("no element {css}: {found}"))
@@ -128,6 +129,20 @@ impl Browser {
         let id = self.element(css).await;
         let answer = self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
         assert!(answer.is_null(), "click on {css}: {answer}");
+    }
+
+    /// Click a form's button and wait for the page its answer loads (a click returns before the
+    /// navigation it starts is done).
+    pub async fn submit(&self, css: &str) {
+        let script = json!({"script": "window.__credits_before_submit = true; return true;", "args": []});
+        self.call(reqwest::Method::POST, "/execute/sync", Some(script)).await;
+        self.click(css).await;
+        let loaded = json!({"script": "return !window.__credits_before_submit && document.readyState === 'complete';", "args": []});
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.call(reqwest::Method::POST, "/execute/sync", Some(loaded.clone())).await != Value::Bool(true) {
+            assert!(std::time::Instant::now() < deadline, "no page loaded after submitting {css}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every cookie of the current page, HttpOnly ones included (WebDriver sees them all).

@@ -114,17 +114,24 @@ pub async fn clock_advance(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let clock = test_clock_enabled(&state)?;
+    test_clock_enabled(&state)?;
     auth::operator(&req, &state, Role::Admin).await?;
     let input: AdvanceBody = typed(&json_value(&body)?)?;
-    if !(0..=MAX_ADVANCE_SECONDS).contains(&input.advance_seconds) {
+    let now = advance_clock(&state, input.advance_seconds).await?;
+    Ok(HttpResponse::Ok().json(ClockView { now }))
+}
+
+/// Moves the test clock (validated) and does the time-driven work due by the new time.
+pub(crate) async fn advance_clock(state: &AppState, seconds: i64) -> Result<DateTime<Utc>, ApiError> {
+    let clock = test_clock_enabled(state)?;
+    if !(0..=MAX_ADVANCE_SECONDS).contains(&seconds) {
         return Err(ApiError::invalid_parameters(format!(
             "advance_seconds must be between 0 and {MAX_ADVANCE_SECONDS}: the clock only moves forward"
         )));
     }
     let store = state.store.clone();
     let now = blocking(move || {
-        let now = clock.advance(input.advance_seconds)?;
+        let now = clock.advance(seconds)?;
         // Like Stripe's test clocks: the time-driven work due by the new time is done before the
         // answer, so what a test reads next (a global report included) does not race the sweeps.
         for _ in 0..CATCH_UP_ROUNDS {
@@ -135,8 +142,8 @@ pub async fn clock_advance(
         Ok(now)
     })
     .await?;
-    tracing::info!(advance_seconds = input.advance_seconds, %now, "test clock moved");
-    Ok(HttpResponse::Ok().json(ClockView { now }))
+    tracing::info!(advance_seconds = seconds, %now, "test clock moved");
+    Ok(now)
 }
 
 /// Why an account is restricted, or why the restriction is lifted (R19).
@@ -218,6 +225,16 @@ pub async fn reprocess_stripe_event(
 ) -> Result<HttpResponse, ApiError> {
     let by = auth::operator(&req, &state, Role::Admin).await?;
     let id = path.into_inner();
+    let outcome = apply_again(&state, &by, id.clone()).await?;
+    Ok(HttpResponse::Ok().json(crate::schemas::EventOutcome { id: Some(id), received: None, outcome }))
+}
+
+/// A Stripe event kept as failed, applied again (by an admin, once the configuration is fixed).
+pub(crate) async fn apply_again(
+    state: &AppState,
+    by: &credits_domain::operator::Operator,
+    id: String,
+) -> Result<String, ApiError> {
     let store = state.store.clone();
     let lookup = id.clone();
     let payload = blocking(move || Ok(store.stripe_event_payload(&lookup)?))
@@ -228,6 +245,5 @@ pub async fn reprocess_stripe_event(
         ApiError::internal()
     })?;
     tracing::info!(event = %id, operator = %by.name, "Stripe event applied again by an admin");
-    let outcome = crate::webhooks::apply(&state, event).await?;
-    Ok(HttpResponse::Ok().json(crate::schemas::EventOutcome { id: Some(id), received: None, outcome }))
+    crate::webhooks::apply(state, event).await
 }

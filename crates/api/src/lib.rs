@@ -125,6 +125,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/accounts", web::get().to(console::accounts))
         .route("/console/accounts/{id}", web::get().to(console::account))
         .route("/console/accounts/{id}/adjust", web::post().to(console::adjust))
+        .route("/console/accounts/{id}/enterprise", web::post().to(console::enterprise))
+        .route("/console/operators", web::get().to(console::operators))
+        .route("/console/operators", web::post().to(console::create_operator))
+        .route("/console/operators/{id}/revoke", web::post().to(console::revoke_operator))
+        .route("/console/stripe-events", web::get().to(console::stripe_events))
+        .route("/console/stripe-events/{id}/reprocess", web::post().to(console::reprocess))
+        .route("/console/clock", web::get().to(console::clock))
+        .route("/console/clock", web::post().to(console::advance))
         .route("/console/accounts/{id}/{action}", web::post().to(console::restriction))
         .default_service(web::to(not_found));
 }

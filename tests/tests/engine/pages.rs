@@ -37,7 +37,7 @@ async fn the_billing_page_opens_once_shows_the_balance_and_saves_an_alert_only_w
 
     // The alert form, as a person uses it.
     browser.fill("#low_balance_threshold", "120").await;
-    browser.click("form[action='/billing/alerts'] button").await;
+    browser.submit("form[action='/billing/alerts'] button").await;
     assert!(browser.wait_for("Your alert is saved.").await.contains("Your alert is saved."));
     assert_eq!(app.get(&acct, "/v1/alerts").await.expect(200)["low_balance_threshold"], 120);
 
@@ -101,7 +101,7 @@ async fn an_api_key_made_on_the_page_shows_its_secret_once_works_and_is_revoked_
 
     browser.fill("#key-name", "render farm").await;
     browser.fill("#key-limit", "500").await;
-    browser.click("form[action='/billing/api-keys'] button").await;
+    browser.submit("form[action='/billing/api-keys'] button").await;
     let secret = browser.text("#new-key").await;
     assert!(secret.starts_with("ck_"), "the new key on the page: {secret}");
     let key = credits_tests::As::Bearer(secret.clone());
@@ -112,7 +112,7 @@ async fn an_api_key_made_on_the_page_shows_its_secret_once_works_and_is_revoked_
     // Shown once: the page read again does not carry it.
     browser.goto(&format!("{}/billing", app.instance.base_url)).await;
     assert!(!browser.source().await.contains(&secret));
-    browser.click("tr.key form button").await;
+    browser.submit("tr.key form button").await;
     let after = browser.wait_for("The key is revoked").await;
     assert!(after.contains("The key is revoked"), "after revoking: {after}");
     app.get(&key, "/v1/balance").await.expect_error(401, "UNAUTHENTICATED");
@@ -160,7 +160,7 @@ async fn console_sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/console")).await;
     browser.assert_accessible("the console's sign-in page").await;
     browser.fill("#token", token).await;
-    browser.click("form[action='/console/sign-in'] button").await;
+    browser.submit("form[action='/console/sign-in'] button").await;
     browser.wait_for("Sign out").await;
 }
 
@@ -186,14 +186,14 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     browser
         .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/console.png"))
         .await;
-    browser.click("form[action$='/approve'] button").await;
+    browser.submit("form[action$='/approve'] button").await;
     assert!(browser.wait_for("Approved").await.contains("Approved"));
     crate::stripe::checkout(&app, &acct, "subscription", "business").await.expect(201);
     // A sales operator opens no account page.
     browser.goto(&format!("{base}/console/accounts/{}", account_id(&acct))).await;
     assert!(browser.source().await.contains("Not for your role"));
     browser.goto(&format!("{base}/console")).await;
-    browser.click("form[action='/console/sign-out'] button").await;
+    browser.submit("form[action='/console/sign-out'] button").await;
     browser.wait_for("Operator token").await;
 
     // Support: the account page, and an adjustment that lands in the ledger and the audit trail.
@@ -206,7 +206,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     browser.assert_accessible("an account's console page").await;
     browser.fill("#credits", "40").await;
     browser.fill("#reason", "goodwill for the outage").await;
-    browser.click("form[action$='/adjust'] button").await;
+    browser.submit("form[action$='/adjust'] button").await;
     assert!(browser.wait_for("The adjustment is in the ledger.").await.contains("goodwill for the outage"));
     assert_eq!(app.available(&acct).await, 290);
     #[derive(diesel::QueryableByName)]
@@ -254,27 +254,74 @@ async fn with_simulated_payments_a_pack_and_a_plan_are_bought_cancelled_and_resu
     browser.goto(&link(&app, &acct).await).await;
 
     // A pack: the page sends the browser to the simulated checkout; Pay grants it.
-    browser.click("form[action='/billing/pack'] button").await;
+    browser.submit("form[action='/billing/pack'] button").await;
     assert!(browser.url().await.contains("/simulated/checkout/cs_sim_"), "at {}", browser.url().await);
     assert!(browser.text("#item").await.contains("500 credits"));
     browser.assert_accessible("the simulated checkout").await;
-    browser.click("form[action$='/pay'] button").await;
+    browser.submit("form[action$='/pay'] button").await;
     browser.wait_for("Thank you").await;
     assert_eq!(browser.text("#available").await, "750");
 
     // A plan: Creator through the simulated checkout; then cancelled and resumed in the portal.
-    browser.click("form[action='/billing/plan']:has(input[value='creator']) button").await;
-    browser.click("form[action$='/pay'] button").await;
+    browser.submit("form[action='/billing/plan']:has(input[value='creator']) button").await;
+    browser.submit("form[action$='/pay'] button").await;
     browser.wait_for("Your plan change is on its way").await;
     assert_eq!(browser.text("#plan").await, "creator");
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["plan"], "creator");
-    browser.click("form[action='/billing/portal'] button").await;
-    browser.click("form[action$='/cancel'] button").await;
+    browser.submit("form[action='/billing/portal'] button").await;
+    let portal = browser.wait_for("Cancel at the period").await;
+    assert!(portal.contains("Cancel at the period"), "the simulated portal: {portal}");
+    browser.submit("form[action$='/cancel'] button").await;
     assert!(browser.wait_for("ends at the period").await.contains("ends at the period"));
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], "cancel");
-    browser.click("form[action='/billing/portal'] button").await;
-    browser.click("form[action$='/resume'] button").await;
+    browser.submit("form[action='/billing/portal'] button").await;
+    let portal = browser.wait_for("Resume the subscription").await;
+    assert!(portal.contains("Resume the subscription"), "the simulated portal: {portal}");
+    browser.submit("form[action$='/resume'] button").await;
     browser.wait_for("Your plan change is on its way").await;
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], serde_json::Value::Null);
     app.assert_ledger_consistent();
+}
+
+#[actix_web::test]
+async fn an_admin_manages_operators_moves_the_test_clock_and_sets_a_contract_in_the_console() {
+    let app = TestApp::spawn().await;
+    let base = app.instance.base_url.clone();
+    let acct = app.account().await;
+    let id = account_id(&acct).to_string();
+    let browser = Browser::start().await;
+    console_sign_in(&browser, &base, credits_tests::ADMIN_TOKEN).await;
+
+    // A new support operator: its token shown once, working, then revoked.
+    browser.goto(&format!("{base}/console/operators")).await;
+    browser.assert_accessible("the operators page").await;
+    browser.fill("#op-name", "Night support").await;
+    browser.click("#op-role option[value='support']").await;
+    browser.submit("form[action='/console/operators'] button").await;
+    let token = browser.text("#new-token").await;
+    assert!(token.starts_with("cop_"), "{token}");
+    let night = credits_tests::As::Bearer(token.clone());
+    app.get(&night, &format!("/admin/v1/accounts/{id}")).await.expect(200);
+    browser.goto(&format!("{base}/console/operators")).await;
+    browser.submit("button[aria-label='Revoke Night support']").await;
+    browser.wait_for("Revoked").await;
+    app.get(&night, &format!("/admin/v1/accounts/{id}")).await.expect_error(401, "UNAUTHENTICATED");
+
+    // The test clock, two days on.
+    let before = app.now().await;
+    browser.goto(&format!("{base}/console/clock")).await;
+    browser.fill("#days", "2").await;
+    browser.submit("form[action='/console/clock'] button").await;
+    browser.wait_for("Now, by the test clock").await;
+    assert!(app.now().await - before >= chrono::Duration::days(2));
+
+    // Two days idle by the moved clock ended the session: sign in again for a contract.
+    browser.goto(&format!("{base}/console/accounts/{id}")).await;
+    assert!(browser.url().await.ends_with("/console"), "an idle session is over");
+    console_sign_in(&browser, &base, credits_tests::ADMIN_TOKEN).await;
+    browser.goto(&format!("{base}/console/accounts/{id}")).await;
+    browser.fill("#monthly_credits", "5000").await;
+    browser.submit("form[action$='/enterprise'] button").await;
+    assert!(browser.wait_for("The Enterprise contract is set.").await.contains("The Enterprise contract is set."));
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["plan"], "enterprise");
 }

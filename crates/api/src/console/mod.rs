@@ -4,6 +4,10 @@
 //! with a reason. Support: an account's plan, balance, buckets and ledger; adjust credits;
 //! restrict and lift. Every action is the admin API's use case, recorded in the audit trail.
 
+mod admin;
+
+pub use admin::{advance, clock, create_operator, enterprise, operators, reprocess, revoke_operator, stripe_events};
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -40,7 +44,12 @@ fn frame(session: &ConsoleSession, title: &str, notice: Option<&str>, body: Mark
                 span class="brand" { "credits console" }
                 nav aria-label="Console" {
                     @if role.allows(Role::Sales) { a href="/console/verifications" { "Verification queue" } " " }
-                    @if role.allows(Role::Support) { a href="/console/accounts" { "Accounts" } }
+                    @if role.allows(Role::Support) { a href="/console/accounts" { "Accounts" } " " }
+                    @if role == Role::Admin {
+                        a href="/console/operators" { "Operators" } " "
+                        a href="/console/stripe-events" { "Failed Stripe events" } " "
+                        a href="/console/clock" { "Test clock" }
+                    }
                 }
                 span { (session.operator.name) " (" (role.as_str()) ")" }
                 form method="post" action="/console/sign-out" {
@@ -336,6 +345,7 @@ pub async fn account(
         Some("adjusted") => Some("The adjustment is in the ledger."),
         Some("restricted") => Some("The account is restricted."),
         Some("lifted") => Some("The restriction is lifted."),
+        Some("contract") => Some("The Enterprise contract is set."),
         _ => None,
     };
     let a = &view.account;
@@ -366,6 +376,20 @@ pub async fn account(
                 label for="restrict-reason" { "Reason" }
                 input type="text" id="restrict-reason" name="reason" required;
                 button type="submit" class="secondary" { (if a.restricted { "Lift the restriction" } else { "Restrict the account" }) }
+            }
+        }
+        @if session.operator.role == Role::Admin {
+            section aria-labelledby="contract-h" {
+                h2 id="contract-h" { "Enterprise contract" }
+                form method="post" action=(format!("/console/accounts/{id}/enterprise")) {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    label for="monthly_credits" { "Monthly credits" }
+                    input type="number" id="monthly_credits" name="monthly_credits" min="1" required
+                        value=[a.enterprise_contract.as_ref().map(|c| c.monthly_credits.get())];
+                    label for="runs_per_minute" { "Runs per minute (empty: no limit)" }
+                    input type="number" id="runs_per_minute" name="runs_per_minute" min="1";
+                    button type="submit" { "Set the contract" }
+                }
             }
         }
         section aria-labelledby="buckets-h" {

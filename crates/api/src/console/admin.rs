@@ -1,0 +1,243 @@
+//! The console's admin pages: operators (create — the token shown once —, revoke), failed Stripe
+//! events (apply again), the test clock (test mode only), and Enterprise contracts (on an
+//! account's page). Each is the admin API's use case, recorded in the audit trail where the API's
+//! is.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use credits_domain::ids::AccountId;
+use credits_domain::operator::{ContractTerms, Role};
+use maud::html;
+use rand::RngCore;
+use serde::Deserialize;
+
+use super::{CsrfForm, NoticeQuery, frame, gate, see_other};
+use crate::billing::{message_page, page, when};
+use crate::error::ApiError;
+use crate::state::{AppState, token_hash};
+
+/// `GET /console/operators` (admin).
+pub async fn operators(
+    req: HttpRequest,
+    query: web::Query<NoticeQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, None).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let list = state.call(move |store, _| Ok(store.operators()?)).await?;
+    let notice = (query.notice.as_deref() == Some("revoked")).then_some("Revoked: its token is refused from now on.");
+    let body = html! {
+        table {
+            thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Since" } th scope="col" { "Status" } } }
+            tbody { @for o in &list {
+                tr class="operator" {
+                    td { (o.name) } td { (o.role.as_str()) } td { (when(o.created_at)) }
+                    td {
+                        @if let Some(at) = o.revoked_at { "revoked " (when(at)) }
+                        @else {
+                            form method="post" action=(format!("/console/operators/{}/revoke", o.id)) {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                button type="submit" class="secondary" aria-label=(format!("Revoke {}", o.name)) { "Revoke" }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+        section aria-labelledby="new-op-h" {
+            h2 id="new-op-h" { "New operator" }
+            form method="post" action="/console/operators" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                label for="op-name" { "Name" } input type="text" id="op-name" name="name" required maxlength="100";
+                label for="op-role" { "Role" }
+                select id="op-role" name="role" { option value="sales" { "sales" } option value="support" { "support" } option value="admin" { "admin" } }
+                button type="submit" { "Create" }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, frame(&session, "Operators", notice, body)))
+}
+
+#[derive(Deserialize)]
+pub struct NewOperator {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    role: String,
+}
+
+/// `POST /console/operators` (admin): the token is on this answer, once (only its hash is kept).
+pub async fn create_operator(
+    req: HttpRequest,
+    form: web::Form<NewOperator>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let form = form.into_inner();
+    let role =
+        Role::parse(&form.role).ok_or_else(|| ApiError::invalid_parameters("role must be sales, support or admin"))?;
+    let name = form.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid_parameters("the name must be 1-100 characters"));
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("cop_{}", hex::encode(secret));
+    let hash = token_hash(&token);
+    let made = state.call(move |store, now| Ok(store.create_operator(&name, role, &hash, now)?)).await?;
+    let body = html! {
+        div class="secret" role="status" {
+            p { strong { "The token of " (made.name) " (" (role.as_str()) "): copy it now, it is shown this once." } }
+            code id="new-token" { (token) }
+        }
+        p { a href="/console/operators" { "Back to the operators" } }
+    };
+    Ok(page(StatusCode::CREATED, frame(&session, "Operator created", None, body)))
+}
+
+/// `POST /console/operators/{id}/revoke` (admin).
+pub async fn revoke_operator(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(answer) = gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
+        return Ok(answer);
+    }
+    let id: uuid::Uuid = crate::edge::path_id(&path, "operator")?;
+    state.call(move |store, now| Ok(store.revoke_operator(id, now)?)).await?;
+    Ok(see_other("/console/operators?notice=revoked"))
+}
+
+/// `GET /console/stripe-events` (admin): the events the configuration could not apply.
+pub async fn stripe_events(
+    req: HttpRequest,
+    query: web::Query<NoticeQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, None).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let failed = state.call(move |store, _| Ok(store.failed_stripe_events(100)?)).await?;
+    let notice = (query.notice.as_deref() == Some("applied")).then_some("The event is applied.");
+    let body = html! {
+        @if failed.is_empty() { p { "No failed event." } }
+        @else {
+            table {
+                thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Error" } th scope="col" { "Tries" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                tbody { @for e in &failed {
+                    tr {
+                        td { code { (e.id) } } td { (e.event_type) } td { (e.error.as_deref().unwrap_or("")) } td class="num" { (e.attempts) }
+                        td { form method="post" action=(format!("/console/stripe-events/{}/reprocess", e.id)) {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button type="submit" { "Apply again" }
+                        } }
+                    }
+                } }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, frame(&session, "Failed Stripe events", notice, body)))
+}
+
+/// `POST /console/stripe-events/{id}/reprocess` (admin): as `POST /admin/v1/stripe-events/{id}/reprocess`.
+pub async fn reprocess(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    match crate::admin::apply_again(&state, &session.operator, path.into_inner()).await {
+        Ok(_) => Ok(see_other("/console/stripe-events?notice=applied")),
+        Err(e) => Ok(message_page(e.status, "Not applied", &e.message)),
+    }
+}
+
+/// `GET /console/clock` (admin, test mode).
+pub async fn clock(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, None).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let Some(clock) = state.test_clock.clone() else {
+        return Ok(page(
+            StatusCode::OK,
+            frame(&session, "Test clock", None, html! { p { "The test clock is off (clock.mode = \"system\")." } }),
+        ));
+    };
+    let now = crate::edge::blocking(move || Ok(clock.now()?)).await?;
+    let body = html! {
+        p { "Now, by the test clock: " strong id="clock-now" { (when(now)) } }
+        form method="post" action="/console/clock" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label for="days" { "Move forward by (days)" }
+            input type="number" id="days" name="days" min="0" max="3660" required;
+            button type="submit" { "Move the clock" }
+        }
+    };
+    Ok(page(StatusCode::OK, frame(&session, "Test clock", None, body)))
+}
+
+#[derive(Deserialize)]
+pub struct AdvanceForm {
+    #[serde(default)]
+    csrf: String,
+    days: i64,
+}
+
+/// `POST /console/clock` (admin, test mode): as `POST /admin/v1/test-clock`.
+pub async fn advance(
+    req: HttpRequest,
+    form: web::Form<AdvanceForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(answer) = gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
+        return Ok(answer);
+    }
+    crate::admin::advance_clock(&state, form.days.saturating_mul(86_400)).await?;
+    Ok(see_other("/console/clock"))
+}
+
+#[derive(Deserialize)]
+pub struct ContractForm {
+    #[serde(default)]
+    csrf: String,
+    monthly_credits: i64,
+    runs_per_minute: Option<String>,
+}
+
+/// `POST /console/accounts/{id}/enterprise` (admin): as `PUT /admin/v1/accounts/{id}/enterprise`.
+pub async fn enterprise(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<ContractForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
+    let form = form.into_inner();
+    let rpm = match form.runs_per_minute.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => {
+            Some(s.parse::<i64>().map_err(|_| ApiError::invalid_parameters("runs_per_minute must be a whole number"))?)
+        }
+    };
+    let terms = ContractTerms::new(form.monthly_credits, rpm).map_err(ApiError::invalid_parameters)?;
+    let by = session.operator.clone();
+    state.call(move |store, now| Ok(store.set_enterprise(&by, AccountId(id), terms, now).map(|_| ())?)).await?;
+    Ok(see_other(&format!("/console/accounts/{id}?notice=contract")))
+}
