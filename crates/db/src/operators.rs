@@ -11,7 +11,7 @@ use credits_domain::operator::{
     Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
 use credits_domain::payments::SubscriptionStatus;
-use credits_domain::ports::{OperatorRecord, OperatorStore};
+use credits_domain::ports::{AccountSummary, OperatorRecord, OperatorStore};
 use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
 use diesel::prelude::*;
 use serde_json::json;
@@ -212,6 +212,33 @@ impl OperatorStore for PgStore {
                 })
             },
         )
+    }
+
+    fn find_accounts(&self, by: &Operator, query: &str, now: DateTime<Utc>) -> Result<Vec<AccountSummary>, StoreError> {
+        let query = query.trim().to_string();
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| -> Result<Vec<AccountSummary>, Fail<StoreError>> {
+            let by_id = uuid::Uuid::parse_str(&query).ok();
+            let rows: Vec<(uuid::Uuid, String, String, String)> = accounts::table
+                .filter(
+                    accounts::id
+                        .nullable()
+                        .eq(by_id)
+                        .or(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = lower(")
+                            .bind::<diesel::sql_types::Text, _>(query.clone())
+                            .sql(")"))
+                        .or(accounts::stripe_customer_id.eq(&query)),
+                )
+                .order(accounts::created_at.desc())
+                .limit(20)
+                .select((accounts::id, accounts::email, accounts::name, accounts::plan_id))
+                .load(conn)?;
+            record_action(conn, by, "account.search", None, json!({"query": query, "found": rows.len()}), now)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, email, name, plan)| AccountSummary { id: AccountId(id), email, name, plan })
+                .collect())
+        })
     }
 
     fn admin_account(&self, by: &Operator, id: AccountId, now: DateTime<Utc>) -> Result<AdminAccountView, AdminError> {

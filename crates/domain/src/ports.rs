@@ -113,6 +113,15 @@ pub struct OperatorRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// An account as a search lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub id: AccountId,
+    pub email: String,
+    pub name: String,
+    pub plan: String,
+}
+
 pub trait OperatorStore {
     /// The live operator whose token hashes to `token_hash` (a revoked one is not found).
     fn operator_by_token_hash(&self, token_hash: &str) -> Result<Option<Operator>, StoreError>;
@@ -136,6 +145,9 @@ pub trait OperatorStore {
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<AdjustmentView>, AdminError>;
+    /// Support's search: the accounts whose id, email (any case) or Stripe customer id is
+    /// `query`, at most 20; the search is recorded in the audit trail.
+    fn find_accounts(&self, by: &Operator, query: &str, now: DateTime<Utc>) -> Result<Vec<AccountSummary>, StoreError>;
     fn admin_account(
         &self,
         by: &Operator,

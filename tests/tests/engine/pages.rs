@@ -201,7 +201,12 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
         unreachable!()
     };
     console_sign_in(&browser, &base, &support).await;
-    browser.goto(&format!("{base}/console/accounts/{}", account_id(&acct))).await;
+    // Found by its email, in any case.
+    let email = app.get(&acct, "/v1/account").await.expect(200)["email"].as_str().unwrap().to_uppercase();
+    browser.goto(&format!("{base}/console/accounts")).await;
+    browser.fill("#q", &email).await;
+    browser.submit("form[action='/console/accounts'] button").await;
+    assert!(browser.url().await.ends_with(account_id(&acct)), "the one match opens: {}", browser.url().await);
     assert_eq!(browser.text("#available").await, "250");
     browser.assert_accessible("an account's console page").await;
     browser.fill("#credits", "40").await;
@@ -324,4 +329,20 @@ async fn an_admin_manages_operators_moves_the_test_clock_and_sets_a_contract_in_
     browser.submit("form[action$='/enterprise'] button").await;
     assert!(browser.wait_for("The Enterprise contract is set.").await.contains("The Enterprise contract is set."));
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["plan"], "enterprise");
+}
+
+#[actix_web::test]
+async fn the_billing_pages_ledger_pages_back_to_the_first_entry() {
+    let app = TestApp::spawn().await;
+    let acct = app.account().await;
+    for n in 1..=20 {
+        app.adjust(&acct, json!({"credits": 1, "reason": format!("grant number {n}")})).await.expect(201);
+    }
+    let browser = Browser::start().await;
+    browser.goto(&link(&app, &acct).await).await;
+    let first = browser.source().await;
+    assert!(first.contains("grant number 20") && !first.contains("Free plan lifetime grant"), "the newest 20 first");
+    browser.submit("#older").await;
+    let older = browser.source().await;
+    assert!(older.contains("Free plan lifetime grant") && !older.contains("grant number 20"), "then the older ones");
 }

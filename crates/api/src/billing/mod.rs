@@ -230,6 +230,11 @@ fn money(amount: i64, currency: &str) -> String {
 }
 
 pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiError> {
+    read_at(state, session, None).await
+}
+
+/// The page's facts, the ledger from `cursor` (newest first).
+async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -> Result<Billing, ApiError> {
     let account = session.account;
     let catalog = state.catalog.clone();
     let (gateway, catalog2) = (state.payments.clone(), state.catalog.clone());
@@ -262,7 +267,7 @@ pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Bill
                 balance,
                 days,
                 models: store.usage(account, GroupBy::Model, span)?,
-                ledger: store.ledger(account, &LedgerQuery { limit: 20, cursor: None })?,
+                ledger: store.ledger(account, &LedgerQuery { limit: 20, cursor })?,
                 alerts: store.alerts(account)?,
                 auto_topup: store.auto_topup(account, now)?,
                 endpoints: store.endpoints(account)?,
@@ -429,6 +434,9 @@ pub(super) fn render_with(
                             }
                         }
                     }
+                    @if let Some(next) = &b.ledger.next_cursor {
+                        p { a href=(format!("/billing?ledger={next}#ledger-h")) id="older" { "Older entries" } }
+                    }
                 }
 
                 section aria-labelledby="alerts-h" {
@@ -569,6 +577,8 @@ pub(super) fn render_with(
 #[derive(Deserialize)]
 pub struct PageQuery {
     notice: Option<String>,
+    /// The ledger's page: `next_cursor` of the one before.
+    ledger: Option<String>,
 }
 
 /// `GET /billing`.
@@ -581,7 +591,8 @@ pub async fn show(
         Ok(s) => s,
         Err(page) => return Ok(page),
     };
-    let billing = read(&state, &session).await?;
+    let cursor = query.ledger.as_deref().and_then(|c| c.parse::<i64>().ok()).filter(|c| *c > 0);
+    let billing = read_at(&state, &session, cursor).await?;
     let notice = match query.notice.as_deref() {
         Some("alerts") => Some("Your alert is saved."),
         Some("auto-topup") => Some("Auto top-up is saved."),

@@ -295,7 +295,7 @@ pub async fn reject(
 
 #[derive(Deserialize)]
 pub struct FindQuery {
-    id: Option<String>,
+    q: Option<String>,
 }
 
 /// `GET /console/accounts` (support): find an account by its id.
@@ -308,14 +308,26 @@ pub async fn accounts(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    if let Some(id) = query.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        return Ok(see_other(&format!("/console/accounts/{id}")));
+    let q = query.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let found = match q.clone() {
+        None => None,
+        Some(q) => {
+            let by = session.operator.clone();
+            Some(state.call(move |store, now| Ok(store.find_accounts(&by, &q, now)?)).await?)
+        }
+    };
+    if let Some([only]) = found.as_deref() {
+        return Ok(see_other(&format!("/console/accounts/{}", only.id.0)));
     }
     let body = html! {
         form method="get" action="/console/accounts" {
-            label for="id" { "Account id" }
-            input type="text" id="id" name="id" required;
-            button type="submit" { "Open" }
+            label for="q" { "Account id, email or Stripe customer id" }
+            input type="search" id="q" name="q" required value=[q.as_deref()];
+            button type="submit" { "Find" }
+        }
+        @if let Some(found) = &found {
+            @if found.is_empty() { p { "No account matches." } }
+            ul { @for a in found { li { a href=(format!("/console/accounts/{}", a.id.0)) { (a.name) } " — " (a.email) " (" (a.plan) ")" } } }
         }
     };
     Ok(page(StatusCode::OK, frame(&session, "Accounts", None, body)))
