@@ -110,6 +110,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/billing/api-keys/{id}/revoke", web::post().to(billing::revoke_key))
         .route("/billing/verification", web::post().to(billing::submit_verification))
         .route("/billing/ledger.csv", web::get().to(billing::ledger_csv))
+        .route("/billing/webhook-endpoints", web::post().to(billing::create_endpoint))
+        .route("/billing/webhook-endpoints/{id}/delete", web::post().to(billing::delete_endpoint))
         .route("/assets/app.css", web::get().to(billing::stylesheet))
         .route("/simulated/checkout/{id}", web::get().to(simulated::checkout))
         .route("/simulated/checkout/{id}/pay", web::post().to(simulated::pay))

@@ -182,16 +182,30 @@ pub async fn create_endpoint(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let input: CreateEndpoint = typed(&json_value(&body)?)?;
-    let parsed = url::Url::parse(input.url.trim())
-        .map_err(|e| ApiError::invalid_parameters(format!("url is not a URL: {e}")))?;
+    let (endpoint, secret) = new_endpoint(&state, &input.url, &input.events, input.description).await?;
+    let _inside = state.gate.enter(caller.account).await?;
+    let view = state.call(move |store, now| Ok(store.create_endpoint(caller.account, &endpoint, now)?)).await?;
+    Ok(HttpResponse::Created().json(crate::schemas::CreatedEndpoint::new(view, secret)))
+}
+
+/// A new endpoint checked as section 9 asks (https, a public target, known event types), with
+/// its secret made and sealed: the endpoint to keep, and the `whsec_` secret to show once.
+pub(crate) async fn new_endpoint(
+    state: &AppState,
+    url: &str,
+    events: &[String],
+    description: Option<String>,
+) -> Result<(NewEndpoint, String), ApiError> {
+    let parsed =
+        url::Url::parse(url.trim()).map_err(|e| ApiError::invalid_parameters(format!("url is not a URL: {e}")))?;
     let policy = state.webhook_policy;
     let events = validate_endpoint(
         &EndpointRequest {
             url: parsed.as_str(),
             scheme: parsed.scheme(),
             host: parsed.host_str(),
-            events: &input.events,
-            description: input.description.as_deref(),
+            events,
+            description: description.as_deref(),
         },
         0,
         policy.allow_insecure,
@@ -211,12 +225,10 @@ pub async fn create_endpoint(
         id,
         url: parsed.to_string(),
         events,
-        description: input.description.filter(|d| !d.trim().is_empty()),
+        description: description.filter(|d| !d.trim().is_empty()),
         secret_sealed: sealed,
     };
-    let _inside = state.gate.enter(caller.account).await?;
-    let view = state.call(move |store, now| Ok(store.create_endpoint(caller.account, &endpoint, now)?)).await?;
-    Ok(HttpResponse::Created().json(crate::schemas::CreatedEndpoint::new(view, secret)))
+    Ok((endpoint, secret))
 }
 
 #[utoipa::path(get, path = "/v1/webhook-endpoints", operation_id = "listWebhookEndpoints", summary = "The account's webhook endpoints", tag = "notify",

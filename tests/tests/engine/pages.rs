@@ -346,3 +346,28 @@ async fn the_billing_pages_ledger_pages_back_to_the_first_entry() {
     let older = browser.source().await;
     assert!(older.contains("Free plan lifetime grant") && !older.contains("grant number 20"), "then the older ones");
 }
+
+#[actix_web::test]
+async fn a_webhook_endpoint_is_added_with_its_secret_shown_once_and_deleted_on_the_billing_page() {
+    let app = TestApp::spawn().await;
+    let acct = app.account().await;
+    let browser = Browser::start().await;
+    browser.goto(&link(&app, &acct).await).await;
+    browser.fill("#hook-url", "http://127.0.0.1:9/hooks/credits").await;
+    browser.click("input[value='credits.granted']").await;
+    browser.click("input[value='balance.low']").await;
+    browser.submit("form[action='/billing/webhook-endpoints'] button").await;
+    let secret = browser.text("#new-hook-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let listed = app.get(&acct, "/v1/webhook-endpoints").await.expect(200);
+    let events: Vec<&str> =
+        listed["endpoints"][0]["events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(events, ["balance.low", "credits.granted"]);
+    assert!(!listed.to_string().contains(&secret[6..]), "the list never shows the secret");
+
+    browser.goto(&format!("{}/billing", app.instance.base_url)).await;
+    assert!(!browser.source().await.contains(&secret[6..]), "shown once");
+    browser.submit("li.endpoint form button").await;
+    assert!(browser.wait_for("The endpoint is deleted").await.contains("The endpoint is deleted"));
+    assert_eq!(app.get(&acct, "/v1/webhook-endpoints").await.expect(200)["endpoints"], json!([]));
+}

@@ -13,7 +13,7 @@ use credits_domain::payments::ReturnUrls;
 use credits_domain::verification::{RawRequest, VerificationRequest};
 use serde::Deserialize;
 
-use super::{after, csrf_matches, optional_number, page, read, refused_csrf, render_with, session_of};
+use super::{Shown, after, csrf_matches, optional_number, page, read, refused_csrf, render_with, session_of};
 use crate::auth::API_KEY_PREFIX;
 use crate::error::ApiError;
 use crate::state::{AppState, token_hash};
@@ -158,7 +158,7 @@ pub async fn api_key(
     match done {
         Ok(()) => {
             let billing = read(&state, &session).await?;
-            Ok(page(StatusCode::CREATED, render_with(&session, &billing, None, None, Some(&secret))))
+            Ok(page(StatusCode::CREATED, render_with(&session, &billing, None, None, Some(Shown::ApiKey(&secret)))))
         }
         Err(e) => after(&state, &session, Err(e), "").await,
     }
@@ -236,4 +236,61 @@ pub async fn ledger_csv(req: HttpRequest, state: web::Data<AppState>) -> Result<
         Err(answer) => Ok(answer),
         Ok(session) => crate::reports::ledger_csv(&state, session.account, None, None).await,
     }
+}
+
+/// `POST /billing/webhook-endpoints`: a new endpoint (section 9), its secret on the answer, once.
+/// The form repeats `events`, so the body is read pair by pair.
+pub async fn create_endpoint(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (mut csrf, mut url, mut events) = (String::new(), String::new(), Vec::new());
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf = v.into_owned(),
+            "url" => url = v.into_owned(),
+            "events" => events.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    let session = match checked(&req, &state, &csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let made = crate::notify::new_endpoint(&state, &url, &events, None).await;
+    let account = session.account;
+    let done = match made {
+        Err(e) => Err(e),
+        Ok((endpoint, secret)) => {
+            state.call(move |store, now| Ok(store.create_endpoint(account, &endpoint, now).map(|_| secret)?)).await
+        }
+    };
+    match done {
+        Ok(secret) => {
+            let billing = read(&state, &session).await?;
+            Ok(page(
+                StatusCode::CREATED,
+                render_with(&session, &billing, None, None, Some(Shown::WebhookSecret(&secret))),
+            ))
+        }
+        Err(e) => after(&state, &session, Err(e), "").await,
+    }
+}
+
+/// `POST /billing/webhook-endpoints/{id}/delete`.
+pub async fn delete_endpoint(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match checked(&req, &state, &form.csrf).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let id: uuid::Uuid = crate::edge::path_id(&path, "webhook endpoint")?;
+    let account = session.account;
+    let done = state.call(move |store, _| Ok(store.delete_endpoint(account, id)?)).await;
+    after(&state, &session, done, "endpoint-deleted").await
 }

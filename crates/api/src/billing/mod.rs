@@ -7,7 +7,16 @@
 
 mod actions;
 
-pub use actions::{api_key, buy_pack, change_plan, ledger_csv, portal, revoke_key, submit_verification};
+pub use actions::{
+    api_key, buy_pack, change_plan, create_endpoint, delete_endpoint, ledger_csv, portal, revoke_key,
+    submit_verification,
+};
+
+/// A secret shown once, on the answer that made it.
+pub(super) enum Shown<'a> {
+    ApiKey(&'a str),
+    WebhookSecret(&'a str),
+}
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -310,8 +319,13 @@ pub(super) fn render_with(
     b: &Billing,
     notice: Option<&str>,
     error: Option<&str>,
-    secret: Option<&str>,
+    shown: Option<Shown<'_>>,
 ) -> Markup {
+    let (secret, hook_secret) = match shown {
+        Some(Shown::ApiKey(s)) => (Some(s), None),
+        Some(Shown::WebhookSecret(s)) => (None, Some(s)),
+        None => (None, None),
+    };
     let a = &b.account;
     layout(
         "Billing",
@@ -479,12 +493,38 @@ pub(super) fn render_with(
 
                 section aria-labelledby="hooks-h" {
                     h2 id="hooks-h" { "Webhook endpoints" }
-                    @if b.endpoints.is_empty() { p { "None. Register endpoints with the API (POST /v1/webhook-endpoints)." } }
+                    @if let Some(secret) = hook_secret {
+                        div class="secret" role="status" {
+                            p { strong { "The endpoint's signing secret — copy it now: it is shown this once." } }
+                            code id="new-hook-secret" { (secret) }
+                        }
+                    }
+                    @if b.endpoints.is_empty() { p { "None yet." } }
                     ul {
                         @for e in &b.endpoints {
-                            li { code { (e.url) } " — " (e.events.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))
-                                @if e.disabled_at.is_some() { " (disabled: it failed for 5 days)" } }
+                            li class="endpoint" { code { (e.url) } " — " (e.events.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))
+                                @if e.disabled_at.is_some() { " (disabled: it failed for 5 days)" }
+                                form method="post" action=(format!("/billing/webhook-endpoints/{}/delete", e.id)) {
+                                    (csrf_field(session))
+                                    button type="submit" class="secondary" aria-label=(format!("Delete the endpoint {}", e.url)) { "Delete" }
+                                }
+                            }
                         }
+                    }
+                    form method="post" action="/billing/webhook-endpoints" class="wide" {
+                        (csrf_field(session))
+                        label for="hook-url" { "Endpoint URL (https)" }
+                        input type="url" id="hook-url" name="url" required;
+                        fieldset {
+                            legend { "Events to send" }
+                            @for t in credits_domain::notify::webhooks::EventType::ALL {
+                                div class="check" {
+                                    input type="checkbox" id=(format!("ev-{}", t.as_str())) name="events" value=(t.as_str());
+                                    label for=(format!("ev-{}", t.as_str())) { (t.as_str()) }
+                                }
+                            }
+                        }
+                        button type="submit" { "Add endpoint" }
                     }
                 }
 
@@ -601,6 +641,7 @@ pub async fn show(
         Some("checkout-cancelled") => Some("Checkout was cancelled; nothing was charged."),
         Some("revoked") => Some("The key is revoked: it stops working at once."),
         Some("verification") => Some("Your request is sent: the sales team will answer by email."),
+        Some("endpoint-deleted") => Some("The endpoint is deleted: nothing more is sent to it."),
         _ => None,
     };
     Ok(page(StatusCode::OK, render(&session, &billing, notice, None)))
