@@ -53,18 +53,51 @@ pub async fn change_plan(
     form: web::Form<PlanForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
+    let form = form.into_inner();
+    checkout(&req, &state, &form.csrf, "plan", move |service, account, urls, now| {
+        service.subscription(account, &form.plan, urls, None, now)
+    })
+    .await
+}
+
+type Service<'a> = credits_domain::payments::CheckoutService<
+    'a,
+    dyn credits_domain::ports::Store,
+    dyn credits_domain::payments::PaymentGateway,
+>;
+
+/// A form that buys through the checkout use case: the browser goes on to the session's page, or
+/// back to the billing page with `notice` (a change of a live plan), or sees the refusal.
+async fn checkout<F>(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+    notice: &'static str,
+    buy: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(
+            &Service<'_>,
+            credits_domain::ids::AccountId,
+            ReturnUrls,
+            chrono::DateTime<chrono::Utc>,
+        )
+            -> Result<Replayable<credits_domain::payments::CheckoutView>, credits_domain::payments::PaymentError>
+        + Send
+        + 'static,
+{
+    let session = match checked(req, state, csrf).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let (account, plan) = (session.account, form.into_inner().plan);
-    let urls = ReturnUrls::new(&billing_url(&state, "plan"), &billing_url(&state, "checkout-cancelled"))?;
+    let account = session.account;
+    let urls = ReturnUrls::new(&billing_url(state, notice), &billing_url(state, "checkout-cancelled"))?;
     let _inside = state.gate.enter(account).await?;
-    let done = state.checkout(move |service, now| Ok(service.subscription(account, &plan, urls, None, now)?)).await;
-    match done {
-        Ok(Replayable::Fresh(view)) => Ok(see_other(view.checkout_url.as_deref().unwrap_or("/billing?notice=plan"))),
-        Ok(Replayable::Replay(_)) => Ok(see_other("/billing?notice=plan")),
-        Err(e) => after(&state, &session, Err(e), "").await,
+    let back = format!("/billing?notice={notice}");
+    match state.checkout(move |service, now| Ok(buy(service, account, urls, now)?)).await {
+        Ok(Replayable::Fresh(view)) => Ok(see_other(view.checkout_url.as_deref().unwrap_or(&back))),
+        Ok(Replayable::Replay(_)) => Ok(see_other(&back)),
+        Err(e) => after(state, &session, Err(e), "").await,
     }
 }
 
@@ -81,19 +114,11 @@ pub async fn buy_pack(
     form: web::Form<PackForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
-        Ok(s) => s,
-        Err(answer) => return Ok(answer),
-    };
-    let (account, pack) = (session.account, form.into_inner().pack);
-    let urls = ReturnUrls::new(&billing_url(&state, "paid"), &billing_url(&state, "checkout-cancelled"))?;
-    let _inside = state.gate.enter(account).await?;
-    let done = state.checkout(move |service, now| Ok(service.topup(account, &pack, urls, None, now)?)).await;
-    match done {
-        Ok(Replayable::Fresh(view)) => Ok(see_other(view.checkout_url.as_deref().unwrap_or("/billing"))),
-        Ok(Replayable::Replay(_)) => Ok(see_other("/billing")),
-        Err(e) => after(&state, &session, Err(e), "").await,
-    }
+    let form = form.into_inner();
+    checkout(&req, &state, &form.csrf, "paid", move |service, account, urls, now| {
+        service.topup(account, &form.pack, urls, None, now)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
