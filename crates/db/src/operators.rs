@@ -11,7 +11,7 @@ use credits_domain::operator::{
     Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
 use credits_domain::payments::SubscriptionStatus;
-use credits_domain::ports::{AccountSummary, OperatorRecord, OperatorStore};
+use credits_domain::ports::{AccountSummary, AuditEntry, OperatorRecord, OperatorStore, RunSummary};
 use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
 use diesel::prelude::*;
 use serde_json::json;
@@ -23,7 +23,7 @@ use crate::ledger::{
     read_account,
 };
 use crate::rows::{AccountRow, EntryRow};
-use crate::schema::{accounts, buckets, operator_actions, operators, subscriptions};
+use crate::schema::{accounts, buckets, operator_actions, operators, runs, subscriptions};
 use crate::{Fail, PgStore};
 
 pub fn record_action(
@@ -238,6 +238,68 @@ impl OperatorStore for PgStore {
                 .into_iter()
                 .map(|(id, email, name, plan)| AccountSummary { id: AccountId(id), email, name, plan })
                 .collect())
+        })
+    }
+
+    fn account_activity(
+        &self,
+        account: AccountId,
+        limit: i64,
+    ) -> Result<(Vec<RunSummary>, Vec<AuditEntry>), StoreError> {
+        let mut conn = self.conn()?;
+        crate::read_tx(&mut conn, |conn| -> Result<_, Fail<StoreError>> {
+            type RunRow = (uuid::Uuid, String, String, String, i64, Option<i64>, DateTime<Utc>);
+            let recent: Vec<RunRow> = runs::table
+                .filter(runs::account_id.eq(account.0))
+                .order(runs::created_at.desc())
+                .limit(limit)
+                .select((
+                    runs::id,
+                    runs::model_id,
+                    runs::status,
+                    runs::channel,
+                    runs::cost,
+                    runs::captured_credits,
+                    runs::created_at,
+                ))
+                .load(conn)?;
+            type ActionRow = (String, String, String, serde_json::Value, DateTime<Utc>);
+            let actions: Vec<ActionRow> = operator_actions::table
+                .filter(operator_actions::account_id.eq(account.0))
+                .order(operator_actions::id.desc())
+                .limit(limit)
+                .select((
+                    operator_actions::operator_name,
+                    operator_actions::operator_role,
+                    operator_actions::action,
+                    operator_actions::details,
+                    operator_actions::created_at,
+                ))
+                .load(conn)?;
+            Ok((
+                recent
+                    .into_iter()
+                    .map(|(id, model, status, channel, cost, captured, created_at)| RunSummary {
+                        id: credits_domain::ids::RunId(id),
+                        model,
+                        status,
+                        channel,
+                        cost: credits_domain::credits::Credits::new(cost),
+                        captured: captured.map(credits_domain::credits::Credits::new),
+                        created_at,
+                    })
+                    .collect(),
+                actions
+                    .into_iter()
+                    .map(|(operator, role, action, details, at)| AuditEntry {
+                        operator,
+                        role,
+                        action,
+                        details: details.to_string(),
+                        at,
+                    })
+                    .collect(),
+            ))
         })
     }
 

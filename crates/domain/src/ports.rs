@@ -122,6 +122,28 @@ pub struct AccountSummary {
     pub plan: String,
 }
 
+/// A run as support's account page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub id: crate::ids::RunId,
+    pub model: String,
+    pub status: String,
+    pub channel: String,
+    pub cost: crate::credits::Credits,
+    pub captured: Option<crate::credits::Credits>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One action of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub operator: String,
+    pub role: String,
+    pub action: String,
+    pub details: String,
+    pub at: DateTime<Utc>,
+}
+
 pub trait OperatorStore {
     /// The live operator whose token hashes to `token_hash` (a revoked one is not found).
     fn operator_by_token_hash(&self, token_hash: &str) -> Result<Option<Operator>, StoreError>;
@@ -148,6 +170,12 @@ pub trait OperatorStore {
     /// Support's search: the accounts whose id, email (any case) or Stripe customer id is
     /// `query`, at most 20; the search is recorded in the audit trail.
     fn find_accounts(&self, by: &Operator, query: &str, now: DateTime<Utc>) -> Result<Vec<AccountSummary>, StoreError>;
+    /// The account's latest runs and the latest operator actions about it, newest first.
+    fn account_activity(
+        &self,
+        account: AccountId,
+        limit: i64,
+    ) -> Result<(Vec<RunSummary>, Vec<AuditEntry>), StoreError>;
     fn admin_account(
         &self,
         by: &Operator,

@@ -172,6 +172,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     let request = json!({"company_name": "Acme Console GmbH", "website": "https://acme.example", "country": "DE",
         "contact_name": "Ada Tester", "contact_email": "ada@acme.example", "intended_use": "Product imagery."});
     app.post(&acct, "/v1/business-verification", request).await.expect(201);
+    app.run(&acct, json!({"model": "flux-schnell", "images": 1, "capture": true})).await.expect(201);
     crate::stripe::checkout(&app, &acct, "subscription", "business")
         .await
         .expect_error(403, "BUSINESS_VERIFICATION_REQUIRED");
@@ -207,13 +208,16 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     browser.fill("#q", &email).await;
     browser.submit("form[action='/console/accounts'] button").await;
     assert!(browser.url().await.ends_with(account_id(&acct)), "the one match opens: {}", browser.url().await);
-    assert_eq!(browser.text("#available").await, "250");
+    assert_eq!(browser.text("#available").await, "248");
+    assert!(browser.text("#runs").await.contains("flux-schnell"), "the page lists the account's runs");
     browser.assert_accessible("an account's console page").await;
     browser.fill("#credits", "40").await;
     browser.fill("#reason", "goodwill for the outage").await;
     browser.submit("form[action$='/adjust'] button").await;
-    assert!(browser.wait_for("The adjustment is in the ledger.").await.contains("goodwill for the outage"));
-    assert_eq!(app.available(&acct).await, 290);
+    let after = browser.wait_for("The adjustment is in the ledger.").await;
+    assert!(after.contains("goodwill for the outage"));
+    assert!(browser.text("#audit").await.contains("support operator (support)"), "the page shows the audit trail");
+    assert_eq!(app.available(&acct).await, 288);
     #[derive(diesel::QueryableByName)]
     struct Audit {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -241,7 +245,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(app.available(&acct).await, 290);
+    assert_eq!(app.available(&acct).await, 288);
 }
 
 #[actix_web::test]

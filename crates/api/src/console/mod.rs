@@ -346,11 +346,11 @@ pub async fn account(
     };
     let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
     let by = session.operator.clone();
-    let (view, ledger) = state
+    let (view, ledger, (runs, audit)) = state
         .call(move |store, now| {
             let view = store.admin_account(&by, AccountId(id), now)?;
             let ledger = store.ledger(AccountId(id), &LedgerQuery { limit: 50, cursor: None })?;
-            Ok((view, ledger))
+            Ok((view, ledger, store.account_activity(AccountId(id), 20)?))
         })
         .await?;
     let notice = match query.notice.as_deref() {
@@ -411,6 +411,28 @@ pub async fn account(
                 tbody { @for b in &view.balance.buckets {
                     tr { td { (b.kind.as_str()) } td class="num" { (b.granted.get()) } td class="num" { (b.remaining.get()) } td class="num" { (b.held.get()) }
                          td { (b.expires_at.map(when).unwrap_or_else(|| "never".into())) } }
+                } }
+            }
+        }
+        section aria-labelledby="runs-h" {
+            h2 id="runs-h" { "Latest runs" }
+            @if runs.is_empty() { p { "No runs." } }
+            @else {
+                table id="runs" {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Model" } th scope="col" { "Status" } th scope="col" { "Channel" } th scope="col" { "Cost" } th scope="col" { "Captured" } } }
+                    tbody { @for r in &runs {
+                        tr { td { (when(r.created_at)) } td { (r.model) } td { (r.status) } td { (r.channel) } td class="num" { (r.cost.get()) }
+                             td class="num" { (r.captured.map(|c| c.get().to_string()).unwrap_or_default()) } }
+                    } }
+                }
+            }
+        }
+        section aria-labelledby="audit-h" {
+            h2 id="audit-h" { "Audit trail" }
+            table id="audit" {
+                thead { tr { th scope="col" { "When" } th scope="col" { "Operator" } th scope="col" { "Action" } th scope="col" { "Details" } } }
+                tbody { @for e in &audit {
+                    tr { td { (when(e.at)) } td { (e.operator) " (" (e.role) ")" } td { (e.action) } td { code { (e.details) } } }
                 } }
             }
         }
