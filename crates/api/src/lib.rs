@@ -133,6 +133,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/operators/{id}/revoke", web::post().to(console::revoke_operator))
         .route("/console/stripe-events", web::get().to(console::stripe_events))
         .route("/console/stripe-events/{id}/reprocess", web::post().to(console::reprocess))
+        .route("/console/mail", web::get().to(console::dead_mail))
+        .route("/console/mail/{id}/resend", web::post().to(console::resend_mail))
         .route("/console/clock", web::get().to(console::clock))
         .route("/console/clock", web::post().to(console::advance))
         .route("/console/accounts/{id}/{action}", web::post().to(console::restriction))

@@ -11,7 +11,7 @@ use credits_domain::operator::{
     Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
 use credits_domain::payments::SubscriptionStatus;
-use credits_domain::ports::{AccountSummary, AuditEntry, OperatorRecord, OperatorStore, RunSummary};
+use credits_domain::ports::{AccountSummary, AuditEntry, DeadMail, OperatorRecord, OperatorStore, RunSummary};
 use credits_domain::views::{AccountView, AdjustmentView, AdminAccountView, EntryType};
 use diesel::prelude::*;
 use serde_json::json;
@@ -23,7 +23,7 @@ use crate::ledger::{
     read_account,
 };
 use crate::rows::{AccountRow, EntryRow};
-use crate::schema::{accounts, buckets, operator_actions, operators, runs, subscriptions};
+use crate::schema::{accounts, buckets, operator_actions, operators, outbox, runs, subscriptions};
 use crate::{Fail, PgStore};
 
 pub fn record_action(
@@ -238,6 +238,51 @@ impl OperatorStore for PgStore {
                 .into_iter()
                 .map(|(id, email, name, plan)| AccountSummary { id: AccountId(id), email, name, plan })
                 .collect())
+        })
+    }
+
+    fn dead_mail(&self, limit: i64) -> Result<Vec<DeadMail>, StoreError> {
+        let mut conn = self.conn()?;
+        type Row = (uuid::Uuid, String, String, i32, Option<String>, DateTime<Utc>);
+        let rows: Vec<Row> = outbox::table
+            .filter(outbox::status.eq("dead"))
+            .order(outbox::created_at.desc())
+            .limit(limit)
+            .select((
+                outbox::id,
+                outbox::kind,
+                outbox::recipient,
+                outbox::attempts,
+                outbox::last_error,
+                outbox::created_at,
+            ))
+            .load(&mut conn)
+            .map_err(crate::store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, recipient, attempts, last_error, created_at)| DeadMail {
+                id,
+                kind,
+                recipient,
+                attempts,
+                last_error,
+                created_at,
+            })
+            .collect())
+    }
+
+    fn resend_mail(&self, by: &Operator, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        self.write_tx(&mut conn, now, |conn| -> Result<bool, Fail<StoreError>> {
+            let account: Option<Option<uuid::Uuid>> =
+                diesel::update(outbox::table.find(id).filter(outbox::status.eq("dead")))
+                    .set((outbox::status.eq("pending"), outbox::attempts.eq(0), outbox::next_attempt_at.eq(now)))
+                    .returning(outbox::account_id)
+                    .get_result(conn)
+                    .optional()?;
+            let Some(account) = account else { return Ok(false) };
+            record_action(conn, by, "mail.resend", account.map(AccountId), json!({"mail": id}), now)?;
+            Ok(true)
         })
     }
 

@@ -134,6 +134,17 @@ pub struct RunSummary {
     pub created_at: DateTime<Utc>,
 }
 
+/// A mail given up after its attempts (the outbox's `dead`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadMail {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub recipient: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// One action of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -170,6 +181,11 @@ pub trait OperatorStore {
     /// Support's search: the accounts whose id, email (any case) or Stripe customer id is
     /// `query`, at most 20; the search is recorded in the audit trail.
     fn find_accounts(&self, by: &Operator, query: &str, now: DateTime<Utc>) -> Result<Vec<AccountSummary>, StoreError>;
+    /// The mails given up, newest first.
+    fn dead_mail(&self, limit: i64) -> Result<Vec<DeadMail>, StoreError>;
+    /// A dead mail back in the outbox, due now with its attempts reset; false if it is not dead.
+    /// Recorded in the audit trail.
+    fn resend_mail(&self, by: &Operator, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// The account's latest runs and the latest operator actions about it, newest first.
     fn account_activity(
         &self,

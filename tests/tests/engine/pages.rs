@@ -2,6 +2,7 @@
 
 use credits_tests::browser::Browser;
 use credits_tests::{TestApp, account_id};
+use diesel::RunQueryDsl;
 use serde_json::json;
 
 /// A one-time link to `acct`'s billing page, as the canvas backend gets it (on `server.public_url`;
@@ -223,7 +224,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
         #[diesel(sql_type = diesel::sql_types::Text)]
         operator_role: String,
     }
-    use diesel::RunQueryDsl;
+
     let audit: Vec<Audit> = diesel::sql_query(format!(
         "SELECT operator_role FROM operator_actions WHERE account_id = '{}' AND details::text LIKE '%goodwill for the outage%'",
         account_id(&acct)
@@ -374,4 +375,28 @@ async fn a_webhook_endpoint_is_added_with_its_secret_shown_once_and_deleted_on_t
     browser.submit("li.endpoint form button").await;
     assert!(browser.wait_for("The endpoint is deleted").await.contains("The endpoint is deleted"));
     assert_eq!(app.get(&acct, "/v1/webhook-endpoints").await.expect(200)["endpoints"], json!([]));
+}
+
+#[actix_web::test]
+async fn an_admin_sends_a_dead_mail_again_from_the_console_and_it_goes_out() {
+    let (app, sink, _) = TestApp::spawn_with_mail(false).await;
+    // The test's precondition: a mail the worker gave up on (12 failed attempts).
+    let id = uuid::Uuid::now_v7();
+    diesel::sql_query(format!(
+        "INSERT INTO outbox (id, dedupe_key, kind, recipient, payload, status, attempts, next_attempt_at, last_error, created_at) \
+         VALUES ('{id}', 'test:{id}', 'balance_low', 'lost@example.test', \
+                 '{{\"name\": \"Lost\", \"available\": \"5\", \"threshold\": \"10\", \"billing_url\": \"http://x/billing\"}}', \
+                 'dead', 12, now(), 'connection refused', now())"
+    ))
+    .execute(&mut app.db.conn())
+    .unwrap();
+    let base = app.instance.base_url.clone();
+    let browser = Browser::start().await;
+    console_sign_in(&browser, &base, credits_tests::ADMIN_TOKEN).await;
+    browser.goto(&format!("{base}/console/mail")).await;
+    assert!(browser.text("#dead-mail").await.contains("lost@example.test"));
+    browser.assert_accessible("the dead mail page").await;
+    browser.submit("button[aria-label='Send again to lost@example.test']").await;
+    assert!(browser.wait_for("Back in the outbox").await.contains("No dead mail."));
+    app.eventually("the mail is sent", || async { !sink.to("lost@example.test").is_empty() }).await;
 }

@@ -241,3 +241,55 @@ pub async fn enterprise(
     state.call(move |store, now| Ok(store.set_enterprise(&by, AccountId(id), terms, now).map(|_| ())?)).await?;
     Ok(see_other(&format!("/console/accounts/{id}?notice=contract")))
 }
+
+/// `GET /console/mail` (admin): the mails given up, each with Send again.
+pub async fn dead_mail(
+    req: HttpRequest,
+    query: web::Query<NoticeQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, None).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let dead = state.call(move |store, _| Ok(store.dead_mail(100)?)).await?;
+    let notice = (query.notice.as_deref() == Some("resent"))
+        .then_some("Back in the outbox: it is sent on the mail worker's next round.");
+    let body = html! {
+        @if dead.is_empty() { p { "No dead mail." } }
+        @else {
+            table id="dead-mail" {
+                thead { tr { th scope="col" { "Created" } th scope="col" { "Kind" } th scope="col" { "To" } th scope="col" { "Tries" } th scope="col" { "Last error" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                tbody { @for m in &dead {
+                    tr {
+                        td { (when(m.created_at)) } td { (m.kind) } td { (m.recipient) } td class="num" { (m.attempts) } td { (m.last_error.as_deref().unwrap_or("")) }
+                        td { form method="post" action=(format!("/console/mail/{}/resend", m.id)) {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button type="submit" aria-label=(format!("Send again to {}", m.recipient)) { "Send again" }
+                        } }
+                    }
+                } }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, frame(&session, "Dead mail", notice, body)))
+}
+
+/// `POST /console/mail/{id}/resend` (admin).
+pub async fn resend_mail(
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let id: uuid::Uuid = crate::edge::path_id(&path, "mail")?;
+    let by = session.operator.clone();
+    if !state.call(move |store, now| Ok(store.resend_mail(&by, id, now)?)).await? {
+        return Err(ApiError::not_found("no dead mail with that id"));
+    }
+    Ok(see_other("/console/mail?notice=resent"))
+}

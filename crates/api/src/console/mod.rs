@@ -6,7 +6,10 @@
 
 mod admin;
 
-pub use admin::{advance, clock, create_operator, enterprise, operators, reprocess, revoke_operator, stripe_events};
+pub use admin::{
+    advance, clock, create_operator, dead_mail, enterprise, operators, reprocess, resend_mail, revoke_operator,
+    stripe_events,
+};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -48,6 +51,7 @@ fn frame(session: &ConsoleSession, title: &str, notice: Option<&str>, body: Mark
                     @if role == Role::Admin {
                         a href="/console/operators" { "Operators" } " "
                         a href="/console/stripe-events" { "Failed Stripe events" } " "
+                        a href="/console/mail" { "Dead mail" } " "
                         a href="/console/clock" { "Test clock" }
                     }
                 }
