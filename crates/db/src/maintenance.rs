@@ -25,15 +25,15 @@ use crate::schema::{accounts, idempotency_records, outbox, runs};
 use crate::{Fail, PgStore};
 
 #[derive(QueryableByName)]
-struct AccountIdRow {
+pub(crate) struct AccountIdRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
-    account_id: Uuid,
+    pub(crate) account_id: Uuid,
 }
 
 impl PgStore {
     /// Run `work` for each account, each in its own transaction with the account claimed;
     /// an account locked elsewhere is left for the next round.
-    fn per_account(
+    pub(crate) fn per_account(
         &self,
         accounts: Vec<Uuid>,
         now: DateTime<Utc>,

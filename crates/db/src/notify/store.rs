@@ -443,7 +443,7 @@ impl NotifyStore for PgStore {
                 "SELECT d.status, d.attempts, d.first_attempt_at, w.id AS endpoint, w.account_id AS account, w.url, \
                         w.failing_since, w.disabled_at \
                  FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-                 WHERE d.id = $1 FOR UPDATE OF d, w",
+                 WHERE d.id = $1 FOR NO KEY UPDATE OF d, w",
             )
             .bind::<SqlUuid, _>(delivery)
             .get_result::<DeliveryState>(conn)
@@ -525,18 +525,32 @@ impl NotifyStore for PgStore {
     }
 
     fn notice_expiring(&self, now: DateTime<Utc>, notice_within: TimeDelta, batch: i64) -> Result<usize, StoreError> {
+        // The accounts first, then their buckets under each account's lock, as every writer of
+        // buckets does: locking buckets first would deadlock with a run holding the account and
+        // waiting for its bucket (an event's row takes a key-share lock on its account).
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| -> Result<usize, Fail<StoreError>> {
+        let due: Vec<crate::maintenance::AccountIdRow> = diesel::sql_query(
+            "SELECT DISTINCT account_id FROM buckets \
+             WHERE expiry_noticed_at IS NULL AND expires_at IS NOT NULL \
+               AND expires_at > $1 AND expires_at <= $2 AND remaining > 0 LIMIT $3",
+        )
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(now + notice_within)
+        .bind::<BigInt, _>(batch)
+        .load(&mut conn)
+        .map_err(crate::store_error)?;
+        drop(conn);
+        self.per_account(due.into_iter().map(|d| d.account_id).collect(), now, |conn, account| {
             let due: Vec<ExpiringRow> = diesel::sql_query(
                 "SELECT b.id, b.account_id, b.kind, b.remaining, b.expires_at, a.email, a.name \
                  FROM buckets b JOIN accounts a ON a.id = b.account_id \
-                 WHERE b.expiry_noticed_at IS NULL AND b.expires_at IS NOT NULL \
+                 WHERE b.account_id = $3 AND b.expiry_noticed_at IS NULL AND b.expires_at IS NOT NULL \
                    AND b.expires_at > $1 AND b.expires_at <= $2 AND b.remaining > 0 \
-                 ORDER BY b.expires_at LIMIT $3 FOR UPDATE OF b SKIP LOCKED",
+                 ORDER BY b.expires_at FOR NO KEY UPDATE OF b",
             )
             .bind::<Timestamptz, _>(now)
             .bind::<Timestamptz, _>(now + notice_within)
-            .bind::<BigInt, _>(batch)
+            .bind::<SqlUuid, _>(account.0)
             .load(conn)?;
             for b in &due {
                 let expires = super::at(b.expires_at);
@@ -605,7 +619,7 @@ impl NotifyStore for PgStore {
     fn record_topup(&self, topup: Uuid, answer: &IntentAnswer, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         self.write_tx(&mut conn, now, |conn| -> Result<(), Fail<StoreError>> {
-            let Some(row) = autotopup::find(conn, Some(topup), "")? else { return Ok(()) };
+            let Some(row) = autotopup::by_id(conn, topup)? else { return Ok(()) };
             // The account's row first, as every change of its balance.
             if lock_account(conn, AccountId(row.account_id))?.is_none() {
                 return Ok(());
