@@ -5,7 +5,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::apikey::{NewApiKey, credit_limit};
 use credits_domain::error::ApiKeyError;
 use credits_domain::idempotency::Replayable;
-use rand::RngCore;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -40,9 +39,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
 
 /// `ck_` and 256 bits of randomness (64 hex digits).
 pub(crate) fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{API_KEY_PREFIX}{}", hex::encode(bytes))
+    crate::state::new_token(API_KEY_PREFIX)
 }
 
 #[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", summary = "Create an API key; its secret is shown once", tag = "api keys", request_body = CreateApiKey,

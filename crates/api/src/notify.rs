@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::credits::Credits;
 use credits_domain::notify::autotopup::AutoTopupRequest;
 use credits_domain::notify::store::{NewEndpoint, NotifyError};
 use credits_domain::notify::webhooks::{EndpointRequest, check_target, validate_endpoint};
@@ -126,15 +125,8 @@ pub async fn set_alerts(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let input: PutAlerts = typed(&json_value(&body)?)?;
-    let threshold = match input.low_balance_threshold {
-        None => None,
-        Some(n) if (1..=1_000_000_000_000).contains(&n) => Some(Credits::new(n)),
-        Some(n) => {
-            return Err(ApiError::invalid_parameters(format!(
-                "low_balance_threshold must be a positive whole number of credits, or null; not {n}"
-            )));
-        }
-    };
+    let threshold =
+        credits_domain::notify::alerts::threshold(input.low_balance_threshold).map_err(ApiError::invalid_parameters)?;
     let _inside = state.gate.enter(caller.account).await?;
     let view = state.call(move |store, now| Ok(store.set_alerts(caller.account, threshold, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))

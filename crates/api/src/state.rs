@@ -12,6 +12,18 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A new secret token: `prefix` and 256 bits from the thread's CSPRNG, hex (API keys `ck_`,
+/// operator tokens `cop_`, page links, sessions and CSRF tokens without a prefix).
+pub fn new_token(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// Operator tokens start with this.
+pub const OPERATOR_TOKEN_PREFIX: &str = "cop_";
+
 #[derive(Clone)]
 pub struct Credentials {
     /// Every canvas token accepted (several while one is rotated out).

@@ -13,6 +13,15 @@ use crate::ids::OperatorId;
 pub const MAX_OPERATOR_CREDITS: i64 = 1_000_000_000_000;
 pub const MAX_REASON_CHARS: usize = 1000;
 
+/// An operator's name as given: trimmed, 1 to 100 characters.
+pub fn operator_name(raw: &str) -> Result<&str, String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("an operator's name is 1-100 characters".into());
+    }
+    Ok(name)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]

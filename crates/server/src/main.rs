@@ -9,7 +9,6 @@ use credits_domain::ports::OperatorStore;
 use credits_server::app::{self, Services};
 use credits_server::settings::Settings;
 use credits_server::telemetry;
-use rand::RngCore;
 
 #[derive(Parser)]
 #[command(name = "credits", version, about = "The credits and billing service")]
@@ -219,14 +218,9 @@ fn check(settings: &Settings) -> Result<(), String> {
 
 fn create_operator(settings: &Settings, name: &str, role: &str) -> Result<(), String> {
     let role = Role::parse(role).ok_or_else(|| format!("--role must be sales, support or admin, not {role:?}"))?;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err("--name must be 1-100 characters".into());
-    }
+    let name = credits_domain::operator::operator_name(name).map_err(|e| format!("--name: {e}"))?;
     let services = Services::build(settings).map_err(|e| e.to_string())?;
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let token = format!("cop_{}", hex::encode(secret));
+    let token = credits_api::new_token(credits_api::OPERATOR_TOKEN_PREFIX);
     let now = services.state.clock.now().map_err(|e| e.to_string())?;
     let operator =
         services.store.create_operator(name, role, &credits_api::token_hash(&token), now).map_err(|e| e.to_string())?;

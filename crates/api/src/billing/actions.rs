@@ -8,28 +8,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::apikey::{NewApiKey, credit_limit};
 use credits_domain::error::ApiKeyError;
 use credits_domain::idempotency::Replayable;
-use credits_domain::pages::PageSession;
 use credits_domain::payments::ReturnUrls;
 use credits_domain::verification::{RawRequest, VerificationRequest};
 use serde::Deserialize;
 
-use super::{Shown, after, csrf_matches, optional_number, page, read, refused_csrf, render_with, session_of};
+use super::{Shown, after, checked, optional_number, page, read, render_with, session_of};
 use crate::auth::API_KEY_PREFIX;
 use crate::error::ApiError;
 use crate::state::{AppState, token_hash};
-
-/// The session of a form's request, its CSRF token checked; otherwise the answer to give.
-async fn checked(
-    req: &HttpRequest,
-    state: &AppState,
-    csrf: &str,
-) -> Result<Result<PageSession, HttpResponse>, ApiError> {
-    Ok(match session_of(req, state).await? {
-        Err(page) => Err(page),
-        Ok(s) if !csrf_matches(&s, csrf) => Err(refused_csrf()),
-        Ok(s) => Ok(s),
-    })
-}
 
 fn billing_url(state: &AppState, notice: &str) -> String {
     format!("{}/billing?notice={notice}", state.pages.public_url.trim_end_matches('/'))

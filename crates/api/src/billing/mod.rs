@@ -28,7 +28,6 @@ use credits_domain::pages::PageSession;
 use credits_domain::reports::{GroupBy, Span};
 use credits_domain::views::LedgerQuery;
 use maud::{DOCTYPE, Markup, html};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -45,9 +44,7 @@ const POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:
                       frame-ancestors 'none'; base-uri 'none'";
 
 pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    crate::state::new_token("")
 }
 
 /// `POST /v1/billing-page-sessions`: a link the canvas opens for the account.
@@ -165,7 +162,20 @@ pub(super) async fn session_of(
 }
 
 /// Constant-time comparison of the form's CSRF token with the session's.
-pub(super) fn csrf_matches(session: &PageSession, given: &str) -> bool {
+/// The session of a form's request, its CSRF token checked; otherwise the answer to give.
+pub(super) async fn checked(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+    Ok(match session_of(req, state).await? {
+        Err(page) => Err(page),
+        Ok(s) if !csrf_matches(&s, csrf) => Err(refused_csrf()),
+        Ok(s) => Ok(s),
+    })
+}
+
+fn csrf_matches(session: &PageSession, given: &str) -> bool {
     same_token(&session.csrf, given)
 }
 
@@ -175,7 +185,7 @@ pub(crate) fn same_token(expected: &str, given: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(super) fn refused_csrf() -> HttpResponse {
+fn refused_csrf() -> HttpResponse {
     message_page(
         StatusCode::FORBIDDEN,
         "The form has expired",
@@ -689,22 +699,16 @@ pub async fn set_alerts(
     form: web::Form<AlertsForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session_of(&req, &state).await? {
+    let session = match checked(&req, &state, &form.csrf).await? {
         Ok(s) => s,
-        Err(page) => return Ok(page),
+        Err(answer) => return Ok(answer),
     };
-    if !csrf_matches(&session, &form.csrf) {
-        return Ok(refused_csrf());
-    }
     let account = session.account;
-    let done = match optional_number("low_balance_threshold", form.low_balance_threshold.as_deref()) {
+    let threshold = optional_number("low_balance_threshold", form.low_balance_threshold.as_deref())
+        .and_then(|raw| credits_domain::notify::alerts::threshold(raw).map_err(ApiError::invalid_parameters));
+    let done = match threshold {
         Err(e) => Err(e),
-        Ok(threshold) => match threshold {
-            Some(n) if n < 1 => Err(ApiError::invalid_parameters("the threshold must be 1 credit or more")),
-            t => {
-                state.call(move |store, now| Ok(store.set_alerts(account, t.map(Credits::new), now).map(|_| ())?)).await
-            }
-        },
+        Ok(t) => state.call(move |store, now| Ok(store.set_alerts(account, t, now).map(|_| ())?)).await,
     };
     after(&state, &session, done, "alerts").await
 }
@@ -725,13 +729,10 @@ pub async fn set_auto_topup(
     form: web::Form<AutoTopupForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session_of(&req, &state).await? {
+    let session = match checked(&req, &state, &form.csrf).await? {
         Ok(s) => s,
-        Err(page) => return Ok(page),
+        Err(answer) => return Ok(answer),
     };
-    if !csrf_matches(&session, &form.csrf) {
-        return Ok(refused_csrf());
-    }
     let form = form.into_inner();
     let request = (|| -> Result<AutoTopupRequest, ApiError> {
         Ok(AutoTopupRequest {
@@ -763,12 +764,8 @@ pub async fn sign_out(
     form: web::Form<SignOutForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match session_of(&req, &state).await? {
-        Ok(s) => s,
-        Err(page) => return Ok(page),
-    };
-    if !csrf_matches(&session, &form.csrf) {
-        return Ok(refused_csrf());
+    if let Err(answer) = checked(&req, &state, &form.csrf).await? {
+        return Ok(answer);
     }
     if let Some(token) = cookie_token(&req) {
         let hash = token_hash(&token);

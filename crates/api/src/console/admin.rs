@@ -8,7 +8,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::ids::AccountId;
 use credits_domain::operator::{ContractTerms, Role};
 use maud::html;
-use rand::RngCore;
 use serde::Deserialize;
 
 use super::{CsrfForm, NoticeQuery, frame, gate, see_other};
@@ -81,13 +80,8 @@ pub async fn create_operator(
     let form = form.into_inner();
     let role =
         Role::parse(&form.role).ok_or_else(|| ApiError::invalid_parameters("role must be sales, support or admin"))?;
-    let name = form.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid_parameters("the name must be 1-100 characters"));
-    }
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let token = format!("cop_{}", hex::encode(secret));
+    let name = credits_domain::operator::operator_name(&form.name).map_err(ApiError::invalid_parameters)?.to_string();
+    let token = crate::state::new_token(crate::state::OPERATOR_TOKEN_PREFIX);
     let hash = token_hash(&token);
     let made = state.call(move |store, now| Ok(store.create_operator(&name, role, &hash, now)?)).await?;
     let body = html! {

@@ -71,17 +71,21 @@ pub(crate) struct TopupRow {
     pub status: String,
 }
 
+pub(crate) fn by_id(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<TopupRow>> {
+    auto_topups::table.find(id).select(TopupRow::as_select()).first(conn).optional()
+}
+
 /// The auto top-up a PaymentIntent pays for: by the id in its metadata, else by its id.
 pub(crate) fn find(
     conn: &mut PgConnection,
     topup: Option<Uuid>,
     payment_intent: &str,
 ) -> QueryResult<Option<TopupRow>> {
-    let by_id = match topup {
-        Some(id) => auto_topups::table.find(id).select(TopupRow::as_select()).first(conn).optional()?,
+    let found = match topup {
+        Some(id) => by_id(conn, id)?,
         None => None,
     };
-    match by_id {
+    match found {
         Some(row) => Ok(Some(row)),
         None => auto_topups::table
             .filter(auto_topups::payment_intent_id.eq(payment_intent))

@@ -57,6 +57,16 @@ impl BalanceAlert {
     }
 }
 
+/// R23: a low-balance threshold as asked: a positive whole number of credits (at most a
+/// trillion), or none. The message is the 422's.
+pub fn threshold(raw: Option<i64>) -> Result<Option<Credits>, String> {
+    match raw {
+        None => Ok(None),
+        Some(n) if (1..=1_000_000_000_000).contains(&n) => Ok(Some(Credits::new(n))),
+        Some(n) => Err(format!("low_balance_threshold must be a positive whole number of credits, or null; not {n}")),
+    }
+}
+
 /// The level `available` is at, judged against `threshold`.
 pub fn level_of(threshold: Option<Credits>, available: Credits) -> BalanceLevel {
     if available <= Credits::ZERO {
