@@ -28,6 +28,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, contract_errors};
 pub use metrics::Metrics;
+pub use simulated::follow as follow_simulated_calls;
 pub use state::{AppState, Credentials, OPERATOR_TOKEN_PREFIX, new_token, token_hash};
 
 use crate::edge::blocking;

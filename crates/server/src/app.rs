@@ -34,6 +34,8 @@ pub enum StartError {
     SealingKey(String),
     #[error("cannot listen on {addr}: {cause}")]
     Listen { addr: String, cause: std::io::Error },
+    #[error("cannot start the {name} thread: {cause}")]
+    Thread { name: &'static str, cause: std::io::Error },
 }
 
 /// The catalog from settings, validated: a bad one stops the service naming the bad entry.
@@ -47,25 +49,32 @@ pub fn load_catalog(settings: &Settings) -> Result<Catalog, StartError> {
     Ok(catalog)
 }
 
+/// The calls the simulated Stripe answers with events (`payments.provider = "simulated"`).
+type SimulatedCalls = std::sync::mpsc::Receiver<credits_domain::payments::SimulatedCall>;
+
 /// Stripe at `stripe.api_base` with `stripe.secret_key`; without a key, checkout is unavailable.
-fn payment_gateway(settings: &Settings) -> Arc<dyn PaymentGateway> {
+/// Simulated, the calls it will answer with events come too.
+fn payment_gateway(settings: &Settings) -> (Arc<dyn PaymentGateway>, Option<SimulatedCalls>) {
     if settings.payments.provider == crate::settings::PaymentsProvider::Simulated {
         tracing::warn!("payments.provider = \"simulated\": checkout opens this service's simulated payment pages");
-        return Arc::new(credits_stripe::SimulatedGateway::new(&settings.server.public_url));
+        let (calls, answered) = std::sync::mpsc::channel();
+        return (Arc::new(credits_stripe::SimulatedGateway::new(&settings.server.public_url, calls)), Some(answered));
     }
-    match settings.stripe.secret_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
-        Some(key) => match StripeGateway::new(key, &settings.stripe.api_base) {
-            Ok(gateway) => Arc::new(gateway),
-            Err(e) => {
-                tracing::error!(error = %e, "the Stripe client could not be built; checkout is unavailable");
+    let gateway: Arc<dyn PaymentGateway> =
+        match settings.stripe.secret_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            Some(key) => match StripeGateway::new(key, &settings.stripe.api_base) {
+                Ok(gateway) => Arc::new(gateway),
+                Err(e) => {
+                    tracing::error!(error = %e, "the Stripe client could not be built; checkout is unavailable");
+                    Arc::new(UnconfiguredGateway)
+                }
+            },
+            None => {
+                tracing::warn!("stripe.secret_key is not set; checkout answers PAYMENTS_UNAVAILABLE");
                 Arc::new(UnconfiguredGateway)
             }
-        },
-        None => {
-            tracing::warn!("stripe.secret_key is not set; checkout answers PAYMENTS_UNAVAILABLE");
-            Arc::new(UnconfiguredGateway)
-        }
-    }
+        };
+    (gateway, None)
 }
 
 /// The SMTP sender of the outbox, from `smtp.*` and `mail.from`.
@@ -154,6 +163,7 @@ impl Services {
                 (c.clone(), Some(c))
             }
         };
+        let (payments, simulated) = payment_gateway(settings);
         let state = AppState {
             store: store.clone() as Arc<dyn Store>,
             balances: Arc::new(BalanceReads::start(
@@ -173,7 +183,7 @@ impl Services {
             )
             .with_metrics_token(settings.metrics.token.as_deref()),
             metrics,
-            payments: payment_gateway(settings),
+            payments,
             mail: MailContext {
                 sales_team: settings.mail.sales_team.clone(),
                 admin_url: format!(
@@ -196,6 +206,13 @@ impl Services {
                 allow_private: settings.webhooks.allow_private,
             },
         };
+        if let Some(calls) = simulated {
+            let follower = state.clone();
+            std::thread::Builder::new()
+                .name("simulated-stripe".into())
+                .spawn(move || credits_api::follow_simulated_calls(&follower, calls))
+                .map_err(|cause| StartError::Thread { name: "simulated-stripe", cause })?;
+        }
         Ok(Services { pool, store, state, mailer: mailer(settings), sealing })
     }
 

@@ -6,8 +6,11 @@
 
 use credits_domain::ids::AccountId;
 use credits_domain::notify::store::IntentAnswer;
+use std::sync::mpsc::Sender;
+
 use credits_domain::payments::{
     CreatedSession, GatewayError, InvoiceView, LiveSubscription, OffSessionPayment, PaymentGateway, SessionRequest,
+    SimulatedCall,
 };
 use uuid::Uuid;
 
@@ -15,11 +18,18 @@ use uuid::Uuid;
 pub struct SimulatedGateway {
     /// `server.public_url`: where the simulated pages are.
     base: String,
+    /// The calls Stripe answers with events, for the simulated pages' adapter to send after the
+    /// call returned (as Stripe's webhooks come after its API's answer).
+    calls: Sender<SimulatedCall>,
 }
 
 impl SimulatedGateway {
-    pub fn new(public_url: &str) -> SimulatedGateway {
-        SimulatedGateway { base: public_url.trim_end_matches('/').to_string() }
+    pub fn new(public_url: &str, calls: Sender<SimulatedCall>) -> SimulatedGateway {
+        SimulatedGateway { base: public_url.trim_end_matches('/').to_string(), calls }
+    }
+
+    fn follow(&self, call: SimulatedCall) -> Result<(), GatewayError> {
+        self.calls.send(call).map_err(|_| GatewayError::Unavailable("the simulated payments have stopped".into()))
     }
 }
 
@@ -41,20 +51,33 @@ impl PaymentGateway for SimulatedGateway {
         Ok(())
     }
 
-    /// A plan change of a live subscription: accepted; the simulated portal has no proration
-    /// invoice to pay yet (the pages issue's note).
-    fn change_price(&self, _: &LiveSubscription, _: &str, _: bool, _: &str) -> Result<(), GatewayError> {
-        Ok(())
+    /// R14: the new price now, and an upgrade's proration invoice paid at once.
+    fn change_price(
+        &self,
+        subscription: &LiveSubscription,
+        price_id: &str,
+        upgrade: bool,
+        _: &str,
+    ) -> Result<(), GatewayError> {
+        self.follow(SimulatedCall::ChangePrice {
+            subscription: subscription.clone(),
+            price_id: price_id.to_string(),
+            upgrade,
+        })
     }
 
-    fn resume(&self, _: &LiveSubscription, _: &str) -> Result<(), GatewayError> {
-        Ok(())
+    fn resume(&self, subscription: &LiveSubscription, _: &str) -> Result<(), GatewayError> {
+        self.follow(SimulatedCall::Resume { subscription: subscription.clone() })
     }
 
+    /// R18's cancellation of a duplicate subscription: accepted with no events. A simulated
+    /// checkout pays only the session the account has open, so no duplicate is ever made here
+    /// (docs/decisions.md).
     fn cancel_subscription(&self, _: &str, _: &str) -> Result<(), GatewayError> {
         Ok(())
     }
 
+    /// R18's refund of a duplicate's invoice: as `cancel_subscription`.
     fn refund_invoice(&self, _: &str, _: &str) -> Result<(), GatewayError> {
         Ok(())
     }

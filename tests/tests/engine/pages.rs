@@ -250,7 +250,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
 }
 
 #[actix_web::test]
-async fn with_simulated_payments_a_pack_and_a_plan_are_bought_cancelled_and_resumed_in_the_browser() {
+async fn with_simulated_payments_a_pack_and_a_plan_are_bought_changed_renewed_refunded_and_disputed_in_the_browser() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let public = format!("http://127.0.0.1:{port}");
     let app = TestApp::spawn_with(&[
@@ -290,6 +290,48 @@ async fn with_simulated_payments_a_pack_and_a_plan_are_bought_cancelled_and_resu
     browser.submit("form[action$='/resume'] button").await;
     browser.wait_for("Your plan change is on its way").await;
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], serde_json::Value::Null);
+
+    // An upgrade from the page: the simulated Stripe changes the price and its proration invoice
+    // is paid at once, as Stripe's webhooks say after its answer (R14): Pro, the allowance grown.
+    let on_creator = app.available(&acct).await;
+    browser.submit("form[action='/billing/plan']:has(input[value='pro']) button").await;
+    browser.wait_for("Your plan change is on its way").await;
+    app.eventually("the upgrade to Pro is applied", || async {
+        app.get(&acct, "/v1/account").await.expect(200)["plan"] == "pro"
+    })
+    .await;
+    assert!(app.available(&acct).await > on_creator, "the allowance grew with the upgrade");
+
+    // Renew now: the renewal's paid invoice starts a new period with Pro's full allowance (R3).
+    let period = app.get(&acct, "/v1/account").await.expect(200)["period_start"].clone();
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.submit("form[action$='/renew'] button").await;
+    browser.wait_for("Your plan change is on its way").await;
+    let renewed = app.get(&acct, "/v1/account").await.expect(200);
+    assert_ne!(renewed["period_start"], period, "a new period: {renewed}");
+    assert_eq!(renewed["plan"], "pro");
+    let renewed_available = app.available(&acct).await;
+
+    // The pack refunded in the portal: what is left of its 500 credits is clawed back.
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.submit("form[action$='/refund']:has(input[value^='pi_sim_']) button").await;
+    browser.wait_for("billing portal shows here").await;
+    assert_eq!(app.available(&acct).await, renewed_available - 500, "the refunded pack's credits are gone");
+
+    // The renewal disputed: its allowance is clawed back and the account restricted (R19); the
+    // dispute won gives both back.
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.submit("form[action$='/dispute']:has(input[value^='in_sim_']) button").await;
+    browser.wait_for("billing portal shows here").await;
+    let disputed = app.get(&acct, "/v1/account").await.expect(200);
+    assert_eq!(disputed["restricted"], true, "a dispute restricts: {disputed}");
+    assert!(app.available(&acct).await < renewed_available - 500, "the disputed allowance is clawed back");
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.assert_accessible("the simulated portal").await;
+    browser.submit("form[action$='/won'] button").await;
+    browser.wait_for("billing portal shows here").await;
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["restricted"], false);
+    assert_eq!(app.available(&acct).await, renewed_available - 500, "the won dispute gives the credits back");
     app.assert_ledger_consistent();
 }
 

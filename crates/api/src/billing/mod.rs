@@ -648,6 +648,7 @@ pub async fn show(
         Some("auto-topup") => Some("Auto top-up is saved."),
         Some("plan") => Some("Your plan change is on its way: it shows here once Stripe confirms it."),
         Some("paid") => Some("Thank you: your purchase shows here as soon as Stripe confirms the payment."),
+        Some("portal") => Some("What you did in the billing portal shows here once Stripe tells us."),
         Some("checkout-cancelled") => Some("Checkout was cancelled; nothing was charged."),
         Some("revoked") => Some("The key is revoked: it stops working at once."),
         Some("verification") => Some("Your request is sent: the sales team will answer by email."),

@@ -7,17 +7,21 @@ mod events;
 mod jobs;
 
 use chrono::{DateTime, Utc};
+use credits_domain::credits::Credits;
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::{IdempotencyKey, Recall, Replayable};
 use credits_domain::ids::AccountId;
 use credits_domain::payments::{
-    Applied, ApplyError, CheckoutContext, CheckoutRecord, CheckoutView, FailedEventView, LiveSubscription, OpenSession,
-    PaymentError, PaymentGateway, PaymentStore, SessionMode, SessionStatus, StripeEvent, SubscriptionStatus,
+    Applied, ApplyError, CheckoutContext, CheckoutRecord, CheckoutView, DisputeStatus, DisputeView, FailedEventView,
+    LiveSubscription, OpenSession, PaymentError, PaymentGateway, PaymentLink, PaymentStore, PurchaseView, Purchases,
+    SessionMode, SessionStatus, StripeEvent, SubscriptionStatus,
 };
 use diesel::prelude::*;
 
 use crate::rows::{AccountRow, undecodable};
-use crate::schema::{accounts, checkout_sessions, stripe_events, subscriptions};
+use crate::schema::{
+    accounts, checkout_sessions, disputes, invoice_grants, stripe_events, subscriptions, topup_purchases,
+};
 use crate::{Fail, PgStore, read_tx};
 
 pub use events::{lift, restrict, to_free};
@@ -214,6 +218,86 @@ impl PaymentStore for PgStore {
     ) -> Result<Option<(AccountId, credits_domain::payments::SessionRecord, Option<String>)>, StoreError> {
         let mut conn = self.conn()?;
         events::session_record(&mut conn, id).map_err(crate::store_error)
+    }
+
+    fn subscription_account(&self, subscription: &str) -> Result<Option<AccountId>, StoreError> {
+        let mut conn = self.conn()?;
+        let found: Option<uuid::Uuid> = subscriptions::table
+            .find(subscription)
+            .select(subscriptions::account_id)
+            .first(&mut conn)
+            .optional()
+            .map_err(crate::store_error)?;
+        Ok(found.map(AccountId))
+    }
+
+    fn purchases(&self, account: AccountId) -> Result<Purchases, StoreError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| {
+            type Pack = (String, Option<String>, i64, i64, i64, DateTime<Utc>);
+            let packs: Vec<Pack> = topup_purchases::table
+                .filter(topup_purchases::account_id.eq(account.0))
+                .select((
+                    topup_purchases::pack_id,
+                    topup_purchases::payment_intent_id,
+                    topup_purchases::credits,
+                    topup_purchases::amount,
+                    topup_purchases::refunded_amount,
+                    topup_purchases::created_at,
+                ))
+                .load(conn)?;
+            type Invoice = (String, String, i64, i64, i64, DateTime<Utc>);
+            let invoices: Vec<Invoice> = invoice_grants::table
+                .filter(invoice_grants::account_id.eq(account.0))
+                .filter(invoice_grants::amount_paid.gt(0))
+                .select((
+                    invoice_grants::invoice_id,
+                    invoice_grants::billing_reason,
+                    invoice_grants::credits,
+                    invoice_grants::amount_paid,
+                    invoice_grants::refunded_amount,
+                    invoice_grants::created_at,
+                ))
+                .load(conn)?;
+            let mut payments: Vec<PurchaseView> = packs
+                .into_iter()
+                // A pack paid with no PaymentIntent (a free promotion) has nothing to refund.
+                .filter_map(|(pack, intent, credits, amount, refunded_amount, created_at)| {
+                    Some(PurchaseView {
+                        payment: PaymentLink { payment_intent: Some(intent?), invoice: None },
+                        what: pack,
+                        credits: Credits::new(credits),
+                        amount,
+                        refunded_amount,
+                        created_at,
+                    })
+                })
+                .chain(invoices.into_iter().map(|(invoice, reason, credits, amount, refunded_amount, created_at)| {
+                    PurchaseView {
+                        payment: PaymentLink { payment_intent: None, invoice: Some(invoice) },
+                        what: reason,
+                        credits: Credits::new(credits),
+                        amount,
+                        refunded_amount,
+                        created_at,
+                    }
+                }))
+                .collect();
+            payments.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+            let found: Vec<(String, Option<String>, String)> = disputes::table
+                .filter(disputes::account_id.eq(account.0))
+                .order(disputes::created_at.desc())
+                .select((disputes::id, disputes::payment_intent_id, disputes::status))
+                .load(conn)?;
+            let disputes = found
+                .into_iter()
+                .map(|(id, payment_intent, status)| {
+                    let status = DisputeStatus::parse(&status).ok_or_else(|| undecodable("dispute status", &status))?;
+                    Ok(DisputeView { id, payment_intent, status })
+                })
+                .collect::<QueryResult<Vec<_>>>()?;
+            Ok(Purchases { payments, disputes })
+        })
     }
 
     fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError> {

@@ -107,6 +107,44 @@ pub struct LiveSubscription {
     pub cancel_at_period_end: bool,
 }
 
+/// A payment the account made: a pack's (its PaymentIntent) or a subscription invoice's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseView {
+    /// How Stripe's refund and dispute events name the payment.
+    pub payment: crate::payments::PaymentLink,
+    /// The pack's id, or the invoice's billing reason.
+    pub what: String,
+    pub credits: crate::credits::Credits,
+    /// In the currency's smallest unit.
+    pub amount: i64,
+    pub refunded_amount: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A dispute of one of the account's payments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeView {
+    pub id: String,
+    pub payment_intent: Option<String>,
+    pub status: crate::payments::DisputeStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Purchases {
+    pub payments: Vec<PurchaseView>,
+    pub disputes: Vec<DisputeView>,
+}
+
+/// With simulated payments (SPEC section 5), a call to the simulated Stripe that Stripe answers
+/// with events: the simulated pages' adapter makes those events and applies them as Stripe's are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimulatedCall {
+    /// `customer.subscription.updated` with the new price; an upgrade's proration invoice paid.
+    ChangePrice { subscription: LiveSubscription, price_id: String, upgrade: bool },
+    /// `customer.subscription.updated` with `cancel_at_period_end` cleared.
+    Resume { subscription: LiveSubscription },
+}
+
 /// The payment provider (Stripe), as the service calls it.
 pub trait PaymentGateway: Send + Sync {
     /// A customer for the account; the same (account, generation) always gives the same customer.
@@ -269,13 +307,18 @@ pub trait PaymentStore {
     /// Apply one Stripe event, at most once, in one transaction; one the configuration cannot
     /// apply is kept as failed (not applied) for an admin.
     fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, ApplyError>;
-    /// Events kept as failed, oldest first.
     /// A checkout session this service made: its account, its record, and the account's Stripe
     /// customer (simulated payments read it to play Stripe's part).
     fn checkout_session(
         &self,
         id: &str,
     ) -> Result<Option<(AccountId, crate::payments::SessionRecord, Option<String>)>, StoreError>;
+    /// The account a subscription this service knows belongs to.
+    fn subscription_account(&self, subscription: &str) -> Result<Option<AccountId>, StoreError>;
+    /// What the account paid for (packs and subscription invoices, newest first) and its
+    /// disputes: simulated payments refund and dispute these as Stripe would.
+    fn purchases(&self, account: AccountId) -> Result<Purchases, StoreError>;
+    /// Events kept as failed, oldest first.
     fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError>;
     /// The verified body of a kept event (to apply it again).
     fn stripe_event_payload(&self, id: &str) -> Result<Option<String>, StoreError>;
