@@ -75,23 +75,39 @@ impl ReportStore for PgStore {
             if !exists(conn, account)? {
                 return Err(crate::Fail::Rule(AccountError::NotFound));
             }
-            let key = match group_by {
-                GroupBy::Day => "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-                GroupBy::Model => "r.model_id",
-                GroupBy::ApiKey => "r.api_key_id::text",
-                GroupBy::Workflow => "r.workflow_id",
+            // The debits of the span, from ledger_debits_by_time (which carries their credits and
+            // runs). By day no run is read: the day is the entry's, grouped as a date and named
+            // once per group. Otherwise each debit reaches its run among the account's own runs
+            // (runs_account_created): never a scan of every account's runs.
+            let sql = match group_by {
+                GroupBy::Day => "SELECT to_char(d, 'YYYY-MM-DD') AS key, credits, runs
+                   FROM (SELECT (e.created_at AT TIME ZONE 'UTC')::date AS d, (-sum(e.credits))::bigint AS credits,
+                                count(DISTINCT e.run_id)::bigint AS runs
+                           FROM ledger_entries e
+                          WHERE e.account_id = $1 AND e.entry_type = 'debit' AND e.run_id IS NOT NULL
+                            AND e.created_at >= $2 AND e.created_at < $3
+                          GROUP BY 1) g
+                  ORDER BY 1"
+                    .to_string(),
+                _ => {
+                    let key = match group_by {
+                        GroupBy::Model => "r.model_id",
+                        GroupBy::ApiKey => "r.api_key_id::text",
+                        _ => "r.workflow_id",
+                    };
+                    format!(
+                        "SELECT {key} AS key, (-sum(e.credits))::bigint AS credits, count(DISTINCT e.run_id)::bigint AS runs
+                           FROM ledger_entries e JOIN runs r ON r.id = e.run_id AND r.account_id = $1
+                          WHERE e.account_id = $1 AND e.entry_type = 'debit' AND e.created_at >= $2 AND e.created_at < $3
+                          GROUP BY 1 ORDER BY 1"
+                    )
+                }
             };
-            // The debits of the span (ledger_debits_by_time), each reaching its run by primary key.
-            let rows: Vec<GroupRow> = diesel::sql_query(format!(
-                "SELECT {key} AS key, (-sum(e.credits))::bigint AS credits, count(DISTINCT e.run_id)::bigint AS runs
-                   FROM ledger_entries e JOIN runs r ON r.id = e.run_id
-                  WHERE e.account_id = $1 AND e.entry_type = 'debit' AND e.created_at >= $2 AND e.created_at < $3
-                  GROUP BY 1 ORDER BY 1"
-            ))
-            .bind::<SqlUuid, _>(account.0)
-            .bind::<Timestamptz, _>(span.from)
-            .bind::<Timestamptz, _>(span.to)
-            .load(conn)?;
+            let rows: Vec<GroupRow> = diesel::sql_query(sql)
+                .bind::<SqlUuid, _>(account.0)
+                .bind::<Timestamptz, _>(span.from)
+                .bind::<Timestamptz, _>(span.to)
+                .load(conn)?;
             Ok(rows
                 .into_iter()
                 .map(|r| UsageGroup { key: r.key, credits: Credits::new(r.credits), runs: r.runs })
