@@ -43,6 +43,13 @@ macro_rules! prepared {
             $(pub $field: $ty,)*
         }
 
+        impl $name {
+            /// The statement, and its fields in the order they bind to `$1`, `$2`, ….
+            pub const SQL: &'static str = $sql;
+            #[cfg(test)]
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+
         impl QueryId for $name {
             type QueryId = $name;
             const HAS_STATIC_QUERY_ID: bool = true;
@@ -56,8 +63,7 @@ macro_rules! prepared {
 
         impl QueryFragment<Pg> for $name {
             fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-                const SQL: &str = $sql;
-                let mut pieces = pieces(SQL);
+                let mut pieces = pieces(Self::SQL);
                 $(
                     out.push_sql(pieces.next().unwrap_or_default());
                     out.push_bind_param::<$st, _>(&self.$field)?;
@@ -184,7 +190,42 @@ prepared!(
 
 #[cfg(test)]
 mod tests {
-    use super::pieces;
+    use super::*;
+
+    /// The `$n` placeholders of `sql`, in the order they appear.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        sql.split('$')
+            .skip(1)
+            .map(|after| {
+                let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap_or_else(|_| panic!("a '$' that is no placeholder in {sql}"))
+            })
+            .collect()
+    }
+
+    /// `prepared!` binds its fields in order, whatever number each `$n` says: so each statement's
+    /// placeholders must be exactly `$1` … `$n` in order, one per field.
+    #[test]
+    fn every_statement_binds_its_fields_to_its_placeholders_in_order() {
+        let statements = [
+            ("PostEntry", PostEntry::SQL, PostEntry::FIELDS),
+            ("WalletQuery", WalletQuery::SQL, WalletQuery::FIELDS),
+            ("BalanceQuery", BalanceQuery::SQL, BalanceQuery::FIELDS),
+            ("StartRun", StartRun::SQL, StartRun::FIELDS),
+        ];
+        let declared = include_str!("prepared.rs").matches("\nprepared!(").count();
+        assert_eq!(statements.len(), declared, "every prepared! statement is checked here");
+        for (name, sql, fields) in statements {
+            let expected: Vec<usize> = (1..=fields.len()).collect();
+            assert_eq!(placeholders(sql), expected, "{name}: its fields {fields:?}");
+        }
+    }
+
+    #[test]
+    fn a_placeholder_out_of_order_is_caught() {
+        assert_eq!(placeholders("SELECT $2, $1"), [2, 1]);
+        assert_eq!(placeholders("SELECT $1 WHERE a = $10"), [1, 10]);
+    }
 
     #[test]
     fn placeholders_split_the_text() {

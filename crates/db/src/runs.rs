@@ -185,7 +185,7 @@ fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debit
 }
 
 /// A run just started, as `run_view` would show it, built from what the transaction wrote (no
-/// second read on the hot path).
+/// second read on the hot path) through the same constructor.
 fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) -> QueryResult<RunView> {
     let portions: Vec<ChargeView> = match charge {
         Charge::Credits(portions) => portions
@@ -201,11 +201,17 @@ fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) ->
         Charge::Trial(_) => Vec::new(),
     };
     let (charged, reserved) = if captured { (portions, Vec::new()) } else { (Vec::new(), portions) };
+    view(row, row.status()?, charged, reserved)
+}
+
+/// A run as the service shows it, from its row, its status now (a held run past its expiry is
+/// released) and its charges: the one constructor of both a fresh run's view and a read one's.
+fn view(row: &RunRow, status: RunStatus, charged: Vec<ChargeView>, reserved: Vec<ChargeView>) -> QueryResult<RunView> {
     Ok(RunView {
         id: RunId(row.id),
         account_id: AccountId(row.account_id),
         model: row.model_id.clone(),
-        status: row.status()?,
+        status,
         cost: Credits::new(row.cost),
         images: row.images,
         duration_seconds: row.duration_seconds,
@@ -215,9 +221,9 @@ fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) ->
         reserved,
         captured_credits: row.captured_credits.map(Credits::new),
         trial: row.trial()?,
-        hold_expires_at: row.hold_expires_at,
+        hold_expires_at: if row.status()? == RunStatus::Held { row.hold_expires_at } else { None },
         created_at: row.created_at,
-        finished_at: row.finished_at,
+        finished_at: row.finished_at.or(if status == RunStatus::Released { row.hold_expires_at } else { None }),
     })
 }
 
@@ -248,24 +254,12 @@ fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryR
             credits: Credits::new(credits * sign),
         })
     };
-    Ok(RunView {
-        id: RunId(row.id),
-        account_id: AccountId(row.account_id),
-        model: row.model_id.clone(),
+    view(
+        row,
         status,
-        cost: Credits::new(row.cost),
-        images: row.images,
-        duration_seconds: row.duration_seconds,
-        workflow_id: row.workflow_id.clone(),
-        channel: row.channel.clone(),
-        charged: charged.into_iter().map(|c| to_view(c, -1)).collect::<QueryResult<_>>()?,
-        reserved: reserved.into_iter().map(|c| to_view(c, 1)).collect::<QueryResult<_>>()?,
-        captured_credits: row.captured_credits.map(Credits::new),
-        trial: row.trial()?,
-        hold_expires_at: if row.status()? == RunStatus::Held { row.hold_expires_at } else { None },
-        created_at: row.created_at,
-        finished_at: row.finished_at.or(if status == RunStatus::Released { row.hold_expires_at } else { None }),
-    })
+        charged.into_iter().map(|c| to_view(c, -1)).collect::<QueryResult<_>>()?,
+        reserved.into_iter().map(|c| to_view(c, 1)).collect::<QueryResult<_>>()?,
+    )
 }
 
 fn load_run(conn: &mut PgConnection, account: AccountId, run: RunId) -> Result<RunRow, Fail<RunError>> {
