@@ -178,6 +178,20 @@ impl Browser {
         assert!(serious.is_empty(), "{what}: serious accessibility violations: {serious:#?}");
     }
 
+    /// Fails when the current page loaded anything (itself, a stylesheet, an image, a script) from
+    /// another origin than `origin`, as the browser's own record of what it fetched says.
+    pub async fn assert_same_origin(&self, origin: &str) {
+        let script = "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));";
+        let loaded =
+            self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await;
+        let urls: Vec<&str> =
+            loaded.as_array().expect("the page's resources").iter().filter_map(Value::as_str).collect();
+        assert!(urls.len() > 1, "the page loaded its stylesheet at least: {urls:?}");
+        let prefix = format!("{}/", origin.trim_end_matches('/'));
+        let foreign: Vec<&&str> = urls.iter().filter(|u| !u.starts_with(&prefix)).collect();
+        assert!(foreign.is_empty(), "requests left {origin}: {foreign:?}");
+    }
+
     /// A PNG of the page, written to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
         let shot = self.call(reqwest::Method::GET, "/screenshot", None).await;

@@ -136,6 +136,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/stripe-events/{id}/reprocess", web::post().to(console::reprocess))
         .route("/console/mail", web::get().to(console::dead_mail))
         .route("/console/mail/{id}/resend", web::post().to(console::resend_mail))
+        .route("/console/accounts/{id}/webhooks", web::get().to(console::webhook_deliveries))
+        .route("/console/reports/liability", web::get().to(console::liability))
         .route("/console/clock", web::get().to(console::clock))
         .route("/console/clock", web::post().to(console::advance))
         .route("/console/accounts/{id}/{action}", web::post().to(console::restriction))

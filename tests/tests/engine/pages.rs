@@ -28,12 +28,15 @@ async fn the_billing_page_opens_once_shows_the_balance_and_saves_an_alert_only_w
     assert_eq!(browser.text("#available").await, "280");
     let source = browser.source().await;
     assert!(source.contains("adjustment") && source.contains("lifetime"), "every bucket is listed");
+    let trials = browser.text("#trials").await;
+    assert!(
+        trials.contains("flux-pro") && trials.contains("3 of 3 generations left"),
+        "the Free plan's trials: {trials}"
+    );
     for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
         assert!(!source.contains(attr), "no resource from another origin ({attr})");
     }
-    browser
-        .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/billing.png"))
-        .await;
+    browser.assert_same_origin(&app.instance.base_url).await;
     browser.assert_accessible("the billing page").await;
 
     // The alert form, as a person uses it.
@@ -185,9 +188,7 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     browser.goto(&format!("{base}/console/verifications")).await;
     assert!(browser.source().await.contains("Acme Console GmbH"));
     browser.assert_accessible("the verification queue").await;
-    browser
-        .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/console.png"))
-        .await;
+    browser.assert_same_origin(&base).await;
     browser.submit("form[action$='/approve'] button").await;
     assert!(browser.wait_for("Approved").await.contains("Approved"));
     crate::stripe::checkout(&app, &acct, "subscription", "business").await.expect(201);
@@ -218,6 +219,10 @@ async fn sales_approves_in_the_console_and_support_adjusts_credits_there_each_wi
     let after = browser.wait_for("The adjustment is in the ledger.").await;
     assert!(after.contains("goodwill for the outage"));
     assert!(browser.text("#audit").await.contains("support operator (support)"), "the page shows the audit trail");
+    // The README's picture of the console (docs/img/console.png is copied from here).
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/console.png"))
+        .await;
     assert_eq!(app.available(&acct).await, 288);
     #[derive(diesel::QueryableByName)]
     struct Audit {
@@ -333,6 +338,17 @@ async fn with_simulated_payments_a_pack_and_a_plan_are_bought_changed_renewed_re
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["restricted"], false);
     assert_eq!(app.available(&acct).await, renewed_available - 500, "the won dispute gives the credits back");
     app.assert_ledger_consistent();
+
+    // A few runs, and the page as an owner sees it: the README's picture of the billing page
+    // (docs/img/billing.png is copied from here).
+    for (model, images) in [("flux-schnell", 4), ("flux-pro", 2), ("flux-schnell", 6)] {
+        app.run(&acct, json!({"model": model, "images": images, "capture": true})).await.expect(201);
+    }
+    browser.goto(&format!("{public}/billing")).await;
+    assert!(browser.source().await.contains("<svg"), "the usage chart is drawn");
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/billing.png"))
+        .await;
 }
 
 #[actix_web::test]
@@ -376,6 +392,58 @@ async fn an_admin_manages_operators_moves_the_test_clock_and_sets_a_contract_in_
     browser.submit("form[action$='/enterprise'] button").await;
     assert!(browser.wait_for("The Enterprise contract is set.").await.contains("The Enterprise contract is set."));
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["plan"], "enterprise");
+}
+
+#[actix_web::test]
+async fn an_admin_reads_the_liability_report_and_an_accounts_webhook_deliveries_in_the_console() {
+    let app = TestApp::spawn().await;
+    let base = app.instance.base_url.clone();
+    let acct = app.account().await;
+    let id = account_id(&acct).to_string();
+    app.adjust(&acct, json!({"credits": 120, "reason": "goodwill"})).await.expect(201);
+    // An endpoint nothing listens at, and an event for it: its attempts fail and are listed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{dead}/hooks");
+    app.post(&acct, "/v1/webhook-endpoints", json!({"url": url, "events": ["account.restricted"]})).await.expect(201);
+    let support = app.operator(credits_domain::operator::Role::Support);
+    app.call(
+        &support,
+        "PUT",
+        &format!("/admin/v1/accounts/{id}/restriction"),
+        Some(json!({"reason": "chargeback"})),
+        None,
+    )
+    .await
+    .expect(200);
+    let endpoint =
+        app.get(&acct, "/v1/webhook-endpoints").await.expect(200)["endpoints"][0]["id"].as_str().unwrap().to_string();
+    app.eventually("an attempt at the endpoint", || async {
+        let listed = app.get(&acct, &format!("/v1/webhook-endpoints/{endpoint}/deliveries")).await.expect(200);
+        listed["deliveries"].as_array().is_some_and(|d| d.iter().any(|a| a["status"] == "failed"))
+    })
+    .await;
+    let attempts = app.get(&acct, &format!("/v1/webhook-endpoints/{endpoint}/deliveries")).await.expect(200);
+    let event = attempts["deliveries"][0]["event_id"].as_str().unwrap().to_string();
+
+    let browser = Browser::start().await;
+    console_sign_in(&browser, &base, credits_tests::ADMIN_TOKEN).await;
+    browser.goto(&format!("{base}/console/accounts/{id}")).await;
+    browser.submit("a[href$='/webhooks']").await;
+    let page = browser.source().await;
+    assert!(page.contains(&url) && page.contains(&event), "the endpoint and its event are listed: {page}");
+    assert!(browser.text("table.deliveries").await.contains("failed"), "its failed attempt is listed");
+    browser.assert_accessible("an account's webhook deliveries").await;
+
+    // The liability report: the same figures as the admin API's.
+    let report = app.get(&app.admin(), "/admin/v1/reports/liability").await.expect(200);
+    browser.goto(&format!("{base}/console/reports/liability")).await;
+    let outstanding = browser.text("#outstanding").await;
+    let total = report["outstanding"]["credits"].as_i64().unwrap();
+    assert!(total >= 370, "the account's 250 and 120 at least: {report}");
+    assert!(outstanding.contains(&total.to_string()), "the page shows {total} outstanding: {outstanding}");
+    assert!(outstanding.contains(&report["outstanding"]["promotional"]["credits"].to_string()));
+    browser.assert_accessible("the liability report").await;
+    browser.assert_same_origin(&base).await;
 }
 
 #[actix_web::test]

@@ -225,6 +225,7 @@ pub(super) struct Billing {
     balance: credits_domain::views::BalanceView,
     days: Vec<(String, i64)>,
     models: Vec<credits_domain::reports::UsageGroup>,
+    trials: Vec<credits_domain::trial::TrialView>,
     ledger: credits_domain::views::LedgerPage,
     alerts: credits_domain::notify::store::AlertsView,
     auto_topup: credits_domain::notify::store::AutoTopupView,
@@ -239,7 +240,7 @@ pub(super) struct Billing {
 }
 
 /// `1234` in `usd` is `$12.34`; other currencies by their code.
-fn money(amount: i64, currency: &str) -> String {
+pub(crate) fn money(amount: i64, currency: &str) -> String {
     let major = format!("{}.{:02}", amount / 100, (amount % 100).abs());
     match currency.to_ascii_lowercase().as_str() {
         "usd" => format!("${major}"),
@@ -257,62 +258,67 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
     let account = session.account;
     let catalog = state.catalog.clone();
     let (gateway, catalog2) = (state.payments.clone(), state.catalog.clone());
-    let invoices = state
-        .call(move |store, now| {
-            let service =
-                credits_domain::payments::CheckoutService { store, gateway: gateway.as_ref(), catalog: &catalog2 };
-            Ok(service.invoices(account, now).map_err(|e| e.to_string()))
-        })
-        .await?;
-    state
-        .call(move |store, now| {
-            let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
-            let by_day = store.usage(account, GroupBy::Day, span)?;
-            let days = (0..30)
-                .rev()
-                .map(|back| {
-                    let day = (now - Duration::days(back)).format("%Y-%m-%d").to_string();
-                    let credits = by_day.iter().find(|g| g.key.as_deref() == Some(&day)).map_or(0, |g| g.credits.get());
-                    (day, credits)
-                })
-                .collect();
-            let balance = store
-                .balances(&[account], now)?
-                .pop()
-                .flatten()
-                .ok_or_else(|| ApiError::not_found("no such account"))?;
-            Ok(Billing {
-                account: store.account_view(account, now)?,
-                balance,
-                days,
-                models: store.usage(account, GroupBy::Model, span)?,
-                ledger: store.ledger(account, &LedgerQuery { limit: 20, cursor })?,
-                alerts: store.alerts(account)?,
-                auto_topup: store.auto_topup(account, now)?,
-                endpoints: store.endpoints(account)?,
-                keys: store.api_keys(account, now).unwrap_or_default(),
-                packs: catalog
-                    .packs()
-                    .iter()
-                    .map(|p| {
-                        let label = format!("{} ({} credits)", p.name, p.credits);
-                        (p.id.clone(), label, money(p.price.amount, &p.price.currency))
-                    })
-                    .collect(),
-                plans: catalog
-                    .plans()
-                    .iter()
-                    .filter(|p| p.sold)
-                    .map(|p| {
-                        let price = p.price.as_ref().map(|pr| format!("{} a month", money(pr.amount, &pr.currency)));
-                        (p.id.clone(), p.name.clone(), price.unwrap_or_default())
-                    })
-                    .collect(),
-                invoices,
-                verification: store.latest_verification(account)?,
+    // Four reads at once, each on its own connection: Stripe's invoices, the two usage
+    // aggregates (the page's costliest statements on a long ledger), and the rest; the page takes
+    // as long as the slowest, not their sum (the 50 ms budget, measured by `make bench`).
+    let invoices = state.call(move |store, now| {
+        let service =
+            credits_domain::payments::CheckoutService { store, gateway: gateway.as_ref(), catalog: &catalog2 };
+        Ok(service.invoices(account, now).map_err(|e| e.to_string()))
+    });
+    let days = state.call(move |store, now| {
+        let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
+        let by_day = store.usage(account, GroupBy::Day, span)?;
+        Ok((0..30)
+            .rev()
+            .map(|back| {
+                let day = (now - Duration::days(back)).format("%Y-%m-%d").to_string();
+                let credits = by_day.iter().find(|g| g.key.as_deref() == Some(&day)).map_or(0, |g| g.credits.get());
+                (day, credits)
             })
+            .collect::<Vec<_>>())
+    });
+    let models = state.call(move |store, now| {
+        let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
+        Ok(store.usage(account, GroupBy::Model, span)?)
+    });
+    let rest = state.call(move |store, now| {
+        let balance =
+            store.balances(&[account], now)?.pop().flatten().ok_or_else(|| ApiError::not_found("no such account"))?;
+        Ok(Billing {
+            account: store.account_view(account, now)?,
+            balance,
+            days: Vec::new(),
+            models: Vec::new(),
+            trials: store.trials(account, now)?,
+            ledger: store.ledger(account, &LedgerQuery { limit: 20, cursor })?,
+            alerts: store.alerts(account)?,
+            auto_topup: store.auto_topup(account, now)?,
+            endpoints: store.endpoints(account)?,
+            keys: store.api_keys(account, now).unwrap_or_default(),
+            packs: catalog
+                .packs()
+                .iter()
+                .map(|p| {
+                    let label = format!("{} ({} credits)", p.name, p.credits);
+                    (p.id.clone(), label, money(p.price.amount, &p.price.currency))
+                })
+                .collect(),
+            plans: catalog
+                .plans()
+                .iter()
+                .filter(|p| p.sold)
+                .map(|p| {
+                    let price = p.price.as_ref().map(|pr| format!("{} a month", money(pr.amount, &pr.currency)));
+                    (p.id.clone(), p.name.clone(), price.unwrap_or_default())
+                })
+                .collect(),
+            invoices: Ok(Vec::new()),
+            verification: store.latest_verification(account)?,
         })
-        .await
+    });
+    let (invoices, days, models, rest) = tokio::join!(invoices, days, models, rest);
+    Ok(Billing { invoices: invoices?, days: days?, models: models?, ..rest? })
 }
 
 fn csrf_field(session: &PageSession) -> Markup {
@@ -440,6 +446,31 @@ pub(super) fn render_with(
                             tbody {
                                 @for g in &b.models {
                                     tr { td { (g.key.as_deref().unwrap_or("—")) } td class="num" { (g.credits.get()) } td class="num" { (g.runs) } }
+                                }
+                            }
+                        }
+                    }
+                }
+
+                section aria-labelledby="trials-h" {
+                    h2 id="trials-h" { "Free trials" }
+                    @if b.trials.iter().all(|t| t.status == "not_applicable") {
+                        p { "Your plan has no trials: its models run from your credits." }
+                    } @else {
+                        table id="trials" {
+                            caption { "Models you may try without spending credits" }
+                            thead { tr { th scope="col" { "Model" } th scope="col" { "Trial" } th scope="col" { "Status" } } }
+                            tbody {
+                                @for t in b.trials.iter().filter(|t| t.status != "not_applicable") {
+                                    tr {
+                                        td { (t.model) }
+                                        td { (match (t.kind, t.window_closes_at) {
+                                            (credits_domain::trial::TrialKind::Count, _) => format!("{} of {} generations left", t.remaining.unwrap_or(0), t.total),
+                                            (_, Some(closes)) => format!("unlimited until {}", when(closes)),
+                                            (_, None) => format!("unlimited for {} days from the first run", t.days.unwrap_or(0)),
+                                        }) }
+                                        td { (t.status) }
+                                    }
                                 }
                             }
                         }

@@ -287,3 +287,104 @@ pub async fn resend_mail(
     }
     Ok(see_other("/console/mail?notice=resent"))
 }
+
+/// `GET /console/accounts/{id}/webhooks` (admin): the account's webhook endpoints and each one's
+/// latest delivery attempts (section 9), as the account's `GET …/deliveries` lists them. Opening
+/// it is an account read in the audit trail, as the account page is.
+pub async fn webhook_deliveries(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, None).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
+    let by = session.operator.clone();
+    let (name, endpoints) = state
+        .call(move |store, now| {
+            let view = store.admin_account(&by, AccountId(id), now)?;
+            let mut endpoints = Vec::new();
+            for e in store.endpoints(AccountId(id))? {
+                let attempts = store.deliveries(AccountId(id), e.id, 20)?;
+                endpoints.push((e, attempts));
+            }
+            Ok((view.account.name, endpoints))
+        })
+        .await?;
+    let body = html! {
+        p { "Account " a href=(format!("/console/accounts/{id}")) { (name) } }
+        @if endpoints.is_empty() { p { "No webhook endpoints." } }
+        @for (e, attempts) in &endpoints {
+            section class="endpoint" aria-label=(format!("Endpoint {}", e.url)) {
+                h2 { code { (e.url) } }
+                dl class="facts" {
+                    dt { "Events" } dd { (e.events.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")) }
+                    dt { "Since" } dd { (when(e.created_at)) }
+                    @if let Some(at) = e.disabled_at { dt { "Disabled" } dd { (when(at)) " (every attempt failed for 5 days)" } }
+                    @else if let Some(at) = e.failing_since { dt { "Failing since" } dd { (when(at)) } }
+                }
+                @if attempts.is_empty() { p { "Nothing sent yet." } }
+                @else {
+                    table class="deliveries" {
+                        caption { "The latest attempts, newest first" }
+                        thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Status" } th scope="col" { "Answer" } th scope="col" { "Tried" } th scope="col" { "Next try" } } }
+                        tbody { @for d in attempts {
+                            tr {
+                                td { code { (d.event_id) } } td { (d.event_type.as_str()) } td { (d.status) }
+                                td { (d.response_code.map(|c| c.to_string()).or_else(|| d.error.clone()).unwrap_or_default()) }
+                                td { (d.attempted_at.map(when).unwrap_or_default()) }
+                                td { (d.next_attempt_at.map(when).unwrap_or_default()) }
+                            }
+                        } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, frame(&session, "Webhook deliveries", None, body)))
+}
+
+/// `GET /console/reports/liability` (admin): the liability report now (section 10), as
+/// `GET /admin/v1/reports/liability` answers it.
+pub async fn liability(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let session = match gate(&req, &state, Role::Admin, None).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let report = crate::reports::liability_at(&state, None).await?;
+    let currency = report.currency.clone().unwrap_or_default();
+    let value = |v: i64| crate::billing::money(v, &currency);
+    let o = &report.outstanding;
+    let body = html! {
+        p { "As of " (when(report.at)) "." }
+        table id="outstanding" {
+            caption { "Outstanding credits and their value" }
+            thead { tr { th scope="col" { "Kind" } th scope="col" { "Credits" } th scope="col" { "Value" } } }
+            tbody {
+                tr { th scope="row" { "Paid" } td class="num" { (o.paid.credits) } td class="num" { (value(o.paid.value)) } }
+                tr { th scope="row" { "Promotional" } td class="num" { (o.promotional.credits) } td class="num" { (value(o.promotional.value)) } }
+                tr { th scope="row" { "In all" } td class="num" { (o.credits) } td class="num" { (value(o.value)) } }
+            }
+        }
+        table id="expiring" {
+            caption { "Expiring" }
+            thead { tr { th scope="col" { "Within" } th scope="col" { "Credits" } th scope="col" { "Value" } } }
+            tbody {
+                @for (label, a) in [("30 days", &report.expiring.next_30_days), ("60 days", &report.expiring.next_60_days), ("90 days", &report.expiring.next_90_days)] {
+                    tr { th scope="row" { (label) } td class="num" { (a.credits) } td class="num" { (value(a.value)) } }
+                }
+            }
+        }
+        table id="months" {
+            caption { "Month by month" }
+            thead { tr { th scope="col" { "Month" } th scope="col" { "Granted" } th scope="col" { "Used" } th scope="col" { "Expired" } th scope="col" { "Clawed back" } } }
+            tbody { @for m in &report.months {
+                tr { th scope="row" { (m.month) } td class="num" { (m.granted.credits) } td class="num" { (m.used.credits) } td class="num" { (m.expired.credits) } td class="num" { (m.clawed_back.credits) } }
+            } }
+        }
+        p { "Values are what the credits were sold for; promotional credits were given. The same report as JSON: " code { "GET /admin/v1/reports/liability?at=" } "." }
+    };
+    Ok(page(StatusCode::OK, frame(&session, "Liability", None, body)))
+}

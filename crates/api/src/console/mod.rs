@@ -7,8 +7,8 @@
 mod admin;
 
 pub use admin::{
-    advance, clock, create_operator, dead_mail, enterprise, operators, reprocess, resend_mail, revoke_operator,
-    stripe_events,
+    advance, clock, create_operator, dead_mail, enterprise, liability, operators, reprocess, resend_mail,
+    revoke_operator, stripe_events, webhook_deliveries,
 };
 
 use actix_web::http::StatusCode;
@@ -52,6 +52,7 @@ fn frame(session: &ConsoleSession, title: &str, notice: Option<&str>, body: Mark
                         a href="/console/operators" { "Operators" } " "
                         a href="/console/stripe-events" { "Failed Stripe events" } " "
                         a href="/console/mail" { "Dead mail" } " "
+                        a href="/console/reports/liability" { "Liability" } " "
                         a href="/console/clock" { "Test clock" }
                     }
                 }
@@ -395,6 +396,7 @@ pub async fn account(
             }
         }
         @if session.operator.role == Role::Admin {
+            p { a href=(format!("/console/accounts/{id}/webhooks")) { "Webhook endpoints and deliveries" } }
             section aria-labelledby="contract-h" {
                 h2 id="contract-h" { "Enterprise contract" }
                 form method="post" action=(format!("/console/accounts/{id}/enterprise")) {
