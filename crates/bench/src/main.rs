@@ -21,6 +21,8 @@ const ACCOUNTS: usize = 10_000;
 /// Past runs seeded per account, so the tables look like a service that has been running.
 const HISTORY: usize = 5;
 const TOKEN: &str = "bench-internal-token-0123456789abcdef";
+/// The ledger entries of the account whose pages are measured.
+const PAGE_ENTRIES: usize = 10_000;
 
 struct Args {
     seconds: u64,
@@ -191,6 +193,17 @@ fn seed(db_url: &str) {
              INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, reason, created_at)
                SELECT gen_random_uuid(), account_id, bucket_id, 'adjustment', 1000000000000, 'bench seed', now() FROM bench_accounts;
              UPDATE buckets SET remaining = granted;
+             -- The pages' account (n = 2): 10,000 ledger entries, its grant and 9,999 captured runs
+             -- spread over the last 30 days (section 8's budget for a page).
+             INSERT INTO runs (id, account_id, model_id, channel, cost, status, captured_credits, created_at, finished_at)
+               SELECT gen_random_uuid(), account_id, (ARRAY['flux-schnell', 'upscale-4x', 'kling-2.1'])[1 + g % 3],
+                      'canvas', 5, 'captured', 5, now() - g * interval '259 seconds', now() - g * interval '259 seconds'
+                 FROM bench_accounts, generate_series(1, {PAGE_ENTRIES} - 1) g WHERE n = 2;
+             INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, created_at)
+               SELECT gen_random_uuid(), r.account_id, a.bucket_id, 'debit', -5, r.id, r.finished_at
+                 FROM runs r JOIN bench_accounts a USING (account_id) WHERE a.n = 2 AND r.status = 'captured';
+             UPDATE buckets SET remaining = remaining - 5 * ({PAGE_ENTRIES} - 1)
+               WHERE id = (SELECT bucket_id FROM bench_accounts WHERE n = 2);
              -- History: a service that has run has runs (here five cancelled holds per account). On
              -- empty tables the planner's plans (the foreign-key checks' too) scan them.
              INSERT INTO runs (id, account_id, model_id, channel, cost, status, hold_expires_at, created_at,
@@ -214,13 +227,43 @@ INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, crea
 COMMIT;
 ";
 
+/// How many debits of different accounts the batched limit writes in one transaction.
+const BATCH: usize = 32;
+
+/// The batched limit: `BATCH` debits of random accounts in one transaction, set-based (the
+/// accounts locked in id order, so clients never deadlock) — the ceiling a batched writer aims at.
+fn pgbench_batched_script() -> String {
+    let picks: Vec<String> = (1..=BATCH).map(|k| format!(":n{k}")).collect();
+    let sets: String = (1..=BATCH).map(|k| format!("\\set n{k} random(1, 10000)\n")).collect();
+    let any = format!("ARRAY[{}]", picks.join(", "));
+    format!(
+        "{sets}BEGIN;
+SELECT 1 FROM accounts WHERE id IN (SELECT account_id FROM bench_accounts WHERE n = ANY({any})) ORDER BY id FOR UPDATE;
+UPDATE buckets SET remaining = remaining - 5 WHERE id IN (SELECT bucket_id FROM bench_accounts WHERE n = ANY({any}));
+INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, created_at) SELECT gen_random_uuid(), account_id, bucket_id, 'debit', -5, now() FROM bench_accounts WHERE n = ANY({any});
+COMMIT;
+"
+    )
+}
+
 /// pgbench doing the minimal debit, over many accounts or one: its transactions a second and each
 /// transaction's latency (from its per-transaction log), as a scenario's outcome.
-fn pgbench(db_url: &str, clients: usize, seconds: u64, hot: bool) -> Outcome {
-    let dir = std::env::temp_dir().join(format!("credits-bench-{}-{hot}", std::process::id()));
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Limit {
+    Spread,
+    Hot,
+    Batched,
+}
+
+fn pgbench(db_url: &str, clients: usize, seconds: u64, limit: Limit) -> Outcome {
+    let dir = std::env::temp_dir().join(format!("credits-bench-{}-{limit:?}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("debit.sql");
-    let text = if hot { PGBENCH_DEBIT.replace("random(1, 10000)", "1") } else { PGBENCH_DEBIT.to_string() };
+    let text = match limit {
+        Limit::Spread => PGBENCH_DEBIT.to_string(),
+        Limit::Hot => PGBENCH_DEBIT.replace("random(1, 10000)", "1"),
+        Limit::Batched => pgbench_batched_script(),
+    };
     std::fs::write(&script, text).unwrap();
     let out = Command::new("pgbench")
         .args(["-n", "-M", "simple", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-l"])
@@ -247,15 +290,129 @@ fn pgbench(db_url: &str, clients: usize, seconds: u64, hot: bool) -> Outcome {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let name = if hot { "pgbench debit (the limit), one row" } else { "pgbench debit (the limit), 10,000 accounts" };
+    let (name, per_transaction) = match limit {
+        Limit::Spread => ("pgbench debit (the limit), 10,000 accounts", 1.0),
+        Limit::Hot => ("pgbench debit (the limit), one row", 1.0),
+        Limit::Batched => ("pgbench batched debits (32 a transaction), 10,000 accounts", BATCH as f64),
+    };
     Outcome {
         name: name.into(),
         connections: clients,
-        requests: (tps * seconds as f64) as u64,
+        // Debits, not transactions: the batched limit writes BATCH in each.
+        requests: (tps * per_transaction * seconds as f64) as u64,
         errors: 0,
         seconds: seconds as f64,
         latency,
     }
+}
+
+/// SPEC section 8's budget for a page: rendered within this, at this size at most, for an
+/// account with 10,000 ledger entries.
+const PAGE_BUDGET_MS: f64 = 50.0;
+const PAGE_BUDGET_KB: f64 = 100.0;
+/// Requests per page measured (one after the other, on one connection).
+const PAGE_REQUESTS: usize = 200;
+
+/// What one page measured.
+struct PageOutcome {
+    name: String,
+    /// The service's own time for each answer (its `Server-Timing: app;dur=`), the budget's measure.
+    server: Histogram<u64>,
+    /// Each answer's time as the client saw it (the network's share included).
+    latency: Histogram<u64>,
+    bytes: usize,
+}
+
+/// The `app;dur=` of a `Server-Timing` header, in microseconds.
+fn server_timing(answer: &reqwest::Response) -> Option<u64> {
+    let value = answer.headers().get("server-timing")?.to_str().ok()?;
+    let ms: f64 = value.split(';').find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()?;
+    Some((ms * 1000.0) as u64)
+}
+
+/// The `name=value` of a response's `Set-Cookie` named `name`.
+fn set_cookie(answer: &reqwest::Response, name: &str) -> String {
+    answer
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie from {}", answer.url()))
+        .to_string()
+}
+
+/// GET `path` with `cookie` again and again: each answer's time and the page's size.
+async fn measure_page(http: &reqwest::Client, base: &str, name: &str, path: &str, cookie: &str) -> PageOutcome {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut server = latency.clone();
+    let mut bytes = 0;
+    for _ in 0..PAGE_REQUESTS {
+        let t = Instant::now();
+        let answer = http.get(format!("{base}{path}")).header(reqwest::header::COOKIE, cookie).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{name}: GET {path}");
+        let took = server_timing(&answer).expect("the answer's Server-Timing");
+        let body = answer.bytes().await.unwrap();
+        latency.record(t.elapsed().as_micros().max(1) as u64).ok();
+        server.record(took.max(1)).ok();
+        bytes = body.len();
+    }
+    PageOutcome { name: name.into(), server, latency, bytes }
+}
+
+/// The billing page and the console's account page of the account with 10,000 ledger entries.
+async fn measure_pages(a: &Args, env: &dyn Fn(&mut Command), base: &str, account: &str) -> Vec<PageOutcome> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // The billing page, through its one-time link.
+    let link: serde_json::Value = http
+        .post(format!("{base}/v1/billing-page-sessions"))
+        .bearer_auth(TOKEN)
+        .header("X-Account-Id", account)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = link["url"].as_str().expect("a billing-page link");
+    let path = &url[url.find("/billing/open").expect("a billing link")..];
+    let opened = http.get(format!("{base}{path}")).send().await.unwrap();
+    let billing = set_cookie(&opened, "credits_billing");
+    let mut pages = vec![measure_page(&http, base, "billing page (/billing)", "/billing", &billing).await];
+    // The console's account page, signed in with a support operator's token.
+    let mut create = Command::new(&a.binary);
+    create.args(["operator", "create", "--name", "bench", "--role", "support"]);
+    env(&mut create);
+    let out = create.output().expect("credits operator create runs");
+    assert!(out.status.success(), "credits operator create: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
+    let home = http.get(format!("{base}/console")).send().await.unwrap();
+    let pre = set_cookie(&home, "credits_console_signin");
+    let html = home.text().await.unwrap();
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("the sign-in form's CSRF token") + "name=\"csrf\" value=\"".len();
+    let csrf = &html[at..at + html[at..].find('"').unwrap()];
+    let signed = http
+        .post(format!("{base}/console/sign-in"))
+        .header(reqwest::header::COOKIE, &pre)
+        .form(&[("csrf", csrf), ("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let console = set_cookie(&signed, "credits_console");
+    pages.push(
+        measure_page(
+            &http,
+            base,
+            "console account page (/console/accounts/{id})",
+            &format!("/console/accounts/{account}"),
+            &console,
+        )
+        .await,
+    );
+    pages
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -347,6 +504,13 @@ async fn main() {
         Arc::new(rows.into_iter().map(|r| r.id).collect())
     };
 
+    // The pages first, before the load adds to the tables.
+    let pages = if a.only.as_ref().is_none_or(|only| "pages".contains(only.as_str())) {
+        eprintln!("bench: the pages of an account with {PAGE_ENTRIES} ledger entries");
+        measure_pages(&a, &env, &base, &accounts[1]).await
+    } else {
+        Vec::new()
+    };
     let mut outcomes = Vec::new();
     let plan: Vec<(&str, Scenario, usize)> = vec![
         ("capture, 10,000 accounts", Scenario::CaptureSpread, 8),
@@ -370,8 +534,12 @@ async fn main() {
     let rss = peak_rss_mb(server.0.id());
     drop(server);
     eprintln!("bench: pgbench, the debit limit");
-    let limits = [pgbench(&db_url, 64, a.seconds, false), pgbench(&db_url, 64, a.seconds, true)];
-    let (limit_spread, limit_hot) = (limits[0].rps(), limits[1].rps());
+    let limits = [
+        pgbench(&db_url, 64, a.seconds, Limit::Spread),
+        pgbench(&db_url, 64, a.seconds, Limit::Hot),
+        pgbench(&db_url, 64, a.seconds, Limit::Batched),
+    ];
+    let (limit_spread, limit_hot, limit_batched) = (limits[0].rps(), limits[1].rps(), limits[2].rps());
     let check = Command::new(&a.binary)
         .arg("check")
         .env("CREDITS__DATABASE__URL", &db_url)
@@ -389,7 +557,7 @@ async fn main() {
         a.seconds, a.pool
     )
     .unwrap();
-    writeln!(md, "The limit: pgbench, 64 clients, the minimal SQL of one debit (lock the account row, update the bucket, insert one ledger row, one transaction) on the same PostgreSQL: **{limit_spread:.0} tps** over 10,000 accounts, **{limit_hot:.0} tps** on one row.\n").unwrap();
+    writeln!(md, "The limit: pgbench, 64 clients, the minimal SQL of one debit (lock the account row, update the bucket, insert one ledger row, one transaction) on the same PostgreSQL: **{limit_spread:.0} tps** over 10,000 accounts, **{limit_hot:.0} tps** on one row; batched, {BATCH} debits of different accounts in one set-based transaction: **{limit_batched:.0} debits/s**.\n").unwrap();
     writeln!(md, "| scenario | connections | requests/s | p50 ms | p99 ms | p99.9 ms | errors | × pgbench |").unwrap();
     writeln!(md, "|---|---|---|---|---|---|---|---|").unwrap();
     for o in limits.iter().chain(&outcomes) {
@@ -413,7 +581,56 @@ async fn main() {
         )
         .unwrap();
     }
+    if !pages.is_empty() {
+        writeln!(
+            md,
+            "\nPages of an account with {PAGE_ENTRIES} ledger entries ({PAGE_REQUESTS} requests each, one after the other; SPEC section 8's budget: rendered in {PAGE_BUDGET_MS:.0} ms server-side — the answer's `Server-Timing` — and at most {PAGE_BUDGET_KB:.0} KB):\n"
+        )
+        .unwrap();
+        writeln!(
+            md,
+            "| page | server p50 ms | server p99 ms | server max ms | client p99 ms | size KB | within budget |"
+        )
+        .unwrap();
+        writeln!(md, "|---|---|---|---|---|---|---|").unwrap();
+        for p in &pages {
+            let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            let (p99, kb) = (ms(&p.server, 0.99), p.bytes as f64 / 1024.0);
+            writeln!(
+                md,
+                "| {} | {:.2} | {p99:.2} | {:.2} | {:.2} | {kb:.1} | {} |",
+                p.name,
+                ms(&p.server, 0.5),
+                p.server.max() as f64 / 1000.0,
+                ms(&p.latency, 0.99),
+                if p99 <= PAGE_BUDGET_MS && kb <= PAGE_BUDGET_KB { "yes" } else { "**no**" }
+            )
+            .unwrap();
+        }
+    }
     writeln!(md, "\nServer peak RSS: **{rss:.1} MB**.\n").unwrap();
+    // The summary: one figure a line, `ratio NAME VALUE`, `p99_ms NAME VALUE` or `rss_mb NAME VALUE`.
+    let find =
+        |name: &str, connections: usize| outcomes.iter().find(|o| o.name == name && o.connections == connections);
+    let mut summary = Vec::new();
+    if let Some(o) = find("capture, 10,000 accounts", 64) {
+        summary.push(format!("ratio capture_many_64 {:.2}", o.rps() / limit_spread));
+        summary.push(format!("ratio capture_many_64_vs_batched {:.2}", o.rps() / limit_batched));
+        summary.push(format!("p99_ms capture_many_64 {:.2}", o.ms(0.99)));
+    }
+    if let Some(o) = find("capture, one hot account", 64) {
+        summary.push(format!("ratio hot_64 {:.2}", o.rps() / limit_hot));
+        summary.push(format!("p99_ms hot_64 {:.2}", o.ms(0.99)));
+    }
+    if let Some(o) = find("hold then complete", 32) {
+        summary.push(format!("ratio hold_complete_32 {:.2}", o.rps() / limit_spread));
+    }
+    for p in &pages {
+        let key = if p.name.starts_with("billing") { "billing_page" } else { "console_account_page" };
+        summary.push(format!("p99_ms {key} {:.2}", p.server.value_at_quantile(0.99) as f64 / 1000.0));
+    }
+    summary.push(format!("rss_mb peak {rss:.1}"));
+    writeln!(md, "Summary:\n\n```\n{}\n```\n", summary.join("\n")).unwrap();
     writeln!(
         md,
         "`credits check` after the load: {}",

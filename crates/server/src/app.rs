@@ -291,6 +291,11 @@ pub fn start(settings: &Settings, services: Services, with_workers: bool) -> Res
                     if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
                         res.headers_mut().insert(REQUEST_ID, v);
                     }
+                    // The service's own time for the answer (W3C Server Timing): what the pages'
+                    // budget (section 8) and `make bench` measure, without the network's share.
+                    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={:.2}", seconds * 1000.0)) {
+                        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("server-timing"), v);
+                    }
                     Ok(res)
                 }
             })
