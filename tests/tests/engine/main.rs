@@ -20,6 +20,7 @@ mod payments;
 mod reports;
 mod robustness;
 mod runs;
+mod scale_out;
 mod stripe;
 mod trials;
 mod verification;
