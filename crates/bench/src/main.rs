@@ -87,9 +87,10 @@ enum Scenario {
     Balance,
 }
 
-/// Keep-alive connections, each its own client, each looping requests until the deadline.
+/// Keep-alive connections, each its own client, each looping requests until the deadline, spread
+/// over the instances at `bases`.
 async fn drive(
-    base: &str,
+    bases: &[String],
     accounts: Arc<Vec<String>>,
     scenario: Scenario,
     connections: usize,
@@ -99,7 +100,8 @@ async fn drive(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let base = base.to_string();
+        // Connections spread over the instances in turn.
+        let base = bases[c % bases.len()].clone();
         let accounts = accounts.clone();
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::builder().pool_max_idle_per_host(1).tcp_nodelay(true).build().unwrap();
@@ -527,11 +529,33 @@ async fn main() {
             continue;
         }
         eprintln!("bench: {name} at {connections} connections");
-        let mut o = drive(&base, accounts.clone(), scenario, connections, a.seconds).await;
+        let mut o = drive(std::slice::from_ref(&base), accounts.clone(), scenario, connections, a.seconds).await;
         o.name = name.to_string();
         outcomes.push(o);
     }
     let rss = peak_rss_mb(server.0.id());
+    // Two instances on the same database, the connections split between them: what a second
+    // instance adds (the account lock and idempotency hold across them; `credits check` after).
+    let two = "capture, 10,000 accounts, 2 instances";
+    if a.only.as_ref().is_none_or(|only| two.contains(only.as_str())) {
+        let mut serve = Command::new(&a.binary);
+        serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::inherit());
+        env(&mut serve);
+        serve.env("CREDITS__SERVER__PORT", "18100");
+        let second = Server(serve.spawn().expect("a second credits serve starts"));
+        let other = "http://127.0.0.1:18100".to_string();
+        for _ in 0..200 {
+            if probe.get(format!("{other}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("bench: {two} at 64 connections");
+        let mut o = drive(&[base.clone(), other], accounts.clone(), Scenario::CaptureSpread, 64, a.seconds).await;
+        o.name = two.to_string();
+        outcomes.push(o);
+        drop(second);
+    }
     drop(server);
     eprintln!("bench: pgbench, the debit limit");
     let limits = [
@@ -617,6 +641,10 @@ async fn main() {
         summary.push(format!("ratio capture_many_64 {:.2}", o.rps() / limit_spread));
         summary.push(format!("ratio capture_many_64_vs_batched {:.2}", o.rps() / limit_batched));
         summary.push(format!("p99_ms capture_many_64 {:.2}", o.ms(0.99)));
+    }
+    if let Some(o) = find("capture, 10,000 accounts, 2 instances", 64) {
+        summary.push(format!("ratio capture_many_64_2_instances {:.2}", o.rps() / limit_spread));
+        summary.push(format!("p99_ms capture_many_64_2_instances {:.2}", o.ms(0.99)));
     }
     if let Some(o) = find("capture, one hot account", 64) {
         summary.push(format!("ratio hot_64 {:.2}", o.rps() / limit_hot));
