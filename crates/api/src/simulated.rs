@@ -71,7 +71,8 @@ fn apply_now(state: &AppState, events: Vec<StripeEvent>, now: DateTime<Utc>) -> 
 /// The events Stripe sends after the calls the simulated gateway took (`SimulatedCall`), applied
 /// as Stripe's are, in the calls' order; run on a thread of its own, so never inside the
 /// caller's transaction. Each event is made a microsecond after the one before at least, as
-/// Stripe's are ordered: a frozen test clock must not make a later change look stale.
+/// Stripe's are ordered: two calls read within one microsecond of the clock (a resume, then the
+/// price change it precedes) must not make the second look stale.
 pub fn follow(state: &AppState, calls: std::sync::mpsc::Receiver<SimulatedCall>) {
     let mut last: Option<DateTime<Utc>> = None;
     for call in calls {

@@ -296,13 +296,18 @@ async fn with_simulated_payments_a_pack_and_a_plan_are_bought_changed_renewed_re
     browser.wait_for("Your plan change is on its way").await;
     assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], serde_json::Value::Null);
 
-    // An upgrade from the page: the simulated Stripe changes the price and its proration invoice
-    // is paid at once, as Stripe's webhooks say after its answer (R14): Pro, the allowance grown.
+    // An upgrade from the page of a plan set to end: the use case resumes it, then changes the
+    // price; the simulated Stripe answers both, in order, and pays the proration invoice at once,
+    // as Stripe's webhooks say after its answer (R14): Pro, no longer ending, the allowance grown.
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.submit("form[action$='/cancel'] button").await;
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["pending_change"], "cancel");
     let on_creator = app.available(&acct).await;
     browser.submit("form[action='/billing/plan']:has(input[value='pro']) button").await;
     browser.wait_for("Your plan change is on its way").await;
     app.eventually("the upgrade to Pro is applied", || async {
-        app.get(&acct, "/v1/account").await.expect(200)["plan"] == "pro"
+        let account = app.get(&acct, "/v1/account").await.expect(200);
+        account["plan"] == "pro" && account["pending_change"].is_null()
     })
     .await;
     assert!(app.available(&acct).await > on_creator, "the allowance grew with the upgrade");
