@@ -216,7 +216,7 @@ impl AccountStore for PgStore {
             idem,
             now,
             || AccountError::IdempotencyKeyReused,
-            |conn| {
+            |conn, log| {
                 let row = AccountRow {
                     id: AccountId::generate().0,
                     email: new.email.clone(),
@@ -243,6 +243,7 @@ impl AccountStore for PgStore {
                 if let Some(credits) = catalog.free().lifetime_credits {
                     grant(
                         conn,
+                        log,
                         Grant {
                             account: account.id,
                             kind: BucketKind::Lifetime,

@@ -111,8 +111,8 @@ impl ApiKeyStore for PgStore {
             idem,
             now,
             || ApiKeyError::IdempotencyKeyReused,
-            |conn| {
-                let row = lock_account(conn, account)?.ok_or(Fail::Rule(ApiKeyError::NotFound))?;
+            |conn, log| {
+                let row = lock_account(conn, log, account)?.ok_or(Fail::Rule(ApiKeyError::NotFound))?;
                 let judged = row.to_domain()?.judged(now, &self.billing);
                 if judged.restricted {
                     return Err(Fail::Rule(ApiKeyError::Refused(KeyRefusal::AccountRestricted)));

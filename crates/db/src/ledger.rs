@@ -14,18 +14,57 @@ use uuid::Uuid;
 use crate::rows::{AccountRow, BucketRow, NewEntryRow};
 use crate::schema::{accounts, buckets};
 
+/// What one write transaction did that is acted on at its end: the accounts it locked (as they
+/// were when locked), which `notify::settle` judges before the commit, and the entries it posted,
+/// which the ledger observer hears of after it. `write_tx` makes one for each transaction and hands
+/// it, with the connection, to everything that locks an account or posts an entry.
+#[derive(Debug, Default)]
+pub struct TxLog {
+    locked: Vec<Locked>,
+    posted: Vec<(EntryType, Credits)>,
+}
+
+impl TxLog {
+    fn note_locked(&mut self, row: &AccountRow) {
+        if !self.locked.iter().any(|l| l.id == row.id) {
+            self.locked.push(Locked { id: row.id, plan: row.plan_id.clone(), restricted: row.restricted_at.is_some() });
+        }
+    }
+
+    /// The accounts this transaction locked, in the order it locked them.
+    pub fn locked(&self) -> &[Locked] {
+        &self.locked
+    }
+
+    /// Whether this transaction captured credits (a debit entry): R22 starts an auto top-up only
+    /// after a capture.
+    pub fn captured(&self) -> bool {
+        self.posted.iter().any(|(t, _)| *t == EntryType::Debit)
+    }
+
+    /// Note an entry this transaction wrote, for the ledger observer (metrics) at its commit.
+    pub fn posted(&mut self, entry_type: EntryType, credits: Credits) {
+        self.posted.push((entry_type, credits));
+    }
+
+    /// The entries this transaction wrote.
+    pub fn into_posted(self) -> Vec<(EntryType, Credits)> {
+        self.posted
+    }
+}
+
 /// Lock the account's row for the rest of the transaction: every change to an account's
 /// buckets, holds and trials happens under this lock, on any number of instances (R6).
-pub fn lock_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
+pub fn lock_account(conn: &mut PgConnection, log: &mut TxLog, id: AccountId) -> QueryResult<Option<AccountRow>> {
     let row = accounts::table.find(id.0).select(AccountRow::as_select()).for_update().first(conn).optional()?;
-    Ok(row.inspect(note_locked))
+    Ok(row.inspect(|r| log.note_locked(r)))
 }
 
 /// The same, for background work: an account another instance holds is skipped, not waited for.
-pub fn try_lock_account(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<AccountRow>> {
+pub fn try_lock_account(conn: &mut PgConnection, log: &mut TxLog, id: Uuid) -> QueryResult<Option<AccountRow>> {
     let row =
         accounts::table.find(id).select(AccountRow::as_select()).for_update().skip_locked().first(conn).optional()?;
-    Ok(row.inspect(note_locked))
+    Ok(row.inspect(|r| log.note_locked(r)))
 }
 
 /// An account the current transaction locked, as it was when locked: every change of an
@@ -36,30 +75,6 @@ pub struct Locked {
     pub id: Uuid,
     pub plan: String,
     pub restricted: bool,
-}
-
-thread_local! {
-    static LOCKED: std::cell::RefCell<Vec<Locked>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn note_locked(row: &AccountRow) {
-    LOCKED.with(|locked| {
-        let mut locked = locked.borrow_mut();
-        if !locked.iter().any(|l| l.id == row.id) {
-            locked.push(Locked { id: row.id, plan: row.plan_id.clone(), restricted: row.restricted_at.is_some() });
-        }
-    });
-}
-
-/// The accounts locked on this thread since the last call.
-pub fn take_locked() -> Vec<Locked> {
-    LOCKED.with(|l| std::mem::take(&mut *l.borrow_mut()))
-}
-
-/// Whether the current transaction captured credits (a debit entry): R22 starts an auto top-up
-/// only after a capture.
-pub fn captured() -> bool {
-    POSTED.with(|p| p.borrow().iter().any(|(t, _)| *t == EntryType::Debit))
 }
 
 pub fn read_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Option<AccountRow>> {
@@ -127,18 +142,8 @@ pub struct Posting<'a> {
     pub reason: Option<&'a str>,
 }
 
-thread_local! {
-    /// The entries the current transaction on this thread wrote (for the ledger observer).
-    static POSTED: std::cell::RefCell<Vec<(EntryType, Credits)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The entries posted on this thread since the last call.
-pub fn take_posted() -> Vec<(EntryType, Credits)> {
-    POSTED.with(|p| std::mem::take(&mut *p.borrow_mut()))
-}
-
 /// Write one entry and move its bucket's remaining by the same credits.
-pub fn post(conn: &mut PgConnection, p: Posting<'_>, now: DateTime<Utc>) -> QueryResult<NewEntryRow> {
+pub fn post(conn: &mut PgConnection, log: &mut TxLog, p: Posting<'_>, now: DateTime<Utc>) -> QueryResult<NewEntryRow> {
     let row = NewEntryRow {
         id: EntryId::generate().0,
         account_id: p.account.0,
@@ -163,13 +168,8 @@ pub fn post(conn: &mut PgConnection, p: Posting<'_>, now: DateTime<Utc>) -> Quer
         created_at: row.created_at,
     }
     .execute(conn)?;
-    posted(p.entry_type, p.credits);
+    log.posted(p.entry_type, p.credits);
     Ok(row)
-}
-
-/// Note an entry the current transaction wrote, for the ledger observer (metrics) at its commit.
-pub fn posted(entry_type: EntryType, credits: Credits) {
-    POSTED.with(|posted| posted.borrow_mut().push((entry_type, credits)));
 }
 
 /// What a set of entries is: its type, run, reference and reason.
@@ -199,6 +199,7 @@ impl<'a> EntryMeta<'a> {
 /// Take `portions` out of their buckets with one entry each (debit, adjustment, clawback, expire).
 pub fn post_all(
     conn: &mut PgConnection,
+    log: &mut TxLog,
     account: AccountId,
     portions: &[Portion],
     meta: &EntryMeta<'_>,
@@ -209,6 +210,7 @@ pub fn post_all(
         .map(|p| {
             post(
                 conn,
+                log,
                 Posting {
                     account,
                     bucket: p.bucket_id,
@@ -237,7 +239,12 @@ pub struct Grant<'a> {
     pub value: Option<&'a UnitValue>,
 }
 
-pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> QueryResult<(BucketRow, NewEntryRow)> {
+pub fn grant(
+    conn: &mut PgConnection,
+    log: &mut TxLog,
+    g: Grant<'_>,
+    now: DateTime<Utc>,
+) -> QueryResult<(BucketRow, NewEntryRow)> {
     let bucket = BucketRow {
         id: BucketId::generate().0,
         account_id: g.account.0,
@@ -255,6 +262,7 @@ pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> Query
     crate::notify::granted(conn, &g, bucket.id, now)?;
     let entry = post(
         conn,
+        log,
         Posting {
             account: g.account,
             bucket: BucketId(bucket.id),
@@ -273,19 +281,25 @@ pub fn grant(conn: &mut PgConnection, g: Grant<'_>, now: DateTime<Utc>) -> Query
 /// state after the release; only the buckets the release touched are looked at.
 pub fn expire_released(
     conn: &mut PgConnection,
+    log: &mut TxLog,
     account: AccountId,
     wallet: &Wallet,
     touched: &[BucketId],
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     let due = wallet.expirations(now, Some(touched));
-    post_all(conn, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
+    post_all(conn, log, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
     Ok(())
 }
 
 /// R3: an account's live allowances end now (no rollover); what they still hold beyond open
 /// holds expires with an `expire` entry.
-pub fn end_allowances(conn: &mut PgConnection, account: AccountId, now: DateTime<Utc>) -> QueryResult<()> {
+pub fn end_allowances(
+    conn: &mut PgConnection,
+    log: &mut TxLog,
+    account: AccountId,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     let ended: Vec<uuid::Uuid> = diesel::update(
         buckets::table
             .filter(buckets::account_id.eq(account.0))
@@ -301,12 +315,13 @@ pub fn end_allowances(conn: &mut PgConnection, account: AccountId, now: DateTime
     }
     let wallet = load_wallet(conn, account)?;
     let touched: Vec<BucketId> = ended.into_iter().map(BucketId).collect();
-    expire_released(conn, account, &wallet, &touched, now)
+    expire_released(conn, log, account, &wallet, &touched, now)
 }
 
 /// R3 for Enterprise: the allowance of one contract period, expiring at its end.
 pub fn grant_contract_allowance(
     conn: &mut PgConnection,
+    log: &mut TxLog,
     account: AccountId,
     credits: Credits,
     period: &credits_domain::account::Period,
@@ -315,6 +330,7 @@ pub fn grant_contract_allowance(
     let reference = format!("enterprise:{}", period.start.format("%Y-%m-%d"));
     grant(
         conn,
+        log,
         Grant {
             account,
             kind: BucketKind::Allowance,

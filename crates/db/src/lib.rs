@@ -146,37 +146,35 @@ impl PgStore {
         idem: Option<&credits_domain::idempotency::IdempotencyKey>,
         now: DateTime<Utc>,
         reused: impl FnOnce() -> E,
-        work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+        work: impl FnOnce(&mut PgConnection, &mut ledger::TxLog) -> Result<T, Fail<E>>,
     ) -> Result<credits_domain::idempotency::Replayable<T>, E> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| idempotency::once(conn, idem, now, reused, work))
+        self.write_tx(&mut conn, now, |conn, log| idempotency::once(conn, idem, now, reused, |conn| work(conn, log)))
     }
 
-    /// Run `work` in one read-committed transaction (writers lock the account row explicitly).
-    /// Before the commit, what its changes tell the accounts it locked is written with them
-    /// (`notify::settle`: alerts, events, an auto top-up to start); after the commit, the observer
-    /// hears of the entries it wrote.
+    /// Run `work` in one read-committed transaction (writers lock the account row explicitly),
+    /// with the transaction's log (`ledger::TxLog`: the accounts it locked, the entries it
+    /// posted). Before the commit, what its changes tell the accounts it locked is written with
+    /// them (`notify::settle`: alerts, events, an auto top-up to start); after the commit, the
+    /// observer hears of the entries it wrote.
     fn write_tx<T, E: From<StoreError>>(
         &self,
         conn: &mut PgConnection,
         now: DateTime<Utc>,
-        work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+        work: impl FnOnce(&mut PgConnection, &mut ledger::TxLog) -> Result<T, Fail<E>>,
     ) -> Result<T, E> {
-        ledger::take_posted();
-        ledger::take_locked();
+        let mut log = ledger::TxLog::default();
         let result = conn
             .build_transaction()
             .run(|conn| {
-                let done = work(conn)?;
-                let locked = ledger::take_locked();
-                if !locked.is_empty() {
-                    notify::settle(conn, &self.catalog, &self.notify, &locked, ledger::captured(), now)?;
+                let done = work(conn, &mut log)?;
+                if !log.locked().is_empty() {
+                    notify::settle(conn, &self.catalog, &self.notify, log.locked(), log.captured(), now)?;
                 }
                 Ok(done)
             })
             .map_err(Fail::into_error);
-        ledger::take_locked();
-        let posted = ledger::take_posted();
+        let posted = log.into_posted();
         if result.is_ok()
             && let Some(observer) = &self.observer
             && !posted.is_empty()

@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Timestamptz};
 use uuid::Uuid;
 
-use crate::ledger::{EntryMeta, grant_contract_allowance, load_wallet, post_all, try_lock_account};
+use crate::ledger::{EntryMeta, TxLog, grant_contract_allowance, load_wallet, post_all, try_lock_account};
 use crate::rows::RunRow;
 use crate::runs::release;
 use crate::schema::{accounts, idempotency_records, outbox, runs};
@@ -37,16 +37,16 @@ impl PgStore {
         &self,
         accounts: Vec<Uuid>,
         now: DateTime<Utc>,
-        work: impl Fn(&mut PgConnection, AccountId) -> QueryResult<usize>,
+        work: impl Fn(&mut PgConnection, &mut TxLog, AccountId) -> QueryResult<usize>,
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         let mut done = 0;
         for id in accounts.into_iter().collect::<BTreeSet<_>>() {
-            done += self.write_tx(&mut conn, now, |conn| -> Result<usize, Fail<StoreError>> {
-                if try_lock_account(conn, id)?.is_none() {
+            done += self.write_tx(&mut conn, now, |conn, log| -> Result<usize, Fail<StoreError>> {
+                if try_lock_account(conn, log, id)?.is_none() {
                     return Ok(0);
                 }
-                Ok(work(conn, AccountId(id))?)
+                Ok(work(conn, log, AccountId(id))?)
             })?;
         }
         Ok(done)
@@ -65,7 +65,7 @@ impl Maintenance for PgStore {
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due, now, |conn, account| {
+        self.per_account(due, now, |conn, log, account| {
             let held: Vec<RunRow> = runs::table
                 .filter(runs::account_id.eq(account.0))
                 .filter(runs::status.eq(RunStatus::Held.as_str()))
@@ -77,7 +77,7 @@ impl Maintenance for PgStore {
                 let generations = row.trial_generations;
                 // Released at the end of its TTL, which is when it stopped reserving anything.
                 let at = row.hold_expires_at.unwrap_or(now);
-                release(conn, account, &mut wallet, row, generations, "expired", at.min(now))?;
+                release(conn, log, &mut wallet, row, generations, "expired", at.min(now))?;
             }
             Ok(held.len())
         })
@@ -98,10 +98,10 @@ impl Maintenance for PgStore {
         .load(&mut conn)
         .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due.into_iter().map(|r| r.account_id).collect(), now, |conn, account| {
+        self.per_account(due.into_iter().map(|r| r.account_id).collect(), now, |conn, log, account| {
             let wallet = load_wallet(conn, account)?;
             let due = wallet.expirations(now, None);
-            post_all(conn, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
+            post_all(conn, log, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
             Ok(due.len())
         })
     }
@@ -117,7 +117,7 @@ impl Maintenance for PgStore {
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due, now, |conn, id| {
+        self.per_account(due, now, |conn, log, id| {
             let Some(row) = crate::ledger::read_account(conn, id)? else {
                 return Ok(0);
             };
@@ -125,7 +125,7 @@ impl Maintenance for PgStore {
             let (Some(period), Some(contract)) = (due_contract_period(&account, now), account.contract) else {
                 return Ok(0);
             };
-            grant_contract_allowance(conn, id, contract.monthly_credits, &period, now)?;
+            grant_contract_allowance(conn, log, id, contract.monthly_credits, &period, now)?;
             diesel::update(accounts::table.find(id.0))
                 .set((accounts::period_start.eq(Some(period.start)), accounts::period_end.eq(Some(period.end))))
                 .execute(conn)?;
@@ -147,14 +147,14 @@ impl Maintenance for PgStore {
             .load(&mut conn)
             .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due, now, |conn, id| {
+        self.per_account(due, now, |conn, log, id| {
             let Some(row) = crate::ledger::read_account(conn, id)? else { return Ok(0) };
             let account = row.to_domain()?;
             // Judged again under the lock: the same rule as every request's (`Account::as_of`).
             if account.as_of(now).plan == account.plan {
                 return Ok(0);
             }
-            crate::payments::to_free(conn, id, now)?;
+            crate::payments::to_free(conn, log, id, now)?;
             Ok(1)
         })
     }
@@ -174,7 +174,7 @@ impl Maintenance for PgStore {
             }
             // One mail per transaction: the row stays locked while it is sent, so another
             // instance skips it; a crash before the commit sends it again (at least once).
-            let done = self.write_tx(&mut conn, now, |conn| -> Result<Option<()>, Fail<StoreError>> {
+            let done = self.write_tx(&mut conn, now, |conn, _| -> Result<Option<()>, Fail<StoreError>> {
                 let due: Option<(Uuid, String, String, serde_json::Value, i32)> = outbox::table
                     .filter(outbox::status.eq("pending"))
                     .filter(outbox::next_attempt_at.le(now))

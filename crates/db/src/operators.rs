@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::accounts::{account_view, balance_of};
 use crate::ledger::{
-    EntryMeta, Grant, end_allowances, grant, grant_contract_allowance, load_wallet, lock_account, post_all,
+    EntryMeta, Grant, TxLog, end_allowances, grant, grant_contract_allowance, load_wallet, lock_account, post_all,
     read_account,
 };
 use crate::rows::{AccountRow, EntryRow};
@@ -48,8 +48,8 @@ pub fn record_action(
     Ok(())
 }
 
-fn locked(conn: &mut PgConnection, id: AccountId) -> Result<AccountRow, Fail<AdminError>> {
-    lock_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))
+fn locked(conn: &mut PgConnection, log: &mut TxLog, id: AccountId) -> Result<AccountRow, Fail<AdminError>> {
+    lock_account(conn, log, id)?.ok_or(Fail::Rule(AdminError::NotFound))
 }
 
 fn entry_views(
@@ -148,8 +148,8 @@ impl OperatorStore for PgStore {
             idem,
             now,
             || AdminError::IdempotencyKeyReused,
-            |conn| {
-                locked(conn, account)?;
+            |conn, log| {
+                locked(conn, log, account)?;
                 let wallet = load_wallet(conn, account)?;
                 let effect = decide_adjustment(&wallet, adj, now).map_err(|Insufficient { required, available }| {
                     Fail::Rule(AdminError::InvalidParameters {
@@ -162,6 +162,7 @@ impl OperatorStore for PgStore {
                     AdjustmentEffect::Grant { credits, expires_at } => {
                         let (bucket, entry) = grant(
                             conn,
+                            log,
                             Grant {
                                 account,
                                 kind: BucketKind::Adjustment,
@@ -178,7 +179,7 @@ impl OperatorStore for PgStore {
                     }
                     AdjustmentEffect::Take(portions) => {
                         let meta = EntryMeta::new(EntryType::Adjustment, &adj.reason).reference(&reference);
-                        let rows = post_all(conn, account, &portions, &meta, now)?;
+                        let rows = post_all(conn, log, account, &portions, &meta, now)?;
                         let kinds: Vec<(Uuid, String)> = buckets::table
                             .filter(buckets::id.eq_any(portions.iter().map(|p| p.bucket_id.0).collect::<Vec<_>>()))
                             .select((buckets::id, buckets::kind))
@@ -217,7 +218,7 @@ impl OperatorStore for PgStore {
     fn find_accounts(&self, by: &Operator, query: &str, now: DateTime<Utc>) -> Result<Vec<AccountSummary>, StoreError> {
         let query = query.trim().to_string();
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| -> Result<Vec<AccountSummary>, Fail<StoreError>> {
+        self.write_tx(&mut conn, now, |conn, _| -> Result<Vec<AccountSummary>, Fail<StoreError>> {
             let by_id = uuid::Uuid::parse_str(&query).ok();
             let rows: Vec<(uuid::Uuid, String, String, String)> = accounts::table
                 .filter(
@@ -273,7 +274,7 @@ impl OperatorStore for PgStore {
 
     fn resend_mail(&self, by: &Operator, id: uuid::Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| -> Result<bool, Fail<StoreError>> {
+        self.write_tx(&mut conn, now, |conn, _| -> Result<bool, Fail<StoreError>> {
             let account: Option<Option<uuid::Uuid>> =
                 diesel::update(outbox::table.find(id).filter(outbox::status.eq("dead")))
                     .set((outbox::status.eq("pending"), outbox::attempts.eq(0), outbox::next_attempt_at.eq(now)))
@@ -351,7 +352,7 @@ impl OperatorStore for PgStore {
     fn admin_account(&self, by: &Operator, id: AccountId, now: DateTime<Utc>) -> Result<AdminAccountView, AdminError> {
         let mut conn = self.conn()?;
         let catalog = &self.catalog;
-        self.write_tx(&mut conn, now, |conn| {
+        self.write_tx(&mut conn, now, |conn, _| {
             let account = read_account(conn, id)?.ok_or(Fail::Rule(AdminError::NotFound))?.to_domain()?;
             let balance = balance_of(conn, catalog, id, now)?.ok_or(Fail::Rule(AdminError::NotFound))?;
             // Support reads customer data: that is recorded too.
@@ -369,8 +370,8 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
-            let account = locked(conn, id)?.to_domain()?;
+        self.write_tx(&mut conn, now, |conn, log| {
+            let account = locked(conn, log, id)?.to_domain()?;
             // R18: a plan paid through Stripe and a contract never overlap.
             let live: Option<String> = subscriptions::table
                 .filter(subscriptions::account_id.eq(id.0))
@@ -393,8 +394,8 @@ impl OperatorStore for PgStore {
                 }
                 ContractChange::Start { starts_at, period, grant: credits } => {
                     // The allowance of the old plan or contract ends now (R3: no rollover).
-                    end_allowances(conn, id, now)?;
-                    grant_contract_allowance(conn, id, credits, &period, now)?;
+                    end_allowances(conn, log, id, now)?;
+                    grant_contract_allowance(conn, log, id, credits, &period, now)?;
                     diesel::update(accounts::table.find(id.0))
                         .set((
                             accounts::plan_id.eq(ENTERPRISE_PLAN),
@@ -428,8 +429,8 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
-            locked(conn, id)?;
+        self.write_tx(&mut conn, now, |conn, log| {
+            locked(conn, log, id)?;
             crate::payments::restrict(conn, id, "operator", None, reason, &by.name, now)?;
             record_action(conn, by, "account.restrict", Some(id), json!({"reason": reason}), now)?;
             self.account_after(conn, id, now)
@@ -444,8 +445,8 @@ impl OperatorStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AccountView, AdminError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
-            locked(conn, id)?;
+        self.write_tx(&mut conn, now, |conn, log| {
+            locked(conn, log, id)?;
             let lifted = crate::payments::lift(conn, id, None, &by.name, reason, now)?;
             record_action(
                 conn,

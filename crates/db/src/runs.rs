@@ -21,7 +21,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
-use crate::ledger::{EntryMeta, expire_released, load_wallet, lock_account, post_all, posted, read_account};
+use crate::ledger::{EntryMeta, TxLog, expire_released, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
 use crate::{Fail, PgStore, read_tx};
@@ -143,7 +143,13 @@ impl RunFacts {
 
 /// A run as it starts, in one round trip: its row, and the reservations of a hold (`held`) or the
 /// debit entries of a capture (`debited`) with their buckets' moves.
-fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debited: &[Portion]) -> QueryResult<()> {
+fn insert_started(
+    conn: &mut PgConnection,
+    log: &mut TxLog,
+    row: &RunRow,
+    held: &[Portion],
+    debited: &[Portion],
+) -> QueryResult<()> {
     crate::prepared::StartRun {
         id: row.id,
         account_id: row.account_id,
@@ -179,7 +185,7 @@ fn insert_started(conn: &mut PgConnection, row: &RunRow, held: &[Portion], debit
     }
     .execute(conn)?;
     for p in debited {
-        posted(EntryType::Debit, p.credits.negated());
+        log.posted(EntryType::Debit, p.credits.negated());
     }
     Ok(())
 }
@@ -275,6 +281,7 @@ fn load_run(conn: &mut PgConnection, account: AccountId, run: RunId) -> Result<R
 /// Close a run's reservations and expire at once what went back to buckets that expired meanwhile.
 pub fn close_reservations(
     conn: &mut PgConnection,
+    log: &mut TxLog,
     account: AccountId,
     wallet: &mut Wallet,
     run: RunId,
@@ -287,7 +294,7 @@ pub fn close_reservations(
         .execute(conn)?;
     wallet.take(debits);
     wallet.drop_run(run);
-    expire_released(conn, account, wallet, &touched, now)
+    expire_released(conn, log, account, wallet, &touched, now)
 }
 
 impl RunStore for PgStore {
@@ -306,9 +313,9 @@ impl RunStore for PgStore {
             idem,
             now,
             || RunError::IdempotencyKeyReused,
-            |conn| {
+            |conn, log| {
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
-                let account = found_account(lock_account(conn, account_id)?)?.judged(now, &billing);
+                let account = found_account(lock_account(conn, log, account_id)?)?.judged(now, &billing);
                 let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
                 let admitted = decide_run(&facts.state(catalog, &account, channel, now), req).map_err(denied)?;
                 let run_id = RunId::generate();
@@ -346,7 +353,7 @@ impl RunStore for PgStore {
                     Charge::Credits(portions) => (portions, &[]),
                     Charge::Trial(_) => (&[], &[]),
                 };
-                insert_started(conn, &row, held, debited)?;
+                insert_started(conn, log, &row, held, debited)?;
                 if let Charge::Trial(t) = &admitted.charge {
                     let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
@@ -394,20 +401,21 @@ impl RunStore for PgStore {
             idem,
             now,
             || RunError::IdempotencyKeyReused,
-            |conn| {
-                found_account(lock_account(conn, account_id)?)?;
+            |conn, log| {
+                found_account(lock_account(conn, log, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
                 let capture =
                     decide_capture(catalog, &wallet, &row.to_held()?, channel, actual, now).map_err(finish_refused)?;
                 post_all(
                     conn,
+                    log,
                     account_id,
                     &capture.debits,
                     &EntryMeta::new(EntryType::Debit, "run captured").run(run),
                     now,
                 )?;
-                close_reservations(conn, account_id, &mut wallet, run, &capture.debits, now)?;
+                close_reservations(conn, log, account_id, &mut wallet, run, &capture.debits, now)?;
                 if capture.generations_returned > 0 {
                     record_trial(conn, account_id, &row.model_id, -capture.generations_returned, None)?;
                 }
@@ -439,12 +447,12 @@ impl RunStore for PgStore {
             idem,
             now,
             || RunError::IdempotencyKeyReused,
-            |conn| {
-                found_account(lock_account(conn, account_id)?)?;
+            |conn, log| {
+                found_account(lock_account(conn, log, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = load_wallet(conn, account_id)?;
-                let updated = release(conn, account_id, &mut wallet, &row, returned, "cancelled", now)?;
+                let updated = release(conn, log, &mut wallet, &row, returned, "cancelled", now)?;
                 Ok(run_view(conn, &updated, now)?)
             },
         )
@@ -455,14 +463,15 @@ impl RunStore for PgStore {
 /// back to an expired bucket expires.
 pub fn release(
     conn: &mut PgConnection,
-    account: AccountId,
+    log: &mut TxLog,
     wallet: &mut Wallet,
     row: &RunRow,
     generations_returned: i64,
     reason: &str,
     finished_at: DateTime<Utc>,
 ) -> QueryResult<RunRow> {
-    close_reservations(conn, account, wallet, RunId(row.id), &[], finished_at)?;
+    let account = AccountId(row.account_id);
+    close_reservations(conn, log, account, wallet, RunId(row.id), &[], finished_at)?;
     if generations_returned > 0 {
         record_trial(conn, account, &row.model_id, -generations_returned, None)?;
     }

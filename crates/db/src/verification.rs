@@ -113,8 +113,9 @@ impl VerificationStore for PgStore {
             idem,
             now,
             || VerificationError::IdempotencyKeyReused,
-            |conn| {
-                let acct = lock_account(conn, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
+            |conn, log| {
+                let acct =
+                    lock_account(conn, log, account)?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
                 let previous = latest(conn, account.0)?.map(|r| r.status()).transpose()?;
                 may_submit(catalog, &acct, previous).map_err(conflict)?;
                 let id = Uuid::now_v7();
@@ -232,15 +233,16 @@ impl VerificationStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<VerificationView, VerificationError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
+        self.write_tx(&mut conn, now, |conn, log| {
             let found: Option<Uuid> = business_verifications::table
                 .find(request)
                 .select(business_verifications::account_id)
                 .first(conn)
                 .optional()?;
             let account = found.ok_or(Fail::Rule(VerificationError::NotFound))?;
-            let acct =
-                lock_account(conn, AccountId(account))?.ok_or(Fail::Rule(VerificationError::NotFound))?.to_domain()?;
+            let acct = lock_account(conn, log, AccountId(account))?
+                .ok_or(Fail::Rule(VerificationError::NotFound))?
+                .to_domain()?;
             // Read again under the account's lock: two operators deciding at once see each other.
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
             may_decide(row.status()?).map_err(conflict)?;

@@ -19,7 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{NotifySettings, emit, notice};
-use crate::ledger::{Grant, grant};
+use crate::ledger::{Grant, TxLog, grant};
 use crate::schema::{accounts, auto_topups};
 
 /// R22: start one for the account (the partial unique index keeps it to one open at a time,
@@ -106,17 +106,25 @@ pub(crate) enum Ended {
     Already,
 }
 
+/// What Stripe answered for an auto top-up's PaymentIntent.
+pub(crate) struct Answer<'a> {
+    pub payment_intent: Option<&'a str>,
+    pub outcome: PaymentOutcome,
+    /// Why it failed, in Stripe's words.
+    pub reason: Option<&'a str>,
+}
+
 /// Ends an auto top-up by its PaymentIntent's outcome: R22 grants the pack once per
 /// PaymentIntent, or turns auto top-up off and mails the account.
 pub(crate) fn end(
     conn: &mut PgConnection,
+    log: &mut TxLog,
     settings: &NotifySettings,
     row: &TopupRow,
-    payment_intent: Option<&str>,
-    outcome: PaymentOutcome,
-    reason: Option<&str>,
+    answer: Answer<'_>,
     now: DateTime<Utc>,
 ) -> QueryResult<Ended> {
+    let Answer { payment_intent, outcome, reason } = answer;
     let row: TopupRow = auto_topups::table.find(row.id).select(TopupRow::as_select()).for_update().first(conn)?;
     let effect = on_outcome(outcome);
     if row.status == "succeeded" || (row.status == "failed" && !effect.grant) {
@@ -130,6 +138,7 @@ pub(crate) fn end(
         let value = UnitValue { amount: row.amount, credits: row.credits, currency: row.currency.clone() };
         let (bucket, _) = grant(
             conn,
+            log,
             Grant {
                 account,
                 kind: BucketKind::Topup,

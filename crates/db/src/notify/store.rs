@@ -247,8 +247,8 @@ impl NotifyStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AutoTopupView, NotifyError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
-            found(lock_account(conn, account)?)?;
+        self.write_tx(&mut conn, now, |conn, log| {
+            found(lock_account(conn, log, account)?)?;
             let row = found(read_settings(conn, account)?)?;
             let previous = settings_of(&row);
             let settings = validate(request, Some(&previous), &self.catalog, row.4.is_some())
@@ -277,8 +277,8 @@ impl NotifyStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<AlertsView, NotifyError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
-            found(lock_account(conn, account)?)?;
+        self.write_tx(&mut conn, now, |conn, log| {
+            found(lock_account(conn, log, account)?)?;
             let balance = found(crate::accounts::balances_of(conn, &self.catalog, &[account], now)?.pop().flatten())?;
             let level = rebase(threshold, balance.available);
             diesel::update(accounts::table.find(account.0))
@@ -311,8 +311,8 @@ impl NotifyStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<EndpointView, NotifyError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| {
-            found(lock_account(conn, account)?)?;
+        self.write_tx(&mut conn, now, |conn, log| {
+            found(lock_account(conn, log, account)?)?;
             let existing: i64 = webhook_endpoints::table
                 .filter(webhook_endpoints::account_id.eq(account.0))
                 .count()
@@ -438,7 +438,7 @@ impl NotifyStore for PgStore {
 
     fn record_attempt(&self, delivery: Uuid, result: &AttemptResult, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| -> Result<(), Fail<StoreError>> {
+        self.write_tx(&mut conn, now, |conn, _| -> Result<(), Fail<StoreError>> {
             let Some(state) = diesel::sql_query(
                 "SELECT d.status, d.attempts, d.first_attempt_at, w.id AS endpoint, w.account_id AS account, w.url, \
                         w.failing_since, w.disabled_at \
@@ -540,7 +540,7 @@ impl NotifyStore for PgStore {
         .load(&mut conn)
         .map_err(crate::store_error)?;
         drop(conn);
-        self.per_account(due.into_iter().map(|d| d.account_id).collect(), now, |conn, account| {
+        self.per_account(due.into_iter().map(|d| d.account_id).collect(), now, |conn, _, account| {
             let due: Vec<ExpiringRow> = diesel::sql_query(
                 "SELECT b.id, b.account_id, b.kind, b.remaining, b.expires_at, a.email, a.name \
                  FROM buckets b JOIN accounts a ON a.id = b.account_id \
@@ -618,15 +618,20 @@ impl NotifyStore for PgStore {
 
     fn record_topup(&self, topup: Uuid, answer: &IntentAnswer, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn| -> Result<(), Fail<StoreError>> {
+        self.write_tx(&mut conn, now, |conn, log| -> Result<(), Fail<StoreError>> {
             let Some(row) = autotopup::by_id(conn, topup)? else { return Ok(()) };
             // The account's row first, as every change of its balance.
-            if lock_account(conn, AccountId(row.account_id))?.is_none() {
+            if lock_account(conn, log, AccountId(row.account_id))?.is_none() {
                 return Ok(());
             }
             match answer {
                 IntentAnswer::Succeeded { payment_intent } => {
-                    autotopup::end(conn, &self.notify, &row, Some(payment_intent), PaymentOutcome::Succeeded, None, now)?;
+                    let answer = autotopup::Answer {
+                        payment_intent: Some(payment_intent),
+                        outcome: PaymentOutcome::Succeeded,
+                        reason: None,
+                    };
+                    autotopup::end(conn, log, &self.notify, &row, answer, now)?;
                 }
                 IntentAnswer::Processing { payment_intent } => autotopup::processing(conn, row.id, payment_intent)?,
                 IntentAnswer::Failed { payment_intent, reason, needs_customer } => {
@@ -635,7 +640,9 @@ impl NotifyStore for PgStore {
                     } else {
                         PaymentOutcome::Declined
                     };
-                    autotopup::end(conn, &self.notify, &row, payment_intent.as_deref(), outcome, Some(reason), now)?;
+                    let answer =
+                        autotopup::Answer { payment_intent: payment_intent.as_deref(), outcome, reason: Some(reason) };
+                    autotopup::end(conn, log, &self.notify, &row, answer, now)?;
                 }
                 IntentAnswer::Unavailable(cause) => {
                     let attempts: i32 =

@@ -23,7 +23,9 @@ use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::ledger::{EntryMeta, Grant, Posting, end_allowances, grant, load_wallet, lock_account, post, post_all};
+use crate::ledger::{
+    EntryMeta, Grant, Posting, TxLog, end_allowances, grant, load_wallet, lock_account, post, post_all,
+};
 use crate::notify::NotifySettings;
 use crate::notify::autotopup;
 use crate::outbox::enqueue;
@@ -37,12 +39,13 @@ use crate::schema::{
 /// rolls back and keeps the event as failed). The caller runs this in one transaction.
 pub fn apply(
     conn: &mut PgConnection,
+    log: &mut TxLog,
     catalog: &Catalog,
     notify: &NotifySettings,
     event: &StripeEvent,
     now: DateTime<Utc>,
 ) -> QueryResult<Result<Applied, Unapplicable>> {
-    Event { conn, catalog, notify, event, now }.apply()
+    Event { conn, log, catalog, notify, event, now }.apply()
 }
 
 /// A session as recorded, with its account and the account's Stripe customer (no lock: a read).
@@ -141,6 +144,8 @@ pub fn forget_customer(conn: &mut PgConnection, account: AccountId, customer: &s
 
 struct Event<'a> {
     conn: &'a mut PgConnection,
+    /// The transaction's log: the accounts locked and entries posted (`ledger::TxLog`).
+    log: &'a mut TxLog,
     catalog: &'a Catalog,
     notify: &'a NotifySettings,
     event: &'a StripeEvent,
@@ -274,8 +279,8 @@ impl Event<'_> {
                     PaymentEvent::IntentSucceeded(_) => PaymentOutcome::Succeeded,
                     _ => PaymentOutcome::of_failure(i.failure_code.as_deref()),
                 };
-                let ended =
-                    autotopup::end(self.conn, self.notify, &row, Some(&i.id), outcome, i.failure.as_deref(), now)?;
+                let answer = autotopup::Answer { payment_intent: Some(&i.id), outcome, reason: i.failure.as_deref() };
+                let ended = autotopup::end(self.conn, self.log, self.notify, &row, answer, now)?;
                 let applied = match ended {
                     autotopup::Ended::Granted { credits } => {
                         Applied::Done(credits_domain::payments::Outcome::PackGranted {
@@ -339,7 +344,7 @@ impl Event<'_> {
     }
 
     fn lock(&mut self, account: Uuid) -> QueryResult<Option<Account>> {
-        lock_account(self.conn, AccountId(account))?.map(|r| r.to_domain()).transpose()
+        lock_account(self.conn, self.log, AccountId(account))?.map(|r| r.to_domain()).transpose()
     }
 
     // ---- facts ------------------------------------------------------------------------------
@@ -618,6 +623,7 @@ impl Event<'_> {
                     let value = UnitValue { amount: *amount, credits: credits.get(), currency: currency.clone() };
                     let (bucket, _) = grant(
                         self.conn,
+                        self.log,
                         Grant {
                             account,
                             kind: BucketKind::Topup,
@@ -648,11 +654,12 @@ impl Event<'_> {
                         ))
                         .execute(self.conn)?;
                 }
-                Effect::EndAllowances => end_allowances(self.conn, account, now)?,
+                Effect::EndAllowances => end_allowances(self.conn, self.log, account, now)?,
                 Effect::GrantAllowance { credits, expires_at, reason, value } => {
                     let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
                     let (bucket, _) = grant(
                         self.conn,
+                        self.log,
                         Grant {
                             account,
                             kind: BucketKind::Allowance,
@@ -674,6 +681,7 @@ impl Event<'_> {
                     let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
                     post(
                         self.conn,
+                        self.log,
                         Posting {
                             account,
                             bucket: *bucket,
@@ -708,10 +716,17 @@ impl Event<'_> {
                         set_subscription(self.conn, id, change)?;
                     }
                 }
-                Effect::ToFree => to_free(self.conn, account, now)?,
+                Effect::ToFree => to_free(self.conn, self.log, account, now)?,
                 Effect::Clawback { bucket, credits, reference, reason } => {
                     let meta = EntryMeta::new(EntryType::Clawback, reason).reference(reference);
-                    post_all(self.conn, account, &[Portion { bucket_id: *bucket, credits: *credits }], &meta, now)?;
+                    post_all(
+                        self.conn,
+                        self.log,
+                        account,
+                        &[Portion { bucket_id: *bucket, credits: *credits }],
+                        &meta,
+                        now,
+                    )?;
                 }
                 Effect::RecordRefund { purchase, refunded_amount, clawed } => {
                     let greatest = |current: &str| {
@@ -780,6 +795,7 @@ impl Event<'_> {
                     let reference = subject.dispute.as_ref().map(|d| format!("dispute:{d}"));
                     grant(
                         self.conn,
+                        self.log,
                         Grant {
                             account,
                             kind: *kind,
@@ -973,8 +989,8 @@ fn set_subscription(conn: &mut PgConnection, id: &str, c: &SubscriptionChange) -
 }
 
 /// R14: back on Free: allowance gone, top-ups and the lifetime remainder kept, no new grant.
-pub fn to_free(conn: &mut PgConnection, account: AccountId, now: DateTime<Utc>) -> QueryResult<()> {
-    end_allowances(conn, account, now)?;
+pub fn to_free(conn: &mut PgConnection, log: &mut TxLog, account: AccountId, now: DateTime<Utc>) -> QueryResult<()> {
+    end_allowances(conn, log, account, now)?;
     diesel::update(accounts::table.find(account.0))
         .set((
             accounts::plan_id.eq(FREE_PLAN),

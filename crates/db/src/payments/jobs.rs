@@ -26,7 +26,7 @@ pub fn run(
         if std::time::Instant::now() >= until {
             break;
         }
-        let claimed = store.write_tx(&mut conn, now, |conn| -> Result<Option<bool>, Fail<StoreError>> {
+        let claimed = store.write_tx(&mut conn, now, |conn, _| -> Result<Option<bool>, Fail<StoreError>> {
             let due: Option<(Uuid, String, String, i32)> = payment_jobs::table
                 .filter(payment_jobs::status.eq("pending"))
                 .filter(payment_jobs::next_attempt_at.le(now))

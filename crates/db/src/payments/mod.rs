@@ -152,7 +152,7 @@ impl PaymentStore for PgStore {
             idem,
             now,
             || PaymentError::IdempotencyKeyReused,
-            |conn| {
+            |conn, _| {
                 if let Some(expired) = &record.expired {
                     diesel::update(checkout_sessions::table.find(expired))
                         .set(checkout_sessions::status.eq(SessionStatus::Expired.as_str()))
@@ -187,8 +187,8 @@ impl PaymentStore for PgStore {
     fn apply_stripe_event(&self, event: &StripeEvent, now: DateTime<Utc>) -> Result<Applied, ApplyError> {
         let mut conn = self.conn()?;
         for attempt in 1..=RETRIES {
-            let result = self.write_tx(&mut conn, now, |conn| -> Result<Applied, Fail<Attempt>> {
-                match events::apply(conn, &self.catalog, &self.notify, event, now) {
+            let result = self.write_tx(&mut conn, now, |conn, log| -> Result<Applied, Fail<Attempt>> {
+                match events::apply(conn, log, &self.catalog, &self.notify, event, now) {
                     Ok(Ok(applied)) => Ok(applied),
                     // Nothing of it is written: the transaction rolls back.
                     Ok(Err(why)) => Err(Fail::Rule(Attempt::Failed(ApplyError::Unapplicable(why)))),
