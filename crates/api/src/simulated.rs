@@ -103,21 +103,8 @@ fn follow_up(state: &AppState, call: &SimulatedCall, now: DateTime<Utc>) -> Resu
     let ctx = state.store.checkout_context(account, now)?;
     let period = ctx.account.period;
     let updated = |price_id: Option<String>| {
-        event(
-            "customer.subscription.updated",
-            PaymentEvent::SubscriptionUpdated(SubscriptionInfo {
-                id: sub.id.clone(),
-                customer: ctx.customer.clone(),
-                status: sub.status,
-                price_id,
-                item_id: sub.item_id.clone(),
-                cancel_at_period_end: false,
-                period_start: period.map(|p| p.start),
-                period_end: period.map(|p| p.end),
-                pending_update: false,
-            }),
-            now,
-        )
+        let info = SubscriptionInfo { price_id, ..subscription_info(sub.clone(), ctx.customer.clone(), period, false) };
+        event("customer.subscription.updated", PaymentEvent::SubscriptionUpdated(info), now)
     };
     let SimulatedCall::ChangePrice { price_id, upgrade, .. } = call else {
         return Ok(vec![updated(sub.price_id.clone())]);
@@ -127,10 +114,7 @@ fn follow_up(state: &AppState, call: &SimulatedCall, now: DateTime<Utc>) -> Resu
         // R14: the proration invoice, paid at once: the old price's unused share back, the new
         // price's share charged.
         let share = |price: Option<&str>| -> i64 {
-            let amount = price
-                .and_then(|p| plan_for_price(&state.catalog, p))
-                .and_then(|plan| plan.price.as_ref())
-                .map_or(0, |p| p.amount);
+            let amount = monthly_price(&state.catalog, price);
             match period {
                 Some(p) if p.end > p.start => {
                     let left = (p.end - now).num_seconds().clamp(0, (p.end - p.start).num_seconds());
@@ -503,7 +487,7 @@ pub async fn portal_action(
         "cancel" | "resume" => {
             let (sub, period) = subscription(ctx)?;
             let cancel = action == "cancel";
-            let info = subscription_info(sub, &customer, period, cancel);
+            let info = subscription_info(sub, Some(customer.clone()), period, cancel);
             (
                 Box::new(move |now| {
                     vec![event("customer.subscription.updated", PaymentEvent::SubscriptionUpdated(info), now)]
@@ -515,7 +499,7 @@ pub async fn portal_action(
             let (sub, period) = subscription(ctx)?;
             let info = SubscriptionInfo {
                 status: SubscriptionStatus::Canceled,
-                ..subscription_info(sub, &customer, period, true)
+                ..subscription_info(sub, Some(customer.clone()), period, true)
             };
             (
                 Box::new(move |now| {
@@ -526,12 +510,7 @@ pub async fn portal_action(
         }
         "renew" => {
             let (sub, _) = subscription(ctx)?;
-            let amount = sub
-                .price_id
-                .as_deref()
-                .and_then(|p| plan_for_price(&catalog, p))
-                .and_then(|plan| plan.price.as_ref())
-                .map_or(0, |p| p.amount);
+            let amount = monthly_price(&catalog, sub.price_id.as_deref());
             let customer = customer.clone();
             (
                 Box::new(move |now| {
@@ -620,16 +599,21 @@ pub async fn portal_action(
     Ok(billing(&state, notice))
 }
 
+/// What a plan's Stripe price charges a month (0 for a price the catalog does not sell).
+fn monthly_price(catalog: &credits_domain::catalog::Catalog, price: Option<&str>) -> i64 {
+    price.and_then(|p| plan_for_price(catalog, p)).and_then(|plan| plan.price.as_ref()).map_or(0, |p| p.amount)
+}
+
 /// The subscription as Stripe would describe it now, its cancellation at the period's end set.
 fn subscription_info(
     sub: LiveSubscription,
-    customer: &str,
+    customer: Option<String>,
     period: Option<credits_domain::account::Period>,
     cancel_at_period_end: bool,
 ) -> SubscriptionInfo {
     SubscriptionInfo {
         id: sub.id,
-        customer: Some(customer.to_string()),
+        customer,
         status: sub.status,
         price_id: sub.price_id,
         item_id: sub.item_id,

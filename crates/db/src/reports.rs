@@ -79,6 +79,14 @@ impl ReportStore for PgStore {
             // runs). By day no run is read: the day is the entry's, grouped as a date and named
             // once per group. Otherwise each debit reaches its run among the account's own runs
             // (runs_account_created): never a scan of every account's runs.
+            let by_run = |key: &str| {
+                format!(
+                    "SELECT {key} AS key, (-sum(e.credits))::bigint AS credits, count(DISTINCT e.run_id)::bigint AS runs
+                       FROM ledger_entries e JOIN runs r ON r.id = e.run_id AND r.account_id = $1
+                      WHERE e.account_id = $1 AND e.entry_type = 'debit' AND e.created_at >= $2 AND e.created_at < $3
+                      GROUP BY 1 ORDER BY 1"
+                )
+            };
             let sql = match group_by {
                 GroupBy::Day => "SELECT to_char(d, 'YYYY-MM-DD') AS key, credits, runs
                    FROM (SELECT (e.created_at AT TIME ZONE 'UTC')::date AS d, (-sum(e.credits))::bigint AS credits,
@@ -89,19 +97,9 @@ impl ReportStore for PgStore {
                           GROUP BY 1) g
                   ORDER BY 1"
                     .to_string(),
-                _ => {
-                    let key = match group_by {
-                        GroupBy::Model => "r.model_id",
-                        GroupBy::ApiKey => "r.api_key_id::text",
-                        _ => "r.workflow_id",
-                    };
-                    format!(
-                        "SELECT {key} AS key, (-sum(e.credits))::bigint AS credits, count(DISTINCT e.run_id)::bigint AS runs
-                           FROM ledger_entries e JOIN runs r ON r.id = e.run_id AND r.account_id = $1
-                          WHERE e.account_id = $1 AND e.entry_type = 'debit' AND e.created_at >= $2 AND e.created_at < $3
-                          GROUP BY 1 ORDER BY 1"
-                    )
-                }
+                GroupBy::Model => by_run("r.model_id"),
+                GroupBy::ApiKey => by_run("r.api_key_id::text"),
+                GroupBy::Workflow => by_run("r.workflow_id"),
             };
             let rows: Vec<GroupRow> = diesel::sql_query(sql)
                 .bind::<SqlUuid, _>(account.0)
