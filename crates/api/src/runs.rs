@@ -128,16 +128,10 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let value = json_value(&body)?;
     let request = run_request(&value);
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
-    let result = match state.gate.enter(caller.account).await {
-        Ok(_inside) => {
-            state
-                .call(move |store, now| {
-                    Ok(store.start_run(caller.account, &caller.channel, &request, now, idem.as_ref())?)
-                })
-                .await
-        }
-        Err(busy) => Err(busy),
-    };
+    // No gate here: a run waits in the store's queue without a connection (`credits_db::batch`).
+    let result = state
+        .call(move |store, now| Ok(store.start_run(caller.account, &caller.channel, &request, now, idem.as_ref())?))
+        .await;
     match &result {
         Ok(Replayable::Fresh(run)) => state.metrics.run(run.status.as_str()),
         Ok(Replayable::Replay(_)) => {}
@@ -174,7 +168,6 @@ pub async fn complete(
     }
     let actual = RunParams { images: param(obj.get("images")), duration_seconds: param(obj.get("duration_seconds")) };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
-    let _inside = state.gate.enter(caller.account).await?;
     let result = state
         .call(move |store, now| {
             Ok(store.complete_run(caller.account, &caller.channel, run, actual, now, idem.as_ref())?)
@@ -200,7 +193,6 @@ pub async fn cancel(
         return Err(ApiError::invalid_parameters(format!("unknown field {unknown:?}: a cancel takes no fields")));
     }
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
-    let _inside = state.gate.enter(caller.account).await?;
     let result = state
         .call(move |store, now| Ok(store.cancel_run(caller.account, &caller.channel, run, now, idem.as_ref())?))
         .await?;

@@ -11,9 +11,14 @@ use serde::Serialize;
 use crate::Fail;
 use crate::schema::idempotency_records;
 
+/// The name of a key's advisory lock (hashed by `hashtextextended(name, 0)` in SQL).
+pub fn lock_name(key: &IdempotencyKey) -> String {
+    format!("idempotency\u{1f}{}\u{1f}{}", key.scope, key.key)
+}
+
 fn begin(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> QueryResult<Recall> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<Text, _>(format!("idempotency\u{1f}{}\u{1f}{}", key.scope, key.key))
+        .bind::<Text, _>(lock_name(key))
         .execute(conn)?;
     lookup(conn, key, now)
 }

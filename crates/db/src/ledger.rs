@@ -47,6 +47,21 @@ impl TxLog {
         self.posted.push((entry_type, credits));
     }
 
+    /// Take in what one share of a batch did, once its savepoint is released: the accounts it
+    /// locked (the batch noted them first, as they were before the batch) and its entries.
+    pub fn absorb(&mut self, share: TxLog) {
+        for l in share.locked {
+            if !self.locked.iter().any(|k| k.id == l.id) {
+                self.locked.push(l);
+            }
+        }
+        self.posted.extend(share.posted);
+    }
+
+    pub fn posted_is_empty(&self) -> bool {
+        self.posted.is_empty()
+    }
+
     /// The entries this transaction wrote.
     pub fn into_posted(self) -> Vec<(EntryType, Credits)> {
         self.posted
@@ -65,6 +80,20 @@ pub fn try_lock_account(conn: &mut PgConnection, log: &mut TxLog, id: Uuid) -> Q
     let row =
         accounts::table.find(id).select(AccountRow::as_select()).for_update().skip_locked().first(conn).optional()?;
     Ok(row.inspect(|r| log.note_locked(r)))
+}
+
+/// A batch's accounts, locked in id order (so two batches never wait on each other in a cycle);
+/// an account another transaction holds is skipped, not waited for. Returns those locked.
+pub fn lock_accounts_skipping(conn: &mut PgConnection, log: &mut TxLog, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    let rows: Vec<AccountRow> = accounts::table
+        .filter(accounts::id.eq_any(ids))
+        .order(accounts::id.asc())
+        .select(AccountRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)?;
+    rows.iter().for_each(|r| log.note_locked(r));
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// An account the current transaction locked, as it was when locked: every change of an

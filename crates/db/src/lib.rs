@@ -5,6 +5,7 @@
 
 mod accounts;
 pub(crate) mod apikeys;
+mod batch;
 mod clock;
 mod idempotency;
 pub mod invariants;
@@ -34,6 +35,7 @@ use diesel::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub use batch::{Batching, RunAnswer, RunJob, RunOp};
 pub use clock::{PgClock, PgTestClock};
 pub use notify::NotifySettings;
 
@@ -107,6 +109,8 @@ pub struct PgStore {
     billing: BillingRules,
     notify: NotifySettings,
     observer: Option<Arc<dyn LedgerObserver>>,
+    /// The instance's run writer (`batch`): shared by every clone of the store.
+    runs: Arc<batch::Batcher>,
 }
 
 impl PgStore {
@@ -118,7 +122,15 @@ impl PgStore {
             billing: BillingRules::default(),
             notify: NotifySettings::default(),
             observer: None,
+            runs: Arc::new(batch::Batcher::new(Batching::default())),
         }
+    }
+
+    /// How runs are written together (`runs.batch_max`, `runs.batch_writers`, and the account's
+    /// places for a request written alone).
+    pub fn with_batching(mut self, batching: Batching) -> PgStore {
+        self.runs = Arc::new(batch::Batcher::new(batching));
+        self
     }
 
     /// The billing settings (`billing.*`) the rules read.

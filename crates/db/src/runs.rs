@@ -21,6 +21,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
+use crate::batch::{RunJob, RunOp};
 use crate::ledger::{EntryMeta, TxLog, expire_released, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
@@ -300,20 +301,120 @@ pub fn close_reservations(
 impl RunStore for PgStore {
     fn start_run(
         &self,
-        account_id: AccountId,
+        account: AccountId,
         channel: &Channel,
         req: &RunRequest,
         now: DateTime<Utc>,
         idem: Option<&IdempotencyKey>,
     ) -> Result<Replayable<RunView>, RunError> {
-        let catalog = &self.catalog;
-        let ttl = self.hold_ttl;
-        let billing = self.billing;
-        self.once_tx(
-            idem,
+        self.submit_run(RunJob {
+            account,
+            op: RunOp::Start { channel: channel.clone(), req: req.clone() },
             now,
-            || RunError::IdempotencyKeyReused,
-            |conn, log| {
+            idem: idem.cloned(),
+        })
+    }
+
+    fn quote(
+        &self,
+        account_id: AccountId,
+        channel: &Channel,
+        req: &RunRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Quote, RunError> {
+        let mut conn = self.conn()?;
+        let catalog = &self.catalog;
+        read_tx(&mut conn, |conn| {
+            let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
+            let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
+            decide_quote(&facts.state(catalog, &account, channel, now), req).map_err(denied)
+        })
+    }
+
+    fn run(&self, account: AccountId, run: RunId, now: DateTime<Utc>) -> Result<RunView, RunError> {
+        let mut conn = self.conn()?;
+        read_tx(&mut conn, |conn| {
+            let row = load_run(conn, account, run)?;
+            Ok(run_view(conn, &row, now)?)
+        })
+    }
+
+    fn complete_run(
+        &self,
+        account: AccountId,
+        channel: &Channel,
+        run: RunId,
+        actual: RunParams,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError> {
+        self.submit_run(RunJob {
+            account,
+            op: RunOp::Complete { channel: channel.clone(), run, actual },
+            now,
+            idem: idem.cloned(),
+        })
+    }
+
+    fn cancel_run(
+        &self,
+        account: AccountId,
+        channel: &Channel,
+        run: RunId,
+        now: DateTime<Utc>,
+        idem: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<RunView>, RunError> {
+        self.submit_run(RunJob {
+            account,
+            op: RunOp::Cancel { channel: channel.clone(), run },
+            now,
+            idem: idem.cloned(),
+        })
+    }
+}
+
+/// Release a hold: its reservations close, a trial gets its generations back, and what went
+/// back to an expired bucket expires.
+pub fn release(
+    conn: &mut PgConnection,
+    log: &mut TxLog,
+    wallet: &mut Wallet,
+    row: &RunRow,
+    generations_returned: i64,
+    reason: &str,
+    finished_at: DateTime<Utc>,
+) -> QueryResult<RunRow> {
+    let account = AccountId(row.account_id);
+    close_reservations(conn, log, account, wallet, RunId(row.id), &[], finished_at)?;
+    if generations_returned > 0 {
+        record_trial(conn, account, &row.model_id, -generations_returned, None)?;
+    }
+    diesel::update(runs::table.find(row.id))
+        .set((
+            runs::status.eq(RunStatus::Released.as_str()),
+            runs::finished_at.eq(Some(finished_at)),
+            runs::release_reason.eq(Some(reason)),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)
+}
+
+impl PgStore {
+    /// One run request's work inside a write transaction (alone, or one share of a batch): lock
+    /// the account (already held by a batch), read what the rules need, let the domain decide,
+    /// write what it decided. A refusal returns before anything is written.
+    pub(crate) fn run_work(
+        &self,
+        conn: &mut PgConnection,
+        log: &mut TxLog,
+        job: &RunJob,
+    ) -> Result<RunView, Fail<RunError>> {
+        let (account_id, now) = (job.account, job.now);
+        match &job.op {
+            RunOp::Start { channel, req } => {
+                let catalog = &self.catalog;
+                let ttl = self.hold_ttl;
+                let billing = self.billing;
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(lock_account(conn, log, account_id)?)?.judged(now, &billing);
                 let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
@@ -359,49 +460,9 @@ impl RunStore for PgStore {
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                 }
                 Ok(fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?)
-            },
-        )
-    }
-
-    fn quote(
-        &self,
-        account_id: AccountId,
-        channel: &Channel,
-        req: &RunRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Quote, RunError> {
-        let mut conn = self.conn()?;
-        let catalog = &self.catalog;
-        read_tx(&mut conn, |conn| {
-            let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
-            let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
-            decide_quote(&facts.state(catalog, &account, channel, now), req).map_err(denied)
-        })
-    }
-
-    fn run(&self, account: AccountId, run: RunId, now: DateTime<Utc>) -> Result<RunView, RunError> {
-        let mut conn = self.conn()?;
-        read_tx(&mut conn, |conn| {
-            let row = load_run(conn, account, run)?;
-            Ok(run_view(conn, &row, now)?)
-        })
-    }
-
-    fn complete_run(
-        &self,
-        account_id: AccountId,
-        channel: &Channel,
-        run: RunId,
-        actual: RunParams,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError> {
-        let catalog = &self.catalog;
-        self.once_tx(
-            idem,
-            now,
-            || RunError::IdempotencyKeyReused,
-            |conn, log| {
+            }
+            RunOp::Complete { channel, run, actual } => {
+                let (catalog, run, actual) = (&self.catalog, *run, *actual);
                 found_account(lock_account(conn, log, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
@@ -431,56 +492,16 @@ impl RunStore for PgStore {
                     .returning(RunRow::as_returning())
                     .get_result(conn)?;
                 Ok(run_view(conn, &updated, now)?)
-            },
-        )
-    }
-
-    fn cancel_run(
-        &self,
-        account_id: AccountId,
-        channel: &Channel,
-        run: RunId,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError> {
-        self.once_tx(
-            idem,
-            now,
-            || RunError::IdempotencyKeyReused,
-            |conn, log| {
+            }
+            RunOp::Cancel { channel, run } => {
+                let run = *run;
                 found_account(lock_account(conn, log, account_id)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = load_wallet(conn, account_id)?;
                 let updated = release(conn, log, &mut wallet, &row, returned, "cancelled", now)?;
                 Ok(run_view(conn, &updated, now)?)
-            },
-        )
+            }
+        }
     }
-}
-
-/// Release a hold: its reservations close, a trial gets its generations back, and what went
-/// back to an expired bucket expires.
-pub fn release(
-    conn: &mut PgConnection,
-    log: &mut TxLog,
-    wallet: &mut Wallet,
-    row: &RunRow,
-    generations_returned: i64,
-    reason: &str,
-    finished_at: DateTime<Utc>,
-) -> QueryResult<RunRow> {
-    let account = AccountId(row.account_id);
-    close_reservations(conn, log, account, wallet, RunId(row.id), &[], finished_at)?;
-    if generations_returned > 0 {
-        record_trial(conn, account, &row.model_id, -generations_returned, None)?;
-    }
-    diesel::update(runs::table.find(row.id))
-        .set((
-            runs::status.eq(RunStatus::Released.as_str()),
-            runs::finished_at.eq(Some(finished_at)),
-            runs::release_reason.eq(Some(reason)),
-        ))
-        .returning(RunRow::as_returning())
-        .get_result(conn)
 }

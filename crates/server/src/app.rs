@@ -135,7 +135,13 @@ impl Services {
                     past_due_grace: chrono::Duration::days(settings.billing.past_due_grace_days),
                 })
                 .with_notify(credits_db::NotifySettings { billing_url: settings.billing_page_url() })
-                .with_observer(metrics.clone()),
+                .with_observer(metrics.clone())
+                .with_batching(credits_db::Batching {
+                    batch_max: settings.runs.batch_max as usize,
+                    writers: settings.runs.batch_writers as usize,
+                    alone_places: settings.database.per_account_connections as usize,
+                    wait: Duration::from_millis(settings.database.lock_timeout_ms),
+                }),
         );
         let sealing = match settings.webhooks.encryption_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
             Some(key) => Some(

@@ -182,6 +182,10 @@ pub struct ClockSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RunsSettings {
     pub hold_ttl_seconds: i64,
+    /// The most run requests one transaction writes (group commit).
+    pub batch_max: u32,
+    /// How many batches of runs one instance writes at once (each holds a connection).
+    pub batch_writers: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +315,9 @@ impl Settings {
         }
         if self.database.lock_timeout_ms == 0 || self.database.statement_timeout_ms == 0 {
             return Err(SettingsError("database.lock_timeout_ms and statement_timeout_ms must be positive".into()));
+        }
+        if self.runs.batch_max == 0 || self.runs.batch_writers == 0 {
+            return Err(SettingsError("runs.batch_max and runs.batch_writers must be positive".into()));
         }
         if self.database.per_account_connections == 0 {
             return Err(SettingsError("database.per_account_connections must be positive".into()));

@@ -62,7 +62,9 @@ async fn kill_9_during_load_loses_no_acknowledged_run_and_retries_apply_once() {
         ready(&app.http, &base).await;
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..load {
-            let (http, base, who, body) = (credits_tests::client(), base.clone(), acct.clone(), body.clone());
+            // One client for the load (building one loads the CA bundle: slow, and 600 of them
+            // would still be built when the kill lands).
+            let (http, base, who, body) = (app.http.clone(), base.clone(), acct.clone(), body.clone());
             let key = format!("round{round}-req{i}");
             tasks.spawn(async move {
                 tokio::time::sleep(Duration::from_millis((i % 30) * 5)).await;
@@ -186,6 +188,12 @@ impl PrivatePostgres {
         );
     }
 
+    /// Stop as a crash does (`immediate`): no session is let finish, recovery runs at the start.
+    fn crash(&self) {
+        let data = self.dir.join("data").display().to_string();
+        assert!(as_postgres(&[&pg_bin("pg_ctl"), "-D", &data, "-m", "immediate", "-w", "stop"]), "pg_ctl stop");
+    }
+
     fn down(&self) {
         let data = self.dir.join("data").display().to_string();
         assert!(as_postgres(&[&pg_bin("pg_ctl"), "-D", &data, "-m", "fast", "-w", "stop"]), "pg_ctl stop");
@@ -204,9 +212,11 @@ impl Drop for PrivatePostgres {
     }
 }
 
-#[actix_web::test]
-async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_itself() {
-    let pg = PrivatePostgres::start();
+/// A service on `pg`'s database `credits`, and an Enterprise account of `monthly_credits` on it.
+async fn service_on(
+    pg: &PrivatePostgres,
+    monthly_credits: i64,
+) -> (credits_tests::Instance, String, credits_tests::As) {
     {
         use diesel::Connection;
         use diesel::connection::SimpleConnection;
@@ -231,7 +241,7 @@ async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_
     let acct = credits_tests::As::Canvas(made.expect(201)["id"].as_str().unwrap().to_string());
     let id = account_id(&acct).to_string();
     let admin = credits_tests::As::Bearer(ADMIN_TOKEN.into());
-    let contract = json!({"monthly_credits": 1000});
+    let contract = json!({"monthly_credits": monthly_credits});
     credits_tests::call_at(
         &http,
         &base,
@@ -243,6 +253,15 @@ async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_
     )
     .await
     .expect(200);
+    (server, url, acct)
+}
+
+#[actix_web::test]
+async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_itself() {
+    let pg = PrivatePostgres::start();
+    let (server, url, acct) = service_on(&pg, 1000).await;
+    let http = credits_tests::client();
+    let base = server.base_url.clone();
     let run = |key: String| {
         let (http, base, acct) = (http.clone(), base.clone(), acct.clone());
         async move {
@@ -302,6 +321,98 @@ async fn a_postgresql_restart_answers_503_meanwhile_and_the_service_recovers_by_
         .map(|e| e["run_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(charged, acked, "everything acknowledged is in the ledger, once");
+    let violations =
+        credits_db::invariants::check(&credits_db::pool(&url, 1, Duration::from_secs(5)), chrono::Utc::now()).unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+    server.stop().await;
+}
+
+/// PostgreSQL crashes and comes back while runs are being written (in batches, by the run writer):
+/// every run answered 201 is in the ledger once; a run answered 503 (its batch's commit may or may
+/// not have happened) retried with its key until answered is applied once, never twice.
+#[actix_web::test]
+async fn a_postgresql_crash_under_concurrent_load_loses_no_acknowledged_run_and_retries_apply_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pg = PrivatePostgres::start();
+    let (server, url, acct) = service_on(&pg, 1_000_000).await;
+    let (clients, each) = (size(8, 16) as usize, size(20, 100) as usize);
+    let (answered, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = tokio::task::JoinSet::new();
+    let http = credits_tests::client();
+    for c in 0..clients {
+        let (http, base, acct) = (http.clone(), server.base_url.clone(), acct.clone());
+        let (answered, refused) = (answered.clone(), refused.clone());
+        load.spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..each {
+                let key = format!("c{c}-{i}");
+                let body = json!({"model": "upscale-4x", "capture": true});
+                let mut tries = 0;
+                loop {
+                    let r = call_at(&http, &base, &acct, "POST", "/v1/runs", Some(body.clone()), Some(&key)).await;
+                    if r.status == 201 {
+                        acked.push((key, r.body["id"].as_str().unwrap().to_string()));
+                        answered.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    assert!(
+                        [503, 429].contains(&r.status),
+                        "while PostgreSQL is away: 503 (or 429), never {}: {:?}",
+                        r.status,
+                        r.body
+                    );
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    tries += 1;
+                    assert!(tries < 600, "{key} was never answered 201");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            acked
+        });
+    }
+    let until = |what: &'static str, done: Box<dyn Fn() -> bool>| async move {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}");
+    };
+    let a = answered.clone();
+    until("runs are written before the crash", Box::new(move || a.load(Ordering::SeqCst) >= clients * 2)).await;
+    pg.crash();
+    let r = refused.clone();
+    until("runs are refused while PostgreSQL is away", Box::new(move || r.load(Ordering::SeqCst) >= 1)).await;
+    pg.up();
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    while let Some(done) = load.join_next().await {
+        acked.extend(done.expect("a client's load"));
+    }
+    assert_eq!(acked.len(), clients * each, "every key answered 201 in the end");
+    let mut conn = {
+        use diesel::Connection;
+        diesel::PgConnection::establish(&url).unwrap()
+    };
+    let debits: Vec<String> = {
+        use diesel::prelude::*;
+        use diesel::sql_types::Text;
+        #[derive(QueryableByName)]
+        struct Debit {
+            #[diesel(sql_type = Text)]
+            run: String,
+        }
+        diesel::sql_query("SELECT run_id::text AS run FROM ledger_entries WHERE entry_type = 'debit'")
+            .load::<Debit>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.run)
+            .collect()
+    };
+    assert_eq!(debits.len(), clients * each, "no run charged twice, none lost");
+    let charged: BTreeSet<&String> = debits.iter().collect();
+    assert_eq!(charged, acked.values().collect::<BTreeSet<_>>(), "the acknowledged runs are the charged ones");
     let violations =
         credits_db::invariants::check(&credits_db::pool(&url, 1, Duration::from_secs(5)), chrono::Utc::now()).unwrap();
     assert!(violations.is_empty(), "{violations:?}");

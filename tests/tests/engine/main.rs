@@ -9,6 +9,7 @@ mod check;
 mod concurrency;
 mod expiry;
 mod faults;
+mod group_commit;
 mod idempotency;
 mod ledger;
 mod migrations;

@@ -1,0 +1,394 @@
+//! Group commit of runs. The starts, completions and cancellations waiting in an instance are
+//! written together: whatever is queued when a writer is free (no added wait when the queue is
+//! empty), up to `runs.batch_max`, in ONE transaction, with one commit.
+//!
+//! A batch takes, without waiting, its requests' idempotency keys and then their accounts in id
+//! order (`SKIP LOCKED`: two batches, on any number of instances, never wait on each other in a
+//! cycle); judges and writes each request in arrival order in its own savepoint, with the same
+//! code a request alone runs (`PgStore::run_work`: the domain's `decide_run`, `decide_capture`,
+//! `decide_cancel` against the state the previous requests of the batch left); settles what the
+//! batch tells each account (`notify::settle`) once; commits once; then answers each request.
+//! A refused request rolls back to its savepoint, so it writes nothing and disturbs no other.
+//! A request whose key or account another transaction holds, and every request of a batch whose
+//! transaction failed before its commit, is written alone by its own thread: it waits for the
+//! lock as any request does, and for one of the account's few places on this instance
+//! (`database.per_account_connections`, up to `database.lock_timeout_ms`, then ACCOUNT_BUSY).
+//!
+//! Requests wait in the queue without a connection; only the writers (`runs.batch_writers` at
+//! once per instance) hold one. A writer is not a thread of its own: the request that finds a
+//! writer's place free writes the batch, and hands the place to a waiting request when done.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use credits_domain::error::{RunError, StoreError};
+use credits_domain::idempotency::{IdempotencyKey, Replayable};
+use credits_domain::ids::{AccountId, RunId};
+use credits_domain::pricing::RunParams;
+use credits_domain::runs::{Channel, RunRequest};
+use credits_domain::views::RunView;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Text};
+use uuid::Uuid;
+
+use crate::idempotency::lock_name;
+use crate::ledger::{TxLog, lock_accounts_skipping};
+use crate::{Fail, PgStore, idempotency, notify, store_error};
+
+/// A run request as the writer takes it.
+#[derive(Debug, Clone)]
+pub enum RunOp {
+    Start { channel: Channel, req: RunRequest },
+    Complete { channel: Channel, run: RunId, actual: RunParams },
+    Cancel { channel: Channel, run: RunId },
+}
+
+/// One request: its account, what it asks, the time it was judged at and its R11 key.
+#[derive(Debug, Clone)]
+pub struct RunJob {
+    pub account: AccountId,
+    pub op: RunOp,
+    pub now: DateTime<Utc>,
+    pub idem: Option<IdempotencyKey>,
+}
+
+pub type RunAnswer = Result<Replayable<RunView>, RunError>;
+
+/// How runs are written together.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// `runs.batch_max`: the most requests one transaction takes.
+    pub batch_max: usize,
+    /// `runs.batch_writers`: how many batches one instance writes at once.
+    pub writers: usize,
+    /// `database.per_account_connections`: how many of one account's requests are written
+    /// alone at once on this instance.
+    pub alone_places: usize,
+    /// `database.lock_timeout_ms`: the longest a request waits for one of those places.
+    pub wait: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Batching {
+        Batching { batch_max: 256, writers: 2, alone_places: 2, wait: Duration::from_millis(2000) }
+    }
+}
+
+enum Wake {
+    Done(Box<RunAnswer>),
+    /// Write the next batch (a writer's place handed over).
+    Lead,
+    Alone(Box<RunJob>),
+}
+
+struct Waiting {
+    job: RunJob,
+    wake: mpsc::Sender<Wake>,
+    /// Handed a writer's place already.
+    promoted: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Waiting>,
+    writers: usize,
+    /// Accounts in a batch being written: their later requests wait for the next batch, so two
+    /// writers of one instance never contend for one account's lock.
+    writing: HashSet<AccountId>,
+}
+
+/// An instance's run writer: the queue, and the places for requests written alone.
+pub(crate) struct Batcher {
+    settings: Batching,
+    queue: Mutex<Queue>,
+    alone: AloneGate,
+}
+
+impl Batcher {
+    pub fn new(settings: Batching) -> Batcher {
+        Batcher {
+            settings,
+            queue: Mutex::new(Queue::default()),
+            alone: AloneGate {
+                places: settings.alone_places.max(1),
+                wait: settings.wait,
+                inside: Mutex::new(HashMap::new()),
+                freed: Condvar::new(),
+            },
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `job` and wait for its answer, writing batches meanwhile when this thread holds a
+    /// writer's place.
+    pub fn submit(&self, store: &PgStore, job: RunJob) -> RunAnswer {
+        let (wake, woken) = mpsc::channel();
+        let mut lead = {
+            let mut q = self.queue();
+            q.pending.push_back(Waiting { job, wake, promoted: false });
+            let free = q.writers < self.settings.writers.max(1);
+            if free {
+                q.writers += 1;
+            }
+            free
+        };
+        loop {
+            if std::mem::take(&mut lead) {
+                self.lead(store);
+            }
+            // A place handed to this request comes before its answer (one sender, in order).
+            match woken.recv() {
+                Ok(Wake::Done(answer)) => return *answer,
+                Ok(Wake::Lead) => lead = true,
+                Ok(Wake::Alone(job)) => return self.alone(store, *job),
+                Err(_) => return Err(RunError::Store(StoreError::Internal("the run writer stopped".into()))),
+            }
+        }
+    }
+
+    /// Write one batch: the queued requests of accounts no other writer is writing, in arrival
+    /// order, up to `batch_max`; then hand the place on.
+    fn lead(&self, store: &PgStore) {
+        let mut turn = Turn { batcher: self, accounts: Vec::new() };
+        let batch: Vec<Waiting> = {
+            let mut q = self.queue();
+            let Queue { pending, writing, .. } = &mut *q;
+            let (mut taken, mut kept) = (Vec::new(), VecDeque::new());
+            while let Some(w) = pending.pop_front() {
+                if taken.len() < self.settings.batch_max.max(1) && !writing.contains(&w.job.account) {
+                    taken.push(w);
+                } else {
+                    kept.push_back(w);
+                }
+            }
+            *pending = kept;
+            for w in &taken {
+                if writing.insert(w.job.account) {
+                    turn.accounts.push(w.job.account);
+                }
+            }
+            taken
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let (jobs, wakes): (Vec<RunJob>, Vec<mpsc::Sender<Wake>>) = batch.into_iter().map(|w| (w.job, w.wake)).unzip();
+        let outcomes = store.write_batch(&jobs);
+        drop(turn);
+        for ((job, wake), outcome) in jobs.into_iter().zip(wakes).zip(outcomes) {
+            // A waiter is blocked in `recv` until it is answered, so the send cannot fail.
+            let _ = wake.send(match outcome {
+                Some(answer) => Wake::Done(Box::new(answer)),
+                None => Wake::Alone(Box::new(job)),
+            });
+        }
+    }
+
+    /// A request written alone, as before batching: its own transaction, waiting for its locks.
+    fn alone(&self, store: &PgStore, job: RunJob) -> RunAnswer {
+        let _place = self.alone.enter(job.account)?;
+        store.once_tx(
+            job.idem.as_ref(),
+            job.now,
+            || RunError::IdempotencyKeyReused,
+            |conn, log| store.run_work(conn, log, &job),
+        )
+    }
+}
+
+/// A writer's place, held while its batch is written; given back (or handed to a waiting request
+/// with something to write) when dropped, also when the batch panicked.
+struct Turn<'a> {
+    batcher: &'a Batcher,
+    accounts: Vec<AccountId>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut q = self.batcher.queue();
+        let Queue { pending, writers, writing } = &mut *q;
+        for a in &self.accounts {
+            writing.remove(a);
+        }
+        let next = pending.iter_mut().find(|w| !w.promoted && !writing.contains(&w.job.account));
+        match next {
+            Some(w) if w.wake.send(Wake::Lead).is_ok() => w.promoted = true,
+            _ => *writers -= 1,
+        }
+    }
+}
+
+/// Section 7 for requests written alone: at most `places` of one account's hold a connection at
+/// once on this instance; the others wait here, holding nothing, up to `wait`: then ACCOUNT_BUSY.
+struct AloneGate {
+    places: usize,
+    wait: Duration,
+    inside: Mutex<HashMap<AccountId, usize>>,
+    freed: Condvar,
+}
+
+struct Place<'a> {
+    gate: &'a AloneGate,
+    account: AccountId,
+}
+
+impl AloneGate {
+    fn enter(&self, account: AccountId) -> Result<Place<'_>, StoreError> {
+        let deadline = Instant::now() + self.wait;
+        let mut inside = self.inside.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let n = inside.entry(account).or_insert(0);
+            if *n < self.places {
+                *n += 1;
+                return Ok(Place { gate: self, account });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Busy("the account's other requests hold its places on this instance".into()));
+            }
+            inside = self.freed.wait_timeout(inside, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut inside = self.gate.inside.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = inside.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                inside.remove(&self.account);
+            }
+        }
+        self.gate.freed.notify_all();
+    }
+}
+
+#[derive(QueryableByName)]
+struct Taken {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// R11: the keys' advisory locks, each taken if free (never waited for: a request alone takes its
+/// key before its account, so a batch that waited for a key while holding accounts could deadlock).
+fn try_lock_keys(conn: &mut PgConnection, names: &[String]) -> QueryResult<HashSet<String>> {
+    if names.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let taken: Vec<Taken> = diesel::sql_query(
+        "SELECT name FROM unnest($1::text[]) AS name WHERE pg_try_advisory_xact_lock(hashtextextended(name, 0))",
+    )
+    .bind::<Array<Text>, _>(names)
+    .load(conn)?;
+    Ok(taken.into_iter().map(|t| t.name).collect())
+}
+
+impl PgStore {
+    /// Write `jobs` in one transaction (see the module's note): each one's answer (written and
+    /// committed, or refused), in order, or `None` for one to be written alone.
+    pub(crate) fn write_batch(&self, jobs: &[RunJob]) -> Vec<Option<RunAnswer>> {
+        let all_alone = || jobs.iter().map(|_| None).collect();
+        let Ok(mut conn) = self.conn() else { return all_alone() };
+        let Some(now) = jobs.iter().map(|j| j.now).max() else { return Vec::new() };
+        let mut log = TxLog::default();
+        let mut answers: Vec<Option<RunAnswer>> = jobs.iter().map(|_| None).collect();
+        let mut committing = false;
+        let written = conn.build_transaction().run(|conn| -> Result<(), Fail<RunError>> {
+            let mut names: Vec<String> = jobs.iter().filter_map(|j| j.idem.as_ref()).map(lock_name).collect();
+            names.sort();
+            names.dedup();
+            let keys = try_lock_keys(conn, &names)?;
+            let keyed = |j: &RunJob| j.idem.as_ref().is_none_or(|k| keys.contains(&lock_name(k)));
+            let mut ids: Vec<Uuid> = jobs.iter().filter(|j| keyed(j)).map(|j| j.account.0).collect();
+            ids.sort();
+            ids.dedup();
+            let locked: HashSet<Uuid> = lock_accounts_skipping(conn, &mut log, &ids)?.into_iter().collect();
+            let mut captured: HashSet<Uuid> = HashSet::new();
+            for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
+                if !keyed(job) || !locked.contains(&job.account.0) {
+                    continue;
+                }
+                let mut share = TxLog::default();
+                let done = conn.transaction(|conn| {
+                    idempotency::once(
+                        conn,
+                        job.idem.as_ref(),
+                        job.now,
+                        || RunError::IdempotencyKeyReused,
+                        |conn| self.run_work(conn, &mut share, job),
+                    )
+                });
+                match done {
+                    Ok(view) => {
+                        if share.captured() {
+                            captured.insert(job.account.0);
+                        }
+                        log.absorb(share);
+                        *answer = Some(Ok(view));
+                    }
+                    Err(Fail::Rule(refused)) => *answer = Some(Err(refused)),
+                    Err(Fail::Db(e)) => return Err(Fail::Db(e)),
+                }
+            }
+            for account in log.locked().to_vec() {
+                let capturedhere = captured.contains(&account.id);
+                notify::settle(conn, &self.catalog, &self.notify, std::slice::from_ref(&account), capturedhere, now)?;
+            }
+            committing = true;
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                if let Some(observer) = &self.observer
+                    && !log.posted_is_empty()
+                {
+                    observer.committed(&log.into_posted());
+                }
+                answers
+            }
+            // The commit itself failed: what it wrote may or may not be there, so a written request
+            // is answered with the failure (its retry, with its key, is judged afresh); a refused
+            // one wrote nothing and is written alone.
+            Err(Fail::Db(e)) if committing => {
+                let error = store_error(e);
+                answers
+                    .into_iter()
+                    .map(|a| match a {
+                        Some(Ok(_)) => Some(Err(RunError::Store(error.clone()))),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            // Nothing was written: each request alone, so one bad request cannot fail its neighbours.
+            Err(_) => all_alone(),
+        }
+    }
+
+    /// Write `jobs` as one batch of this instance's writer would, and those it could not take
+    /// alone: each request's answer, in order (tests compare this with writing them one by one).
+    pub fn write_runs_together(&self, jobs: Vec<RunJob>) -> Vec<RunAnswer> {
+        let outcomes = self.write_batch(&jobs);
+        jobs.into_iter()
+            .zip(outcomes)
+            .map(|(job, answer)| match answer {
+                Some(answer) => answer,
+                None => self.runs.alone(self, job),
+            })
+            .collect()
+    }
+
+    /// Write `job` alone, in its own transaction, as before batching.
+    pub fn write_run_alone(&self, job: RunJob) -> RunAnswer {
+        self.runs.alone(self, job)
+    }
+
+    pub(crate) fn submit_run(&self, job: RunJob) -> RunAnswer {
+        self.runs.submit(self, job)
+    }
+}
