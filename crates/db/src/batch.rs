@@ -4,11 +4,12 @@
 //!
 //! A batch takes, without waiting, its requests' idempotency keys and then their accounts in id
 //! order (`SKIP LOCKED`: two batches, on any number of instances, never wait on each other in a
-//! cycle); judges and writes each request in arrival order in its own savepoint, with the same
-//! code a request alone runs (`PgStore::run_work`: the domain's `decide_run`, `decide_capture`,
-//! `decide_cancel` against the state the previous requests of the batch left); settles what the
-//! batch tells each account (`notify::settle`) once; commits once; then answers each request.
-//! A refused request rolls back to its savepoint, so it writes nothing and disturbs no other.
+//! cycle); judges and writes each request in arrival order with the same code a request alone
+//! runs (`PgStore::run_work`: the domain's `decide_run`, `decide_capture`, `decide_cancel`
+//! against the state the previous requests of the batch left); settles what the batch tells each
+//! account (`notify::settle`) once; commits once; then answers each request. Every refusal is
+//! decided before its request writes anything, so a refused request writes nothing and disturbs
+//! no other.
 //! A request whose key or account another transaction holds, and every request of a batch whose
 //! transaction failed before its commit, is written alone by its own thread: it waits for the
 //! lock as any request does, and for one of the account's few places on this instance
@@ -35,6 +36,7 @@ use uuid::Uuid;
 
 use crate::idempotency::lock_name;
 use crate::ledger::{TxLog, lock_accounts_skipping};
+use crate::rows::AccountRow;
 use crate::{Fail, PgStore, idempotency, notify, store_error};
 
 /// A run request as the writer takes it.
@@ -196,7 +198,7 @@ impl Batcher {
             job.idem.as_ref(),
             job.now,
             || RunError::IdempotencyKeyReused,
-            |conn, log| store.run_work(conn, log, &job),
+            |conn, log| store.run_work(conn, log, &job, None),
         )
     }
 }
@@ -308,22 +310,23 @@ impl PgStore {
             let mut ids: Vec<Uuid> = jobs.iter().filter(|j| keyed(j)).map(|j| j.account.0).collect();
             ids.sort();
             ids.dedup();
-            let locked: HashSet<Uuid> = lock_accounts_skipping(conn, &mut log, &ids)?.into_iter().collect();
+            let locked: HashMap<Uuid, AccountRow> =
+                lock_accounts_skipping(conn, &mut log, &ids)?.into_iter().map(|r| (r.id, r)).collect();
             let mut captured: HashSet<Uuid> = HashSet::new();
             for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
-                if !keyed(job) || !locked.contains(&job.account.0) {
-                    continue;
-                }
+                let Some(held) = locked.get(&job.account.0).filter(|_| keyed(job)) else { continue };
                 let mut share = TxLog::default();
-                let done = conn.transaction(|conn| {
-                    idempotency::once(
-                        conn,
-                        job.idem.as_ref(),
-                        job.now,
-                        || RunError::IdempotencyKeyReused,
-                        |conn| self.run_work(conn, &mut share, job),
-                    )
-                });
+                // No savepoint: every refusal (the rules', R11's replay or reuse) is decided before
+                // the request writes anything (`run_work`), so a refused request leaves nothing to
+                // roll back; a database error fails the whole batch, which is then written request
+                // by request. The property test compares each batch with the requests one by one.
+                let done = idempotency::once(
+                    conn,
+                    job.idem.as_ref(),
+                    job.now,
+                    || RunError::IdempotencyKeyReused,
+                    |conn| self.run_work(conn, &mut share, job, Some(held)),
+                );
                 match done {
                     Ok(view) => {
                         if share.captured() {

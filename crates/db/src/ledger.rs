@@ -83,8 +83,8 @@ pub fn try_lock_account(conn: &mut PgConnection, log: &mut TxLog, id: Uuid) -> Q
 }
 
 /// A batch's accounts, locked in id order (so two batches never wait on each other in a cycle);
-/// an account another transaction holds is skipped, not waited for. Returns those locked.
-pub fn lock_accounts_skipping(conn: &mut PgConnection, log: &mut TxLog, ids: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+/// an account another transaction holds is skipped, not waited for. Returns the rows locked.
+pub fn lock_accounts_skipping(conn: &mut PgConnection, log: &mut TxLog, ids: &[Uuid]) -> QueryResult<Vec<AccountRow>> {
     let rows: Vec<AccountRow> = accounts::table
         .filter(accounts::id.eq_any(ids))
         .order(accounts::id.asc())
@@ -93,7 +93,7 @@ pub fn lock_accounts_skipping(conn: &mut PgConnection, log: &mut TxLog, ids: &[U
         .skip_locked()
         .load(conn)?;
     rows.iter().for_each(|r| log.note_locked(r));
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    Ok(rows)
 }
 
 /// An account the current transaction locked, as it was when locked: every change of an

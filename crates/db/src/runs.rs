@@ -403,20 +403,28 @@ impl PgStore {
     /// One run request's work inside a write transaction (alone, or one share of a batch): lock
     /// the account (already held by a batch), read what the rules need, let the domain decide,
     /// write what it decided. A refusal returns before anything is written.
+    ///
+    /// `held`: the account's row as a batch locked it (the run paths never change it), or `None`
+    /// for a request alone, which locks it here.
     pub(crate) fn run_work(
         &self,
         conn: &mut PgConnection,
         log: &mut TxLog,
         job: &RunJob,
+        held: Option<&AccountRow>,
     ) -> Result<RunView, Fail<RunError>> {
         let (account_id, now) = (job.account, job.now);
+        let locked = |conn: &mut PgConnection, log: &mut TxLog| match held {
+            Some(row) => Ok(Some(row.clone())),
+            None => lock_account(conn, log, account_id),
+        };
         match &job.op {
             RunOp::Start { channel, req } => {
                 let catalog = &self.catalog;
                 let ttl = self.hold_ttl;
                 let billing = self.billing;
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
-                let account = found_account(lock_account(conn, log, account_id)?)?.judged(now, &billing);
+                let account = found_account(locked(conn, log)?)?.judged(now, &billing);
                 let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
                 let admitted = decide_run(&facts.state(catalog, &account, channel, now), req).map_err(denied)?;
                 let run_id = RunId::generate();
@@ -463,7 +471,7 @@ impl PgStore {
             }
             RunOp::Complete { channel, run, actual } => {
                 let (catalog, run, actual) = (&self.catalog, *run, *actual);
-                found_account(lock_account(conn, log, account_id)?)?;
+                found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
                 let capture =
@@ -495,7 +503,7 @@ impl PgStore {
             }
             RunOp::Cancel { channel, run } => {
                 let run = *run;
-                found_account(lock_account(conn, log, account_id)?)?;
+                found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = load_wallet(conn, account_id)?;
