@@ -17,6 +17,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
     balance_batch: Histogram,
+    run_batch: Histogram,
     runs: IntCounterVec,
     denials: IntCounterVec,
     credits_in: IntCounterVec,
@@ -60,8 +61,15 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(balance_batch.clone())).expect("registered once");
+        let run_batch = Histogram::with_opts(
+            HistogramOpts::new("credits_run_batch_size", "run requests committed by one transaction (group commit)")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(run_batch.clone())).expect("registered once");
         Metrics {
             balance_batch,
+            run_batch,
             http_requests: counter(
                 &registry,
                 "credits_http_requests_total",
@@ -161,6 +169,10 @@ impl LedgerObserver for Metrics {
             let counter = if c > 0 { &self.credits_in } else { &self.credits_out };
             counter.with_label_values(&[entry_type.as_str()]).inc_by(c.unsigned_abs());
         }
+    }
+
+    fn batch_committed(&self, requests: usize) {
+        self.run_batch.observe(requests as f64);
     }
 }
 

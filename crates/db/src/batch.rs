@@ -348,10 +348,11 @@ impl PgStore {
         });
         match written {
             Ok(()) => {
-                if let Some(observer) = &self.observer
-                    && !log.posted_is_empty()
-                {
-                    observer.committed(&log.into_posted());
+                if let Some(observer) = &self.observer {
+                    observer.batch_committed(answers.iter().filter(|a| a.is_some()).count());
+                    if !log.posted_is_empty() {
+                        observer.committed(&log.into_posted());
+                    }
                 }
                 answers
             }

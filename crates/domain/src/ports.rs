@@ -318,6 +318,8 @@ pub struct StoreStats {
 /// Told of the ledger entries a transaction wrote, once it committed (for metrics).
 pub trait LedgerObserver: Send + Sync {
     fn committed(&self, entries: &[(crate::views::EntryType, crate::credits::Credits)]);
+    /// A batch of `requests` run requests was committed in one transaction (group commit).
+    fn batch_committed(&self, _requests: usize) {}
 }
 
 /// What one round of [`Maintenance::sweep`] did.

@@ -133,6 +133,11 @@ async fn a_graceful_stop_lets_in_flight_runs_finish_and_charges_nothing_unanswer
 
 /// How many balance statements read more than one balance (`credits_balance_batch_size`).
 async fn batched_balance_reads(app: &TestApp) -> u64 {
+    batches_of_more_than_one(app, "credits_balance_batch_size").await
+}
+
+/// How many of a batch histogram's batches held more than one request.
+async fn batches_of_more_than_one(app: &TestApp, histogram: &str) -> u64 {
     let text = app.http.get(format!("{}/metrics", app.instance.base_url)).send().await.unwrap().text().await.unwrap();
     let figure = |prefix: &str| -> u64 {
         text.lines()
@@ -141,7 +146,53 @@ async fn batched_balance_reads(app: &TestApp) -> u64 {
             .map(|v| v as u64)
             .unwrap_or_else(|| panic!("{prefix} in /metrics:\n{text}"))
     };
-    figure("credits_balance_batch_size_count ") - figure("credits_balance_batch_size_bucket{le=\"1\"} ")
+    figure(&format!("{histogram}_count ")) - figure(&format!("{histogram}_bucket{{le=\"1\"}} "))
+}
+
+/// Group commit through HTTP: bursts of captures over several accounts (one of them hot) are
+/// written together, and each run is charged to its own account, once.
+#[actix_web::test]
+async fn runs_written_together_each_charge_their_own_account_once() {
+    let app = TestApp::spawn().await;
+    let mut accounts = Vec::new();
+    for _ in 0..6 {
+        let acct = app.account().await;
+        app.enterprise(&acct, 100_000).await;
+        accounts.push(acct);
+    }
+    let mut charged = vec![0i64; accounts.len()];
+    for burst in 0..5 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..96usize {
+            // Half the burst on the first account, the rest spread.
+            let i = if n % 2 == 0 { 0 } else { n % accounts.len() };
+            let (http, base, who) = (app.http.clone(), app.instance.base_url.clone(), accounts[i].clone());
+            let body = json!({"model": "flux-schnell", "images": 1 + n % 3, "capture": true});
+            let key = format!("burst{burst}-{n}");
+            tasks.spawn(async move {
+                (
+                    i,
+                    2 * (1 + n % 3) as i64,
+                    call_at(&http, &base, &who, "POST", "/v1/runs", Some(body), Some(&key)).await,
+                )
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (i, cost, r) = done.unwrap();
+            let run = r.expect(201);
+            assert_eq!(run["account_id"].as_str(), Some(account_id(&accounts[i])), "{run}");
+            assert_eq!(run["captured_credits"].as_i64(), Some(cost), "{run}");
+            charged[i] += cost;
+        }
+        if batches_of_more_than_one(&app, "credits_run_batch_size").await > 0 {
+            break;
+        }
+        assert!(burst < 4, "no transaction wrote more than one run in five bursts of 96");
+    }
+    for (acct, spent) in accounts.iter().zip(&charged) {
+        assert_eq!(app.available(acct).await, 250 + 100_000 - spent);
+    }
+    app.assert_invariants().await;
 }
 
 #[actix_web::test]
