@@ -339,10 +339,8 @@ impl PgStore {
                     Err(Fail::Db(e)) => return Err(Fail::Db(e)),
                 }
             }
-            for account in log.locked().to_vec() {
-                let capturedhere = captured.contains(&account.id);
-                notify::settle(conn, &self.catalog, &self.notify, std::slice::from_ref(&account), capturedhere, now)?;
-            }
+            // Each account's auto top-up is judged on whether its own runs captured.
+            notify::settle(conn, &self.catalog, &self.notify, log.locked(), &|id| captured.contains(&id), now)?;
             committing = true;
             Ok(())
         });

@@ -181,7 +181,8 @@ impl PgStore {
             .run(|conn| {
                 let done = work(conn, &mut log)?;
                 if !log.locked().is_empty() {
-                    notify::settle(conn, &self.catalog, &self.notify, log.locked(), log.captured(), now)?;
+                    let captured = log.captured();
+                    notify::settle(conn, &self.catalog, &self.notify, log.locked(), &|_| captured, now)?;
                 }
                 Ok(done)
             })

@@ -136,6 +136,24 @@ prepared!(
 );
 
 prepared!(
+    /// What `notify::settle` judges of the accounts a transaction locked: their alert and auto
+    /// top-up settings, whether a top-up is open, and how many started this month.
+    SettleQuery,
+    "SELECT a.id, a.email, a.name, a.plan_id, a.restricted_at IS NOT NULL AS restricted,
+            a.low_balance_threshold, a.balance_level, a.auto_topup_enabled, a.auto_topup_threshold,
+            a.auto_topup_pack, a.auto_topup_monthly_limit,
+            EXISTS (SELECT 1 FROM auto_topups t WHERE t.account_id = a.id
+                      AND t.status IN ('pending', 'processing')) AS open_topup,
+            (SELECT count(*) FROM auto_topups t WHERE t.account_id = a.id AND t.created_at >= $1)
+              AS started_this_month
+       FROM accounts a WHERE a.id = ANY($2)",
+    {
+        month_start: DateTime<Utc> => Timestamptz,
+        accounts: Vec<Uuid> => Array<SqlUuid>,
+    }
+);
+
+prepared!(
     /// A run as it starts: its row, the reservations of a hold, and the debit entries of a capture
     /// with their buckets' moves, in one statement (foreign keys are checked at its end).
     StartRun,
@@ -211,6 +229,7 @@ mod tests {
             ("PostEntry", PostEntry::SQL, PostEntry::FIELDS),
             ("WalletQuery", WalletQuery::SQL, WalletQuery::FIELDS),
             ("BalanceQuery", BalanceQuery::SQL, BalanceQuery::FIELDS),
+            ("SettleQuery", SettleQuery::SQL, SettleQuery::FIELDS),
             ("StartRun", StartRun::SQL, StartRun::FIELDS),
         ];
         let declared = include_str!("prepared.rs").matches("\nprepared!(").count();

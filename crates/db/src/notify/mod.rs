@@ -99,6 +99,8 @@ fn notice(conn: &mut PgConnection, settings: &NotifySettings, mail: Mail, now: D
 
 #[derive(QueryableByName)]
 struct SettleRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: uuid::Uuid,
     #[diesel(sql_type = Text)]
     email: String,
     #[diesel(sql_type = Text)]
@@ -134,13 +136,31 @@ pub(crate) fn settle(
     catalog: &Catalog,
     settings: &NotifySettings,
     locked: &[Locked],
-    captured: bool,
+    captured: &dyn Fn(uuid::Uuid) -> bool,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    for before in locked {
-        settle_one(conn, catalog, settings, before, captured, now)?;
+    if locked.is_empty() {
+        return Ok(());
+    }
+    // Two statements for every account locked (a batch of runs locks many): their settings and
+    // their balances, read together.
+    let ids: Vec<uuid::Uuid> = locked.iter().map(|l| l.id).collect();
+    let rows: Vec<SettleRow> =
+        crate::prepared::SettleQuery { month_start: month_start(now), accounts: ids.clone() }.load(conn)?;
+    let accounts: Vec<AccountId> = ids.iter().copied().map(AccountId).collect();
+    let balances = crate::accounts::balances_of(conn, catalog, &accounts, now)?;
+    for (before, balance) in locked.iter().zip(balances) {
+        let Some(row) = rows.iter().find(|r| r.id == before.id) else { continue };
+        settle_one(conn, catalog, settings, before, Found { row, balance, captured: captured(before.id) }, now)?;
     }
     Ok(())
+}
+
+/// What `settle` read of one account.
+struct Found<'a> {
+    row: &'a SettleRow,
+    balance: Option<credits_domain::views::BalanceView>,
+    captured: bool,
 }
 
 fn settle_one(
@@ -148,27 +168,11 @@ fn settle_one(
     catalog: &Catalog,
     settings: &NotifySettings,
     before: &Locked,
-    captured: bool,
+    found: Found<'_>,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
+    let Found { row, balance, captured } = found;
     let id = before.id;
-    let Some(row) = diesel::sql_query(
-        "SELECT a.email, a.name, a.plan_id, a.restricted_at IS NOT NULL AS restricted, a.low_balance_threshold, \
-                a.balance_level, a.auto_topup_enabled, a.auto_topup_threshold, a.auto_topup_pack, \
-                a.auto_topup_monthly_limit, \
-                EXISTS (SELECT 1 FROM auto_topups t WHERE t.account_id = a.id \
-                          AND t.status IN ('pending', 'processing')) AS open_topup, \
-                (SELECT count(*) FROM auto_topups t WHERE t.account_id = a.id AND t.created_at >= $2) \
-                  AS started_this_month \
-         FROM accounts a WHERE a.id = $1",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<Timestamptz, _>(month_start(now))
-    .get_result::<SettleRow>(conn)
-    .optional()?
-    else {
-        return Ok(());
-    };
     let account = AccountId(id);
 
     if row.plan_id != before.plan {
@@ -179,7 +183,7 @@ fn settle_one(
         emit(conn, id, event, json!({"account_id": id}), now)?;
     }
 
-    let Some(balance) = crate::accounts::balances_of(conn, catalog, &[account], now)?.pop().flatten() else {
+    let Some(balance) = balance else {
         return Ok(());
     };
     let available = balance.available;
