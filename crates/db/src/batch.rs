@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::idempotency::lock_name;
 use crate::ledger::{TxLog, lock_accounts_skipping};
-use crate::rows::AccountRow;
+use crate::runs::Held;
 use crate::{Fail, PgStore, idempotency, notify, store_error};
 
 /// A run request as the writer takes it.
@@ -310,11 +310,16 @@ impl PgStore {
             let mut ids: Vec<Uuid> = jobs.iter().filter(|j| keyed(j)).map(|j| j.account.0).collect();
             ids.sort();
             ids.dedup();
-            let locked: HashMap<Uuid, AccountRow> =
-                lock_accounts_skipping(conn, &mut log, &ids)?.into_iter().map(|r| (r.id, r)).collect();
+            let mut locked: HashMap<Uuid, Held> = lock_accounts_skipping(conn, &mut log, &ids)?
+                .into_iter()
+                .map(|row| (row.id, Held { row, wallet: None }))
+                .collect();
             let mut captured: HashSet<Uuid> = HashSet::new();
             for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
-                let Some(held) = locked.get(&job.account.0).filter(|_| keyed(job)) else { continue };
+                if !keyed(job) {
+                    continue;
+                }
+                let Some(held) = locked.get_mut(&job.account.0) else { continue };
                 let mut share = TxLog::default();
                 // No savepoint: every refusal (the rules', R11's replay or reuse) is decided before
                 // the request writes anything (`run_work`), so a refused request leaves nothing to

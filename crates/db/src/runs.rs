@@ -106,6 +106,7 @@ struct RunFacts {
 }
 
 impl RunFacts {
+    /// `wallet`: the account's wallet when the caller knows it (a batch, after its earlier starts).
     fn read(
         conn: &mut PgConnection,
         catalog: &Catalog,
@@ -113,9 +114,13 @@ impl RunFacts {
         channel: &Channel,
         model: &str,
         now: DateTime<Utc>,
+        wallet: Option<Wallet>,
     ) -> QueryResult<RunFacts> {
         Ok(RunFacts {
-            wallet: load_wallet(conn, account.id)?,
+            wallet: match wallet {
+                Some(known) => known,
+                None => load_wallet(conn, account.id)?,
+            },
             trial: trial_usage(conn, catalog, account, model, now)?,
             window_full_since: window_full_since(conn, catalog, account, now)?,
             key_used_this_month: key_used_this_month(conn, channel, now)?,
@@ -326,7 +331,7 @@ impl RunStore for PgStore {
         let catalog = &self.catalog;
         read_tx(&mut conn, |conn| {
             let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
-            let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
+            let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now, None)?;
             decide_quote(&facts.state(catalog, &account, channel, now), req).map_err(denied)
         })
     }
@@ -373,6 +378,37 @@ impl RunStore for PgStore {
     }
 }
 
+/// An account a batch holds: its row as the batch locked it (the run paths never change it), and
+/// its wallet as the batch's earlier starts left it (the wallet query would read the same), or
+/// `None` until read and after a completion or cancellation (which read and change their own).
+pub(crate) struct Held {
+    pub row: AccountRow,
+    pub wallet: Option<Wallet>,
+}
+
+fn forget(known_wallet: Option<&mut Option<Wallet>>) {
+    if let Some(known) = known_wallet {
+        *known = None;
+    }
+}
+
+/// The wallet a start leaves, as `load_wallet` would read it after the start's statement: a
+/// capture's debits taken from their buckets (a bucket left empty is not read), a hold's
+/// reservations added.
+fn after_start(mut wallet: Wallet, row: &RunRow, held: &[Portion], debited: &[Portion]) -> Wallet {
+    wallet.take(debited);
+    wallet.buckets.retain(|b| b.remaining.get() > 0);
+    if let Some(expires) = row.hold_expires_at {
+        wallet.reservations.extend(held.iter().map(|p| credits_domain::burn::Reservation {
+            run_id: RunId(row.id),
+            bucket_id: p.bucket_id,
+            credits: p.credits,
+            hold_expires_at: expires,
+        }));
+    }
+    wallet
+}
+
 /// Release a hold: its reservations close, a trial gets its generations back, and what went
 /// back to an expired bucket expires.
 pub fn release(
@@ -404,17 +440,20 @@ impl PgStore {
     /// the account (already held by a batch), read what the rules need, let the domain decide,
     /// write what it decided. A refusal returns before anything is written.
     ///
-    /// `held`: the account's row as a batch locked it (the run paths never change it), or `None`
-    /// for a request alone, which locks it here.
+    /// `held`: the account as a batch holds it, or `None` for a request alone, which locks it here.
     pub(crate) fn run_work(
         &self,
         conn: &mut PgConnection,
         log: &mut TxLog,
         job: &RunJob,
-        held: Option<&AccountRow>,
+        held: Option<&mut Held>,
     ) -> Result<RunView, Fail<RunError>> {
         let (account_id, now) = (job.account, job.now);
-        let locked = |conn: &mut PgConnection, log: &mut TxLog| match held {
+        let (held_row, mut known_wallet) = match held {
+            Some(h) => (Some(&h.row), Some(&mut h.wallet)),
+            None => (None, None),
+        };
+        let locked = |conn: &mut PgConnection, log: &mut TxLog| match held_row {
             Some(row) => Ok(Some(row.clone())),
             None => lock_account(conn, log, account_id),
         };
@@ -425,7 +464,10 @@ impl PgStore {
                 let billing = self.billing;
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(locked(conn, log)?)?.judged(now, &billing);
-                let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now)?;
+                // Taken: a refusal leaves it unknown (read again by the next start), a start puts
+                // back the wallet it leaves.
+                let known = known_wallet.as_mut().and_then(|w| w.take());
+                let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now, known)?;
                 let admitted = decide_run(&facts.state(catalog, &account, channel, now), req).map_err(denied)?;
                 let run_id = RunId::generate();
                 let trial_grant = match &admitted.charge {
@@ -467,10 +509,15 @@ impl PgStore {
                     let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                 }
-                Ok(fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?)
+                let view = fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?;
+                if let Some(known) = known_wallet {
+                    *known = Some(after_start(facts.wallet, &row, held, debited));
+                }
+                Ok(view)
             }
             RunOp::Complete { channel, run, actual } => {
                 let (catalog, run, actual) = (&self.catalog, *run, *actual);
+                forget(known_wallet);
                 found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
@@ -503,6 +550,7 @@ impl PgStore {
             }
             RunOp::Cancel { channel, run } => {
                 let run = *run;
+                forget(known_wallet);
                 found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
