@@ -31,7 +31,7 @@ use credits_domain::pricing::RunParams;
 use credits_domain::runs::{Channel, RunRequest};
 use credits_domain::views::RunView;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Text};
+use diesel::sql_types::Text;
 use uuid::Uuid;
 
 use crate::idempotency::lock_name;
@@ -279,15 +279,11 @@ struct Taken {
 
 /// R11: the keys' advisory locks, each taken if free (never waited for: a request alone takes its
 /// key before its account, so a batch that waited for a key while holding accounts could deadlock).
-fn try_lock_keys(conn: &mut PgConnection, names: &[String]) -> QueryResult<HashSet<String>> {
+fn try_lock_keys(conn: &mut PgConnection, names: Vec<String>) -> QueryResult<HashSet<String>> {
     if names.is_empty() {
         return Ok(HashSet::new());
     }
-    let taken: Vec<Taken> = diesel::sql_query(
-        "SELECT name FROM unnest($1::text[]) AS name WHERE pg_try_advisory_xact_lock(hashtextextended(name, 0))",
-    )
-    .bind::<Array<Text>, _>(names)
-    .load(conn)?;
+    let taken: Vec<Taken> = crate::prepared::TryLockKeys { names }.load(conn)?;
     Ok(taken.into_iter().map(|t| t.name).collect())
 }
 
@@ -305,7 +301,7 @@ impl PgStore {
             let mut names: Vec<String> = jobs.iter().filter_map(|j| j.idem.as_ref()).map(lock_name).collect();
             names.sort();
             names.dedup();
-            let keys = try_lock_keys(conn, &names)?;
+            let keys = try_lock_keys(conn, names)?;
             let keyed = |j: &RunJob| j.idem.as_ref().is_none_or(|k| keys.contains(&lock_name(k)));
             let mut ids: Vec<Uuid> = jobs.iter().filter(|j| keyed(j)).map(|j| j.account.0).collect();
             ids.sort();
@@ -321,11 +317,11 @@ impl PgStore {
                 }
                 let Some(held) = locked.get_mut(&job.account.0) else { continue };
                 let mut share = TxLog::default();
-                // No savepoint: every refusal (the rules', R11's replay or reuse) is decided before
+                // The batch holds the key's lock (`once_locked`). No savepoint: every refusal (the rules', R11's replay or reuse) is decided before
                 // the request writes anything (`run_work`), so a refused request leaves nothing to
                 // roll back; a database error fails the whole batch, which is then written request
                 // by request. The property test compares each batch with the requests one by one.
-                let done = idempotency::once(
+                let done = idempotency::once_locked(
                     conn,
                     job.idem.as_ref(),
                     job.now,
@@ -353,8 +349,9 @@ impl PgStore {
             Ok(()) => {
                 if let Some(observer) = &self.observer {
                     observer.batch_committed(answers.iter().filter(|a| a.is_some()).count());
-                    if !log.posted_is_empty() {
-                        observer.committed(&log.into_posted());
+                    let posted = log.into_posted();
+                    if !posted.is_empty() {
+                        observer.committed(&posted);
                     }
                 }
                 answers

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use credits_domain::idempotency::{IdempotencyKey, Recall, Recorded, Replayable, StoredResponse, recall};
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use serde::Serialize;
 
 use crate::Fail;
@@ -16,14 +15,7 @@ pub fn lock_name(key: &IdempotencyKey) -> String {
     format!("idempotency\u{1f}{}\u{1f}{}", key.scope, key.key)
 }
 
-fn begin(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> QueryResult<Recall> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<Text, _>(lock_name(key))
-        .execute(conn)?;
-    lookup(conn, key, now)
-}
-
-/// What the store knows of a key (no lock: `begin` takes one first; a read before calling
+/// What the store knows of a key (no lock: `once` takes one first; a read before calling
 /// Stripe does not need one).
 pub fn lookup(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> QueryResult<Recall> {
     let found: Option<(String, i16, String, DateTime<Utc>)> = idempotency_records::table
@@ -80,10 +72,25 @@ pub fn once<T: Serialize, E>(
     reused: impl FnOnce() -> E,
     work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
 ) -> Result<Replayable<T>, Fail<E>> {
+    if let Some(key) = key {
+        crate::prepared::LockKey { name: lock_name(key) }.execute(conn)?;
+    }
+    once_locked(conn, key, now, reused, work)
+}
+
+/// [`once`] for a caller that holds the key's lock already (a batch of runs takes its keys'
+/// locks together, before its accounts).
+pub fn once_locked<T: Serialize, E>(
+    conn: &mut PgConnection,
+    key: Option<&IdempotencyKey>,
+    now: DateTime<Utc>,
+    reused: impl FnOnce() -> E,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
+) -> Result<Replayable<T>, Fail<E>> {
     let Some(key) = key else {
         return work(conn).map(Replayable::Fresh);
     };
-    match begin(conn, key, now)? {
+    match lookup(conn, key, now)? {
         Recall::Replay(response) => return Ok(Replayable::Replay(response)),
         Recall::Reused => return Err(Fail::Rule(reused())),
         Recall::Unused => {}

@@ -47,8 +47,8 @@ impl TxLog {
         self.posted.push((entry_type, credits));
     }
 
-    /// Take in what one share of a batch did, once its savepoint is released: the accounts it
-    /// locked (the batch noted them first, as they were before the batch) and its entries.
+    /// Take in what one request of a batch did: the accounts it locked (the batch noted its own
+    /// first, as they were before the batch) and its entries.
     pub fn absorb(&mut self, share: TxLog) {
         for l in share.locked {
             if !self.locked.iter().any(|k| k.id == l.id) {
@@ -56,10 +56,6 @@ impl TxLog {
             }
         }
         self.posted.extend(share.posted);
-    }
-
-    pub fn posted_is_empty(&self) -> bool {
-        self.posted.is_empty()
     }
 
     /// The entries this transaction wrote.

@@ -136,6 +136,21 @@ prepared!(
 );
 
 prepared!(
+    /// R11: a key's advisory lock, waited for: requests with one key, on every instance, one at
+    /// a time.
+    LockKey,
+    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+    { name: String => Text }
+);
+
+prepared!(
+    /// R11: of several keys' advisory locks, those that were free, taken (never waited for).
+    TryLockKeys,
+    "SELECT name FROM unnest($1::text[]) AS name WHERE pg_try_advisory_xact_lock(hashtextextended(name, 0))",
+    { names: Vec<String> => Array<Text> }
+);
+
+prepared!(
     /// What `notify::settle` judges of the accounts a transaction locked: their alert and auto
     /// top-up settings, whether a top-up is open, and how many started this month.
     SettleQuery,
@@ -230,6 +245,8 @@ mod tests {
             ("WalletQuery", WalletQuery::SQL, WalletQuery::FIELDS),
             ("BalanceQuery", BalanceQuery::SQL, BalanceQuery::FIELDS),
             ("SettleQuery", SettleQuery::SQL, SettleQuery::FIELDS),
+            ("LockKey", LockKey::SQL, LockKey::FIELDS),
+            ("TryLockKeys", TryLockKeys::SQL, TryLockKeys::FIELDS),
             ("StartRun", StartRun::SQL, StartRun::FIELDS),
         ];
         let declared = include_str!("prepared.rs").matches("\nprepared!(").count();
