@@ -4,12 +4,15 @@
 //!
 //! A batch takes, without waiting, its requests' idempotency keys and then their accounts in id
 //! order (`SKIP LOCKED`: two batches, on any number of instances, never wait on each other in a
-//! cycle); judges and writes each request in arrival order with the same code a request alone
-//! runs (`PgStore::run_work`: the domain's `decide_run`, `decide_capture`, `decide_cancel`
-//! against the state the previous requests of the batch left); settles what the batch tells each
-//! account (`notify::settle`) once; commits once; then answers each request. Every refusal is
-//! decided before its request writes anything, so a refused request writes nothing and disturbs
-//! no other.
+//! cycle); reads the wallets of the accounts it starts runs for in one statement; judges each
+//! request in arrival order with the same code a request alone runs (`PgStore::run_work`: the
+//! domain's `decide_run`, `decide_capture`, `decide_cancel`) against the state the previous
+//! requests of the batch left — a start on the wallet kept in memory, its writes gathered
+//! (`runs::Started`) and written for the whole batch in one statement, before anything that would
+//! read them (a completion, a cancellation, a start judged on its account's runs, the settle);
+//! settles what the batch tells each account (`notify::settle`) once; commits once; then answers
+//! each request. Every refusal is decided before its request writes anything, so a refused
+//! request writes nothing and disturbs no other.
 //! A request whose key or account another transaction holds, and every request of a batch whose
 //! transaction failed before its commit, is written alone by its own thread: it waits for the
 //! lock as any request does, and for one of the account's few places on this instance
@@ -35,8 +38,8 @@ use diesel::sql_types::Text;
 use uuid::Uuid;
 
 use crate::idempotency::lock_name;
-use crate::ledger::{TxLog, lock_accounts_skipping};
-use crate::runs::Held;
+use crate::ledger::{TxLog, load_wallets, lock_accounts_skipping};
+use crate::runs::{Held, Started};
 use crate::{Fail, PgStore, idempotency, notify, store_error};
 
 /// A run request as the writer takes it.
@@ -198,7 +201,12 @@ impl Batcher {
             job.idem.as_ref(),
             job.now,
             || RunError::IdempotencyKeyReused,
-            |conn, log| store.run_work(conn, log, &job, None),
+            |conn, log| {
+                let mut started = Started::default();
+                let view = store.run_work(conn, log, &job, None, &mut started)?;
+                started.write(conn)?;
+                Ok(view)
+            },
         )
     }
 }
@@ -310,6 +318,20 @@ impl PgStore {
                 .into_iter()
                 .map(|row| (row.id, Held { row, wallet: None }))
                 .collect();
+            // The wallets of the accounts the batch starts runs for, in one round trip.
+            let mut starting: Vec<Uuid> = jobs
+                .iter()
+                .filter(|j| matches!(j.op, RunOp::Start { .. }) && keyed(j) && locked.contains_key(&j.account.0))
+                .map(|j| j.account.0)
+                .collect();
+            starting.sort();
+            starting.dedup();
+            for (id, wallet) in load_wallets(conn, &starting)? {
+                if let Some(held) = locked.get_mut(&id) {
+                    held.wallet = Some(wallet);
+                }
+            }
+            let mut started = Started::default();
             let mut captured: HashSet<Uuid> = HashSet::new();
             for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
                 if !keyed(job) {
@@ -326,7 +348,7 @@ impl PgStore {
                     job.idem.as_ref(),
                     job.now,
                     || RunError::IdempotencyKeyReused,
-                    |conn| self.run_work(conn, &mut share, job, Some(held)),
+                    |conn| self.run_work(conn, &mut share, job, Some(held), &mut started),
                 );
                 match done {
                     Ok(view) => {
@@ -340,6 +362,7 @@ impl PgStore {
                     Err(Fail::Db(e)) => return Err(Fail::Db(e)),
                 }
             }
+            started.write(conn)?;
             // Each account's auto top-up is judged on whether its own runs captured.
             notify::settle(conn, &self.catalog, &self.notify, log.locked(), &|id| captured.contains(&id), now)?;
             committing = true;

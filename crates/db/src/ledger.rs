@@ -2,6 +2,8 @@
 //! grant buckets, post entries. Every posting changes one bucket's `remaining` by exactly the
 //! entry's credits, in the same transaction, so remaining = the sum of the entries always.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use credits_domain::burn::{Bucket, BucketKind, Portion, Reservation, Wallet};
 use credits_domain::credits::Credits;
@@ -108,6 +110,8 @@ pub fn read_account(conn: &mut PgConnection, id: AccountId) -> QueryResult<Optio
 
 #[derive(QueryableByName)]
 struct WalletRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: uuid::Uuid,
     /// 'b' for a bucket, 'r' for an open reservation.
     #[diesel(sql_type = diesel::sql_types::Text)]
     source: String,
@@ -130,10 +134,17 @@ struct WalletRow {
 /// What the burn-down needs: the buckets with anything left, and the open reservations, in one
 /// round trip (the hot path of every run).
 pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<Wallet> {
+    Ok(load_wallets(conn, &[account.0])?.remove(&account.0).unwrap_or_else(|| Wallet::new(Vec::new(), Vec::new())))
+}
+
+/// [`load_wallet`] of many accounts in one round trip (a batch of runs): each account's wallet.
+pub fn load_wallets(conn: &mut PgConnection, accounts: &[Uuid]) -> QueryResult<HashMap<Uuid, Wallet>> {
     let rows: Vec<WalletRow> =
-        crate::prepared::WalletQuery { account: account.0, account_again: account.0 }.load(conn)?;
-    let (mut buckets, mut reservations) = (Vec::new(), Vec::new());
+        crate::prepared::WalletQuery { accounts: accounts.to_vec(), accounts_again: accounts.to_vec() }.load(conn)?;
+    let mut parts: HashMap<Uuid, (Vec<Bucket>, Vec<Reservation>)> =
+        accounts.iter().map(|a| (*a, (Vec::new(), Vec::new()))).collect();
     for r in rows {
+        let (buckets, reservations) = parts.entry(r.account_id).or_default();
         if r.source == "b" {
             buckets.push(Bucket {
                 id: BucketId(r.id),
@@ -152,7 +163,7 @@ pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<W
             });
         }
     }
-    Ok(Wallet::new(buckets, reservations))
+    Ok(parts.into_iter().map(|(id, (buckets, reservations))| (id, Wallet::new(buckets, reservations))).collect())
 }
 
 /// One ledger entry to write.

@@ -98,16 +98,17 @@ prepared!(
 );
 
 prepared!(
-    /// An account's buckets with anything left and its open reservations (the burn-down's input).
+    /// Accounts' buckets with anything left and their open reservations (the burn-down's input),
+    /// for one account or a batch's.
     WalletQuery,
-    "SELECT 'b' AS source, b.id, NULL::uuid AS bucket_id, b.kind, b.granted, b.remaining AS credits,
+    "SELECT b.account_id, 'b' AS source, b.id, NULL::uuid AS bucket_id, b.kind, b.granted, b.remaining AS credits,
             b.expires_at AS at, b.created_at
-       FROM buckets b WHERE b.account_id = $1 AND b.remaining > 0
+       FROM buckets b WHERE b.account_id = ANY($1) AND b.remaining > 0
      UNION ALL
-     SELECT 'r', r.run_id, r.bucket_id, NULL, NULL, r.credits,
+     SELECT r.account_id, 'r', r.run_id, r.bucket_id, NULL, NULL, r.credits,
             (SELECT u.hold_expires_at FROM runs u WHERE u.id = r.run_id), NULL
-       FROM run_reservations r WHERE r.account_id = $2 AND r.open",
-    { account: Uuid => SqlUuid, account_again: Uuid => SqlUuid }
+       FROM run_reservations r WHERE r.account_id = ANY($2) AND r.open",
+    { accounts: Vec<Uuid> => Array<SqlUuid>, accounts_again: Vec<Uuid> => Array<SqlUuid> }
 );
 
 prepared!(
@@ -169,55 +170,61 @@ prepared!(
 );
 
 prepared!(
-    /// A run as it starts: its row, the reservations of a hold, and the debit entries of a capture
-    /// with their buckets' moves, in one statement (foreign keys are checked at its end).
-    StartRun,
+    /// Runs as they start, any number at once (one batch's, or one request's): their rows, the
+    /// reservations of holds, and the debit entries of captures with their buckets' moves (summed
+    /// per bucket), in one statement over arrays (foreign keys are checked at its end).
+    #[derive(Default)]
+    StartRuns,
     "WITH run AS (INSERT INTO runs (id, account_id, model_id, channel, workflow_id, images, duration_seconds, cost,
                     status, captured_credits, captured_images, captured_duration_seconds, trial_kind,
                     trial_generations, trial_window_opens_at, trial_window_closes_at, hold_expires_at, created_at,
                     finished_at, api_key_id)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)),
+                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                    $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[],
+                    $14::bigint[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
+                    $19::timestamptz[], $20::uuid[])),
           held AS (INSERT INTO run_reservations (run_id, bucket_id, account_id, credits)
-                   SELECT $21, h.bucket_id, $22, h.credits FROM unnest($23::uuid[], $24::bigint[]) AS h (bucket_id, credits)),
+                   SELECT * FROM unnest($21::uuid[], $22::uuid[], $23::uuid[], $24::bigint[])),
           debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
-                     SELECT d.id, $25, d.bucket_id, 'debit', d.credits, $26, $27, $28
-                       FROM unnest($29::uuid[], $30::uuid[], $31::bigint[]) AS d (id, bucket_id, credits)
+                     SELECT d.id, d.account_id, d.bucket_id, 'debit', d.credits, d.run_id, 'run captured', d.created_at
+                       FROM unnest($25::uuid[], $26::uuid[], $27::uuid[], $28::bigint[], $29::uuid[], $30::timestamptz[])
+                            WITH ORDINALITY AS d (id, account_id, bucket_id, credits, run_id, created_at, n)
+                      ORDER BY d.n
                      RETURNING bucket_id, credits)
      UPDATE buckets SET remaining = buckets.remaining + moved.credits
        FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) moved
       WHERE buckets.id = moved.bucket_id",
     {
-        id: Uuid => SqlUuid,
-        account_id: Uuid => SqlUuid,
-        model_id: String => Text,
-        channel: String => Text,
-        workflow_id: Option<String> => Nullable<Text>,
-        images: Option<i64> => Nullable<BigInt>,
-        duration_seconds: Option<i64> => Nullable<BigInt>,
-        cost: i64 => BigInt,
-        status: String => Text,
-        captured_credits: Option<i64> => Nullable<BigInt>,
-        captured_images: Option<i64> => Nullable<BigInt>,
-        captured_duration_seconds: Option<i64> => Nullable<BigInt>,
-        trial_kind: Option<String> => Nullable<Text>,
-        trial_generations: i64 => BigInt,
-        trial_window_opens_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
-        trial_window_closes_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
-        hold_expires_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
-        created_at: DateTime<Utc> => Timestamptz,
-        finished_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
-        api_key_id: Option<Uuid> => Nullable<SqlUuid>,
-        held_run: Uuid => SqlUuid,
-        held_account: Uuid => SqlUuid,
+        ids: Vec<Uuid> => Array<SqlUuid>,
+        account_ids: Vec<Uuid> => Array<SqlUuid>,
+        model_ids: Vec<String> => Array<Text>,
+        channels: Vec<String> => Array<Text>,
+        workflow_ids: Vec<Option<String>> => Array<Nullable<Text>>,
+        images: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        duration_seconds: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        costs: Vec<i64> => Array<BigInt>,
+        statuses: Vec<String> => Array<Text>,
+        captured_credits: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        captured_images: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        captured_duration_seconds: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        trial_kinds: Vec<Option<String>> => Array<Nullable<Text>>,
+        trial_generations: Vec<i64> => Array<BigInt>,
+        trial_window_opens_at: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
+        trial_window_closes_at: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
+        hold_expires_at: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
+        created_at: Vec<DateTime<Utc>> => Array<Timestamptz>,
+        finished_at: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
+        api_key_ids: Vec<Option<Uuid>> => Array<Nullable<SqlUuid>>,
+        held_runs: Vec<Uuid> => Array<SqlUuid>,
         held_buckets: Vec<Uuid> => Array<SqlUuid>,
+        held_accounts: Vec<Uuid> => Array<SqlUuid>,
         held_credits: Vec<i64> => Array<BigInt>,
-        debit_account: Uuid => SqlUuid,
-        debit_run: Uuid => SqlUuid,
-        debit_reason: String => Text,
-        debit_at: DateTime<Utc> => Timestamptz,
         debit_ids: Vec<Uuid> => Array<SqlUuid>,
+        debit_accounts: Vec<Uuid> => Array<SqlUuid>,
         debit_buckets: Vec<Uuid> => Array<SqlUuid>,
         debit_credits: Vec<i64> => Array<BigInt>,
+        debit_runs: Vec<Uuid> => Array<SqlUuid>,
+        debit_at: Vec<DateTime<Utc>> => Array<Timestamptz>,
     }
 );
 
@@ -247,7 +254,7 @@ mod tests {
             ("SettleQuery", SettleQuery::SQL, SettleQuery::FIELDS),
             ("LockKey", LockKey::SQL, LockKey::FIELDS),
             ("TryLockKeys", TryLockKeys::SQL, TryLockKeys::FIELDS),
-            ("StartRun", StartRun::SQL, StartRun::FIELDS),
+            ("StartRuns", StartRuns::SQL, StartRuns::FIELDS),
         ];
         let declared = include_str!("prepared.rs").matches("\nprepared!(").count();
         assert_eq!(statements.len(), declared, "every prepared! statement is checked here");

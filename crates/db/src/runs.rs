@@ -127,6 +127,20 @@ impl RunFacts {
         })
     }
 
+    /// Whether judging a start reads more than the account's wallet: what its runs say (R9's
+    /// trial use, R12's window, R21's key spend).
+    fn reads_runs(
+        catalog: &Catalog,
+        account: &credits_domain::account::Account,
+        channel: &Channel,
+        model: &str,
+    ) -> bool {
+        let trial =
+            catalog.model(model).and_then(|m| credits_domain::trial::applies(account.plan(catalog), m)).is_some();
+        let capped = matches!(channel, Channel::Api { key: KeyRef { monthly_credit_limit: Some(_), .. }, .. });
+        trial || capped || account.runs_per_minute(catalog).is_some()
+    }
+
     fn state<'a>(
         &'a self,
         catalog: &'a Catalog,
@@ -147,53 +161,73 @@ impl RunFacts {
     }
 }
 
-/// A run as it starts, in one round trip: its row, and the reservations of a hold (`held`) or the
-/// debit entries of a capture (`debited`) with their buckets' moves.
-fn insert_started(
-    conn: &mut PgConnection,
-    log: &mut TxLog,
-    row: &RunRow,
-    held: &[Portion],
-    debited: &[Portion],
-) -> QueryResult<()> {
-    crate::prepared::StartRun {
-        id: row.id,
-        account_id: row.account_id,
-        model_id: row.model_id.clone(),
-        channel: row.channel.clone(),
-        workflow_id: row.workflow_id.clone(),
-        images: row.images,
-        duration_seconds: row.duration_seconds,
-        cost: row.cost,
-        status: row.status.clone(),
-        captured_credits: row.captured_credits,
-        captured_images: row.captured_images,
-        captured_duration_seconds: row.captured_duration_seconds,
-        trial_kind: row.trial_kind.clone(),
-        trial_generations: row.trial_generations,
-        trial_window_opens_at: row.trial_window_opens_at,
-        trial_window_closes_at: row.trial_window_closes_at,
-        hold_expires_at: row.hold_expires_at,
-        created_at: row.created_at,
-        finished_at: row.finished_at,
-        api_key_id: row.api_key_id,
-        held_run: row.id,
-        held_account: row.account_id,
-        held_buckets: held.iter().map(|p| p.bucket_id.0).collect(),
-        held_credits: held.iter().map(|p| p.credits.get()).collect(),
-        debit_account: row.account_id,
-        debit_run: row.id,
-        debit_reason: "run captured".into(),
-        debit_at: row.created_at,
-        debit_ids: debited.iter().map(|_| EntryId::generate().0).collect(),
-        debit_buckets: debited.iter().map(|p| p.bucket_id.0).collect(),
-        debit_credits: debited.iter().map(|p| p.credits.negated().get()).collect(),
+/// Starts judged and not yet written: a batch writes all of its starts with one statement
+/// (`StartRuns`), a request alone its one. Written before anything that would read them: a
+/// completion or cancellation, a start judged on more than its account's wallet (R9's trial use,
+/// R12's window, R21's key spend), the batch's settle, its commit.
+#[derive(Default)]
+pub(crate) struct Started {
+    statement: crate::prepared::StartRuns,
+    accounts: std::collections::HashSet<Uuid>,
+}
+
+impl Started {
+    /// A start to write: its row, the reservations of a hold (`held`) or the debits of a capture
+    /// (`debited`) with their buckets' moves.
+    fn add(&mut self, log: &mut TxLog, row: RunRow, held: &[Portion], debited: &[Portion]) {
+        let s = &mut self.statement;
+        for p in held {
+            s.held_runs.push(row.id);
+            s.held_buckets.push(p.bucket_id.0);
+            s.held_accounts.push(row.account_id);
+            s.held_credits.push(p.credits.get());
+        }
+        for p in debited {
+            s.debit_ids.push(EntryId::generate().0);
+            s.debit_accounts.push(row.account_id);
+            s.debit_buckets.push(p.bucket_id.0);
+            s.debit_credits.push(p.credits.negated().get());
+            s.debit_runs.push(row.id);
+            s.debit_at.push(row.created_at);
+            log.posted(EntryType::Debit, p.credits.negated());
+        }
+        self.accounts.insert(row.account_id);
+        s.ids.push(row.id);
+        s.account_ids.push(row.account_id);
+        s.model_ids.push(row.model_id);
+        s.channels.push(row.channel);
+        s.workflow_ids.push(row.workflow_id);
+        s.images.push(row.images);
+        s.duration_seconds.push(row.duration_seconds);
+        s.costs.push(row.cost);
+        s.statuses.push(row.status);
+        s.captured_credits.push(row.captured_credits);
+        s.captured_images.push(row.captured_images);
+        s.captured_duration_seconds.push(row.captured_duration_seconds);
+        s.trial_kinds.push(row.trial_kind);
+        s.trial_generations.push(row.trial_generations);
+        s.trial_window_opens_at.push(row.trial_window_opens_at);
+        s.trial_window_closes_at.push(row.trial_window_closes_at);
+        s.hold_expires_at.push(row.hold_expires_at);
+        s.created_at.push(row.created_at);
+        s.finished_at.push(row.finished_at);
+        s.api_key_ids.push(row.api_key_id);
     }
-    .execute(conn)?;
-    for p in debited {
-        log.posted(EntryType::Debit, p.credits.negated());
+
+    /// Whether a start of `account` waits to be written.
+    fn touches(&self, account: AccountId) -> bool {
+        self.accounts.contains(&account.0)
     }
-    Ok(())
+
+    /// Write every waiting start, in one round trip.
+    pub(crate) fn write(&mut self, conn: &mut PgConnection) -> QueryResult<()> {
+        if self.accounts.is_empty() {
+            return Ok(());
+        }
+        self.accounts.clear();
+        std::mem::take(&mut self.statement).execute(conn)?;
+        Ok(())
+    }
 }
 
 /// A run just started, as `run_view` would show it, built from what the transaction wrote (no
@@ -379,8 +413,9 @@ impl RunStore for PgStore {
 }
 
 /// An account a batch holds: its row as the batch locked it (the run paths never change it), and
-/// its wallet as the batch's earlier starts left it (the wallet query would read the same), or
-/// `None` until read and after a completion or cancellation (which read and change their own).
+/// its wallet as the batch's earlier starts left it (read for all the batch's accounts at once,
+/// then kept in memory: what the wallet query would read after the starts' statement), or `None`
+/// after a completion or cancellation (which read and change their own).
 pub(crate) struct Held {
     pub row: AccountRow,
     pub wallet: Option<Wallet>,
@@ -447,6 +482,7 @@ impl PgStore {
         log: &mut TxLog,
         job: &RunJob,
         held: Option<&mut Held>,
+        started: &mut Started,
     ) -> Result<RunView, Fail<RunError>> {
         let (account_id, now) = (job.account, job.now);
         let (held_row, mut known_wallet) = match held {
@@ -464,11 +500,24 @@ impl PgStore {
                 let billing = self.billing;
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(locked(conn, log)?)?.judged(now, &billing);
-                // Taken: a refusal leaves it unknown (read again by the next start), a start puts
-                // back the wallet it leaves.
                 let known = known_wallet.as_mut().and_then(|w| w.take());
+                // What this start is judged on must include the starts still to be written.
+                if (known.is_none() || RunFacts::reads_runs(catalog, &account, channel, &req.model))
+                    && started.touches(account_id)
+                {
+                    started.write(conn)?;
+                }
                 let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now, known)?;
-                let admitted = decide_run(&facts.state(catalog, &account, channel, now), req).map_err(denied)?;
+                let admitted = match decide_run(&facts.state(catalog, &account, channel, now), req) {
+                    Ok(admitted) => admitted,
+                    Err(denial) => {
+                        // A refusal changes nothing: the wallet stays known as it was.
+                        if let Some(known) = known_wallet {
+                            *known = Some(facts.wallet);
+                        }
+                        return Err(denied(denial));
+                    }
+                };
                 let run_id = RunId::generate();
                 let trial_grant = match &admitted.charge {
                     Charge::Trial(t) => Some(*t),
@@ -504,7 +553,6 @@ impl PgStore {
                     Charge::Credits(portions) => (portions, &[]),
                     Charge::Trial(_) => (&[], &[]),
                 };
-                insert_started(conn, log, &row, held, debited)?;
                 if let Charge::Trial(t) = &admitted.charge {
                     let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
@@ -513,11 +561,13 @@ impl PgStore {
                 if let Some(known) = known_wallet {
                     *known = Some(after_start(facts.wallet, &row, held, debited));
                 }
+                started.add(log, row, held, debited);
                 Ok(view)
             }
             RunOp::Complete { channel, run, actual } => {
                 let (catalog, run, actual) = (&self.catalog, *run, *actual);
                 forget(known_wallet);
+                started.write(conn)?;
                 found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let mut wallet = load_wallet(conn, account_id)?;
@@ -551,6 +601,7 @@ impl PgStore {
             RunOp::Cancel { channel, run } => {
                 let run = *run;
                 forget(known_wallet);
+                started.write(conn)?;
                 found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;

@@ -26,7 +26,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = (Op, Option<u8>)> {
     let op = prop_oneof![
-        4 => (0..2usize, prop_oneof![6 => Just("flux-schnell"), 3 => Just("flux-pro"), 1 => Just("no-such-model")], 1..=8i64, any::<bool>())
+        4 => (0..3usize, prop_oneof![6 => Just("flux-schnell"), 3 => Just("flux-pro"), 1 => Just("no-such-model")], 1..=8i64, any::<bool>())
             .prop_map(|(account, model, images, capture)| Op::Start { account, model, images, capture }),
         2 => (0..HELD, prop::option::of(1..=3i64)).prop_map(|(held, images)| Op::Complete { held, images }),
         1 => (0..HELD).prop_map(|held| Op::Cancel { held }),
@@ -37,7 +37,8 @@ fn op() -> impl Strategy<Value = (Op, Option<u8>)> {
 const HELD: usize = 3;
 
 /// One database with the same history: account 0 nearly drained (10 credits left), account 1
-/// with three held runs of 2 images.
+/// with three held runs of 2 images and 8 runs in the last minute, both Free (trials, 10 runs a minute); account 2 on a plan
+/// with neither (its starts in one batch are judged in memory and written together).
 struct World {
     _db: TestDb,
     url: String,
@@ -75,7 +76,7 @@ impl World {
     fn new(base: DateTime<Utc>) -> World {
         let db = TestDb::new();
         let store = Services::build(&test_settings(&db.url, &[])).unwrap().store;
-        let accounts: Vec<AccountId> = (0..2)
+        let accounts: Vec<AccountId> = (0..3)
             .map(|i| {
                 let new = NewAccount::new(&format!("batch-{i}@example.test"), &format!("Batch {i}")).unwrap();
                 match store.create_account(&new, base - Duration::hours(1), None).unwrap() {
@@ -84,6 +85,11 @@ impl World {
                 }
             })
             .collect();
+        let mut conn = PgConnection::establish(&db.url).unwrap();
+        diesel::sql_query("UPDATE accounts SET plan_id = 'enterprise' WHERE id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(accounts[2].0)
+            .execute(&mut conn)
+            .unwrap();
         for i in 0..15 {
             let at = base - Duration::seconds(600 - i * 20);
             fresh(store.write_run_alone(start(accounts[0], "flux-schnell", 8, true, at)));
@@ -100,6 +106,12 @@ impl World {
                 .id
             })
             .collect();
+        // R12: account 1 started 8 of its 10 runs a minute just now, so its third start of the
+        // batch is refused, by the batch as by one-by-one.
+        for i in 0..8 {
+            let at = base - Duration::seconds(38 - i * 2);
+            fresh(store.write_run_alone(start(accounts[1], "flux-schnell", 1, true, at)));
+        }
         World { url: db.url.clone(), _db: db, store, accounts, held }
     }
 
