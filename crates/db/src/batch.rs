@@ -318,12 +318,9 @@ impl PgStore {
                 .into_iter()
                 .map(|row| (row.id, Held { row, wallet: None }))
                 .collect();
-            // The wallets of the accounts the batch starts runs for, in one round trip.
-            let mut starting: Vec<Uuid> = jobs
-                .iter()
-                .filter(|j| matches!(j.op, RunOp::Start { .. }) && keyed(j) && locked.contains_key(&j.account.0))
-                .map(|j| j.account.0)
-                .collect();
+            // The wallets of the batch's accounts, in one round trip.
+            let mut starting: Vec<Uuid> =
+                jobs.iter().filter(|j| keyed(j) && locked.contains_key(&j.account.0)).map(|j| j.account.0).collect();
             starting.sort();
             starting.dedup();
             for (id, wallet) in load_wallets(conn, &starting)? {

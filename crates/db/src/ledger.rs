@@ -221,11 +221,6 @@ impl<'a> EntryMeta<'a> {
         EntryMeta { entry_type, run: None, reference: None, reason: Some(reason) }
     }
 
-    pub fn run(mut self, run: RunId) -> Self {
-        self.run = Some(run);
-        self
-    }
-
     pub fn reference(mut self, reference: &'a str) -> Self {
         self.reference = Some(reference);
         self

@@ -228,6 +228,40 @@ prepared!(
     }
 );
 
+prepared!(
+    /// A held run finishes (captured or released) in one statement: the debit entries of a capture
+    /// with their buckets' moves (summed per bucket), its reservations closed, its row updated.
+    FinishRun,
+    "WITH debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
+                     SELECT d.id, $1, d.bucket_id, 'debit', d.credits, $2, 'run captured', $3
+                       FROM unnest($4::uuid[], $5::uuid[], $6::bigint[]) WITH ORDINALITY AS d (id, bucket_id, credits, n)
+                      ORDER BY d.n
+                     RETURNING bucket_id, credits),
+          moved AS (UPDATE buckets SET remaining = buckets.remaining + m.credits
+                      FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) m
+                     WHERE buckets.id = m.bucket_id),
+          closed AS (UPDATE run_reservations SET open = false WHERE run_id = $7 AND open)
+     UPDATE runs SET status = $8, captured_credits = $9, captured_images = $10, captured_duration_seconds = $11,
+                     finished_at = $12, release_reason = $13
+      WHERE id = $14",
+    {
+        account_id: Uuid => SqlUuid,
+        run_id: Uuid => SqlUuid,
+        at: DateTime<Utc> => Timestamptz,
+        debit_ids: Vec<Uuid> => Array<SqlUuid>,
+        debit_buckets: Vec<Uuid> => Array<SqlUuid>,
+        debit_credits: Vec<i64> => Array<BigInt>,
+        closed_run: Uuid => SqlUuid,
+        status: String => Text,
+        captured_credits: Option<i64> => Nullable<BigInt>,
+        captured_images: Option<i64> => Nullable<BigInt>,
+        captured_duration_seconds: Option<i64> => Nullable<BigInt>,
+        finished_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
+        release_reason: Option<String> => Nullable<Text>,
+        id: Uuid => SqlUuid,
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +289,7 @@ mod tests {
             ("LockKey", LockKey::SQL, LockKey::FIELDS),
             ("TryLockKeys", TryLockKeys::SQL, TryLockKeys::FIELDS),
             ("StartRuns", StartRuns::SQL, StartRuns::FIELDS),
+            ("FinishRun", FinishRun::SQL, FinishRun::FIELDS),
         ];
         let declared = include_str!("prepared.rs").matches("\nprepared!(").count();
         assert_eq!(statements.len(), declared, "every prepared! statement is checked here");

@@ -230,20 +230,25 @@ impl Started {
     }
 }
 
+/// The charges of `portions` as a run shows them, each with its bucket's kind from `wallet` (the
+/// wallet the charge was judged on, so its buckets are in it).
+fn charge_views(wallet: &Wallet, portions: &[Portion]) -> QueryResult<Vec<ChargeView>> {
+    portions
+        .iter()
+        .map(|p| {
+            let bucket = wallet
+                .bucket(p.bucket_id)
+                .ok_or_else(|| crate::rows::undecodable("bucket of a charge", &p.bucket_id.0.to_string()))?;
+            Ok(ChargeView { bucket_id: p.bucket_id, kind: bucket.kind, credits: p.credits })
+        })
+        .collect()
+}
+
 /// A run just started, as `run_view` would show it, built from what the transaction wrote (no
 /// second read on the hot path) through the same constructor.
 fn fresh_view(row: &RunRow, charge: &Charge, wallet: &Wallet, captured: bool) -> QueryResult<RunView> {
-    let portions: Vec<ChargeView> = match charge {
-        Charge::Credits(portions) => portions
-            .iter()
-            .map(|p| -> QueryResult<ChargeView> {
-                // The charge was judged on this wallet, so its buckets are in it.
-                let bucket = wallet
-                    .bucket(p.bucket_id)
-                    .ok_or_else(|| crate::rows::undecodable("bucket of a charge", &p.bucket_id.0.to_string()))?;
-                Ok(ChargeView { bucket_id: p.bucket_id, kind: bucket.kind, credits: p.credits })
-            })
-            .collect::<QueryResult<_>>()?,
+    let portions = match charge {
+        Charge::Credits(portions) => charge_views(wallet, portions)?,
         Charge::Trial(_) => Vec::new(),
     };
     let (charged, reserved) = if captured { (portions, Vec::new()) } else { (Vec::new(), portions) };
@@ -337,6 +342,48 @@ pub fn close_reservations(
     expire_released(conn, log, account, wallet, &touched, now)
 }
 
+/// A held run finishes as `row` says (captured or released): its `debits` with their buckets'
+/// moves, its reservations closed and its row updated in one statement; then what went back to
+/// buckets that expired meanwhile expires. `wallet` is left as the wallet query would read it.
+fn finish(
+    conn: &mut PgConnection,
+    log: &mut TxLog,
+    wallet: &mut Wallet,
+    row: &RunRow,
+    debits: &[Portion],
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let (account, run) = (AccountId(row.account_id), RunId(row.id));
+    let touched: Vec<BucketId> = wallet.reservations.iter().filter(|r| r.run_id == run).map(|r| r.bucket_id).collect();
+    crate::prepared::FinishRun {
+        account_id: row.account_id,
+        run_id: row.id,
+        at: now,
+        debit_ids: debits.iter().map(|_| EntryId::generate().0).collect(),
+        debit_buckets: debits.iter().map(|p| p.bucket_id.0).collect(),
+        debit_credits: debits.iter().map(|p| p.credits.negated().get()).collect(),
+        closed_run: row.id,
+        status: row.status.clone(),
+        captured_credits: row.captured_credits,
+        captured_images: row.captured_images,
+        captured_duration_seconds: row.captured_duration_seconds,
+        finished_at: row.finished_at,
+        release_reason: row.release_reason.clone(),
+        id: row.id,
+    }
+    .execute(conn)?;
+    for p in debits {
+        log.posted(EntryType::Debit, p.credits.negated());
+    }
+    wallet.take(debits);
+    wallet.drop_run(run);
+    let due = wallet.expirations(now, Some(&touched));
+    post_all(conn, log, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
+    wallet.take(&due);
+    wallet.buckets.retain(|b| b.remaining.get() > 0);
+    Ok(())
+}
+
 impl RunStore for PgStore {
     fn start_run(
         &self,
@@ -413,17 +460,17 @@ impl RunStore for PgStore {
 }
 
 /// An account a batch holds: its row as the batch locked it (the run paths never change it), and
-/// its wallet as the batch's earlier starts left it (read for all the batch's accounts at once,
-/// then kept in memory: what the wallet query would read after the starts' statement), or `None`
-/// after a completion or cancellation (which read and change their own).
+/// its wallet as the batch's earlier requests left it: read for all the batch's accounts at once,
+/// then kept in memory (what the wallet query would read after each request's statements).
 pub(crate) struct Held {
     pub row: AccountRow,
     pub wallet: Option<Wallet>,
 }
 
-fn forget(known_wallet: Option<&mut Option<Wallet>>) {
+/// Keep `wallet` as the account's, for the batch's next request (a request alone keeps nothing).
+fn keep(known_wallet: Option<&mut Option<Wallet>>, wallet: Wallet) {
     if let Some(known) = known_wallet {
-        *known = None;
+        *known = Some(wallet);
     }
 }
 
@@ -512,9 +559,7 @@ impl PgStore {
                     Ok(admitted) => admitted,
                     Err(denial) => {
                         // A refusal changes nothing: the wallet stays known as it was.
-                        if let Some(known) = known_wallet {
-                            *known = Some(facts.wallet);
-                        }
+                        keep(known_wallet, facts.wallet);
                         return Err(denied(denial));
                     }
                 };
@@ -558,56 +603,64 @@ impl PgStore {
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
                 }
                 let view = fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?;
-                if let Some(known) = known_wallet {
-                    *known = Some(after_start(facts.wallet, &row, held, debited));
-                }
+                keep(known_wallet, after_start(facts.wallet, &row, held, debited));
                 started.add(log, row, held, debited);
                 Ok(view)
             }
             RunOp::Complete { channel, run, actual } => {
                 let (catalog, run, actual) = (&self.catalog, *run, *actual);
-                forget(known_wallet);
                 started.write(conn)?;
                 found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
-                let mut wallet = load_wallet(conn, account_id)?;
-                let capture =
-                    decide_capture(catalog, &wallet, &row.to_held()?, channel, actual, now).map_err(finish_refused)?;
-                post_all(
-                    conn,
-                    log,
-                    account_id,
-                    &capture.debits,
-                    &EntryMeta::new(EntryType::Debit, "run captured").run(run),
-                    now,
-                )?;
-                close_reservations(conn, log, account_id, &mut wallet, run, &capture.debits, now)?;
+                let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
+                    Some(known) => known,
+                    None => load_wallet(conn, account_id)?,
+                };
+                let capture = match decide_capture(catalog, &wallet, &row.to_held()?, channel, actual, now) {
+                    Ok(capture) => capture,
+                    Err(refused) => {
+                        keep(known_wallet, wallet);
+                        return Err(finish_refused(refused));
+                    }
+                };
+                let charged = charge_views(&wallet, &capture.debits)?;
+                let updated = RunRow {
+                    status: RunStatus::Captured.as_str().to_string(),
+                    captured_credits: Some(if row.trial_kind.is_some() { 0 } else { capture.actual.cost.get() }),
+                    captured_images: capture.actual.images,
+                    captured_duration_seconds: capture.actual.duration_seconds,
+                    finished_at: Some(now),
+                    ..row
+                };
+                finish(conn, log, &mut wallet, &updated, &capture.debits, now)?;
                 if capture.generations_returned > 0 {
-                    record_trial(conn, account_id, &row.model_id, -capture.generations_returned, None)?;
+                    record_trial(conn, account_id, &updated.model_id, -capture.generations_returned, None)?;
                 }
-                let captured = if row.trial_kind.is_some() { 0 } else { capture.actual.cost.get() };
-                let updated: RunRow = diesel::update(runs::table.find(run.0))
-                    .set((
-                        runs::status.eq(RunStatus::Captured.as_str()),
-                        runs::captured_credits.eq(Some(captured)),
-                        runs::captured_images.eq(capture.actual.images),
-                        runs::captured_duration_seconds.eq(capture.actual.duration_seconds),
-                        runs::finished_at.eq(Some(now)),
-                    ))
-                    .returning(RunRow::as_returning())
-                    .get_result(conn)?;
-                Ok(run_view(conn, &updated, now)?)
+                keep(known_wallet, wallet);
+                Ok(view(&updated, RunStatus::Captured, charged, Vec::new())?)
             }
             RunOp::Cancel { channel, run } => {
                 let run = *run;
-                forget(known_wallet);
                 started.write(conn)?;
                 found_account(locked(conn, log)?)?;
                 let row = load_run(conn, account_id, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
-                let mut wallet = load_wallet(conn, account_id)?;
-                let updated = release(conn, log, &mut wallet, &row, returned, "cancelled", now)?;
-                Ok(run_view(conn, &updated, now)?)
+                let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
+                    Some(known) => known,
+                    None => load_wallet(conn, account_id)?,
+                };
+                let updated = RunRow {
+                    status: RunStatus::Released.as_str().to_string(),
+                    finished_at: Some(now),
+                    release_reason: Some("cancelled".into()),
+                    ..row
+                };
+                finish(conn, log, &mut wallet, &updated, &[], now)?;
+                if returned > 0 {
+                    record_trial(conn, account_id, &updated.model_id, -returned, None)?;
+                }
+                keep(known_wallet, wallet);
+                Ok(view(&updated, RunStatus::Released, Vec::new(), Vec::new())?)
             }
         }
     }

@@ -28,23 +28,24 @@ fn op() -> impl Strategy<Value = (Op, Option<u8>)> {
     let op = prop_oneof![
         4 => (0..3usize, prop_oneof![6 => Just("flux-schnell"), 3 => Just("flux-pro"), 1 => Just("no-such-model")], 1..=8i64, any::<bool>())
             .prop_map(|(account, model, images, capture)| Op::Start { account, model, images, capture }),
-        2 => (0..HELD, prop::option::of(1..=3i64)).prop_map(|(held, images)| Op::Complete { held, images }),
-        1 => (0..HELD).prop_map(|held| Op::Cancel { held }),
+        2 => (0..2 * HELD, prop::option::of(1..=3i64)).prop_map(|(held, images)| Op::Complete { held, images }),
+        1 => (0..2 * HELD).prop_map(|held| Op::Cancel { held }),
     ];
     (op, prop::option::weighted(0.5, 0..3u8))
 }
 
 const HELD: usize = 3;
 
-/// One database with the same history: account 0 nearly drained (10 credits left), account 1
-/// with three held runs of 2 images and 8 runs in the last minute, both Free (trials, 10 runs a minute); account 2 on a plan
-/// with neither (its starts in one batch are judged in memory and written together).
+/// One database with the same history: account 0 nearly drained (10 credits left); account 1 with
+/// three held runs of 2 images and 8 runs in the last minute, both Free (trials, 10 runs a
+/// minute); account 2 on a plan with neither (its starts in one batch are judged in memory and
+/// written together), with three held runs and 30 credits free.
 struct World {
     _db: TestDb,
     url: String,
     store: Arc<PgStore>,
     accounts: Vec<AccountId>,
-    held: Vec<RunId>,
+    held: Vec<(AccountId, RunId)>,
 }
 
 fn start(account: AccountId, model: &str, images: i64, capture: bool, now: DateTime<Utc>) -> RunJob {
@@ -94,23 +95,25 @@ impl World {
             let at = base - Duration::seconds(600 - i * 20);
             fresh(store.write_run_alone(start(accounts[0], "flux-schnell", 8, true, at)));
         }
-        let held = (0..HELD)
-            .map(|_| {
-                fresh(store.write_run_alone(start(
-                    accounts[1],
-                    "flux-schnell",
-                    2,
-                    false,
-                    base - Duration::seconds(100),
-                )))
-                .id
-            })
-            .collect();
+        // Three holds of 2 images on account 1 and on account 2.
+        let mut held: Vec<(AccountId, RunId)> = Vec::new();
+        for a in [accounts[1], accounts[2]] {
+            for _ in 0..HELD {
+                let run = start(a, "flux-schnell", 2, false, base - Duration::seconds(100));
+                held.push((a, fresh(store.write_run_alone(run)).id));
+            }
+        }
         // R12: account 1 started 8 of its 10 runs a minute just now, so its third start of the
         // batch is refused, by the batch as by one-by-one.
         for i in 0..8 {
             let at = base - Duration::seconds(38 - i * 2);
-            fresh(store.write_run_alone(start(accounts[1], "flux-schnell", 1, true, at)));
+            fresh(store.write_run_alone(start(accounts[1], "flux-schnell", 8, true, at)));
+        }
+        // Account 2 has 30 credits free beside its holds: what the batch's completions,
+        // cancellations and starts leave decides whether its next start is refused.
+        for i in 0..13 {
+            let at = base - Duration::seconds(300 - i * 10);
+            fresh(store.write_run_alone(start(accounts[2], "flux-schnell", 8, true, at)));
         }
         World { url: db.url.clone(), _db: db, store, accounts, held }
     }
@@ -124,17 +127,19 @@ impl World {
                 };
             }
             Op::Complete { held, images } => (
-                self.accounts[1],
+                self.held[held].0,
                 RunOp::Complete {
                     channel: Channel::Canvas,
-                    run: self.held[held],
+                    run: self.held[held].1,
                     actual: RunParams {
                         images: images.map_or(Param::Absent, Param::Int),
                         duration_seconds: Param::Absent,
                     },
                 },
             ),
-            Op::Cancel { held } => (self.accounts[1], RunOp::Cancel { channel: Channel::Canvas, run: self.held[held] }),
+            Op::Cancel { held } => {
+                (self.held[held].0, RunOp::Cancel { channel: Channel::Canvas, run: self.held[held].1 })
+            }
         };
         RunJob { account, op: op_, now, idem: self.key(account, op, key) }
     }
