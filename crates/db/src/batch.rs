@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::idempotency::lock_name;
 use crate::ledger::{TxLog, load_wallets, lock_accounts_skipping};
-use crate::runs::{Held, Started};
+use crate::runs::{Held, Started, load_runs};
 use crate::{Fail, PgStore, idempotency, notify, store_error};
 
 /// A run request as the writer takes it.
@@ -316,16 +316,27 @@ impl PgStore {
             ids.dedup();
             let mut locked: HashMap<Uuid, Held> = lock_accounts_skipping(conn, &mut log, &ids)?
                 .into_iter()
-                .map(|row| (row.id, Held { row, wallet: None }))
+                .map(|row| (row.id, Held { row, wallet: None, runs: HashMap::new() }))
                 .collect();
             // The wallets of the batch's accounts, in one round trip.
-            let mut starting: Vec<Uuid> =
-                jobs.iter().filter(|j| keyed(j) && locked.contains_key(&j.account.0)).map(|j| j.account.0).collect();
-            starting.sort();
-            starting.dedup();
-            for (id, wallet) in load_wallets(conn, &starting)? {
+            let accounts: Vec<Uuid> = locked.keys().copied().collect();
+            for (id, wallet) in load_wallets(conn, &accounts)? {
                 if let Some(held) = locked.get_mut(&id) {
                     held.wallet = Some(wallet);
+                }
+            }
+            // The runs its completions and cancellations name, in one round trip.
+            let finishing: Vec<Uuid> = jobs
+                .iter()
+                .filter(|j| keyed(j) && locked.contains_key(&j.account.0))
+                .filter_map(|j| match j.op {
+                    RunOp::Complete { run, .. } | RunOp::Cancel { run, .. } => Some(run.0),
+                    RunOp::Start { .. } => None,
+                })
+                .collect();
+            for run in load_runs(conn, &finishing)? {
+                if let Some(held) = locked.get_mut(&run.account_id) {
+                    held.runs.insert(run.id, run);
                 }
             }
             let mut started = Started::default();

@@ -278,6 +278,15 @@ fn view(row: &RunRow, status: RunStatus, charged: Vec<ChargeView>, reserved: Vec
     })
 }
 
+/// The runs `ids`, in one round trip (a batch's completions and
+/// cancellations).
+pub(crate) fn load_runs(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<RunRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    runs::table.filter(runs::id.eq_any(ids)).select(RunRow::as_select()).load(conn)
+}
+
 /// A run as the service shows it: its debits from the ledger, its open reservations.
 fn run_view(conn: &mut PgConnection, row: &RunRow, now: DateTime<Utc>) -> QueryResult<RunView> {
     let charged: Vec<(Uuid, String, i64)> = ledger_entries::table
@@ -465,6 +474,9 @@ impl RunStore for PgStore {
 pub(crate) struct Held {
     pub row: AccountRow,
     pub wallet: Option<Wallet>,
+    /// The runs the batch's completions and cancellations name, read at once, as the batch's
+    /// earlier requests left them.
+    pub runs: std::collections::HashMap<Uuid, RunRow>,
 }
 
 /// Keep `wallet` as the account's, for the batch's next request (a request alone keeps nothing).
@@ -532,10 +544,18 @@ impl PgStore {
         started: &mut Started,
     ) -> Result<RunView, Fail<RunError>> {
         let (account_id, now) = (job.account, job.now);
-        let (held_row, mut known_wallet) = match held {
-            Some(h) => (Some(&h.row), Some(&mut h.wallet)),
-            None => (None, None),
+        let (held_row, mut known_wallet, mut known_runs) = match held {
+            Some(h) => (Some(&h.row), Some(&mut h.wallet), Some(&mut h.runs)),
+            None => (None, None, None),
         };
+        // A run a completion or cancellation names: as the batch read it, else from the database.
+        let run_row =
+            |conn: &mut PgConnection, known: &Option<&mut std::collections::HashMap<Uuid, RunRow>>, run: RunId| {
+                match known.as_ref().and_then(|runs| runs.get(&run.0)) {
+                    Some(row) if row.account_id == account_id.0 => Ok(row.clone()),
+                    _ => load_run(conn, account_id, run),
+                }
+            };
         let locked = |conn: &mut PgConnection, log: &mut TxLog| match held_row {
             Some(row) => Ok(Some(row.clone())),
             None => lock_account(conn, log, account_id),
@@ -611,7 +631,7 @@ impl PgStore {
                 let (catalog, run, actual) = (&self.catalog, *run, *actual);
                 started.write(conn)?;
                 found_account(locked(conn, log)?)?;
-                let row = load_run(conn, account_id, run)?;
+                let row = run_row(conn, &known_runs, run)?;
                 let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
                     Some(known) => known,
                     None => load_wallet(conn, account_id)?,
@@ -637,13 +657,16 @@ impl PgStore {
                     record_trial(conn, account_id, &updated.model_id, -capture.generations_returned, None)?;
                 }
                 keep(known_wallet, wallet);
+                if let Some(runs) = known_runs.as_mut() {
+                    runs.insert(updated.id, updated.clone());
+                }
                 Ok(view(&updated, RunStatus::Captured, charged, Vec::new())?)
             }
             RunOp::Cancel { channel, run } => {
                 let run = *run;
                 started.write(conn)?;
                 found_account(locked(conn, log)?)?;
-                let row = load_run(conn, account_id, run)?;
+                let row = run_row(conn, &known_runs, run)?;
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
                     Some(known) => known,
@@ -660,6 +683,9 @@ impl PgStore {
                     record_trial(conn, account_id, &updated.model_id, -returned, None)?;
                 }
                 keep(known_wallet, wallet);
+                if let Some(runs) = known_runs.as_mut() {
+                    runs.insert(updated.id, updated.clone());
+                }
                 Ok(view(&updated, RunStatus::Released, Vec::new(), Vec::new())?)
             }
         }
