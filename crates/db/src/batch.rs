@@ -4,15 +4,15 @@
 //!
 //! A batch takes, without waiting, its requests' idempotency keys and then their accounts in id
 //! order (`SKIP LOCKED`: two batches, on any number of instances, never wait on each other in a
-//! cycle); reads the wallets of the accounts it starts runs for in one statement; judges each
-//! request in arrival order with the same code a request alone runs (`PgStore::run_work`: the
-//! domain's `decide_run`, `decide_capture`, `decide_cancel`) against the state the previous
-//! requests of the batch left — a start on the wallet kept in memory, its writes gathered
-//! (`runs::Started`) and written for the whole batch in one statement, before anything that would
-//! read them (a completion, a cancellation, a start judged on its account's runs, the settle);
-//! settles what the batch tells each account (`notify::settle`) once; commits once; then answers
-//! each request. Every refusal is decided before its request writes anything, so a refused
-//! request writes nothing and disturbs no other.
+//! cycle); reads its accounts' wallets and the runs its completions and cancellations name, one
+//! statement each; judges each request in arrival order with the same code a request alone runs
+//! (`PgStore::run_work`: the domain's `decide_run`, `decide_capture`, `decide_cancel`) against
+//! the state the previous requests of the batch left, kept in memory; gathers what they write
+//! (`runs::Pending`) and makes it with one statement, before anything that would read it (a start
+//! judged on its account's runs, a read from the database, the settle); settles what the batch
+//! tells each account (`notify::settle`) once; commits once; then answers each request. Every
+//! refusal is decided before its request writes anything, so a refused request writes nothing
+//! and disturbs no other.
 //! A request whose key or account another transaction holds, and every request of a batch whose
 //! transaction failed before its commit, is written alone by its own thread: it waits for the
 //! lock as any request does, and for one of the account's few places on this instance
@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::idempotency::lock_name;
 use crate::ledger::{TxLog, load_wallets, lock_accounts_skipping};
-use crate::runs::{Held, Started, load_runs};
+use crate::runs::{Held, Pending, load_runs};
 use crate::{Fail, PgStore, idempotency, notify, store_error};
 
 /// A run request as the writer takes it.
@@ -202,9 +202,9 @@ impl Batcher {
             job.now,
             || RunError::IdempotencyKeyReused,
             |conn, log| {
-                let mut started = Started::default();
-                let view = store.run_work(conn, log, &job, None, &mut started)?;
-                started.write(conn)?;
+                let mut pending = Pending::default();
+                let view = store.run_work(conn, log, &job, None, &mut pending)?;
+                pending.write(conn)?;
                 Ok(view)
             },
         )
@@ -339,7 +339,7 @@ impl PgStore {
                     held.runs.insert(run.id, run);
                 }
             }
-            let mut started = Started::default();
+            let mut pending = Pending::default();
             let mut captured: HashSet<Uuid> = HashSet::new();
             for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
                 if !keyed(job) {
@@ -356,7 +356,7 @@ impl PgStore {
                     job.idem.as_ref(),
                     job.now,
                     || RunError::IdempotencyKeyReused,
-                    |conn| self.run_work(conn, &mut share, job, Some(held), &mut started),
+                    |conn| self.run_work(conn, &mut share, job, Some(held), &mut pending),
                 );
                 match done {
                     Ok(view) => {
@@ -370,7 +370,7 @@ impl PgStore {
                     Err(Fail::Db(e)) => return Err(Fail::Db(e)),
                 }
             }
-            started.write(conn)?;
+            pending.write(conn)?;
             // Each account's auto top-up is judged on whether its own runs captured.
             notify::settle(conn, &self.catalog, &self.notify, log.locked(), &|id| captured.contains(&id), now)?;
             committing = true;

@@ -170,11 +170,12 @@ prepared!(
 );
 
 prepared!(
-    /// Runs as they start, any number at once (one batch's, or one request's): their rows, the
-    /// reservations of holds, and the debit entries of captures with their buckets' moves (summed
-    /// per bucket), in one statement over arrays (foreign keys are checked at its end).
+    /// What a batch of runs (or one request) wrote, in one statement over arrays: the runs that
+    /// start (their rows, the reservations of holds), the held runs that finish (captured or
+    /// released: their rows updated, their reservations closed), the debit entries of both in
+    /// arrival order, and each bucket's move summed (foreign keys are checked at its end).
     #[derive(Default)]
-    StartRuns,
+    WriteRuns,
     "WITH run AS (INSERT INTO runs (id, account_id, model_id, channel, workflow_id, images, duration_seconds, cost,
                     status, captured_credits, captured_images, captured_duration_seconds, trial_kind,
                     trial_generations, trial_window_opens_at, trial_window_closes_at, hold_expires_at, created_at,
@@ -185,9 +186,19 @@ prepared!(
                     $19::timestamptz[], $20::uuid[])),
           held AS (INSERT INTO run_reservations (run_id, bucket_id, account_id, credits)
                    SELECT * FROM unnest($21::uuid[], $22::uuid[], $23::uuid[], $24::bigint[])),
+          finished AS (UPDATE runs SET status = f.status, captured_credits = f.captured_credits,
+                              captured_images = f.captured_images,
+                              captured_duration_seconds = f.captured_duration_seconds,
+                              finished_at = f.finished_at, release_reason = f.release_reason
+                         FROM unnest($25::uuid[], $26::text[], $27::bigint[], $28::bigint[], $29::bigint[],
+                                     $30::timestamptz[], $31::text[])
+                              AS f (id, status, captured_credits, captured_images, captured_duration_seconds,
+                                    finished_at, release_reason)
+                        WHERE runs.id = f.id),
+          closed AS (UPDATE run_reservations SET open = false WHERE run_id = ANY($32) AND open),
           debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
                      SELECT d.id, d.account_id, d.bucket_id, 'debit', d.credits, d.run_id, 'run captured', d.created_at
-                       FROM unnest($25::uuid[], $26::uuid[], $27::uuid[], $28::bigint[], $29::uuid[], $30::timestamptz[])
+                       FROM unnest($33::uuid[], $34::uuid[], $35::uuid[], $36::bigint[], $37::uuid[], $38::timestamptz[])
                             WITH ORDINALITY AS d (id, account_id, bucket_id, credits, run_id, created_at, n)
                       ORDER BY d.n
                      RETURNING bucket_id, credits)
@@ -219,46 +230,20 @@ prepared!(
         held_buckets: Vec<Uuid> => Array<SqlUuid>,
         held_accounts: Vec<Uuid> => Array<SqlUuid>,
         held_credits: Vec<i64> => Array<BigInt>,
+        finished_ids: Vec<Uuid> => Array<SqlUuid>,
+        finished_statuses: Vec<String> => Array<Text>,
+        finished_captured_credits: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        finished_captured_images: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        finished_captured_duration_seconds: Vec<Option<i64>> => Array<Nullable<BigInt>>,
+        finished_at_times: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
+        finished_release_reasons: Vec<Option<String>> => Array<Nullable<Text>>,
+        closed_runs: Vec<Uuid> => Array<SqlUuid>,
         debit_ids: Vec<Uuid> => Array<SqlUuid>,
         debit_accounts: Vec<Uuid> => Array<SqlUuid>,
         debit_buckets: Vec<Uuid> => Array<SqlUuid>,
         debit_credits: Vec<i64> => Array<BigInt>,
         debit_runs: Vec<Uuid> => Array<SqlUuid>,
         debit_at: Vec<DateTime<Utc>> => Array<Timestamptz>,
-    }
-);
-
-prepared!(
-    /// A held run finishes (captured or released) in one statement: the debit entries of a capture
-    /// with their buckets' moves (summed per bucket), its reservations closed, its row updated.
-    FinishRun,
-    "WITH debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
-                     SELECT d.id, $1, d.bucket_id, 'debit', d.credits, $2, 'run captured', $3
-                       FROM unnest($4::uuid[], $5::uuid[], $6::bigint[]) WITH ORDINALITY AS d (id, bucket_id, credits, n)
-                      ORDER BY d.n
-                     RETURNING bucket_id, credits),
-          moved AS (UPDATE buckets SET remaining = buckets.remaining + m.credits
-                      FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) m
-                     WHERE buckets.id = m.bucket_id),
-          closed AS (UPDATE run_reservations SET open = false WHERE run_id = $7 AND open)
-     UPDATE runs SET status = $8, captured_credits = $9, captured_images = $10, captured_duration_seconds = $11,
-                     finished_at = $12, release_reason = $13
-      WHERE id = $14",
-    {
-        account_id: Uuid => SqlUuid,
-        run_id: Uuid => SqlUuid,
-        at: DateTime<Utc> => Timestamptz,
-        debit_ids: Vec<Uuid> => Array<SqlUuid>,
-        debit_buckets: Vec<Uuid> => Array<SqlUuid>,
-        debit_credits: Vec<i64> => Array<BigInt>,
-        closed_run: Uuid => SqlUuid,
-        status: String => Text,
-        captured_credits: Option<i64> => Nullable<BigInt>,
-        captured_images: Option<i64> => Nullable<BigInt>,
-        captured_duration_seconds: Option<i64> => Nullable<BigInt>,
-        finished_at: Option<DateTime<Utc>> => Nullable<Timestamptz>,
-        release_reason: Option<String> => Nullable<Text>,
-        id: Uuid => SqlUuid,
     }
 );
 
@@ -288,8 +273,7 @@ mod tests {
             ("SettleQuery", SettleQuery::SQL, SettleQuery::FIELDS),
             ("LockKey", LockKey::SQL, LockKey::FIELDS),
             ("TryLockKeys", TryLockKeys::SQL, TryLockKeys::FIELDS),
-            ("StartRuns", StartRuns::SQL, StartRuns::FIELDS),
-            ("FinishRun", FinishRun::SQL, FinishRun::FIELDS),
+            ("WriteRuns", WriteRuns::SQL, WriteRuns::FIELDS),
         ];
         let declared = include_str!("prepared.rs").matches("\nprepared!(").count();
         assert_eq!(statements.len(), declared, "every prepared! statement is checked here");

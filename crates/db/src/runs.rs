@@ -161,20 +161,36 @@ impl RunFacts {
     }
 }
 
-/// Starts judged and not yet written: a batch writes all of its starts with one statement
-/// (`StartRuns`), a request alone its one. Written before anything that would read them: a
-/// completion or cancellation, a start judged on more than its account's wallet (R9's trial use,
-/// R12's window, R21's key spend), the batch's settle, its commit.
+/// Writes judged and not yet made: the runs that start and the held runs that finish, with
+/// their debits. A batch makes all of them with one statement (`WriteRuns`), a request alone its
+/// own. Made before anything that would read them: a start judged on more than its account's
+/// wallet (R9's trial use, R12's window, R21's key spend), a wallet or run read from the
+/// database, an expiry entry (so each account's entries keep their order), the batch's settle.
 #[derive(Default)]
-pub(crate) struct Started {
-    statement: crate::prepared::StartRuns,
+pub(crate) struct Pending {
+    statement: crate::prepared::WriteRuns,
     accounts: std::collections::HashSet<Uuid>,
 }
 
-impl Started {
-    /// A start to write: its row, the reservations of a hold (`held`) or the debits of a capture
-    /// (`debited`) with their buckets' moves.
-    fn add(&mut self, log: &mut TxLog, row: RunRow, held: &[Portion], debited: &[Portion]) {
+impl Pending {
+    fn debit(&mut self, log: &mut TxLog, row: &RunRow, debits: &[Portion], at: DateTime<Utc>) {
+        let s = &mut self.statement;
+        for p in debits {
+            s.debit_ids.push(EntryId::generate().0);
+            s.debit_accounts.push(row.account_id);
+            s.debit_buckets.push(p.bucket_id.0);
+            s.debit_credits.push(p.credits.negated().get());
+            s.debit_runs.push(row.id);
+            s.debit_at.push(at);
+            log.posted(EntryType::Debit, p.credits.negated());
+        }
+    }
+
+    /// A run that starts: its row, the reservations of a hold (`held`) or the debits of a
+    /// capture (`debited`) with their buckets' moves.
+    fn start(&mut self, log: &mut TxLog, row: RunRow, held: &[Portion], debited: &[Portion]) {
+        self.debit(log, &row, debited, row.created_at);
+        self.accounts.insert(row.account_id);
         let s = &mut self.statement;
         for p in held {
             s.held_runs.push(row.id);
@@ -182,16 +198,6 @@ impl Started {
             s.held_accounts.push(row.account_id);
             s.held_credits.push(p.credits.get());
         }
-        for p in debited {
-            s.debit_ids.push(EntryId::generate().0);
-            s.debit_accounts.push(row.account_id);
-            s.debit_buckets.push(p.bucket_id.0);
-            s.debit_credits.push(p.credits.negated().get());
-            s.debit_runs.push(row.id);
-            s.debit_at.push(row.created_at);
-            log.posted(EntryType::Debit, p.credits.negated());
-        }
-        self.accounts.insert(row.account_id);
         s.ids.push(row.id);
         s.account_ids.push(row.account_id);
         s.model_ids.push(row.model_id);
@@ -214,12 +220,28 @@ impl Started {
         s.api_key_ids.push(row.api_key_id);
     }
 
-    /// Whether a start of `account` waits to be written.
+    /// A held run that finishes as `row` says (captured or released): its row, its reservations
+    /// closed, the debits of a capture with their buckets' moves.
+    fn finish(&mut self, log: &mut TxLog, row: &RunRow, debits: &[Portion], at: DateTime<Utc>) {
+        self.debit(log, row, debits, at);
+        self.accounts.insert(row.account_id);
+        let s = &mut self.statement;
+        s.finished_ids.push(row.id);
+        s.finished_statuses.push(row.status.clone());
+        s.finished_captured_credits.push(row.captured_credits);
+        s.finished_captured_images.push(row.captured_images);
+        s.finished_captured_duration_seconds.push(row.captured_duration_seconds);
+        s.finished_at_times.push(row.finished_at);
+        s.finished_release_reasons.push(row.release_reason.clone());
+        s.closed_runs.push(row.id);
+    }
+
+    /// Whether a write of `account` waits to be made.
     fn touches(&self, account: AccountId) -> bool {
         self.accounts.contains(&account.0)
     }
 
-    /// Write every waiting start, in one round trip.
+    /// Make every waiting write, in one round trip.
     pub(crate) fn write(&mut self, conn: &mut PgConnection) -> QueryResult<()> {
         if self.accounts.is_empty() {
             return Ok(());
@@ -351,12 +373,13 @@ pub fn close_reservations(
     expire_released(conn, log, account, wallet, &touched, now)
 }
 
-/// A held run finishes as `row` says (captured or released): its `debits` with their buckets'
-/// moves, its reservations closed and its row updated in one statement; then what went back to
-/// buckets that expired meanwhile expires. `wallet` is left as the wallet query would read it.
+/// A held run finishes as `row` says (captured or released): its row, reservations and `debits`
+/// wait in `pending`; what went back to buckets that expired meanwhile expires now. `wallet` is
+/// left as the wallet query would read it after both.
 fn finish(
     conn: &mut PgConnection,
     log: &mut TxLog,
+    pending: &mut Pending,
     wallet: &mut Wallet,
     row: &RunRow,
     debits: &[Portion],
@@ -364,31 +387,15 @@ fn finish(
 ) -> QueryResult<()> {
     let (account, run) = (AccountId(row.account_id), RunId(row.id));
     let touched: Vec<BucketId> = wallet.reservations.iter().filter(|r| r.run_id == run).map(|r| r.bucket_id).collect();
-    crate::prepared::FinishRun {
-        account_id: row.account_id,
-        run_id: row.id,
-        at: now,
-        debit_ids: debits.iter().map(|_| EntryId::generate().0).collect(),
-        debit_buckets: debits.iter().map(|p| p.bucket_id.0).collect(),
-        debit_credits: debits.iter().map(|p| p.credits.negated().get()).collect(),
-        closed_run: row.id,
-        status: row.status.clone(),
-        captured_credits: row.captured_credits,
-        captured_images: row.captured_images,
-        captured_duration_seconds: row.captured_duration_seconds,
-        finished_at: row.finished_at,
-        release_reason: row.release_reason.clone(),
-        id: row.id,
-    }
-    .execute(conn)?;
-    for p in debits {
-        log.posted(EntryType::Debit, p.credits.negated());
-    }
+    pending.finish(log, row, debits, now);
     wallet.take(debits);
     wallet.drop_run(run);
     let due = wallet.expirations(now, Some(&touched));
-    post_all(conn, log, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
-    wallet.take(&due);
+    if !due.is_empty() {
+        pending.write(conn)?;
+        post_all(conn, log, account, &due, &EntryMeta::new(EntryType::Expire, "bucket expired"), now)?;
+        wallet.take(&due);
+    }
     wallet.buckets.retain(|b| b.remaining.get() > 0);
     Ok(())
 }
@@ -541,21 +548,13 @@ impl PgStore {
         log: &mut TxLog,
         job: &RunJob,
         held: Option<&mut Held>,
-        started: &mut Started,
+        pending: &mut Pending,
     ) -> Result<RunView, Fail<RunError>> {
         let (account_id, now) = (job.account, job.now);
         let (held_row, mut known_wallet, mut known_runs) = match held {
             Some(h) => (Some(&h.row), Some(&mut h.wallet), Some(&mut h.runs)),
             None => (None, None, None),
         };
-        // A run a completion or cancellation names: as the batch read it, else from the database.
-        let run_row =
-            |conn: &mut PgConnection, known: &Option<&mut std::collections::HashMap<Uuid, RunRow>>, run: RunId| {
-                match known.as_ref().and_then(|runs| runs.get(&run.0)) {
-                    Some(row) if row.account_id == account_id.0 => Ok(row.clone()),
-                    _ => load_run(conn, account_id, run),
-                }
-            };
         let locked = |conn: &mut PgConnection, log: &mut TxLog| match held_row {
             Some(row) => Ok(Some(row.clone())),
             None => lock_account(conn, log, account_id),
@@ -570,9 +569,9 @@ impl PgStore {
                 let known = known_wallet.as_mut().and_then(|w| w.take());
                 // What this start is judged on must include the starts still to be written.
                 if (known.is_none() || RunFacts::reads_runs(catalog, &account, channel, &req.model))
-                    && started.touches(account_id)
+                    && pending.touches(account_id)
                 {
-                    started.write(conn)?;
+                    pending.write(conn)?;
                 }
                 let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now, known)?;
                 let admitted = match decide_run(&facts.state(catalog, &account, channel, now), req) {
@@ -624,14 +623,28 @@ impl PgStore {
                 }
                 let view = fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?;
                 keep(known_wallet, after_start(facts.wallet, &row, held, debited));
-                started.add(log, row, held, debited);
+                pending.start(log, row, held, debited);
                 Ok(view)
             }
             RunOp::Complete { channel, run, actual } => {
                 let (catalog, run, actual) = (&self.catalog, *run, *actual);
-                started.write(conn)?;
+                // The run and the wallet as the batch knows them, else read after the writes
+                // waiting for the account.
+                let known_run = known_runs
+                    .as_ref()
+                    .and_then(|runs| runs.get(&run.0))
+                    .filter(|r| r.account_id == account_id.0)
+                    .cloned();
+                if (known_run.is_none() || known_wallet.as_ref().is_none_or(|w| w.is_none()))
+                    && pending.touches(account_id)
+                {
+                    pending.write(conn)?;
+                }
                 found_account(locked(conn, log)?)?;
-                let row = run_row(conn, &known_runs, run)?;
+                let row = match known_run {
+                    Some(row) => row,
+                    None => load_run(conn, account_id, run)?,
+                };
                 let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
                     Some(known) => known,
                     None => load_wallet(conn, account_id)?,
@@ -652,7 +665,7 @@ impl PgStore {
                     finished_at: Some(now),
                     ..row
                 };
-                finish(conn, log, &mut wallet, &updated, &capture.debits, now)?;
+                finish(conn, log, pending, &mut wallet, &updated, &capture.debits, now)?;
                 if capture.generations_returned > 0 {
                     record_trial(conn, account_id, &updated.model_id, -capture.generations_returned, None)?;
                 }
@@ -664,9 +677,23 @@ impl PgStore {
             }
             RunOp::Cancel { channel, run } => {
                 let run = *run;
-                started.write(conn)?;
+                // The run and the wallet as the batch knows them, else read after the writes
+                // waiting for the account.
+                let known_run = known_runs
+                    .as_ref()
+                    .and_then(|runs| runs.get(&run.0))
+                    .filter(|r| r.account_id == account_id.0)
+                    .cloned();
+                if (known_run.is_none() || known_wallet.as_ref().is_none_or(|w| w.is_none()))
+                    && pending.touches(account_id)
+                {
+                    pending.write(conn)?;
+                }
                 found_account(locked(conn, log)?)?;
-                let row = run_row(conn, &known_runs, run)?;
+                let row = match known_run {
+                    Some(row) => row,
+                    None => load_run(conn, account_id, run)?,
+                };
                 let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
                     Some(known) => known,
@@ -678,7 +705,7 @@ impl PgStore {
                     release_reason: Some("cancelled".into()),
                     ..row
                 };
-                finish(conn, log, &mut wallet, &updated, &[], now)?;
+                finish(conn, log, pending, &mut wallet, &updated, &[], now)?;
                 if returned > 0 {
                     record_trial(conn, account_id, &updated.model_id, -returned, None)?;
                 }
