@@ -339,6 +339,11 @@ impl PgStore {
                     held.runs.insert(run.id, run);
                 }
             }
+            // Their keys' records, in one round trip.
+            let mut keys = idempotency::Keys::read(
+                conn,
+                jobs.iter().filter(|j| locked.contains_key(&j.account.0)).filter_map(|j| j.idem.as_ref()),
+            )?;
             let mut pending = Pending::default();
             let mut captured: HashSet<Uuid> = HashSet::new();
             for (job, answer) in jobs.iter().zip(answers.iter_mut()) {
@@ -347,16 +352,15 @@ impl PgStore {
                 }
                 let Some(held) = locked.get_mut(&job.account.0) else { continue };
                 let mut share = TxLog::default();
-                // The batch holds the key's lock (`once_locked`). No savepoint: every refusal (the rules', R11's replay or reuse) is decided before
+                // The batch holds the key's lock (`Keys::once`). No savepoint: every refusal (the rules', R11's replay or reuse) is decided before
                 // the request writes anything (`run_work`), so a refused request leaves nothing to
                 // roll back; a database error fails the whole batch, which is then written request
                 // by request. The property test compares each batch with the requests one by one.
-                let done = idempotency::once_locked(
-                    conn,
+                let done = keys.once(
                     job.idem.as_ref(),
                     job.now,
                     || RunError::IdempotencyKeyReused,
-                    |conn| self.run_work(conn, &mut share, job, Some(held), &mut pending),
+                    || self.run_work(conn, &mut share, job, Some(held), &mut pending),
                 );
                 match done {
                     Ok(view) => {
@@ -371,6 +375,7 @@ impl PgStore {
                 }
             }
             pending.write(conn)?;
+            keys.write(conn)?;
             // Each account's auto top-up is judged on whether its own runs captured.
             notify::settle(conn, &self.catalog, &self.notify, log.locked(), &|id| captured.contains(&id), now)?;
             committing = true;

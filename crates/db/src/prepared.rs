@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Nullable, SmallInt, Text, Timestamptz, Untyped, Uuid as SqlUuid};
 use diesel::{QueryResult, RunQueryDsl};
 use uuid::Uuid;
 
@@ -247,6 +247,35 @@ prepared!(
     }
 );
 
+prepared!(
+    /// R11: the records of a batch's keys, in one round trip.
+    LookupKeys,
+    "SELECT r.scope, r.key, r.fingerprint, r.response_status, r.response_body, r.created_at
+       FROM idempotency_records r
+       JOIN unnest($1::text[], $2::text[]) AS k (scope, key) ON r.scope = k.scope AND r.key = k.key",
+    { scopes: Vec<String> => Array<Text>, keys: Vec<String> => Array<Text> }
+);
+
+prepared!(
+    /// R11: the records a batch's requests wrote, in one round trip (a record older than 24 hours
+    /// no longer counts: replaced).
+    #[derive(Default)]
+    SaveKeys,
+    "INSERT INTO idempotency_records (scope, key, fingerprint, response_status, response_body, created_at)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::timestamptz[])
+     ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+        response_status = excluded.response_status, response_body = excluded.response_body,
+        created_at = excluded.created_at",
+    {
+        scopes: Vec<String> => Array<Text>,
+        keys: Vec<String> => Array<Text>,
+        fingerprints: Vec<String> => Array<Text>,
+        statuses: Vec<i16> => Array<SmallInt>,
+        bodies: Vec<String> => Array<Text>,
+        created_at: Vec<DateTime<Utc>> => Array<Timestamptz>,
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +303,8 @@ mod tests {
             ("LockKey", LockKey::SQL, LockKey::FIELDS),
             ("TryLockKeys", TryLockKeys::SQL, TryLockKeys::FIELDS),
             ("WriteRuns", WriteRuns::SQL, WriteRuns::FIELDS),
+            ("LookupKeys", LookupKeys::SQL, LookupKeys::FIELDS),
+            ("SaveKeys", SaveKeys::SQL, SaveKeys::FIELDS),
         ];
         let declared = include_str!("prepared.rs").matches("\nprepared!(").count();
         assert_eq!(statements.len(), declared, "every prepared! statement is checked here");
