@@ -626,56 +626,7 @@ impl PgStore {
                 pending.start(log, row, held, debited);
                 Ok(view)
             }
-            RunOp::Complete { channel, run, actual } => {
-                let (catalog, run, actual) = (&self.catalog, *run, *actual);
-                // The run and the wallet as the batch knows them, else read after the writes
-                // waiting for the account.
-                let known_run = known_runs
-                    .as_ref()
-                    .and_then(|runs| runs.get(&run.0))
-                    .filter(|r| r.account_id == account_id.0)
-                    .cloned();
-                if (known_run.is_none() || known_wallet.as_ref().is_none_or(|w| w.is_none()))
-                    && pending.touches(account_id)
-                {
-                    pending.write(conn)?;
-                }
-                found_account(locked(conn, log)?)?;
-                let row = match known_run {
-                    Some(row) => row,
-                    None => load_run(conn, account_id, run)?,
-                };
-                let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
-                    Some(known) => known,
-                    None => load_wallet(conn, account_id)?,
-                };
-                let capture = match decide_capture(catalog, &wallet, &row.to_held()?, channel, actual, now) {
-                    Ok(capture) => capture,
-                    Err(refused) => {
-                        keep(known_wallet, wallet);
-                        return Err(finish_refused(refused));
-                    }
-                };
-                let charged = charge_views(&wallet, &capture.debits)?;
-                let updated = RunRow {
-                    status: RunStatus::Captured.as_str().to_string(),
-                    captured_credits: Some(if row.trial_kind.is_some() { 0 } else { capture.actual.cost.get() }),
-                    captured_images: capture.actual.images,
-                    captured_duration_seconds: capture.actual.duration_seconds,
-                    finished_at: Some(now),
-                    ..row
-                };
-                finish(conn, log, pending, &mut wallet, &updated, &capture.debits, now)?;
-                if capture.generations_returned > 0 {
-                    record_trial(conn, account_id, &updated.model_id, -capture.generations_returned, None)?;
-                }
-                keep(known_wallet, wallet);
-                if let Some(runs) = known_runs.as_mut() {
-                    runs.insert(updated.id, updated.clone());
-                }
-                Ok(view(&updated, RunStatus::Captured, charged, Vec::new())?)
-            }
-            RunOp::Cancel { channel, run } => {
+            RunOp::Complete { channel, run, .. } | RunOp::Cancel { channel, run } => {
                 let run = *run;
                 // The run and the wallet as the batch knows them, else read after the writes
                 // waiting for the account.
@@ -694,18 +645,48 @@ impl PgStore {
                     Some(row) => row,
                     None => load_run(conn, account_id, run)?,
                 };
-                let returned = decide_cancel(&row.to_held()?, channel, now).map_err(finish_refused)?;
                 let mut wallet = match known_wallet.as_mut().and_then(|w| w.take()) {
                     Some(known) => known,
                     None => load_wallet(conn, account_id)?,
                 };
-                let updated = RunRow {
-                    status: RunStatus::Released.as_str().to_string(),
-                    finished_at: Some(now),
-                    release_reason: Some("cancelled".into()),
-                    ..row
+                let decided = match &job.op {
+                    RunOp::Complete { actual, .. } => {
+                        decide_capture(&self.catalog, &wallet, &row.to_held()?, channel, *actual, now).map(|capture| {
+                            let updated = RunRow {
+                                status: RunStatus::Captured.as_str().to_string(),
+                                captured_credits: Some(if row.trial_kind.is_some() {
+                                    0
+                                } else {
+                                    capture.actual.cost.get()
+                                }),
+                                captured_images: capture.actual.images,
+                                captured_duration_seconds: capture.actual.duration_seconds,
+                                finished_at: Some(now),
+                                ..row.clone()
+                            };
+                            (updated, capture.debits, capture.generations_returned)
+                        })
+                    }
+                    _ => decide_cancel(&row.to_held()?, channel, now).map(|returned| {
+                        let updated = RunRow {
+                            status: RunStatus::Released.as_str().to_string(),
+                            finished_at: Some(now),
+                            release_reason: Some("cancelled".into()),
+                            ..row.clone()
+                        };
+                        (updated, Vec::new(), returned)
+                    }),
                 };
-                finish(conn, log, pending, &mut wallet, &updated, &[], now)?;
+                let (updated, debits, returned) = match decided {
+                    Ok(decided) => decided,
+                    Err(refused) => {
+                        // A refusal changes nothing: the wallet stays known as it was.
+                        keep(known_wallet, wallet);
+                        return Err(finish_refused(refused));
+                    }
+                };
+                let charged = charge_views(&wallet, &debits)?;
+                finish(conn, log, pending, &mut wallet, &updated, &debits, now)?;
                 if returned > 0 {
                     record_trial(conn, account_id, &updated.model_id, -returned, None)?;
                 }
@@ -713,7 +694,7 @@ impl PgStore {
                 if let Some(runs) = known_runs.as_mut() {
                     runs.insert(updated.id, updated.clone());
                 }
-                Ok(view(&updated, RunStatus::Released, Vec::new(), Vec::new())?)
+                Ok(view(&updated, updated.status()?, charged, Vec::new())?)
             }
         }
     }
