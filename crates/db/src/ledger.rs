@@ -208,17 +208,16 @@ pub fn post(conn: &mut PgConnection, log: &mut TxLog, p: Posting<'_>, now: DateT
     Ok(row)
 }
 
-/// What a set of entries is: its type, run, reference and reason.
+/// What a set of entries is: its type, reference and reason.
 pub struct EntryMeta<'a> {
     pub entry_type: EntryType,
-    pub run: Option<RunId>,
     pub reference: Option<&'a str>,
     pub reason: Option<&'a str>,
 }
 
 impl<'a> EntryMeta<'a> {
     pub fn new(entry_type: EntryType, reason: &'a str) -> EntryMeta<'a> {
-        EntryMeta { entry_type, run: None, reference: None, reason: Some(reason) }
+        EntryMeta { entry_type, reference: None, reason: Some(reason) }
     }
 
     pub fn reference(mut self, reference: &'a str) -> Self {
@@ -247,7 +246,7 @@ pub fn post_all(
                     bucket: p.bucket_id,
                     entry_type: meta.entry_type,
                     credits: p.credits.negated(),
-                    run: meta.run,
+                    run: None,
                     reference: meta.reference,
                     reason: meta.reason,
                 },

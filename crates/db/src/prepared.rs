@@ -194,11 +194,12 @@ prepared!(
                                      $30::timestamptz[], $31::text[])
                               AS f (id, status, captured_credits, captured_images, captured_duration_seconds,
                                     finished_at, release_reason)
-                        WHERE runs.id = f.id),
-          closed AS (UPDATE run_reservations SET open = false WHERE run_id = ANY($32) AND open),
+                        WHERE runs.id = f.id
+                    RETURNING runs.id),
+          closed AS (UPDATE run_reservations SET open = false WHERE run_id IN (SELECT id FROM finished) AND open),
           debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
                      SELECT d.id, d.account_id, d.bucket_id, 'debit', d.credits, d.run_id, 'run captured', d.created_at
-                       FROM unnest($33::uuid[], $34::uuid[], $35::uuid[], $36::bigint[], $37::uuid[], $38::timestamptz[])
+                       FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::bigint[], $36::uuid[], $37::timestamptz[])
                             WITH ORDINALITY AS d (id, account_id, bucket_id, credits, run_id, created_at, n)
                       ORDER BY d.n
                      RETURNING bucket_id, credits)
@@ -237,7 +238,6 @@ prepared!(
         finished_captured_duration_seconds: Vec<Option<i64>> => Array<Nullable<BigInt>>,
         finished_at_times: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
         finished_release_reasons: Vec<Option<String>> => Array<Nullable<Text>>,
-        closed_runs: Vec<Uuid> => Array<SqlUuid>,
         debit_ids: Vec<Uuid> => Array<SqlUuid>,
         debit_accounts: Vec<Uuid> => Array<SqlUuid>,
         debit_buckets: Vec<Uuid> => Array<SqlUuid>,

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
 use crate::batch::{RunJob, RunOp};
-use crate::ledger::{EntryMeta, TxLog, expire_released, load_wallet, lock_account, post_all, read_account};
+use crate::ledger::{EntryMeta, TxLog, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
 use crate::{Fail, PgStore, read_tx};
@@ -233,7 +233,6 @@ impl Pending {
         s.finished_captured_duration_seconds.push(row.captured_duration_seconds);
         s.finished_at_times.push(row.finished_at);
         s.finished_release_reasons.push(row.release_reason.clone());
-        s.closed_runs.push(row.id);
     }
 
     /// Whether a write of `account` waits to be made.
@@ -300,8 +299,7 @@ fn view(row: &RunRow, status: RunStatus, charged: Vec<ChargeView>, reserved: Vec
     })
 }
 
-/// The runs `ids`, in one round trip (a batch's completions and
-/// cancellations).
+/// The runs `ids`, in one round trip (a batch's completions and cancellations).
 pub(crate) fn load_runs(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<RunRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -352,25 +350,6 @@ fn load_run(conn: &mut PgConnection, account: AccountId, run: RunId) -> Result<R
         .first(conn)
         .optional()?
         .ok_or(Fail::Rule(RunError::NotFound))
-}
-
-/// Close a run's reservations and expire at once what went back to buckets that expired meanwhile.
-pub fn close_reservations(
-    conn: &mut PgConnection,
-    log: &mut TxLog,
-    account: AccountId,
-    wallet: &mut Wallet,
-    run: RunId,
-    debits: &[Portion],
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    let touched: Vec<BucketId> = wallet.reservations.iter().filter(|r| r.run_id == run).map(|r| r.bucket_id).collect();
-    diesel::update(run_reservations::table.filter(run_reservations::run_id.eq(run.0)))
-        .set(run_reservations::open.eq(false))
-        .execute(conn)?;
-    wallet.take(debits);
-    wallet.drop_run(run);
-    expire_released(conn, log, account, wallet, &touched, now)
 }
 
 /// A held run finishes as `row` says (captured or released): its row, reservations and `debits`
@@ -510,8 +489,19 @@ fn after_start(mut wallet: Wallet, row: &RunRow, held: &[Portion], debited: &[Po
     wallet
 }
 
-/// Release a hold: its reservations close, a trial gets its generations back, and what went
-/// back to an expired bucket expires.
+/// A held run as it is released at `at` for `reason` (cancelled, expired).
+fn released(row: &RunRow, reason: &str, at: DateTime<Utc>) -> RunRow {
+    RunRow {
+        status: RunStatus::Released.as_str().to_string(),
+        finished_at: Some(at),
+        release_reason: Some(reason.into()),
+        ..row.clone()
+    }
+}
+
+/// Release a hold (the sweep of expired holds): its reservations close, a trial gets its
+/// generations back, and what went back to an expired bucket expires; `wallet` is left as the
+/// wallet query would read it after, for the account's next release.
 pub fn release(
     conn: &mut PgConnection,
     log: &mut TxLog,
@@ -520,20 +510,15 @@ pub fn release(
     generations_returned: i64,
     reason: &str,
     finished_at: DateTime<Utc>,
-) -> QueryResult<RunRow> {
-    let account = AccountId(row.account_id);
-    close_reservations(conn, log, account, wallet, RunId(row.id), &[], finished_at)?;
+) -> QueryResult<()> {
+    let released = released(row, reason, finished_at);
+    let mut pending = Pending::default();
+    finish(conn, log, &mut pending, wallet, &released, &[], finished_at)?;
+    pending.write(conn)?;
     if generations_returned > 0 {
-        record_trial(conn, account, &row.model_id, -generations_returned, None)?;
+        record_trial(conn, AccountId(row.account_id), &row.model_id, -generations_returned, None)?;
     }
-    diesel::update(runs::table.find(row.id))
-        .set((
-            runs::status.eq(RunStatus::Released.as_str()),
-            runs::finished_at.eq(Some(finished_at)),
-            runs::release_reason.eq(Some(reason)),
-        ))
-        .returning(RunRow::as_returning())
-        .get_result(conn)
+    Ok(())
 }
 
 impl PgStore {
@@ -667,15 +652,8 @@ impl PgStore {
                             (updated, capture.debits, capture.generations_returned)
                         })
                     }
-                    _ => decide_cancel(&row.to_held()?, channel, now).map(|returned| {
-                        let updated = RunRow {
-                            status: RunStatus::Released.as_str().to_string(),
-                            finished_at: Some(now),
-                            release_reason: Some("cancelled".into()),
-                            ..row.clone()
-                        };
-                        (updated, Vec::new(), returned)
-                    }),
+                    _ => decide_cancel(&row.to_held()?, channel, now)
+                        .map(|returned| (released(&row, "cancelled", now), Vec::new(), returned)),
                 };
                 let (updated, debits, returned) = match decided {
                     Ok(decided) => decided,
