@@ -342,7 +342,7 @@ impl PgStore {
             // Their keys' records, in one round trip.
             let mut keys = idempotency::Keys::read(
                 conn,
-                jobs.iter().filter(|j| locked.contains_key(&j.account.0)).filter_map(|j| j.idem.as_ref()),
+                jobs.iter().filter(|j| keyed(j) && locked.contains_key(&j.account.0)).filter_map(|j| j.idem.as_ref()),
             )?;
             let mut pending = Pending::default();
             let mut captured: HashSet<Uuid> = HashSet::new();

@@ -41,30 +41,6 @@ pub fn lookup(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>)
     ))
 }
 
-fn save(conn: &mut PgConnection, key: &IdempotencyKey, body: String, now: DateTime<Utc>) -> QueryResult<()> {
-    let status = key.success_status as i16;
-    diesel::insert_into(idempotency_records::table)
-        .values((
-            idempotency_records::scope.eq(&key.scope),
-            idempotency_records::key.eq(&key.key),
-            idempotency_records::fingerprint.eq(&key.fingerprint),
-            idempotency_records::response_status.eq(status),
-            idempotency_records::response_body.eq(&body),
-            idempotency_records::created_at.eq(now),
-        ))
-        // A record older than 24 hours no longer counts (recall said Unused): replace it.
-        .on_conflict((idempotency_records::scope, idempotency_records::key))
-        .do_update()
-        .set((
-            idempotency_records::fingerprint.eq(&key.fingerprint),
-            idempotency_records::response_status.eq(status),
-            idempotency_records::response_body.eq(&body),
-            idempotency_records::created_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// Do `work` once per key: replay the first answer to the same request, refuse another request
 /// under the same key with `reused()`, and record a fresh success.
 pub fn once<T: Serialize, E>(
@@ -77,31 +53,10 @@ pub fn once<T: Serialize, E>(
     if let Some(key) = key {
         crate::prepared::LockKey { name: lock_name(key) }.execute(conn)?;
     }
-    once_locked(conn, key, now, reused, work)
-}
-
-/// [`once`] for a caller that holds the key's lock already (a batch of runs takes its keys'
-/// locks together, before its accounts).
-pub fn once_locked<T: Serialize, E>(
-    conn: &mut PgConnection,
-    key: Option<&IdempotencyKey>,
-    now: DateTime<Utc>,
-    reused: impl FnOnce() -> E,
-    work: impl FnOnce(&mut PgConnection) -> Result<T, Fail<E>>,
-) -> Result<Replayable<T>, Fail<E>> {
-    let Some(key) = key else {
-        return work(conn).map(Replayable::Fresh);
-    };
-    match lookup(conn, key, now)? {
-        Recall::Replay(response) => return Ok(Replayable::Replay(response)),
-        Recall::Reused => return Err(Fail::Rule(reused())),
-        Recall::Unused => {}
-    }
-    let value = work(conn)?;
-    let body =
-        serde_json::to_string(&value).map_err(|e| Fail::Db(diesel::result::Error::SerializationError(Box::new(e))))?;
-    save(conn, key, body, now)?;
-    Ok(Replayable::Fresh(value))
+    let mut keys = Keys::read(conn, key.into_iter())?;
+    let done = keys.once(key, now, reused, || work(conn))?;
+    keys.write(conn)?;
+    Ok(done)
 }
 
 #[derive(QueryableByName)]
@@ -150,7 +105,8 @@ impl Keys {
         Ok(Keys { known, save: Default::default() })
     }
 
-    /// [`once_locked`] against what the batch knows of the key: replay, refuse a reuse, or do
+    /// R11 against what is known of the key (read by [`Keys::read`], or written before by this
+    /// batch): replay, refuse a reuse, or do
     /// `work` and keep its answer as the key's record (saved by [`Keys::write`]).
     pub fn once<T: Serialize, E>(
         &mut self,
