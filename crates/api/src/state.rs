@@ -125,6 +125,39 @@ impl AppState {
         .await
     }
 
+    /// The time now from the one clock: read in place when it is in memory, else off the async
+    /// threads (the test clock reads the database).
+    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, crate::error::ApiError> {
+        if self.clock.in_memory() {
+            return Ok(self.clock.now()?);
+        }
+        let clock = self.clock.clone();
+        crate::edge::blocking(move || Ok(clock.now()?)).await
+    }
+
+    /// A run request handed to the store's run writer (`RunStore::submit_run`), its answer
+    /// awaited holding no thread: many requests wait for one batch's commit at the cost of none.
+    pub async fn run(
+        &self,
+        job: credits_domain::runs::RunJob,
+    ) -> Result<credits_domain::idempotency::Replayable<credits_domain::views::RunView>, crate::error::ApiError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.store.submit_run(
+            job,
+            Box::new(move |a| {
+                // The request may have gone (its client left); its run is written all the same.
+                let _ = answer.send(a);
+            }),
+        );
+        match answered.await {
+            Ok(a) => Ok(a?),
+            Err(_) => {
+                tracing::error!("the run writer dropped a request unanswered");
+                Err(crate::error::ApiError::internal())
+            }
+        }
+    }
+
     /// The checkout use case (`CheckoutService`) off the async threads, with the time now.
     pub async fn checkout<T, F>(&self, work: F) -> Result<T, crate::error::ApiError>
     where

@@ -14,25 +14,24 @@
 //! refusal is decided before its request writes anything, so a refused request writes nothing
 //! and disturbs no other.
 //! A request whose key or account another transaction holds, and every request of a batch whose
-//! transaction failed before its commit, is written alone by its own thread: it waits for the
-//! lock as any request does, and for one of the account's few places on this instance
+//! transaction failed before its commit, is written alone on a thread of its own: it waits for
+//! the lock as any request does, and for one of the account's few places on this instance
 //! (`database.per_account_connections`, up to `database.lock_timeout_ms`, then ACCOUNT_BUSY).
 //!
-//! Requests wait in the queue without a connection; only the writers (`runs.batch_writers` at
-//! once per instance) hold one. A writer is not a thread of its own: the request that finds a
-//! writer's place free writes the batch, and hands the place to a waiting request when done.
+//! Requests wait in the queue holding neither a thread nor a connection: the caller hands its
+//! request over (`RunStore::submit_run`) and awaits the answer. Only the writers
+//! (`runs.batch_writers` threads at most per instance, started when requests come and ended
+//! after `LINGER` without any) hold a connection, one each, while they write a batch.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard, mpsc};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use credits_domain::error::{RunError, StoreError};
-use credits_domain::idempotency::{IdempotencyKey, Replayable};
-use credits_domain::ids::{AccountId, RunId};
-use credits_domain::pricing::RunParams;
-use credits_domain::runs::{Channel, RunRequest};
-use credits_domain::views::RunView;
+use credits_domain::ids::AccountId;
+use credits_domain::ports::RunReply;
+use credits_domain::runs::{RunAnswer, RunJob, RunOp};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use uuid::Uuid;
@@ -41,25 +40,6 @@ use crate::idempotency::lock_name;
 use crate::ledger::{TxLog, load_wallets, lock_accounts_skipping};
 use crate::runs::{Held, Pending, load_runs};
 use crate::{Fail, PgStore, idempotency, notify, store_error};
-
-/// A run request as the writer takes it.
-#[derive(Debug, Clone)]
-pub enum RunOp {
-    Start { channel: Channel, req: RunRequest },
-    Complete { channel: Channel, run: RunId, actual: RunParams },
-    Cancel { channel: Channel, run: RunId },
-}
-
-/// One request: its account, what it asks, the time it was judged at and its R11 key.
-#[derive(Debug, Clone)]
-pub struct RunJob {
-    pub account: AccountId,
-    pub op: RunOp,
-    pub now: DateTime<Utc>,
-    pub idem: Option<IdempotencyKey>,
-}
-
-pub type RunAnswer = Result<Replayable<RunView>, RunError>;
 
 /// How runs are written together.
 #[derive(Debug, Clone, Copy)]
@@ -81,33 +61,31 @@ impl Default for Batching {
     }
 }
 
-enum Wake {
-    Done(Box<RunAnswer>),
-    /// Write the next batch (a writer's place handed over).
-    Lead,
-    Alone(Box<RunJob>),
-}
+/// How long a writer with nothing to write waits for more before its thread ends.
+const LINGER: Duration = Duration::from_millis(500);
 
 struct Waiting {
     job: RunJob,
-    wake: mpsc::Sender<Wake>,
-    /// Handed a writer's place already.
-    promoted: bool,
+    reply: RunReply,
 }
 
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Waiting>,
+    /// Writers' threads alive, and how many of them wait for work.
     writers: usize,
+    idle: usize,
     /// Accounts in a batch being written: their later requests wait for the next batch, so two
     /// writers of one instance never contend for one account's lock.
     writing: HashSet<AccountId>,
 }
 
-/// An instance's run writer: the queue, and the places for requests written alone.
+/// An instance's run writer: the queue, its writers, and the places for requests written alone.
 pub(crate) struct Batcher {
     settings: Batching,
     queue: Mutex<Queue>,
+    /// Signalled when there may be something for an idle writer to take.
+    work: Condvar,
     alone: AloneGate,
 }
 
@@ -116,6 +94,7 @@ impl Batcher {
         Batcher {
             settings,
             queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
             alone: AloneGate {
                 places: settings.alone_places.max(1),
                 wait: settings.wait,
@@ -129,40 +108,66 @@ impl Batcher {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue `job` and wait for its answer, writing batches meanwhile when this thread holds a
-    /// writer's place.
-    pub fn submit(&self, store: &PgStore, job: RunJob) -> RunAnswer {
-        let (wake, woken) = mpsc::channel();
-        let mut lead = {
+    /// Queue `job`; a writer answers it through `reply`. Never waits: an idle writer is woken, or
+    /// a writer's thread started when fewer than `runs.batch_writers` are alive (a writer's
+    /// thread ends after `LINGER` with nothing to write).
+    pub fn submit(&self, store: &PgStore, job: RunJob, reply: RunReply) {
+        let mut q = self.queue();
+        q.pending.push_back(Waiting { job, reply });
+        if q.idle > 0 {
+            self.work.notify_one();
+            return;
+        }
+        if q.writers >= self.settings.writers.max(1) {
+            return; // a busy writer takes it when its batch is done
+        }
+        q.writers += 1;
+        drop(q);
+        let writer = store.clone();
+        let started = std::thread::Builder::new().name("run-writer".into()).spawn(move || writer.runs.write(&writer));
+        if let Err(e) = started {
+            tracing::error!(cause = %e, "a run writer's thread did not start");
             let mut q = self.queue();
-            q.pending.push_back(Waiting { job, wake, promoted: false });
-            let free = q.writers < self.settings.writers.max(1);
-            if free {
-                q.writers += 1;
-            }
-            free
-        };
-        loop {
-            if std::mem::take(&mut lead) {
-                self.lead(store);
-            }
-            // A place handed to this request comes before its answer (one sender, in order).
-            match woken.recv() {
-                Ok(Wake::Done(answer)) => return *answer,
-                Ok(Wake::Lead) => lead = true,
-                Ok(Wake::Alone(job)) => return self.alone(store, *job),
-                Err(_) => return Err(RunError::Store(StoreError::Internal("the run writer stopped".into()))),
+            q.writers -= 1;
+            if q.writers == 0 {
+                // No writer will take them: answer rather than strand them.
+                let stranded: Vec<Waiting> = q.pending.drain(..).collect();
+                drop(q);
+                for w in stranded {
+                    (w.reply)(Err(RunError::Store(StoreError::Unavailable("the run writer did not start".into()))));
+                }
             }
         }
     }
 
-    /// Write one batch: the queued requests of accounts no other writer is writing, in arrival
-    /// order, up to `batch_max`; then hand the place on.
-    fn lead(&self, store: &PgStore) {
-        let mut turn = Turn { batcher: self, accounts: Vec::new() };
-        let batch: Vec<Waiting> = {
-            let mut q = self.queue();
-            let Queue { pending, writing, .. } = &mut *q;
+    /// A writer's thread: batch after batch, until nothing has come for `LINGER`.
+    fn write(&self, store: &PgStore) {
+        while let Some((turn, batch)) = self.next_batch() {
+            let (jobs, replies): (Vec<RunJob>, Vec<RunReply>) = batch.into_iter().map(|w| (w.job, w.reply)).unzip();
+            // A panic in a batch fails its requests, not the writer.
+            let outcomes = catch_unwind(AssertUnwindSafe(|| store.write_batch(&jobs))).unwrap_or_else(|_| {
+                tracing::error!(requests = jobs.len(), "a batch of runs panicked");
+                jobs.iter()
+                    .map(|_| Some(Err(RunError::Store(StoreError::Internal("the batch failed".into())))))
+                    .collect()
+            });
+            drop(turn);
+            for ((job, reply), outcome) in jobs.into_iter().zip(replies).zip(outcomes) {
+                match outcome {
+                    Some(answer) => reply(answer),
+                    None => self.alone_later(store, job, reply),
+                }
+            }
+        }
+    }
+
+    /// The queued requests of accounts no other writer is writing, in arrival order, up to
+    /// `batch_max`; waiting for some up to `LINGER`. `None`: this writer's thread ends.
+    fn next_batch(&self) -> Option<(Turn<'_>, Vec<Waiting>)> {
+        let mut q = self.queue();
+        let mut lingered = false;
+        loop {
+            let Queue { pending, writing, idle, .. } = &mut *q;
             let (mut taken, mut kept) = (Vec::new(), VecDeque::new());
             while let Some(w) = pending.pop_front() {
                 if taken.len() < self.settings.batch_max.max(1) && !writing.contains(&w.job.account) {
@@ -172,25 +177,40 @@ impl Batcher {
                 }
             }
             *pending = kept;
-            for w in &taken {
-                if writing.insert(w.job.account) {
-                    turn.accounts.push(w.job.account);
+            if !taken.is_empty() {
+                let mut accounts = Vec::new();
+                for w in &taken {
+                    if writing.insert(w.job.account) {
+                        accounts.push(w.job.account);
+                    }
                 }
+                if !pending.is_empty() && *idle > 0 {
+                    self.work.notify_one();
+                }
+                return Some((Turn { batcher: self, accounts }, taken));
             }
-            taken
-        };
-        if batch.is_empty() {
-            return;
+            if lingered {
+                q.writers -= 1;
+                return None;
+            }
+            q.idle += 1;
+            let (guard, waited) = self.work.wait_timeout(q, LINGER).unwrap_or_else(|p| p.into_inner());
+            q = guard;
+            q.idle -= 1;
+            lingered = waited.timed_out();
         }
-        let (jobs, wakes): (Vec<RunJob>, Vec<mpsc::Sender<Wake>>) = batch.into_iter().map(|w| (w.job, w.wake)).unzip();
-        let outcomes = store.write_batch(&jobs);
-        drop(turn);
-        for ((job, wake), outcome) in jobs.into_iter().zip(wakes).zip(outcomes) {
-            // A waiter is blocked in `recv` until it is answered, so the send cannot fail.
-            let _ = wake.send(match outcome {
-                Some(answer) => Wake::Done(Box::new(answer)),
-                None => Wake::Alone(Box::new(job)),
-            });
+    }
+
+    /// A request a batch could not take (its key or account held elsewhere, or its batch failed
+    /// before its commit), written alone on a thread of its own: it waits for its locks as any
+    /// request alone does, and the writer goes on meanwhile.
+    fn alone_later(&self, store: &PgStore, job: RunJob, reply: RunReply) {
+        let writer = store.clone();
+        let started =
+            std::thread::Builder::new().name("run-alone".into()).spawn(move || reply(writer.runs.alone(&writer, job)));
+        if let Err(e) = started {
+            // The reply went with the closure: its caller hears that the writer dropped it.
+            tracing::error!(cause = %e, "a run written alone did not start");
         }
     }
 
@@ -211,8 +231,8 @@ impl Batcher {
     }
 }
 
-/// A writer's place, held while its batch is written; given back (or handed to a waiting request
-/// with something to write) when dropped, also when the batch panicked.
+/// A writer's batch's accounts, marked as being written until dropped (also when the batch
+/// panicked); then an idle writer is told they are free.
 struct Turn<'a> {
     batcher: &'a Batcher,
     accounts: Vec<AccountId>,
@@ -221,14 +241,11 @@ struct Turn<'a> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         let mut q = self.batcher.queue();
-        let Queue { pending, writers, writing } = &mut *q;
         for a in &self.accounts {
-            writing.remove(a);
+            q.writing.remove(a);
         }
-        let next = pending.iter_mut().find(|w| !w.promoted && !writing.contains(&w.job.account));
-        match next {
-            Some(w) if w.wake.send(Wake::Lead).is_ok() => w.promoted = true,
-            _ => *writers -= 1,
+        if !q.pending.is_empty() && q.idle > 0 {
+            self.batcher.work.notify_one();
         }
     }
 }
@@ -426,9 +443,5 @@ impl PgStore {
     /// Write `job` alone, in its own transaction, as before batching.
     pub fn write_run_alone(&self, job: RunJob) -> RunAnswer {
         self.runs.alone(self, job)
-    }
-
-    pub(crate) fn submit_run(&self, job: RunJob) -> RunAnswer {
-        self.runs.submit(self, job)
     }
 }

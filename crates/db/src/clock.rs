@@ -83,6 +83,10 @@ impl Clock for PgClock {
         let difference = Duration::microseconds(self.difference.load(Ordering::Relaxed));
         Ok(truncate_to_micros(local_now(self.local_skew) + difference))
     }
+
+    fn in_memory(&self) -> bool {
+        true
+    }
 }
 
 pub struct PgTestClock {

@@ -35,8 +35,9 @@ use diesel::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub use batch::{Batching, RunAnswer, RunJob, RunOp};
+pub use batch::Batching;
 pub use clock::{PgClock, PgTestClock};
+pub use credits_domain::runs::{RunAnswer, RunJob, RunOp};
 pub use notify::NotifySettings;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;

@@ -7,13 +7,11 @@ use credits_domain::burn::{Portion, Wallet};
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::error::RunError;
-use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
-use credits_domain::ports::RunStore;
-use credits_domain::pricing::RunParams;
+use credits_domain::ports::{RunReply, RunStore};
 use credits_domain::runs::{
-    Channel, Charge, FinishRefusal, KeyRef, Quote, RATE_WINDOW_SECONDS, RunRequest, RunState, RunStatus, decide_cancel,
-    decide_capture, decide_quote, decide_run, month_start,
+    Channel, Charge, FinishRefusal, KeyRef, Quote, RATE_WINDOW_SECONDS, RunJob, RunOp, RunRequest, RunState, RunStatus,
+    decide_cancel, decide_capture, decide_quote, decide_run, month_start,
 };
 use credits_domain::trial::TrialKind;
 use credits_domain::views::{ChargeView, EntryType, RunView};
@@ -21,7 +19,6 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::accounts::{record_trial, trial_usage_of};
-use crate::batch::{RunJob, RunOp};
 use crate::ledger::{EntryMeta, TxLog, load_wallet, lock_account, post_all, read_account};
 use crate::rows::{AccountRow, RunRow};
 use crate::schema::{buckets, ledger_entries, run_reservations, runs};
@@ -380,20 +377,8 @@ fn finish(
 }
 
 impl RunStore for PgStore {
-    fn start_run(
-        &self,
-        account: AccountId,
-        channel: &Channel,
-        req: &RunRequest,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError> {
-        self.submit_run(RunJob {
-            account,
-            op: RunOp::Start { channel: channel.clone(), req: req.clone() },
-            now,
-            idem: idem.cloned(),
-        })
+    fn submit_run(&self, job: RunJob, reply: RunReply) {
+        self.runs.submit(self, job, reply)
     }
 
     fn quote(
@@ -417,39 +402,6 @@ impl RunStore for PgStore {
         read_tx(&mut conn, |conn| {
             let row = load_run(conn, account, run)?;
             Ok(run_view(conn, &row, now)?)
-        })
-    }
-
-    fn complete_run(
-        &self,
-        account: AccountId,
-        channel: &Channel,
-        run: RunId,
-        actual: RunParams,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError> {
-        self.submit_run(RunJob {
-            account,
-            op: RunOp::Complete { channel: channel.clone(), run, actual },
-            now,
-            idem: idem.cloned(),
-        })
-    }
-
-    fn cancel_run(
-        &self,
-        account: AccountId,
-        channel: &Channel,
-        run: RunId,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError> {
-        self.submit_run(RunJob {
-            account,
-            op: RunOp::Cancel { channel: channel.clone(), run },
-            now,
-            idem: idem.cloned(),
         })
     }
 }

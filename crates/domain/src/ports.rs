@@ -8,14 +8,18 @@ use crate::error::{AccountError, AdminError, ApiKeyError, RunError, StoreError};
 use crate::idempotency::{IdempotencyKey, Replayable};
 use crate::ids::{AccountId, RunId};
 use crate::operator::{Adjustment, ContractTerms, Operator, Role};
-use crate::pricing::RunParams;
-use crate::runs::{Channel, Quote, RunRequest};
+use crate::runs::{Channel, Quote, RunAnswer, RunJob, RunRequest};
 use crate::trial::TrialView;
 use crate::views::{AccountView, AdjustmentView, AdminAccountView, BalanceView, LedgerPage, LedgerQuery, RunView};
 
 /// The one clock every rule reads (R16, R10, R9, R3, the ledger's timestamps).
 pub trait Clock: Send + Sync {
     fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+    /// Whether `now` answers from memory, without waiting on I/O (an async caller may then read
+    /// it in place instead of on a blocking thread).
+    fn in_memory(&self) -> bool {
+        false
+    }
 }
 
 /// The test clock (`clock.mode = "test"`), kept where every instance reads the same time.
@@ -65,15 +69,16 @@ pub trait AccountStore {
     fn trials(&self, id: AccountId, now: DateTime<Utc>) -> Result<Vec<TrialView>, AccountError>;
 }
 
+/// How a run request's answer comes back: called once, with the answer, possibly from another
+/// thread (the store's run writer); dropped unanswered only if the writer failed.
+pub type RunReply = Box<dyn FnOnce(RunAnswer) + Send>;
+
 pub trait RunStore {
-    fn start_run(
-        &self,
-        account: AccountId,
-        channel: &Channel,
-        req: &RunRequest,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError>;
+    /// Hand a start, completion or cancellation to the store's run writer, which writes the
+    /// requests waiting together (`runs.batch_max`) and answers each through its `reply`. Does
+    /// not wait: the caller awaits the reply, holding no thread or connection meanwhile. R20:
+    /// a run is finished only through the channel (and a key with the capability) that started it.
+    fn submit_run(&self, job: RunJob, reply: RunReply);
     fn quote(
         &self,
         account: AccountId,
@@ -82,24 +87,6 @@ pub trait RunStore {
         now: DateTime<Utc>,
     ) -> Result<Quote, RunError>;
     fn run(&self, account: AccountId, run: RunId, now: DateTime<Utc>) -> Result<RunView, RunError>;
-    /// R20: only through the channel (and a key with the capability) that started the run.
-    fn complete_run(
-        &self,
-        account: AccountId,
-        channel: &Channel,
-        run: RunId,
-        actual: RunParams,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError>;
-    fn cancel_run(
-        &self,
-        account: AccountId,
-        channel: &Channel,
-        run: RunId,
-        now: DateTime<Utc>,
-        idem: Option<&IdempotencyKey>,
-    ) -> Result<Replayable<RunView>, RunError>;
 }
 
 /// An operator as `credits operator list` shows it: never a secret.

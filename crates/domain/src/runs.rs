@@ -11,9 +11,12 @@ use crate::account::Account;
 use crate::burn::{Insufficient, Portion, Wallet, capture_split};
 use crate::catalog::{Capability, Catalog, Model};
 use crate::credits::Credits;
-use crate::ids::RunId;
+use crate::error::RunError;
+use crate::idempotency::{IdempotencyKey, Replayable};
+use crate::ids::{AccountId, RunId};
 use crate::pricing::{Priced, RunParams, price, price_actual};
 use crate::trial::{self, TrialGrant, TrialRefusal, TrialUsage};
+use crate::views::RunView;
 
 /// What a restricted account is told (the reasons stay with the operators).
 pub const RESTRICTED: &str = "runs, checkouts and new API keys are paused; contact support";
@@ -64,6 +67,26 @@ pub struct RunRequest {
     pub workflow_id: Option<String>,
     pub capture: bool,
 }
+
+/// A run request as the store's run writer takes it (`RunStore::submit_run`).
+#[derive(Debug, Clone)]
+pub enum RunOp {
+    Start { channel: Channel, req: RunRequest },
+    Complete { channel: Channel, run: RunId, actual: RunParams },
+    Cancel { channel: Channel, run: RunId },
+}
+
+/// One request: its account, what it asks, the time it is judged at and its R11 key.
+#[derive(Debug, Clone)]
+pub struct RunJob {
+    pub account: AccountId,
+    pub op: RunOp,
+    pub now: DateTime<Utc>,
+    pub idem: Option<IdempotencyKey>,
+}
+
+/// A run request's answer: the run (fresh, or R11's replay), or why it was refused.
+pub type RunAnswer = Result<Replayable<RunView>, RunError>;
 
 /// Why a run is refused, or a quote denied; each is one of SPEC's error codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
