@@ -71,3 +71,31 @@ async fn the_lifetime_grant_never_expires() {
     app.advance(3 * 366 * 24 * 3600).await;
     assert_eq!(app.available(&acct).await, 250);
 }
+
+#[actix_web::test]
+async fn two_holds_on_an_expired_pack_released_by_one_sweep_expire_their_credits_once() {
+    let app = TestApp::spawn().await;
+    let acct = app.account().await;
+    app.adjust(&acct, json!({"credits": -250, "reason": "empty the lifetime bucket"})).await.expect(201);
+    let at = app.now().await + Duration::minutes(10);
+    app.adjust(
+        &acct,
+        json!({"credits": 20, "reason": "short", "expires_at": at.to_rfc3339_opts(SecondsFormat::Secs, true)}),
+    )
+    .await
+    .expect(201);
+    // Two holds of 8 on the pack, both left to lapse (holds last 15 minutes).
+    for _ in 0..2 {
+        app.run(&acct, json!({"model": "flux-schnell", "images": 4})).await.expect(201);
+    }
+    app.advance(11 * 60).await;
+    app.eventually("the sweep expires the 4 no hold reserves", || async { expired_total(&app, &acct).await == -4 })
+        .await;
+    // Both holds lapse before the next round of the sweep, which releases them together.
+    app.advance(5 * 60).await;
+    app.eventually("both holds released", || async { app.balance(&acct).await["held"].as_i64() == Some(0) }).await;
+    assert_eq!(expired_total(&app, &acct).await, -20, "the pack's 16 released credits expire once, not once per hold");
+    let b = app.balance(&acct).await;
+    assert_eq!((b["available"].as_i64(), b["held"].as_i64()), (Some(0), Some(0)));
+    app.assert_ledger_consistent();
+}
