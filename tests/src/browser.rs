@@ -202,7 +202,23 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// The session is ended first (WebDriver's `DELETE /session/{id}`): chromedriver then quits
+    /// its Chromium. Killed alone it would leave the browser and its renderers running, one
+    /// set per test, for as long as the machine runs.
     fn drop(&mut self) {
+        use std::io::{Read, Write};
+        if let Some(addr) = self.base.strip_prefix("http://")
+            && let Ok(mut stream) = std::net::TcpStream::connect(addr)
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
