@@ -173,7 +173,10 @@ prepared!(
     /// What a batch of runs (or one request) wrote, in one statement over arrays: the runs that
     /// start (their rows, the reservations of holds), the held runs that finish (captured or
     /// released: their rows updated, their reservations closed), the debit entries of both in
-    /// arrival order, and each bucket's move summed (foreign keys are checked at its end).
+    /// arrival order, and each bucket's move summed (foreign keys are checked at its end). The
+    /// finished runs' reservations are reached by primary key (`closing_runs`: the finished ids
+    /// again, the macro binds each placeholder once): when they were closed through the `finished`
+    /// CTE, the generic plan scanned every open reservation of every account.
     #[derive(Default)]
     WriteRuns,
     "WITH run AS (INSERT INTO runs (id, account_id, model_id, channel, workflow_id, images, duration_seconds, cost,
@@ -194,15 +197,14 @@ prepared!(
                                      $30::timestamptz[], $31::text[])
                               AS f (id, status, captured_credits, captured_images, captured_duration_seconds,
                                     finished_at, release_reason)
-                        WHERE runs.id = f.id
-                    RETURNING runs.id),
-          closed AS (UPDATE run_reservations SET open = false WHERE run_id IN (SELECT id FROM finished) AND open),
+                        WHERE runs.id = f.id),
           debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
                      SELECT d.id, d.account_id, d.bucket_id, 'debit', d.credits, d.run_id, 'run captured', d.created_at
                        FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::bigint[], $36::uuid[], $37::timestamptz[])
                             WITH ORDINALITY AS d (id, account_id, bucket_id, credits, run_id, created_at, n)
                       ORDER BY d.n
-                     RETURNING bucket_id, credits)
+                     RETURNING bucket_id, credits),
+          closed AS (UPDATE run_reservations SET open = false WHERE run_id = ANY($38::uuid[]) AND open)
      UPDATE buckets SET remaining = buckets.remaining + moved.credits
        FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) moved
       WHERE buckets.id = moved.bucket_id",
@@ -244,6 +246,7 @@ prepared!(
         debit_credits: Vec<i64> => Array<BigInt>,
         debit_runs: Vec<Uuid> => Array<SqlUuid>,
         debit_at: Vec<DateTime<Utc>> => Array<Timestamptz>,
+        closing_runs: Vec<Uuid> => Array<SqlUuid>,
     }
 );
 

@@ -224,6 +224,7 @@ impl Pending {
         self.accounts.insert(row.account_id);
         let s = &mut self.statement;
         s.finished_ids.push(row.id);
+        s.closing_runs.push(row.id);
         s.finished_statuses.push(row.status.clone());
         s.finished_captured_credits.push(row.captured_credits);
         s.finished_captured_images.push(row.captured_images);
