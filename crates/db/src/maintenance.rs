@@ -85,10 +85,24 @@ impl Maintenance for PgStore {
 
     fn expire_buckets(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
+        // Expired buckets that are empty are swept for good: they leave `buckets_to_expire`, so
+        // each round reads only the buckets that may still have credits to expire. (An expired
+        // bucket's credits only go down; the flag is not `remaining > 0` itself so that a
+        // capture's update of `remaining` stays HOT: migrations/2026-12-07-000001_hot_buckets.)
+        // A bucket another transaction holds is left for the next round: this never waits.
+        diesel::sql_query(
+            "UPDATE buckets SET expiry_swept = true \
+             WHERE id IN (SELECT id FROM buckets \
+                           WHERE NOT expiry_swept AND expires_at IS NOT NULL AND expires_at <= $1 AND remaining = 0 \
+                           FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<Timestamptz, _>(now)
+        .execute(&mut conn)
+        .map_err(crate::store_error)?;
         // Accounts with an expired bucket that still holds more than its live holds reserve.
         let due: Vec<AccountIdRow> = diesel::sql_query(
             "SELECT DISTINCT b.account_id FROM buckets b \
-             WHERE b.remaining > 0 AND b.expires_at <= $1 \
+             WHERE NOT b.expiry_swept AND b.expires_at IS NOT NULL AND b.remaining > 0 AND b.expires_at <= $1 \
                AND b.remaining > COALESCE((SELECT sum(r.credits) FROM run_reservations r JOIN runs u ON u.id = r.run_id \
                                            WHERE r.bucket_id = b.id AND r.open AND u.hold_expires_at > $1), 0) \
              LIMIT $2",

@@ -44,6 +44,7 @@ diesel::table! {
         value_credits -> Nullable<Int8>,
         currency -> Nullable<Text>,
         expiry_noticed_at -> Nullable<Timestamptz>,
+        expiry_swept -> Bool,
     }
 }
 
