@@ -456,6 +456,33 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} memory; {pg}; server, PostgreSQL and load generator on the same machine")
 }
 
+/// The databases of earlier runs that ended without dropping theirs (a panic, a kill): each is
+/// named after its run's process, dropped here once that process is gone. Left behind, they hold
+/// disk and, with their names alike, mislead whoever inspects the running one.
+fn drop_abandoned(admin: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let mut conn = PgConnection::establish(admin).unwrap_or_else(|e| panic!("{admin}: {e}"));
+    let names: Vec<Name> = diesel::RunQueryDsl::load(
+        diesel::sql_query("SELECT datname::text AS name FROM pg_database WHERE datname LIKE 'credits\\_bench\\_%'"),
+        &mut conn,
+    )
+    .unwrap();
+    for Name { name } in names {
+        let alive = name
+            .strip_prefix("credits_bench_")
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_none_or(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            eprintln!("bench: dropping {name}, left by a run that is gone");
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        }
+    }
+}
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -470,6 +497,7 @@ async fn main() {
     let a = args();
     let db = format!("credits_bench_{}", std::process::id());
     let admin = format!("{}/postgres", a.pg);
+    drop_abandoned(&admin);
     sql(&admin, &format!("DROP DATABASE IF EXISTS {db}"));
     sql(&admin, &format!("CREATE DATABASE {db}"));
     let db_url = format!("{}/{db}?sslmode=disable", a.pg);
