@@ -38,9 +38,8 @@ async fn expired_total(app: &TestApp, acct: &credits_tests::As) -> i64 {
     app.ledger(acct).await.iter().filter(|e| e["type"] == "expire").map(|e| e["credits"].as_i64().unwrap()).sum()
 }
 
-#[actix_web::test]
-async fn a_hold_keeps_its_credits_in_a_bucket_that_expires_and_what_it_releases_expires_at_once() {
-    let app = TestApp::spawn().await;
+/// An account whose only credits are a pack of 20 expiring in ten minutes.
+async fn only_a_short_pack(app: &TestApp) -> credits_tests::As {
     let acct = app.account().await;
     app.adjust(&acct, json!({"credits": -250, "reason": "empty the lifetime bucket"})).await.expect(201);
     let at = app.now().await + Duration::minutes(10);
@@ -50,6 +49,13 @@ async fn a_hold_keeps_its_credits_in_a_bucket_that_expires_and_what_it_releases_
     )
     .await
     .expect(201);
+    acct
+}
+
+#[actix_web::test]
+async fn a_hold_keeps_its_credits_in_a_bucket_that_expires_and_what_it_releases_expires_at_once() {
+    let app = TestApp::spawn().await;
+    let acct = only_a_short_pack(&app).await;
     let run = app.run(&acct, json!({"model": "flux-schnell", "images": 8})).await.expect(201);
     app.advance(11 * 60).await;
     let b = app.balance(&acct).await;
@@ -75,15 +81,7 @@ async fn the_lifetime_grant_never_expires() {
 #[actix_web::test]
 async fn two_holds_on_an_expired_pack_released_by_one_sweep_expire_their_credits_once() {
     let app = TestApp::spawn().await;
-    let acct = app.account().await;
-    app.adjust(&acct, json!({"credits": -250, "reason": "empty the lifetime bucket"})).await.expect(201);
-    let at = app.now().await + Duration::minutes(10);
-    app.adjust(
-        &acct,
-        json!({"credits": 20, "reason": "short", "expires_at": at.to_rfc3339_opts(SecondsFormat::Secs, true)}),
-    )
-    .await
-    .expect(201);
+    let acct = only_a_short_pack(&app).await;
     // Two holds of 8 on the pack, both left to lapse (holds last 15 minutes).
     for _ in 0..2 {
         app.run(&acct, json!({"model": "flux-schnell", "images": 4})).await.expect(201);
