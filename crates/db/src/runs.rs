@@ -592,11 +592,7 @@ impl PgStore {
                         decide_capture(&self.catalog, &wallet, &row.to_held()?, channel, *actual, now).map(|capture| {
                             let updated = RunRow {
                                 status: RunStatus::Captured.as_str().to_string(),
-                                captured_credits: Some(if row.trial_kind.is_some() {
-                                    0
-                                } else {
-                                    capture.actual.cost.get()
-                                }),
+                                captured_credits: Some(capture.charged().get()),
                                 captured_images: capture.actual.images,
                                 captured_duration_seconds: capture.actual.duration_seconds,
                                 finished_at: Some(now),

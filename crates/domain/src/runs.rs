@@ -374,6 +374,13 @@ pub struct Capture {
     pub generations_returned: i64,
 }
 
+impl Capture {
+    /// What the run is charged: its debits, the actual cost, or nothing for a trial run (R9).
+    pub fn charged(&self) -> Credits {
+        self.debits.iter().map(|p| p.credits).sum()
+    }
+}
+
 /// R20: only the channel that started a run finishes it; through the api, a key of the account
 /// that holds the capability the run needed.
 pub fn may_finish(run: &HeldRun, caller: &Channel) -> Result<(), FinishRefusal> {
