@@ -10,7 +10,6 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::Fail;
-use crate::schema::idempotency_records;
 
 /// The name of a key's advisory lock (hashed by `hashtextextended(name, 0)` in SQL).
 pub fn lock_name(key: &IdempotencyKey) -> String {
@@ -20,25 +19,7 @@ pub fn lock_name(key: &IdempotencyKey) -> String {
 /// What the store knows of a key (no lock: `once` takes one first; a read before calling
 /// Stripe does not need one).
 pub fn lookup(conn: &mut PgConnection, key: &IdempotencyKey, now: DateTime<Utc>) -> QueryResult<Recall> {
-    let found: Option<(String, i16, String, DateTime<Utc>)> = idempotency_records::table
-        .find((&key.scope, &key.key))
-        .select((
-            idempotency_records::fingerprint,
-            idempotency_records::response_status,
-            idempotency_records::response_body,
-            idempotency_records::created_at,
-        ))
-        .first(conn)
-        .optional()?;
-    Ok(recall(
-        found.map(|(fingerprint, status, body, created_at)| Recorded {
-            fingerprint,
-            created_at,
-            response: StoredResponse { status: status as u16, body },
-        }),
-        key,
-        now,
-    ))
+    Ok(Keys::read(conn, std::iter::once(key))?.recall(key, now))
 }
 
 /// Do `work` once per key: replay the first answer to the same request, refuse another request
@@ -105,6 +86,11 @@ impl Keys {
         Ok(Keys { known, save: Default::default() })
     }
 
+    /// R11's verdict on `key` from what is known of it.
+    fn recall(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Recall {
+        recall(self.known.get(&(key.scope.clone(), key.key.clone())).cloned(), key, now)
+    }
+
     /// R11 against what is known of the key (read by [`Keys::read`], or written before by this
     /// batch): replay, refuse a reuse, or do
     /// `work` and keep its answer as the key's record (saved by [`Keys::write`]).
@@ -118,8 +104,7 @@ impl Keys {
         let Some(key) = key else {
             return work().map(Replayable::Fresh);
         };
-        let name = (key.scope.clone(), key.key.clone());
-        match recall(self.known.get(&name).cloned(), key, now) {
+        match self.recall(key, now) {
             Recall::Replay(response) => return Ok(Replayable::Replay(response)),
             Recall::Reused => return Err(Fail::Rule(reused())),
             Recall::Unused => {}
@@ -136,7 +121,7 @@ impl Keys {
         s.bodies.push(body.clone());
         s.created_at.push(now);
         self.known.insert(
-            name,
+            (key.scope.clone(), key.key.clone()),
             Recorded {
                 fingerprint: key.fingerprint.clone(),
                 created_at: now,
