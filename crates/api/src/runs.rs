@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::idempotency::Replayable;
 use credits_domain::ids::RunId;
 use credits_domain::pricing::RunParams;
-use credits_domain::runs::{RunJob, RunOp, RunRequest};
+use credits_domain::runs::{RunOp, RunRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -129,10 +129,7 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let request = run_request(&value);
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
     // No gate here: a run waits in the store's queue without a connection or a thread.
-    let now = state.now().await?;
-    let result = state
-        .run(RunJob { account: caller.account, op: RunOp::Start { channel: caller.channel, req: request }, now, idem })
-        .await;
+    let result = state.run(caller.account, RunOp::Start { channel: caller.channel, req: request }, idem).await;
     match &result {
         Ok(Replayable::Fresh(run)) => state.metrics.run(run.status.as_str()),
         Ok(Replayable::Replay(_)) => {}
@@ -169,9 +166,7 @@ pub async fn complete(
     }
     let actual = RunParams { images: param(obj.get("images")), duration_seconds: param(obj.get("duration_seconds")) };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
-    let now = state.now().await?;
-    let op = RunOp::Complete { channel: caller.channel, run, actual };
-    let result = state.run(RunJob { account: caller.account, op, now, idem }).await?;
+    let result = state.run(caller.account, RunOp::Complete { channel: caller.channel, run, actual }, idem).await?;
     if let Replayable::Fresh(_) = result {
         state.metrics.run("captured");
     }
@@ -192,9 +187,7 @@ pub async fn cancel(
         return Err(ApiError::invalid_parameters(format!("unknown field {unknown:?}: a cancel takes no fields")));
     }
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::OK)?;
-    let now = state.now().await?;
-    let op = RunOp::Cancel { channel: caller.channel, run };
-    let result = state.run(RunJob { account: caller.account, op, now, idem }).await?;
+    let result = state.run(caller.account, RunOp::Cancel { channel: caller.channel, run }, idem).await?;
     if let Replayable::Fresh(_) = result {
         state.metrics.run("released");
     }

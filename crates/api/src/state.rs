@@ -125,25 +125,25 @@ impl AppState {
         .await
     }
 
-    /// The time now from the one clock: read in place when it is in memory, else off the async
-    /// threads (the test clock reads the database).
-    pub async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>, crate::error::ApiError> {
-        if self.clock.in_memory() {
-            return Ok(self.clock.now()?);
-        }
-        let clock = self.clock.clone();
-        crate::edge::blocking(move || Ok(clock.now()?)).await
-    }
-
-    /// A run request handed to the store's run writer (`RunStore::submit_run`), its answer
-    /// awaited holding no thread: many requests wait for one batch's commit at the cost of none.
+    /// A run request of `account` handed to the store's run writer (`RunStore::submit_run`) with
+    /// the time now, its answer awaited holding no thread: many requests wait for one batch's
+    /// commit at the cost of none. The clock is read in place when it is in memory, else off the
+    /// async threads (the test clock reads the database).
     pub async fn run(
         &self,
-        job: credits_domain::runs::RunJob,
+        account: credits_domain::ids::AccountId,
+        op: credits_domain::runs::RunOp,
+        idem: Option<credits_domain::idempotency::IdempotencyKey>,
     ) -> Result<credits_domain::idempotency::Replayable<credits_domain::views::RunView>, crate::error::ApiError> {
+        let now = if self.clock.in_memory() {
+            self.clock.now()?
+        } else {
+            let clock = self.clock.clone();
+            crate::edge::blocking(move || Ok(clock.now()?)).await?
+        };
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.store.submit_run(
-            job,
+            credits_domain::runs::RunJob { account, op, now, idem },
             Box::new(move |a| {
                 // The request may have gone (its client left); its run is written all the same.
                 let _ = answer.send(a);
