@@ -5,12 +5,13 @@ SHELL := /bin/bash
 PG_BASE ?= postgres://postgres@127.0.0.1:5432
 DB_NAME ?= credits
 CONFORMANCE ?= ../shared/conformance/run
-# The conformance groups to run (README, "Conformance"): empty runs everything, as now (every
-# marker's issue is resolved); set it (e.g. CONFORMANCE_MARKERS=reports) to run one part.
-CONFORMANCE_MARKERS ?=
+# The conformance groups to run (README, "Conformance"): empty runs everything. The markers of
+# open issues are left out until each is resolved (teams: issue 26, tax: 29; edges, issue 24,
+# passes whole and runs); set it (e.g. CONFORMANCE_MARKERS=edges) to run one part.
+CONFORMANCE_MARKERS ?= not (teams or tax)
 BIN := target/debug/credits
 
-.PHONY: help run test unit conformance openapi-check fuzz sdk-check build lint fmt migrate db bench faults
+.PHONY: help run test setup-test unit conformance openapi-check fuzz sdk-check build lint fmt migrate db bench faults
 
 help:
 	@echo "make run          run the service on the local PostgreSQL (database '$(DB_NAME)')"
@@ -73,14 +74,21 @@ $(SDK_VENV)/.installed: tools/requirements-sdk.txt
 sdk-check: build $(SDK_VENV)/.installed
 	tools/sdk-check $(BIN) $(SDK_VENV)
 
-test: unit openapi-check fuzz sdk-check conformance
+# What the tests need (PostgreSQL running, cargo-nextest, python3-venv, Chromium and its driver),
+# checked and installed when missing: tools/setup-test.
+setup-test:
+	tools/setup-test
+
+# Each part after the set-up (make -j keeps the order: the set-up is a prerequisite of each).
+test: setup-test
+	$(MAKE) unit openapi-check fuzz sdk-check conformance
 
 # The fault and concurrency tests at full size (12 kills under 600 requests each, ...); `make test`
 # runs the same tests bounded.
 faults: build
 	CREDITS_FAULTS=full cargo nextest run -p credits-tests -E 'test(faults::) or test(concurrency::)'
 
-lint:
+lint: setup-test
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo machete
