@@ -208,9 +208,11 @@ pub fn topups_once(
 /// Deliveries in flight at once on an instance.
 const IN_FLIGHT: usize = 64;
 
-/// The delivery loop (section 9): every tick, claim what is due (up to the free sending slots) and
-/// send each on its own task, which records its outcome as soon as it has one. So a slow or dead
-/// endpoint holds one slot for at most the 10 s timeout and delays no other delivery.
+/// The delivery loop (section 9): every tick, claim what is due (up to the free sending slots, and
+/// at most `IN_FLIGHT_PER_ACCOUNT` of one account's attempts at once) and send each on its own
+/// task, which records its outcome as soon as it has one. So a slow or dead endpoint holds one
+/// slot for at most the 10 s timeout, and one account's slow endpoints hold at most its share of
+/// the slots: they delay no other account's delivery (section 7).
 /// `webhook-timestamp` is the wall clock's, never the test clock's.
 #[allow(clippy::too_many_arguments)]
 fn spawn_deliveries(
@@ -223,7 +225,9 @@ fn spawn_deliveries(
     policy: credits_webhooks::deliver::Policy,
     batch: i64,
 ) {
+    use credits_domain::notify::webhooks::IN_FLIGHT_PER_ACCOUNT;
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let per_account = Arc::new(InFlight::default());
     tasks.spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -239,9 +243,10 @@ fn spawn_deliveries(
                 continue;
             }
             let (s, c) = (store.clone(), clock.clone());
+            let busy = per_account.snapshot();
             let claimed = tokio::task::spawn_blocking(move || -> Result<_, String> {
                 let now = c.now().map_err(|e| e.to_string())?;
-                s.claim_deliveries(now, free as i64, LEASE).map_err(|e| e.to_string())
+                s.claim_deliveries(now, free as i64, LEASE, IN_FLIGHT_PER_ACCOUNT, &busy).map_err(|e| e.to_string())
             })
             .await;
             let due = match claimed {
@@ -258,6 +263,7 @@ fn spawn_deliveries(
             for d in due {
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
                 let (s, c, key) = (store.clone(), clock.clone(), key.clone());
+                let place = per_account.take(d.account);
                 sending.spawn(async move {
                     let result = attempt(&key, &d, policy).await;
                     let id = d.id;
@@ -269,13 +275,43 @@ fn spawn_deliveries(
                     if let Ok(Err(cause)) = recorded {
                         tracing::warn!(worker = "webhooks", delivery = %id, %cause, "attempt not recorded; its lease gives it back");
                     }
-                    drop(slot);
+                    drop((slot, place));
                 });
             }
         }
         // Attempts in flight finish (each within its timeout) and are recorded.
         while sending.join_next().await.is_some() {}
     });
+}
+
+/// The attempts in flight per account on this instance; a `Place` gives its place back when
+/// dropped (its task ended, however).
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<std::collections::HashMap<credits_domain::ids::AccountId, u32>>);
+
+struct Place(Arc<InFlight>, credits_domain::ids::AccountId);
+
+impl InFlight {
+    fn snapshot(&self) -> Vec<(credits_domain::ids::AccountId, u32)> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(a, n)| (*a, *n)).collect()
+    }
+
+    fn take(self: &Arc<Self>, account: credits_domain::ids::AccountId) -> Place {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(account).or_default() += 1;
+        Place(self.clone(), account)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut map = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// One attempt of one delivery.

@@ -110,13 +110,29 @@ pub async fn deliver(attempt: Attempt<'_>, policy: Policy, timeout: Duration) ->
     match sent {
         Ok(response) => {
             let status = response.status().as_u16();
-            // The body is read (bounded by the timeout) so the connection ends cleanly; its
-            // content is not kept.
-            let _ = response.bytes().await;
+            drain(response).await;
             if (200..300).contains(&status) { Outcome::Delivered { status } } else { Outcome::Answered { status } }
         }
         Err(e) => Outcome::Unreachable { error: e.to_string() },
     }
+}
+
+/// Section 7: what an endpoint answers is read up to this much; the rest is discarded (the
+/// connection dropped), so no endpoint can grow the service's memory.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Reads an answer's body chunk by chunk (bounded by the attempt's timeout), keeping none of it,
+/// and stops after `BODY_LIMIT` bytes: dropping the response then closes the connection. Returns
+/// how many bytes were read.
+async fn drain(mut response: reqwest::Response) -> usize {
+    let mut read = 0;
+    while read < BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    read
 }
 
 #[cfg(test)]

@@ -303,3 +303,127 @@ async fn an_smtp_outage_and_a_hanging_endpoint_delay_no_other_delivery_and_no_ru
     let email = app.get(&a, "/v1/account").await.expect(200)["email"].as_str().unwrap().to_string();
     app.eventually("A's low-balance mail sent once SMTP is back", || async { !sink.to(&email).is_empty() }).await;
 }
+
+#[actix_web::test]
+async fn ten_hanging_endpoints_of_one_account_delay_another_accounts_delivery_by_at_most_two_seconds() {
+    let app = TestApp::spawn().await;
+    let hanging = Receiver::start();
+    hanging.delay_ms.store(30_000, Ordering::SeqCst);
+    let healthy = Receiver::start();
+    let (slow, other) = (app.account().await, app.account().await);
+    for _ in 0..10 {
+        endpoint(&app, &slow, &hanging.url, &["credits.granted"]).await;
+    }
+    // 140 deliveries that each hold their attempt for the whole 10 s timeout.
+    for i in 0..14 {
+        app.adjust(&slow, json!({"credits": 1, "reason": format!("slow event {i}")})).await.expect(201);
+    }
+    app.eventually("the slow account's endpoints hold attempts", || async { hanging.hits().len() >= 4 }).await;
+    endpoint(&app, &other, &healthy.url, &["credits.granted"]).await;
+    let asked = std::time::Instant::now();
+    app.adjust(&other, json!({"credits": 5, "reason": "the other account's event"})).await.expect(201);
+    while healthy.hits().is_empty() {
+        assert!(asked.elapsed() < Duration::from_secs(30), "the other account's event never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = asked.elapsed();
+    assert!(waited <= Duration::from_secs(2), "the other account's event came {waited:?} after it was caused");
+}
+
+/// An HTTP endpoint on 127.0.0.1 that answers every request 200 with a body of `size` bytes,
+/// written as fast as the reader takes it; counts the requests it answered.
+fn big_answers(size: u64) -> (String, Arc<AtomicU64>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/big", listener.local_addr().unwrap().port());
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut stream = stream;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {size}\r\n\r\n");
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = size;
+                let _ = stream.write_all(head.as_bytes());
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        return; // the service stopped reading: what section 7 allows past 64 KiB
+                    }
+                    left -= n as u64;
+                }
+            });
+        }
+    });
+    (url, served)
+}
+
+/// The peak resident memory of a process, in bytes (`VmHWM` of /proc/PID/status).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[actix_web::test]
+async fn an_endpoint_answering_400_megabytes_leaves_the_delivering_process_under_100_megabytes() {
+    // The API here has no workers: the delivery is made by a `credits worker` process, whose
+    // memory is measured.
+    let (app, fake) = TestApp::spawn_with_stripe_serving(false).await;
+    let (url, served) = big_answers(400 * 1024 * 1024);
+    let acct = app.account().await;
+    let id = endpoint(&app, &acct, &url, &["credits.granted"]).await;
+    let mut process = Command::new(credits_bin())
+        .arg("worker")
+        .env("CREDITS_CONFIG_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../config"))
+        .env("CREDITS__DATABASE__URL", &app.db.url)
+        .env("CREDITS__AUTH__INTERNAL_TOKEN", INTERNAL_TOKEN)
+        .env("CREDITS__CLOCK__MODE", "test")
+        .env("CREDITS__WORKERS__INTERVAL_SECONDS", "1")
+        .env("CREDITS__STRIPE__SECRET_KEY", STRIPE_KEY)
+        .env("CREDITS__STRIPE__API_BASE", format!("{}/", fake.url))
+        .env("CREDITS__WEBHOOKS__ENCRYPTION_KEY", WEBHOOKS_KEY)
+        .env("CREDITS__WEBHOOKS__ALLOW_INSECURE", "true")
+        .env("CREDITS__WEBHOOKS__ALLOW_PRIVATE", "true")
+        .env("CREDITS__LOG__LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("credits worker starts");
+    let pid = process.id();
+    for i in 0..2 {
+        app.adjust(&acct, json!({"credits": 10 + i, "reason": "an event"})).await.expect(201);
+        app.eventually("the endpoint answered the event", || async { served.load(Ordering::SeqCst) > i }).await;
+    }
+    let path = format!("/v1/webhook-endpoints/{id}/deliveries");
+    app.eventually("both deliveries recorded as answered 200", || async {
+        let list = app.get(&acct, &path).await.expect(200);
+        list["deliveries"].as_array().unwrap().iter().filter(|d| d["response_code"] == 200).count() == 2
+    })
+    .await;
+    let peak = peak_rss(pid);
+    process.kill().expect("SIGKILL");
+    process.wait().unwrap();
+    assert!(peak < 100 * 1024 * 1024, "the worker's peak RSS was {} MB", peak / (1024 * 1024));
+}

@@ -165,6 +165,8 @@ struct ClaimedRow {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = SqlUuid)]
+    account: Uuid,
+    #[diesel(sql_type = SqlUuid)]
     endpoint: Uuid,
     #[diesel(sql_type = Text)]
     url: String,
@@ -406,27 +408,47 @@ impl NotifyStore for PgStore {
         now: DateTime<Utc>,
         batch: i64,
         lease: TimeDelta,
+        per_account: u32,
+        in_flight: &[(AccountId, u32)],
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut conn = self.conn()?;
+        let (busy_accounts, busy): (Vec<Uuid>, Vec<i32>) =
+            in_flight.iter().map(|(a, n)| (a.0, i32::try_from(*n).unwrap_or(i32::MAX))).unzip();
+        // Each account's due deliveries are ranked oldest first and only its free places taken,
+        // before the batch's LIMIT: so one account's backlog neither exceeds its share nor
+        // crowds the others out of the batch.
         let rows: Vec<ClaimedRow> = diesel::sql_query(
-            "WITH due AS ( \
-               SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.disabled_at IS NULL \
-               ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
+            "WITH busy AS (SELECT * FROM unnest($5::uuid[], $6::int4[]) AS b (account_id, n)), \
+             ranked AS ( \
+               SELECT d.id, d.next_attempt_at, w.account_id, \
+                      row_number() OVER (PARTITION BY w.account_id ORDER BY d.next_attempt_at, d.id) AS place \
+               FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.disabled_at IS NULL), \
+             picked AS ( \
+               SELECT r.id FROM ranked r LEFT JOIN busy b USING (account_id) \
+               WHERE r.place <= $4 - COALESCE(b.n, 0) \
+               ORDER BY r.next_attempt_at LIMIT $3), \
+             due AS ( \
+               SELECT d.id FROM webhook_deliveries d JOIN picked USING (id) \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 FOR UPDATE OF d SKIP LOCKED) \
              UPDATE webhook_deliveries d SET next_attempt_at = $2 \
              FROM due, webhook_endpoints w, webhook_events e \
              WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id \
-             RETURNING d.id, w.id AS endpoint, w.url, w.secret_sealed, e.id AS event_id, e.body",
+             RETURNING d.id, w.account_id AS account, w.id AS endpoint, w.url, w.secret_sealed, e.id AS event_id, e.body",
         )
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(now + lease)
         .bind::<BigInt, _>(batch)
+        .bind::<Int4, _>(i32::try_from(per_account).unwrap_or(i32::MAX))
+        .bind::<Array<SqlUuid>, _>(busy_accounts)
+        .bind::<Array<Int4>, _>(busy)
         .load(&mut conn)
         .map_err(crate::store_error)?;
         Ok(rows
             .into_iter()
             .map(|r| DueDelivery {
                 id: r.id,
+                account: AccountId(r.account),
                 endpoint: r.endpoint,
                 url: r.url,
                 secret_sealed: r.secret_sealed,

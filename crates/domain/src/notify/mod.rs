@@ -6,6 +6,7 @@
 //! Pure rules only. The store decides nothing here: it calls these in the transaction of the
 //! change, with the state it read under the account's lock, and writes what they return.
 
+pub mod addresses;
 pub mod alerts;
 pub mod autotopup;
 pub mod store;

@@ -100,6 +100,7 @@ pub struct DeliveryAttemptView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueDelivery {
     pub id: Uuid,
+    pub account: AccountId,
     pub endpoint: Uuid,
     pub url: String,
     pub secret_sealed: Vec<u8>,
@@ -190,12 +191,15 @@ pub trait NotifyStore {
     ) -> Result<Vec<DeliveryAttemptView>, NotifyError>;
 
     /// Claims up to `batch` due deliveries for `lease` (another instance skips them meanwhile; a
-    /// crash gives them back when it runs out).
+    /// crash gives them back when it runs out), oldest first, at most `per_account` of one
+    /// account's less what `in_flight` says the caller is already sending for it.
     fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
         batch: i64,
         lease: chrono::TimeDelta,
+        per_account: u32,
+        in_flight: &[(AccountId, u32)],
     ) -> Result<Vec<DueDelivery>, StoreError>;
     fn record_attempt(&self, delivery: Uuid, result: &AttemptResult, now: DateTime<Utc>) -> Result<(), StoreError>;
 

@@ -2,11 +2,13 @@
 //! endpoint may be and where it may point, and when a failed delivery is tried again.
 //! Signing (Standard Webhooks) and sending are the adapter's; the rules are here.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::addresses::{self, Reach};
 
 /// At most this many endpoints an account (section 9).
 pub const MAX_ENDPOINTS: usize = 10;
@@ -15,6 +17,9 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_DESCRIPTION_LEN: usize = 500;
 /// A delivery is a success when the endpoint answers 2xx within this.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Section 7: the most attempts of one account's deliveries in flight at once on an instance, so
+/// one account's slow endpoints delay only that account's deliveries.
+pub const IN_FLIGHT_PER_ACCOUNT: u32 = 4;
 /// A delivery is tried again for up to this long after its first attempt.
 pub const RETRY_WINDOW: TimeDelta = TimeDelta::days(3);
 /// An endpoint failing for this long is disabled and its account emailed.
@@ -121,7 +126,7 @@ pub fn check_scheme(scheme: &str, allow_insecure: bool) -> Result<(), String> {
 /// Why an address may not be a webhook's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TargetRefused {
-    #[error("{0} is a private, loopback or link-local address")]
+    #[error("{0} is a private, loopback, link-local or special-purpose address")]
     Private(IpAddr),
     #[error("{0} is not an address anyone can be reached at")]
     Unroutable(IpAddr),
@@ -129,67 +134,16 @@ pub enum TargetRefused {
 
 /// May a delivery connect to `ip`? The adapter resolves the host, checks every address with this
 /// and connects to an address it checked, so a DNS answer that changes in between (rebinding)
-/// cannot send it inside. `allow_private` (tests) lets private, loopback and link-local through;
-/// nothing lets the unspecified, multicast or broadcast addresses through.
+/// cannot send it inside. Only the global unicast space is a target (`addresses`);
+/// `allow_private` (tests) lets the private ranges through, and nothing lets the unspecified,
+/// multicast or broadcast addresses through.
 pub fn check_target(ip: IpAddr, allow_private: bool) -> Result<(), TargetRefused> {
-    let ip = canonical(ip);
-    let (unroutable, private) = match ip {
-        IpAddr::V4(v4) => (
-            v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 0
-                || v4.octets()[0] >= 240,
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || is_shared_v4(v4),
-        ),
-        IpAddr::V6(v6) => (
-            v6.is_unspecified() || v6.is_multicast(),
-            v6.is_loopback() || is_unique_local_v6(v6) || is_link_local_v6(v6),
-        ),
-    };
-    if unroutable {
-        Err(TargetRefused::Unroutable(ip))
-    } else if private && !allow_private {
-        Err(TargetRefused::Private(ip))
-    } else {
-        Ok(())
+    match addresses::reach(ip) {
+        Reach::Global => Ok(()),
+        Reach::Private if allow_private => Ok(()),
+        Reach::Private => Err(TargetRefused::Private(ip)),
+        Reach::Unroutable => Err(TargetRefused::Unroutable(ip)),
     }
-}
-
-/// An IPv6 address that carries an IPv4 one (mapped `::ffff:a.b.c.d`, or NAT64 `64:ff9b::/96`)
-/// is judged as the IPv4 address it reaches.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return IpAddr::V4(v4);
-            }
-            let s = v6.segments();
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
-            }
-            IpAddr::V6(v6)
-        }
-        v4 => v4,
-    }
-}
-
-/// 100.64.0.0/10, carrier-grade NAT: inside someone's network.
-fn is_shared_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    a == 100 && (b & 0b1100_0000) == 64
-}
-
-/// fc00::/7.
-fn is_unique_local_v6(ip: Ipv6Addr) -> bool {
-    (ip.segments()[0] & 0xfe00) == 0xfc00
-}
-
-/// fe80::/10, and the deprecated site-local fec0::/10 with it.
-fn is_link_local_v6(ip: Ipv6Addr) -> bool {
-    (ip.segments()[0] & 0xffc0) == 0xfe80 || (ip.segments()[0] & 0xffc0) == 0xfec0
 }
 
 /// How long after the `attempts`-th failed try (1 for the first) the next one is made: 30 s,
