@@ -62,8 +62,9 @@ impl Instance {
         let settings = test_settings(db_url, overrides);
         // Warnings and errors on stderr: nextest shows them for a failing test.
         credits_server::telemetry::init(credits_server::settings::LogFormat::Pretty, "warn", true);
-        let services = Services::build(&settings).expect("services build");
-        let running = app::start(&settings, services, with_workers).expect("server starts");
+        let bound = app::bind(&settings).expect("server binds");
+        let services = Services::build(&bound.settings).expect("services build");
+        let running = app::start(bound, services, with_workers).expect("server starts");
         let (port, handle, task) = running.spawn();
         Instance { base_url: format!("http://127.0.0.1:{port}"), handle, task: std::sync::Mutex::new(Some(task)) }
     }

@@ -52,8 +52,7 @@ struct LedgerParams {
 #[utoipa::path(get, path = "/v1/ledger", operation_id = "listLedgerEntries", summary = "Ledger entries, newest first, a page at a time", tag = "accounts", params(("limit" = Option<i64>, Query, description = "1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "entries newest first, and next_cursor", body = credits_domain::views::LedgerPage), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn ledger(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
-    let params = web::Query::<LedgerParams>::from_query(req.query_string())
-        .map_err(|e| ApiError::invalid_parameters(e.to_string()))?;
+    let params = crate::edge::query::<LedgerParams>(&req)?;
     let limit =
         match &params.limit {
             None => LEDGER_DEFAULT_LIMIT,

@@ -26,6 +26,29 @@ pub async fn account(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/accounts", operation_id = "searchAccounts", summary = "Find accounts, for support", tag = "operators", params(("q" = String, Query, description = "an exact account id, an email in any case, or a Stripe customer id")), responses((status = 200, description = "the accounts found, at most 20, newest first", body = crate::schemas::AccountSearch), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: q missing or empty", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+pub async fn search(
+    req: HttpRequest,
+    query: crate::edge::Query<SearchQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth::operator(&req, &state, Role::Support).await?;
+    let q = query.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let q = q.ok_or_else(|| ApiError::invalid_parameters("q names an account id, an email or a Stripe customer id"))?;
+    // The same use case as the console's search (recorded in the audit trail).
+    let found = state.call(move |store, now| Ok(store.find_accounts(&by, &q, now)?)).await?;
+    let accounts = found
+        .into_iter()
+        .map(|a| crate::schemas::AccountFound { id: a.id.0, email: a.email, name: a.name, plan: a.plan })
+        .collect();
+    Ok(HttpResponse::Ok().json(crate::schemas::AccountSearch { accounts }))
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentBody {
@@ -201,7 +224,7 @@ pub struct StripeEventsQuery {
 #[utoipa::path(get, path = "/admin/v1/stripe-events", operation_id = "listFailedStripeEvents", summary = "Stripe events the configuration could not apply", tag = "operators", params(("status" = Option<String>, Query, description = "failed (the only list kept)"), ("limit" = Option<i64>, Query, description = "1-500, default 100")), responses((status = 200, description = "Stripe events the configuration could not apply, oldest first", body = crate::schemas::FailedEventList), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
 pub async fn stripe_events(
     req: HttpRequest,
-    query: web::Query<StripeEventsQuery>,
+    query: crate::edge::Query<StripeEventsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     auth::operator(&req, &state, Role::Admin).await?;

@@ -85,6 +85,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/admin/v1")
+                .route("/accounts", web::get().to(admin::search))
                 .route("/accounts/{id}", web::get().to(admin::account))
                 .route("/accounts/{id}/adjustments", web::post().to(admin::adjust))
                 .route("/accounts/{id}/enterprise", web::put().to(admin::enterprise))

@@ -89,7 +89,7 @@ impl Modify for Security {
         crate::webhooks::stripe_webhook,
         crate::verification::submit, crate::verification::status, crate::verification::queue,
         crate::verification::approve, crate::verification::reject,
-        crate::admin::account, crate::admin::adjust, crate::admin::enterprise, crate::admin::clock_now,
+        crate::admin::search, crate::admin::account, crate::admin::adjust, crate::admin::enterprise, crate::admin::clock_now,
         crate::admin::clock_advance, crate::admin::restrict, crate::admin::lift_restriction, crate::admin::stripe_events,
         crate::admin::reprocess_stripe_event, crate::reports::usage, crate::reports::export,
         crate::reports::liability_report,

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
+use credits_domain::csv::Csv;
 use credits_domain::operator::Role;
 use credits_domain::reports::{GroupBy, LiabilityReport, Span, UsageView, liability};
 use credits_domain::views::LedgerEntryView;
@@ -37,9 +38,7 @@ struct SpanParams {
 }
 
 fn span_params(req: &HttpRequest) -> Result<SpanParams, ApiError> {
-    web::Query::<SpanParams>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| ApiError::invalid_parameters(e.to_string()))
+    crate::edge::query::<SpanParams>(req)
 }
 
 #[utoipa::path(get, path = "/v1/usage", operation_id = "getUsage", summary = "Credits captured and runs, by day, model, API key or workflow", tag = "accounts",
@@ -69,39 +68,22 @@ pub async fn usage(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// RFC 4180: a field with a comma, a quote or a line break is quoted, its quotes doubled.
-fn csv_field(out: &mut String, value: &str) {
-    if value.contains([',', '"', '\r', '\n']) {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
-}
+/// The export's columns.
+pub const EXPORT_HEADER: [&str; 9] =
+    ["id", "type", "credits", "bucket_id", "bucket_kind", "run_id", "reference", "reason", "created_at"];
 
-pub const EXPORT_HEADER: &str = "id,type,credits,bucket_id,bucket_kind,run_id,reference,reason,created_at\r\n";
-
-fn csv_row(out: &mut String, e: &LedgerEntryView) {
+fn csv_row(csv: &mut Csv, e: &LedgerEntryView) {
     let run = e.run_id.map(|r| r.to_string()).unwrap_or_default();
-    let fields = [
-        e.id.to_string(),
-        e.entry_type.as_str().to_string(),
-        e.credits.get().to_string(),
-        e.bucket_id.to_string(),
-        e.bucket_kind.as_str().to_string(),
-        run,
-        e.reference.clone().unwrap_or_default(),
-        e.reason.clone().unwrap_or_default(),
-        e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-    ];
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f);
-    }
-    out.push_str("\r\n");
+    csv.text(&e.id.to_string())
+        .text(e.entry_type.as_str())
+        .number(e.credits.get())
+        .text(&e.bucket_id.to_string())
+        .text(e.bucket_kind.as_str())
+        .text(&run)
+        .text(e.reference.as_deref().unwrap_or_default())
+        .text(e.reason.as_deref().unwrap_or_default())
+        .text(&e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .end_row();
 }
 
 /// The chunks of an export, as the blocking reader sends them.
@@ -147,13 +129,13 @@ pub async fn ledger_csv(
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
-        let mut text = String::from(EXPORT_HEADER);
+        let mut csv = Csv::with_header(&EXPORT_HEADER);
         let mut chunk = first;
         loop {
             for (_, e) in &chunk {
-                csv_row(&mut text, e);
+                csv_row(&mut csv, e);
             }
-            if tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut text)))).is_err() {
+            if tx.blocking_send(Ok(Bytes::from(csv.take()))).is_err() {
                 return; // the client went away
             }
             let Some(&(last, _)) = chunk.last() else { return };
@@ -200,23 +182,7 @@ pub async fn liability_at(state: &AppState, at: Option<DateTime<Utc>>) -> Result
     security(("operator" = [])))]
 pub async fn liability_report(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth::operator(&req, &state, Role::Admin).await?;
-    let params = web::Query::<AtParams>::from_query(req.query_string())
-        .map_err(|e| ApiError::invalid_parameters(e.to_string()))?;
+    let params = crate::edge::query::<AtParams>(&req)?;
     let at = time("at", params.at.as_deref())?;
     Ok(HttpResponse::Ok().json(liability_at(&state, at).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fields_are_quoted_as_rfc_4180_says() {
-        let mut out = String::new();
-        for f in ["plain", "a,b", "say \"hi\"", "two\nlines"] {
-            csv_field(&mut out, f);
-            out.push('|');
-        }
-        assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|");
-    }
 }

@@ -223,3 +223,20 @@ pub struct EndpointList {
 pub struct DeliveryList {
     pub deliveries: Vec<credits_domain::notify::store::DeliveryAttemptView>,
 }
+
+/// An account as `GET /admin/v1/accounts?q=` finds it.
+#[derive(Serialize, ToSchema)]
+pub struct AccountFound {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// The plan's id.
+    #[schema(example = "free")]
+    pub plan: String,
+}
+
+/// `GET /admin/v1/accounts?q=`: at most 20, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct AccountSearch {
+    pub accounts: Vec<AccountFound>,
+}

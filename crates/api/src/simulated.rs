@@ -3,10 +3,11 @@
 //! the same use case as Stripe's deliveries (`WebhookService`). Off (404) with the Stripe provider.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Months, Utc};
 use credits_domain::ids::AccountId;
+use credits_domain::pages::PageSession;
 use credits_domain::payments::{
     BillingReason, ChargeInfo, DisputeInfo, DisputeStatus, InvoiceInfo, InvoiceLine, LiveSubscription, PaymentEvent,
     SessionInfo, SessionMode, SessionStatus, SimulatedCall, StripeEvent, SubscriptionInfo, SubscriptionStatus,
@@ -15,13 +16,10 @@ use credits_domain::payments::{
 use maud::html;
 use serde::Deserialize;
 
-use crate::billing::{cookie, layout, message_page, page, random_token, same_token};
+use crate::billing::{layout, message_page, page, same_token};
 use crate::edge::blocking;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// The pages' forms carry this cookie's value too (double submit).
-const CSRF: &str = "credits_simulated";
 
 fn sim_id(prefix: &str) -> String {
     format!("{prefix}_sim_{}", uuid::Uuid::now_v7().simple())
@@ -153,20 +151,42 @@ fn follow_up(state: &AppState, call: &SimulatedCall, now: DateTime<Utc>) -> Resu
     Ok(events)
 }
 
-fn with_csrf(mut answer: HttpResponse, token: &str) -> Result<HttpResponse, ApiError> {
-    let cookie = format!("{CSRF}={token}; Path=/simulated; HttpOnly; SameSite=Strict; Max-Age=3600");
-    answer.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
-    Ok(answer)
-}
-
 #[derive(Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
     csrf: String,
 }
 
-fn csrf_ok(req: &HttpRequest, form: &CsrfForm) -> bool {
-    cookie(req, CSRF).is_some_and(|c| !c.is_empty() && same_token(&c, &form.csrf))
+/// Section 7: the simulated pages act only within the billing-page session of the account they
+/// belong to (401 otherwise), and their forms carry that session's CSRF token.
+async fn session_for(
+    req: &HttpRequest,
+    state: &AppState,
+    account: AccountId,
+) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+    Ok(match crate::billing::session_of(req, state).await? {
+        Ok(session) if session.account == account => Ok(session),
+        Ok(_) => Err(message_page(
+            StatusCode::UNAUTHORIZED,
+            "Not your payment",
+            "This payment page belongs to another account. Open your billing page from the app.",
+        )),
+        Err(answer) => Err(answer),
+    })
+}
+
+/// As `session_for`, for a form: its CSRF token must be the session's.
+async fn form_session(
+    req: &HttpRequest,
+    state: &AppState,
+    account: AccountId,
+    csrf: &str,
+) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+    Ok(match session_for(req, state, account).await? {
+        Ok(session) if same_token(&session.csrf, csrf) => Ok(session),
+        Ok(_) => Err(expired_form()),
+        Err(answer) => Err(answer),
+    })
 }
 
 fn expired_form() -> HttpResponse {
@@ -174,12 +194,20 @@ fn expired_form() -> HttpResponse {
 }
 
 /// `GET /simulated/checkout/{id}`: what the session sells, with Pay and Decline.
-pub async fn checkout(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn checkout(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
     let id = path.into_inner();
     let (store, lookup) = (state.store.clone(), id.clone());
     let found = blocking(move || Ok(store.checkout_session(&lookup)?)).await?;
-    let Some((_, record, _)) = found else { return Err(ApiError::not_found("no such checkout session")) };
+    let Some((account, record, _)) = found else { return Err(ApiError::not_found("no such checkout session")) };
+    let session = match session_for(&req, &state, account).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
     let what = match record.mode {
         SessionMode::Payment => state
             .catalog
@@ -190,7 +218,7 @@ pub async fn checkout(path: web::Path<String>, state: web::Data<AppState>) -> Re
         }),
     };
     let Some((label, amount, currency)) = what else { return Err(ApiError::not_found("no such item in the catalog")) };
-    let token = random_token();
+    let token = session.csrf;
     let body = layout(
         "Simulated checkout",
         html! {
@@ -214,7 +242,7 @@ pub async fn checkout(path: web::Path<String>, state: web::Data<AppState>) -> Re
             }
         },
     );
-    with_csrf(page(StatusCode::OK, body), &token)
+    Ok(page(StatusCode::OK, body))
 }
 
 /// `POST /simulated/checkout/{id}/pay`: what Stripe sends for a paid session — a pack's
@@ -223,17 +251,17 @@ pub async fn checkout(path: web::Path<String>, state: web::Data<AppState>) -> Re
 pub async fn pay(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
-    if !csrf_ok(&req, &form) {
-        return Ok(expired_form());
-    }
     let id = path.into_inner();
     let (store, lookup) = (state.store.clone(), id.clone());
     let found = blocking(move || Ok(store.checkout_session(&lookup)?)).await?;
     let Some((account, record, customer)) = found else { return Err(ApiError::not_found("no such checkout session")) };
+    if let Err(answer) = form_session(&req, &state, account, &form.csrf).await? {
+        return Ok(answer);
+    }
     if record.status != SessionStatus::Open {
         // Stripe's page of a completed or expired session takes no payment: no second plan or
         // pack is ever paid for one session.
@@ -329,12 +357,17 @@ pub async fn pay(
 /// `POST /simulated/checkout/{id}/decline`: the card is declined; the session stays unpaid.
 pub async fn decline(
     req: HttpRequest,
-    form: web::Form<CsrfForm>,
+    path: web::Path<String>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
-    if !csrf_ok(&req, &form) {
-        return Ok(expired_form());
+    let id = path.into_inner();
+    let store = state.store.clone();
+    let found = blocking(move || Ok(store.checkout_session(&id)?)).await?;
+    let Some((account, ..)) = found else { return Err(ApiError::not_found("no such checkout session")) };
+    if let Err(answer) = form_session(&req, &state, account, &form.csrf).await? {
+        return Ok(answer);
     }
     Ok(billing(&state, "checkout-cancelled"))
 }
@@ -348,14 +381,22 @@ fn account_of(customer: &str) -> Option<AccountId> {
 /// `GET /simulated/portal/{customer}`: Stripe's portal, and what Stripe's dashboard and clock
 /// would do to the account's payments: the plan cancelled at the period's end or resumed, the
 /// period renewed (or ended) now, a payment refunded or disputed, a dispute won or lost.
-pub async fn portal(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn portal(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
     let customer = path.into_inner();
     let account = account_of(&customer).ok_or_else(|| ApiError::not_found("no such customer"))?;
+    let session = match session_for(&req, &state, account).await? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
     let live = state.checkout(move |service, now| Ok(service.store.checkout_context(account, now)?.live)).await?;
     let store = state.store.clone();
     let bought = blocking(move || Ok(store.purchases(account)?)).await?;
-    let token = random_token();
+    let token = session.csrf;
     let action = |what: &str| format!("/simulated/portal/{customer}/{what}");
     let money = |amount: i64| format!("{}.{:02}", amount / 100, amount % 100);
     let body = layout(
@@ -442,7 +483,7 @@ pub async fn portal(path: web::Path<String>, state: web::Data<AppState>) -> Resu
             }
         },
     );
-    with_csrf(page(StatusCode::OK, body), &token)
+    Ok(page(StatusCode::OK, body))
 }
 
 /// The events a portal action makes, at the time they are applied.
@@ -467,16 +508,16 @@ pub struct PortalForm {
 pub async fn portal_action(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    form: web::Form<PortalForm>,
+    form: crate::edge::Form<PortalForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
     let form = form.into_inner();
-    if !csrf_ok(&req, &CsrfForm { csrf: form.csrf.clone() }) {
-        return Ok(expired_form());
-    }
     let (customer, action) = path.into_inner();
     let account = account_of(&customer).ok_or_else(|| ApiError::not_found("no such customer"))?;
+    if let Err(answer) = form_session(&req, &state, account, &form.csrf).await? {
+        return Ok(answer);
+    }
     let ctx = state.checkout(move |service, now| Ok(service.store.checkout_context(account, now)?)).await?;
     let subscription = |ctx: credits_domain::payments::CheckoutContext| {
         let period = ctx.account.period;

@@ -89,8 +89,7 @@ struct QueueParams {
     security(("operator" = [])))]
 pub async fn queue(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth::operator(&req, &state, Role::Sales).await?;
-    let params = web::Query::<QueueParams>::from_query(req.query_string())
-        .map_err(|e| ApiError::invalid_parameters(e.to_string()))?;
+    let params = crate::edge::query::<QueueParams>(&req)?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(

@@ -56,7 +56,7 @@ const CHECKS: &[&str] = &[
         AND NOT EXISTS (SELECT 1 FROM runs u WHERE u.id::text = i.response_body::jsonb ->> 'id'
                           AND u.account_id::text = substring(i.scope FROM 9))",
     // R4 and R17: a pack's bucket is the pack; a refund never claws back more than it granted.
-    "SELECT t.account_id::text, 'top-up ' || t.session_id || ' granted ' || b.granted || ' for a pack of ' || t.credits
+    "SELECT t.account_id::text, 'top-up ' || COALESCE(t.session_id, 'auto top-up ' || t.auto_topup_id) || ' granted ' || b.granted || ' for a pack of ' || t.credits
        FROM topup_purchases t JOIN buckets b ON b.id = t.bucket_id
       WHERE b.granted <> t.credits OR t.clawed_back > t.credits",
     // R17, R19: an invoice's refunds and disputes never take back more than it granted.

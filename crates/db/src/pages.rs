@@ -96,18 +96,19 @@ impl ConsoleStore for PgStore {
     fn start_console_session(
         &self,
         session_hash: &str,
-        operator: &Operator,
-        csrf: &str,
+        session: &ConsoleSession,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
+        let operator = &session.operator;
         diesel::insert_into(console_sessions::table)
             .values((
                 console_sessions::id_hash.eq(session_hash),
                 console_sessions::operator_id.eq(operator.id.map(|i| i.0)),
                 console_sessions::operator_name.eq(&operator.name),
                 console_sessions::operator_role.eq(operator.role.as_str()),
-                console_sessions::csrf.eq(csrf),
+                console_sessions::csrf.eq(&session.csrf),
+                console_sessions::bootstrap_token_hash.eq(&session.bootstrap_token_hash),
                 console_sessions::created_at.eq(now),
                 console_sessions::last_seen_at.eq(now),
             ))
@@ -119,7 +120,8 @@ impl ConsoleStore for PgStore {
     fn console_session(&self, session_hash: &str, now: DateTime<Utc>) -> Result<Option<ConsoleSession>, StoreError> {
         let mut conn = self.conn()?;
         // Idle and absolute expiry, and a revoked operator's sessions end with its token.
-        let found: Option<(Option<Uuid>, String, String, String)> = diesel::update(
+        type Row = (Option<Uuid>, String, String, String, Option<String>);
+        let found: Option<Row> = diesel::update(
             console_sessions::table
                 .find(session_hash)
                 .filter(console_sessions::last_seen_at.gt(now - CONSOLE_IDLE))
@@ -134,15 +136,20 @@ impl ConsoleStore for PgStore {
             console_sessions::operator_name,
             console_sessions::operator_role,
             console_sessions::csrf,
+            console_sessions::bootstrap_token_hash,
         ))
         .get_result(&mut conn)
         .optional()
         .map_err(crate::store_error)?;
         found
-            .map(|(id, name, role, csrf)| {
+            .map(|(id, name, role, csrf, bootstrap_token_hash)| {
                 let role = Role::parse(&role)
                     .ok_or_else(|| StoreError::Internal(format!("unknown operator role {role:?} in the database")))?;
-                Ok(ConsoleSession { operator: Operator { id: id.map(OperatorId), name, role }, csrf })
+                Ok(ConsoleSession {
+                    operator: Operator { id: id.map(OperatorId), name, role },
+                    csrf,
+                    bootstrap_token_hash,
+                })
             })
             .transpose()
     }

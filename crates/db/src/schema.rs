@@ -244,8 +244,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    topup_purchases (session_id) {
-        session_id -> Text,
+    topup_purchases (account_id, id) {
+        id -> Uuid,
+        session_id -> Nullable<Text>,
+        auto_topup_id -> Nullable<Uuid>,
         account_id -> Uuid,
         pack_id -> Text,
         bucket_id -> Uuid,
@@ -446,6 +448,7 @@ diesel::table! {
         csrf -> Text,
         created_at -> Timestamptz,
         last_seen_at -> Timestamptz,
+        bootstrap_token_hash -> Nullable<Text>,
     }
 }
 

@@ -58,15 +58,17 @@ pub const CONSOLE_MOST: TimeDelta = TimeDelta::hours(12);
 pub struct ConsoleSession {
     pub operator: crate::operator::Operator,
     pub csrf: String,
+    /// Section 7: a session opened with the bootstrap admin token (no operator record) keeps that
+    /// token's hash, and lives only while it is still the configured token.
+    pub bootstrap_token_hash: Option<String>,
 }
 
 pub trait ConsoleStore {
-    /// Starts a console session of `operator` keyed by `session_hash`.
+    /// Starts a console session of `session.operator` keyed by `session_hash`.
     fn start_console_session(
         &self,
         session_hash: &str,
-        operator: &crate::operator::Operator,
-        csrf: &str,
+        session: &ConsoleSession,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// The live session (not idle for `CONSOLE_IDLE`, not older than `CONSOLE_MOST`), and notes

@@ -270,11 +270,32 @@ impl Running {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Start the HTTP server (and the background workers when `with_workers`).
-pub fn start(settings: &Settings, services: Services, with_workers: bool) -> Result<Running, StartError> {
+/// The listening socket, bound before anything else is built, and the settings with
+/// `server.public_url` following the port it got (section 7: port 0 or another port still hands
+/// out links that open).
+pub struct Bound {
+    listener: TcpListener,
+    addr: String,
+    pub port: u16,
+    pub settings: Settings,
+}
+
+pub fn bind(settings: &Settings) -> Result<Bound, StartError> {
     let addr = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = TcpListener::bind(&addr).map_err(|cause| StartError::Listen { addr: addr.clone(), cause })?;
     let port = listener.local_addr().map_err(|cause| StartError::Listen { addr: addr.clone(), cause })?.port();
+    let mut settings = settings.clone();
+    if settings.server.public_url_defaulted {
+        settings.server.public_url = settings.server.default_public_url(port);
+    }
+    Ok(Bound { listener, addr, port, settings })
+}
+
+/// Start the HTTP server on what `bind` bound (and the background workers when `with_workers`);
+/// `services` are built from `bound.settings`.
+pub fn start(bound: Bound, services: Services, with_workers: bool) -> Result<Running, StartError> {
+    let Bound { listener, addr, port, settings } = bound;
+    let settings = &settings;
     let state = web::Data::new(services.state.clone());
     let metrics = services.state.metrics.clone();
     let mut http = HttpServer::new(move || {

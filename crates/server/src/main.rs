@@ -137,7 +137,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: &Settings, with_workers: bool) -> Result<(), String> {
-    let services = Services::build(settings).map_err(|e| e.to_string())?;
+    let bound = app::bind(settings).map_err(|e| e.to_string())?;
+    let services = Services::build(&bound.settings).map_err(|e| e.to_string())?;
+    let settings = &bound.settings;
     if settings.database.migrate_on_start {
         let applied = services.migrate().map_err(|e| e.to_string())?;
         if !applied.is_empty() {
@@ -148,7 +150,7 @@ fn serve(settings: &Settings, with_workers: bool) -> Result<(), String> {
     // Stripe client) is dropped here, after `block_on`, never from inside an async context.
     let kept = services.clone();
     let result = actix_web::rt::System::new().block_on(async move {
-        let running = app::start(settings, services, with_workers).map_err(|e| e.to_string())?;
+        let running = app::start(bound, services, with_workers).map_err(|e| e.to_string())?;
         running.wait().await.map_err(|e| e.to_string())
     });
     drop(kept);
@@ -285,9 +287,9 @@ fn report_liability(settings: &Settings, at: Option<&str>, format: &str) -> Resu
 
 /// The report as one CSV table: section, name, credits, value (minor units).
 fn liability_csv(r: &credits_domain::reports::LiabilityReport) -> String {
-    let mut out = String::from("section,name,credits,value\r\n");
+    let mut csv = credits_domain::csv::Csv::with_header(&["section", "name", "credits", "value"]);
     let mut row = |section: &str, name: &str, a: (i64, i64)| {
-        out.push_str(&format!("{section},{name},{},{}\r\n", a.0, a.1));
+        csv.text(section).text(name).number(a.0).number(a.1).end_row();
     };
     let o = &r.outstanding;
     row("outstanding", "total", (o.credits, o.value));
@@ -307,7 +309,7 @@ fn liability_csv(r: &credits_domain::reports::LiabilityReport) -> String {
             row(&format!("month {}", m.month), name, (a.credits, a.value));
         }
     }
-    out
+    csv.finish()
 }
 
 /// GET `path` over a plain TCP connection: 200 or an error.

@@ -109,10 +109,27 @@ impl Settings {
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
-    /// The service's address as others reach it (links in mail).
+    /// The service's address as people and Stripe reach it (billing-page links, mail, checkout
+    /// return pages). Empty in the configuration: `http://{host}:{port}`, the port being the one
+    /// it listens on once bound (`app::bind`).
     pub public_url: String,
+    /// Whether `public_url` was left to its default (and so follows the bound port).
+    #[serde(skip)]
+    pub public_url_defaulted: bool,
     pub http_workers: usize,
     pub shutdown_timeout_seconds: u64,
+}
+
+impl ServerSettings {
+    /// `http://{host}:{port}` (an IPv6 host in brackets).
+    pub fn default_public_url(&self, port: u16) -> String {
+        let host = self.host.trim();
+        if host.contains(':') && !host.starts_with('[') {
+            format!("http://[{host}]:{port}")
+        } else {
+            format!("http://{host}:{port}")
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,7 +295,7 @@ impl Settings {
             }
             builder = builder.add_source(File::from(config_dir.join(format!("{name}.toml"))).required(true));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(
                 env.prefix_separator("__")
                     .separator("__")
@@ -291,13 +308,35 @@ impl Settings {
             .and_then(Config::try_deserialize)
             .map_err(|e| SettingsError(e.to_string()))?;
         settings.validate()?;
-        if env_name == Some("production") && settings.payments.provider == PaymentsProvider::Simulated {
-            return Err(SettingsError(
-                "payments.provider = \"simulated\" is for trying the service; it is refused with CREDITS_ENV=production"
-                    .into(),
-            ));
+        if env_name == Some("production") {
+            settings.refuse_test_settings()?;
+        }
+        if settings.server.public_url.trim().is_empty() {
+            settings.server.public_url_defaulted = true;
+            settings.server.public_url = settings.server.default_public_url(settings.server.port);
         }
         Ok(settings)
+    }
+
+    /// SPEC section 7: the settings that exist for tests are refused with
+    /// `CREDITS_ENV=production`, naming the key.
+    fn refuse_test_settings(&self) -> Result<(), SettingsError> {
+        let refused = |key: &str, why: &str| {
+            Err(SettingsError(format!("{key} {why}; it is for tests and refused with CREDITS_ENV=production")))
+        };
+        if self.payments.provider == PaymentsProvider::Simulated {
+            return refused("payments.provider = \"simulated\"", "plays Stripe on this machine");
+        }
+        if self.clock.mode == ClockMode::Test {
+            return refused("clock.mode = \"test\"", "lets an admin move the service's time");
+        }
+        if self.webhooks.allow_private {
+            return refused("webhooks.allow_private", "lets webhooks reach private and loopback addresses");
+        }
+        if self.webhooks.allow_insecure {
+            return refused("webhooks.allow_insecure", "lets webhooks go over plain http");
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), SettingsError> {

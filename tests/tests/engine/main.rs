@@ -23,5 +23,6 @@ mod robustness;
 mod runs;
 mod scale_out;
 mod stripe;
+mod text_input;
 mod trials;
 mod verification;

@@ -36,7 +36,7 @@ pub struct PlanForm {
 /// subscription goes on to Stripe Checkout.
 pub async fn change_plan(
     req: HttpRequest,
-    form: web::Form<PlanForm>,
+    form: crate::edge::Form<PlanForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = form.into_inner();
@@ -97,7 +97,7 @@ pub struct PackForm {
 /// `POST /billing/pack`: a pack through Stripe Checkout (which saves the card for auto top-up).
 pub async fn buy_pack(
     req: HttpRequest,
-    form: web::Form<PackForm>,
+    form: crate::edge::Form<PackForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = form.into_inner();
@@ -116,7 +116,7 @@ pub struct CsrfForm {
 /// `POST /billing/portal`: Stripe's Customer Portal (cards, cancellation, invoices).
 pub async fn portal(
     req: HttpRequest,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -143,7 +143,7 @@ pub struct KeyForm {
 /// this once (the answer is the page itself, never a redirect that would carry it).
 pub async fn api_key(
     req: HttpRequest,
-    form: web::Form<KeyForm>,
+    form: crate::edge::Form<KeyForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -179,7 +179,7 @@ pub async fn api_key(
 pub async fn revoke_key(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -208,7 +208,7 @@ pub struct VerificationForm {
 /// `POST /billing/verification`: the business-verification request (SPEC section 6).
 pub async fn submit_verification(
     req: HttpRequest,
-    form: web::Form<VerificationForm>,
+    form: crate::edge::Form<VerificationForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -256,6 +256,7 @@ pub async fn create_endpoint(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::edge::checked_pairs(&body)?;
     let (mut csrf, mut url, mut events) = (String::new(), String::new(), Vec::new());
     for (k, v) in url::form_urlencoded::parse(&body) {
         match k.as_ref() {
@@ -293,7 +294,7 @@ pub async fn create_endpoint(
 pub async fn delete_endpoint(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {

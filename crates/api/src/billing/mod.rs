@@ -104,7 +104,7 @@ pub(crate) fn message_page(status: StatusCode, title: &str, text: &str) -> HttpR
 }
 
 /// `GET /billing/open?token=`: uses the link once and starts the session.
-pub async fn open(query: web::Query<OpenQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn open(query: crate::edge::Query<OpenQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(token) = query.into_inner().token.filter(|t| !t.is_empty()) else {
         return Ok(message_page(StatusCode::BAD_REQUEST, "No link", "Open your billing page from the app."));
     };
@@ -119,7 +119,8 @@ pub async fn open(query: web::Query<OpenQuery>, state: web::Data<AppState>) -> R
         ));
     }
     let secure = if state.pages.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={session}; Path=/billing; HttpOnly; SameSite=Lax; Max-Age=3600{secure}");
+    // Path=/: the simulated payment pages act within this session too (section 7).
+    let cookie = format!("{COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600{secure}");
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/billing"))
         .insert_header((header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?))
@@ -139,7 +140,7 @@ pub(crate) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 }
 
 /// The request's session, or the page that says there is none.
-pub(super) async fn session_of(
+pub(crate) async fn session_of(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Result<PageSession, HttpResponse>, ApiError> {
@@ -665,7 +666,7 @@ pub struct PageQuery {
 /// `GET /billing`.
 pub async fn show(
     req: HttpRequest,
-    query: web::Query<PageQuery>,
+    query: crate::edge::Query<PageQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match session_of(&req, &state).await? {
@@ -728,7 +729,7 @@ pub(super) fn optional_number(field: &str, raw: Option<&str>) -> Result<Option<i
 /// `POST /billing/alerts`.
 pub async fn set_alerts(
     req: HttpRequest,
-    form: web::Form<AlertsForm>,
+    form: crate::edge::Form<AlertsForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -758,7 +759,7 @@ pub struct AutoTopupForm {
 /// `POST /billing/auto-topup`.
 pub async fn set_auto_topup(
     req: HttpRequest,
-    form: web::Form<AutoTopupForm>,
+    form: crate::edge::Form<AutoTopupForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -793,7 +794,7 @@ pub struct SignOutForm {
 /// `POST /billing/sign-out`.
 pub async fn sign_out(
     req: HttpRequest,
-    form: web::Form<SignOutForm>,
+    form: crate::edge::Form<SignOutForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(answer) = checked(&req, &state, &form.csrf).await? {
@@ -806,7 +807,7 @@ pub async fn sign_out(
     let mut answer = message_page(StatusCode::OK, "Signed out", "Open your billing page from the app to come back.");
     answer.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("credits_billing=; Path=/billing; HttpOnly; SameSite=Lax; Max-Age=0"),
+        HeaderValue::from_static("credits_billing=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
     );
     Ok(answer)
 }

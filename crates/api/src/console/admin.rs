@@ -18,7 +18,7 @@ use crate::state::{AppState, token_hash};
 /// `GET /console/operators` (admin).
 pub async fn operators(
     req: HttpRequest,
-    query: web::Query<NoticeQuery>,
+    query: crate::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, None).await? {
@@ -70,7 +70,7 @@ pub struct NewOperator {
 /// `POST /console/operators` (admin): the token is on this answer, once (only its hash is kept).
 pub async fn create_operator(
     req: HttpRequest,
-    form: web::Form<NewOperator>,
+    form: crate::edge::Form<NewOperator>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
@@ -98,7 +98,7 @@ pub async fn create_operator(
 pub async fn revoke_operator(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(answer) = gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
@@ -112,7 +112,7 @@ pub async fn revoke_operator(
 /// `GET /console/stripe-events` (admin): the events the configuration could not apply.
 pub async fn stripe_events(
     req: HttpRequest,
-    query: web::Query<NoticeQuery>,
+    query: crate::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, None).await? {
@@ -145,7 +145,7 @@ pub async fn stripe_events(
 pub async fn reprocess(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
@@ -193,7 +193,7 @@ pub struct AdvanceForm {
 /// `POST /console/clock` (admin, test mode): as `POST /admin/v1/test-clock`.
 pub async fn advance(
     req: HttpRequest,
-    form: web::Form<AdvanceForm>,
+    form: crate::edge::Form<AdvanceForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(answer) = gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
@@ -215,7 +215,7 @@ pub struct ContractForm {
 pub async fn enterprise(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<ContractForm>,
+    form: crate::edge::Form<ContractForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
@@ -239,7 +239,7 @@ pub async fn enterprise(
 /// `GET /console/mail` (admin): the mails given up, each with Send again.
 pub async fn dead_mail(
     req: HttpRequest,
-    query: web::Query<NoticeQuery>,
+    query: crate::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, None).await? {
@@ -273,7 +273,7 @@ pub async fn dead_mail(
 pub async fn resend_mail(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {

@@ -74,7 +74,14 @@ fn frame(session: &ConsoleSession, title: &str, notice: Option<&str>, body: Mark
 async fn session_of(req: &HttpRequest, state: &AppState) -> Result<Option<ConsoleSession>, ApiError> {
     let Some(token) = cookie(req, COOKIE) else { return Ok(None) };
     let hash = token_hash(&token);
-    state.call(move |store, now| Ok(store.console_session(&hash, now)?)).await
+    let session = state.call(move |store, now| Ok(store.console_session(&hash, now)?)).await?;
+    // Section 7: a session of the bootstrap admin token ends where that token is no longer the
+    // configured one (rotated, or removed).
+    Ok(session.filter(|s| match (&s.operator.id, &s.bootstrap_token_hash) {
+        (Some(_), _) => true,
+        (None, Some(opened_with)) => state.credentials.is_bootstrap_admin(opened_with),
+        (None, None) => false,
+    }))
 }
 
 /// The session of a console request with at least `role`, its form's CSRF token checked when
@@ -143,7 +150,7 @@ pub struct SignInForm {
 /// `POST /console/sign-in`.
 pub async fn sign_in(
     req: HttpRequest,
-    form: web::Form<SignInForm>,
+    form: crate::edge::Form<SignInForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let pre = cookie(&req, PRE).unwrap_or_default();
@@ -151,9 +158,11 @@ pub async fn sign_in(
         return Ok(message_page(StatusCode::FORBIDDEN, "The form has expired", "Open the console again and sign in."));
     }
     let hash = token_hash(form.token.trim());
-    let operator: Option<Operator> = if state.credentials.is_bootstrap_admin(&hash) {
+    let bootstrap = state.credentials.is_bootstrap_admin(&hash);
+    let operator: Option<Operator> = if bootstrap {
         Some(Operator { id: None, name: "bootstrap-admin".into(), role: Role::Admin })
     } else {
+        let hash = hash.clone();
         state.call(move |store, _| Ok(store.operator_by_token_hash(&hash)?)).await?
     };
     let Some(operator) = operator else {
@@ -165,7 +174,8 @@ pub async fn sign_in(
     };
     let (session, csrf) = (random_token(), random_token());
     let session_hash = token_hash(&session);
-    state.call(move |store, now| Ok(store.start_console_session(&session_hash, &operator, &csrf, now)?)).await?;
+    let opened = ConsoleSession { operator, csrf, bootstrap_token_hash: bootstrap.then_some(hash) };
+    state.call(move |store, now| Ok(store.start_console_session(&session_hash, &opened, now)?)).await?;
     let cookie = format!("{COOKIE}={session}; Path=/console; HttpOnly; SameSite=Lax{}", secure(&state));
     let mut answer = see_other("/console");
     answer.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
@@ -181,7 +191,7 @@ pub struct CsrfForm {
 /// `POST /console/sign-out`.
 pub async fn sign_out(
     req: HttpRequest,
-    form: web::Form<CsrfForm>,
+    form: crate::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(session) = session_of(&req, &state).await?
@@ -202,7 +212,7 @@ pub async fn sign_out(
 /// `GET /console/verifications` (sales): the pending requests, oldest first.
 pub async fn verifications(
     req: HttpRequest,
-    query: web::Query<NoticeQuery>,
+    query: crate::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Sales, None).await? {
@@ -282,7 +292,7 @@ async fn decide(
 pub async fn approve(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<DecisionForm>,
+    form: crate::edge::Form<DecisionForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     decide(req, path.into_inner(), form.into_inner(), state, true).await
@@ -292,7 +302,7 @@ pub async fn approve(
 pub async fn reject(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<DecisionForm>,
+    form: crate::edge::Form<DecisionForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     decide(req, path.into_inner(), form.into_inner(), state, false).await
@@ -306,7 +316,7 @@ pub struct FindQuery {
 /// `GET /console/accounts` (support): find an account by its id.
 pub async fn accounts(
     req: HttpRequest,
-    query: web::Query<FindQuery>,
+    query: crate::edge::Query<FindQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, None).await? {
@@ -342,7 +352,7 @@ pub async fn accounts(
 pub async fn account(
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<NoticeQuery>,
+    query: crate::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, None).await? {
@@ -467,7 +477,7 @@ pub struct AdjustForm {
 pub async fn adjust(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<AdjustForm>,
+    form: crate::edge::Form<AdjustForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, Some(&form.csrf)).await? {
@@ -497,7 +507,7 @@ pub struct ReasonForm {
 pub async fn restriction(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    form: web::Form<ReasonForm>,
+    form: crate::edge::Form<ReasonForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, Some(&form.csrf)).await? {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{NotifySettings, emit, notice};
 use crate::ledger::{Grant, TxLog, grant};
-use crate::schema::{accounts, auto_topups};
+use crate::schema::{accounts, auto_topups, topup_purchases};
 
 /// R22: start one for the account (the partial unique index keeps it to one open at a time,
 /// whatever races).
@@ -151,6 +151,22 @@ pub(crate) fn end(
             },
             now,
         )?;
+        // R22: the payment is a pack purchase like a checkout's, refunded (R17) and disputed (R19)
+        // through the same record.
+        diesel::insert_into(topup_purchases::table)
+            .values((
+                topup_purchases::id.eq(Uuid::now_v7()),
+                topup_purchases::auto_topup_id.eq(row.id),
+                topup_purchases::account_id.eq(row.account_id),
+                topup_purchases::pack_id.eq(&row.pack_id),
+                topup_purchases::bucket_id.eq(bucket.id),
+                topup_purchases::credits.eq(row.credits),
+                topup_purchases::payment_intent_id.eq(payment_intent),
+                topup_purchases::amount.eq(row.amount),
+                topup_purchases::currency.eq(&row.currency),
+                topup_purchases::created_at.eq(now),
+            ))
+            .execute(conn)?;
         diesel::update(auto_topups::table.find(row.id))
             .set((
                 auto_topups::status.eq("succeeded"),

@@ -371,7 +371,8 @@ impl Event<'_> {
         };
         let Some(account) = self.lock(account)? else { return Ok(None) };
         let pack_granted: bool =
-            diesel::select(diesel::dsl::exists(topup_purchases::table.find(id))).get_result(self.conn)?;
+            diesel::select(diesel::dsl::exists(topup_purchases::table.filter(topup_purchases::session_id.eq(id))))
+                .get_result(self.conn)?;
         let record = record_of(id, &mode, item, &status, (credits, expiry_days, amount), currency)?;
         Ok(Some(SessionFacts { account, record, pack_granted }))
     }
@@ -484,16 +485,16 @@ impl Event<'_> {
             found = topup_purchases::table
                 .filter(topup_purchases::payment_intent_id.eq(pi))
                 .select((
-                    topup_purchases::session_id,
+                    topup_purchases::id,
                     topup_purchases::account_id,
                     topup_purchases::bucket_id,
                     topup_purchases::credits,
                     topup_purchases::clawed_back,
                 ))
-                .first::<(String, Uuid, Uuid, i64, i64)>(self.conn)
+                .first::<(Uuid, Uuid, Uuid, i64, i64)>(self.conn)
                 .optional()?
-                .map(|(session, account, bucket, bought, clawed)| {
-                    (Purchase::Pack { session }, account, Some(bucket), bought, clawed)
+                .map(|(id, account, bucket, bought, clawed)| {
+                    (Purchase::Pack { id }, account, Some(bucket), bought, clawed)
                 });
         }
         if found.is_none()
@@ -642,6 +643,7 @@ impl Event<'_> {
                         .execute(self.conn)?;
                     diesel::insert_into(topup_purchases::table)
                         .values((
+                            topup_purchases::id.eq(Uuid::now_v7()),
                             topup_purchases::session_id.eq(session),
                             topup_purchases::account_id.eq(account.0),
                             topup_purchases::pack_id.eq(pack),
@@ -735,8 +737,8 @@ impl Event<'_> {
                             .sql(")")
                     };
                     match purchase {
-                        Purchase::Pack { session } => {
-                            diesel::update(topup_purchases::table.find(session))
+                        Purchase::Pack { id } => {
+                            diesel::update(topup_purchases::table.find((account.0, id)))
                                 .set((
                                     topup_purchases::refunded_amount.eq(greatest("refunded_amount")),
                                     topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()),
@@ -772,8 +774,8 @@ impl Event<'_> {
                         .execute(self.conn)?;
                     // What a dispute took is taken from what refunds may take too.
                     match purchase {
-                        Purchase::Pack { session } => {
-                            diesel::update(topup_purchases::table.find(session))
+                        Purchase::Pack { id } => {
+                            diesel::update(topup_purchases::table.find((account.0, id)))
                                 .set(topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()))
                                 .execute(self.conn)?;
                         }

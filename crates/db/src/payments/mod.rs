@@ -234,11 +234,12 @@ impl PaymentStore for PgStore {
     fn purchases(&self, account: AccountId) -> Result<Purchases, StoreError> {
         let mut conn = self.conn()?;
         read_tx(&mut conn, |conn| {
-            type Pack = (String, Option<String>, i64, i64, i64, DateTime<Utc>);
+            type Pack = (String, Option<uuid::Uuid>, Option<String>, i64, i64, i64, DateTime<Utc>);
             let packs: Vec<Pack> = topup_purchases::table
                 .filter(topup_purchases::account_id.eq(account.0))
                 .select((
                     topup_purchases::pack_id,
+                    topup_purchases::auto_topup_id,
                     topup_purchases::payment_intent_id,
                     topup_purchases::credits,
                     topup_purchases::amount,
@@ -262,10 +263,11 @@ impl PaymentStore for PgStore {
             let mut payments: Vec<PurchaseView> = packs
                 .into_iter()
                 // A pack paid with no PaymentIntent (a free promotion) has nothing to refund.
-                .filter_map(|(pack, intent, credits, amount, refunded_amount, created_at)| {
+                .filter_map(|(pack, auto_topup, intent, credits, amount, refunded_amount, created_at)| {
                     Some(PurchaseView {
                         payment: PaymentLink { payment_intent: Some(intent?), invoice: None },
-                        what: pack,
+                        // R22: an auto top-up's pack is listed, refunded and disputed like a checkout's.
+                        what: if auto_topup.is_some() { format!("{pack} (auto top-up)") } else { pack },
                         credits: Credits::new(credits),
                         amount,
                         refunded_amount,

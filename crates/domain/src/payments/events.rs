@@ -452,8 +452,9 @@ impl PaymentJobKind {
 /// What a payment bought, for refunds and disputes (R17, R19).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purchase {
-    /// A pack, by its checkout session.
-    Pack { session: String },
+    /// A pack, by its purchase record: bought through a checkout session or by an auto top-up's
+    /// PaymentIntent (R22: refunded and disputed alike).
+    Pack { id: uuid::Uuid },
     /// A subscription invoice's allowance (or an upgrade's growth).
     Invoice { invoice: String },
 }
