@@ -77,7 +77,11 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "credits", description = "The credits and billing service: SPEC.md section 4."),
+    info(
+        title = "credits",
+        description = include_str!("../assets/api-description.md"),
+        license(name = "Proprietary: all rights reserved (UNLICENSED)"),
+    ),
     paths(
         crate::healthz, crate::readyz, crate::metrics::metrics, openapi_json, docs,
         crate::catalog::plans, crate::catalog::models, crate::catalog::topup_packs,

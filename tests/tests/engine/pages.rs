@@ -356,6 +356,69 @@ async fn with_simulated_payments_a_pack_and_a_plan_are_bought_changed_renewed_re
         .await;
 }
 
+/// The PaymentIntents of the account's succeeded auto top-ups, oldest first.
+fn auto_topup_intents(app: &TestApp) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Intent {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payment_intent_id: String,
+    }
+    let found: Vec<Intent> =
+        diesel::sql_query("SELECT payment_intent_id FROM auto_topups WHERE status = 'succeeded' ORDER BY created_at")
+            .load(&mut app.db.conn())
+            .unwrap();
+    found.into_iter().map(|i| i.payment_intent_id).collect()
+}
+
+#[actix_web::test]
+async fn with_simulated_payments_an_auto_topup_is_refunded_and_another_disputed_in_the_portal() {
+    let app = TestApp::spawn_with(&[("CREDITS__PAYMENTS__PROVIDER", "simulated")]).await;
+    let acct = app.account().await;
+    let browser = Browser::start().await;
+    browser.goto(&link(&app, &acct).await).await;
+
+    // A pack bought through the simulated checkout saves the card (R22); auto top-up on.
+    browser.submit("form[action='/billing/pack'] button").await;
+    browser.submit("form[action$='/pay'] button").await;
+    browser.wait_for("Thank you").await;
+    assert_eq!(app.available(&acct).await, 750);
+    app.call(&acct, "PUT", "/v1/auto-topup", Some(json!({"enabled": true, "threshold": 800, "pack": "small"})), None)
+        .await
+        .expect(200);
+
+    // A capture below the threshold: the auto top-up pays off-session and grants its pack.
+    app.run(&acct, json!({"model": "flux-schnell", "images": 1, "capture": true})).await.expect(201);
+    app.eventually("the auto top-up's pack is granted", || async { app.available(&acct).await == 1248 }).await;
+    let first = auto_topup_intents(&app).pop().expect("a succeeded auto top-up");
+
+    // The portal lists it among the payments; refunded there, its 500 credits are clawed back.
+    browser.submit("form[action='/billing/portal'] button").await;
+    let portal = browser.wait_for("(auto top-up)").await;
+    assert!(portal.contains(&first), "the portal lists the auto top-up's payment: {portal}");
+    browser.submit(&format!("form[action$='/refund']:has(input[value='{first}']) button")).await;
+    browser.wait_for("billing portal shows here").await;
+    assert_eq!(app.available(&acct).await, 748, "the refunded auto top-up's credits are gone");
+
+    // Another capture, another auto top-up; disputed in the portal, it is clawed back and the
+    // account restricted (R19); the dispute won gives both back.
+    app.run(&acct, json!({"model": "flux-schnell", "images": 1, "capture": true})).await.expect(201);
+    app.eventually("the second auto top-up is granted", || async { app.available(&acct).await == 1246 }).await;
+    let second = auto_topup_intents(&app).pop().expect("a second auto top-up");
+    assert_ne!(second, first);
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.submit(&format!("form[action$='/dispute']:has(input[value='{second}']) button")).await;
+    browser.wait_for("billing portal shows here").await;
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["restricted"], true, "a dispute restricts");
+    assert_eq!(app.available(&acct).await, 746, "the disputed auto top-up's credits are clawed back");
+    browser.submit("form[action='/billing/portal'] button").await;
+    browser.submit("form[action$='/won'] button").await;
+    browser.wait_for("billing portal shows here").await;
+    assert_eq!(app.get(&acct, "/v1/account").await.expect(200)["restricted"], false);
+    assert_eq!(app.available(&acct).await, 1246, "the won dispute gives the credits back");
+    app.assert_ledger_consistent();
+    app.assert_invariants().await;
+}
+
 #[actix_web::test]
 async fn an_admin_manages_operators_moves_the_test_clock_and_sets_a_contract_in_the_console() {
     let app = TestApp::spawn().await;
