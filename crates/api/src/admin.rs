@@ -145,7 +145,7 @@ pub async fn clock_advance(
 }
 
 /// Moves the test clock (validated) and does the time-driven work due by the new time.
-pub(crate) async fn advance_clock(state: &AppState, seconds: i64) -> Result<DateTime<Utc>, ApiError> {
+pub async fn advance_clock(state: &AppState, seconds: i64) -> Result<DateTime<Utc>, ApiError> {
     let clock = test_clock_enabled(state)?;
     if !(0..=MAX_ADVANCE_SECONDS).contains(&seconds) {
         return Err(ApiError::invalid_parameters(format!(
@@ -253,7 +253,7 @@ pub async fn reprocess_stripe_event(
 }
 
 /// A Stripe event kept as failed, applied again (by an admin, once the configuration is fixed).
-pub(crate) async fn apply_again(
+pub async fn apply_again(
     state: &AppState,
     by: &credits_domain::operator::Operator,
     id: String,

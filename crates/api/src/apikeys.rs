@@ -38,7 +38,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
 }
 
 /// `ck_` and 256 bits of randomness (64 hex digits).
-pub(crate) fn new_secret() -> String {
+pub fn new_secret() -> String {
     crate::state::new_token(API_KEY_PREFIX)
 }
 

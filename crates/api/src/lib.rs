@@ -2,24 +2,22 @@
 //! Handlers parse at the edge into domain types and call the ports off the async threads.
 
 mod accounts;
-mod admin;
-mod apikeys;
+pub mod admin;
+pub mod apikeys;
 pub mod auth;
-mod billing;
 mod catalog;
 mod checkout;
-mod console;
 pub mod edge;
 pub mod error;
 pub mod gate;
 pub mod metrics;
-mod notify;
+pub mod notify;
 pub mod openapi;
+mod pages;
 pub mod reads;
 pub mod reports;
 mod runs;
 pub mod schemas;
-mod simulated;
 pub mod state;
 mod verification;
 mod webhooks;
@@ -28,7 +26,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, contract_errors};
 pub use metrics::Metrics;
-pub use simulated::follow as follow_simulated_calls;
 pub use state::{AppState, Credentials, OPERATOR_TOKEN_PREFIX, new_token, token_hash};
 
 use crate::edge::blocking;
@@ -73,7 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/stripe-portal-sessions", web::post().to(checkout::portal))
                 .route("/business-verification", web::post().to(verification::submit))
                 .route("/business-verification", web::get().to(verification::status))
-                .route("/billing-page-sessions", web::post().to(billing::create_link))
+                .route("/billing-page-sessions", web::post().to(pages::create_link))
                 .route("/auto-topup", web::get().to(notify::auto_topup))
                 .route("/auto-topup", web::put().to(notify::set_auto_topup))
                 .route("/alerts", web::get().to(notify::alerts))
@@ -100,48 +97,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/test-clock", web::get().to(admin::clock_now))
                 .route("/test-clock", web::post().to(admin::clock_advance)),
         )
-        .route("/billing", web::get().to(billing::show))
-        .route("/billing/open", web::get().to(billing::open))
-        .route("/billing/alerts", web::post().to(billing::set_alerts))
-        .route("/billing/auto-topup", web::post().to(billing::set_auto_topup))
-        .route("/billing/sign-out", web::post().to(billing::sign_out))
-        .route("/billing/plan", web::post().to(billing::change_plan))
-        .route("/billing/pack", web::post().to(billing::buy_pack))
-        .route("/billing/portal", web::post().to(billing::portal))
-        .route("/billing/api-keys", web::post().to(billing::api_key))
-        .route("/billing/api-keys/{id}/revoke", web::post().to(billing::revoke_key))
-        .route("/billing/verification", web::post().to(billing::submit_verification))
-        .route("/billing/ledger.csv", web::get().to(billing::ledger_csv))
-        .route("/billing/webhook-endpoints", web::post().to(billing::create_endpoint))
-        .route("/billing/webhook-endpoints/{id}/delete", web::post().to(billing::delete_endpoint))
-        .route("/assets/app.css", web::get().to(billing::stylesheet))
-        .route("/simulated/checkout/{id}", web::get().to(simulated::checkout))
-        .route("/simulated/checkout/{id}/pay", web::post().to(simulated::pay))
-        .route("/simulated/checkout/{id}/decline", web::post().to(simulated::decline))
-        .route("/simulated/portal/{customer}", web::get().to(simulated::portal))
-        .route("/simulated/portal/{customer}/{action}", web::post().to(simulated::portal_action))
-        .route("/console", web::get().to(console::home))
-        .route("/console/sign-in", web::post().to(console::sign_in))
-        .route("/console/sign-out", web::post().to(console::sign_out))
-        .route("/console/verifications", web::get().to(console::verifications))
-        .route("/console/verifications/{id}/approve", web::post().to(console::approve))
-        .route("/console/verifications/{id}/reject", web::post().to(console::reject))
-        .route("/console/accounts", web::get().to(console::accounts))
-        .route("/console/accounts/{id}", web::get().to(console::account))
-        .route("/console/accounts/{id}/adjust", web::post().to(console::adjust))
-        .route("/console/accounts/{id}/enterprise", web::post().to(console::enterprise))
-        .route("/console/operators", web::get().to(console::operators))
-        .route("/console/operators", web::post().to(console::create_operator))
-        .route("/console/operators/{id}/revoke", web::post().to(console::revoke_operator))
-        .route("/console/stripe-events", web::get().to(console::stripe_events))
-        .route("/console/stripe-events/{id}/reprocess", web::post().to(console::reprocess))
-        .route("/console/mail", web::get().to(console::dead_mail))
-        .route("/console/mail/{id}/resend", web::post().to(console::resend_mail))
-        .route("/console/accounts/{id}/webhooks", web::get().to(console::webhook_deliveries))
-        .route("/console/reports/liability", web::get().to(console::liability))
-        .route("/console/clock", web::get().to(console::clock))
-        .route("/console/clock", web::post().to(console::advance))
-        .route("/console/accounts/{id}/{action}", web::post().to(console::restriction))
         .default_service(web::to(not_found));
 }
 

@@ -182,7 +182,7 @@ pub async fn create_endpoint(
 
 /// A new endpoint checked as section 9 asks (https, a public target, known event types), with
 /// its secret made and sealed: the endpoint to keep, and the `whsec_` secret to show once.
-pub(crate) async fn new_endpoint(
+pub async fn new_endpoint(
     state: &AppState,
     url: &str,
     events: &[String],

@@ -99,7 +99,7 @@ impl Modify for Security {
         crate::reports::liability_report,
         crate::notify::auto_topup, crate::notify::set_auto_topup, crate::notify::alerts, crate::notify::set_alerts,
         crate::notify::create_endpoint, crate::notify::endpoints, crate::notify::delete_endpoint,
-        crate::notify::deliveries, crate::billing::create_link,
+        crate::notify::deliveries, crate::pages::create_link,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorCode)),
     modifiers(&Security),

@@ -216,7 +216,7 @@ impl Services {
             let follower = state.clone();
             std::thread::Builder::new()
                 .name("simulated-stripe".into())
-                .spawn(move || credits_api::follow_simulated_calls(&follower, calls))
+                .spawn(move || credits_web::follow_simulated_calls(&follower, calls))
                 .map_err(|cause| StartError::Thread { name: "simulated-stripe", cause })?;
         }
         Ok(Services { pool, store, state, mailer: mailer(settings), sealing })
@@ -331,6 +331,7 @@ pub fn start(bound: Bound, services: Services, with_workers: bool) -> Result<Run
             .app_data(state.clone())
             .app_data(credits_api::payload_config())
             .configure(credits_api::configure)
+            .configure(credits_web::configure)
     })
     .shutdown_timeout(settings.server.shutdown_timeout_seconds);
     if settings.server.http_workers > 0 {

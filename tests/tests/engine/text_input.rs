@@ -1,6 +1,6 @@
 //! SPEC section 7, "Text input": arbitrary Unicode, control characters included, in every string
 //! field of every route (read from the OpenAPI document: JSON bodies and query parameters) and of
-//! every form (the pages' POST routes and their field names, read from the api crate's source so a
+//! every form (the pages' POST routes and their field names, read from the web crate's source so a
 //! new route or form is covered by itself). Never a 5xx; a string holding a NUL or another
 //! forbidden control character is refused with a 4xx before anything is written.
 
@@ -83,7 +83,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
 /// The pages' POST routes (`.route("/…", web::post()…)` under /billing, /console, /simulated) and the names of
 /// every field their forms have, from the api crate's source.
 fn forms() -> (Vec<String>, Vec<String>) {
-    let lib = include_str!("../../../crates/api/src/lib.rs");
+    let lib = include_str!("../../../crates/web/src/lib.rs");
     let routes = lib
         .lines()
         .filter(|l| l.contains(".route(\"/") && l.contains("web::post()"))
@@ -91,11 +91,12 @@ fn forms() -> (Vec<String>, Vec<String>) {
         .filter(|p| ["/billing/", "/console", "/simulated/"].iter().any(|pages| p.starts_with(pages)))
         .collect();
     let sources = [
-        include_str!("../../../crates/api/src/billing/mod.rs"),
-        include_str!("../../../crates/api/src/billing/actions.rs"),
-        include_str!("../../../crates/api/src/console/mod.rs"),
-        include_str!("../../../crates/api/src/console/admin.rs"),
-        include_str!("../../../crates/api/src/simulated.rs"),
+        include_str!("../../../crates/web/src/billing/mod.rs"),
+        include_str!("../../../crates/web/src/billing/template.rs"),
+        include_str!("../../../crates/web/src/billing/actions.rs"),
+        include_str!("../../../crates/web/src/console/mod.rs"),
+        include_str!("../../../crates/web/src/console/admin.rs"),
+        include_str!("../../../crates/web/src/simulated.rs"),
     ];
     let mut names = BTreeSet::new();
     for source in sources {

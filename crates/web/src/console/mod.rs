@@ -22,9 +22,10 @@ use credits_domain::views::LedgerQuery;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::billing::{cookie, layout, message_page, page, random_token, same_token, when};
-use crate::error::ApiError;
-use crate::state::{AppState, token_hash};
+use crate::layout::{layout, message_page, page, when};
+use crate::session::{cookie, random_token, same_token};
+use credits_api::ApiError;
+use credits_api::state::{AppState, token_hash};
 
 const COOKIE: &str = "credits_console";
 /// The sign-in form's CSRF token travels in this cookie and in the form (double submit).
@@ -150,7 +151,7 @@ pub struct SignInForm {
 /// `POST /console/sign-in`.
 pub async fn sign_in(
     req: HttpRequest,
-    form: crate::edge::Form<SignInForm>,
+    form: credits_api::edge::Form<SignInForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let pre = cookie(&req, PRE).unwrap_or_default();
@@ -191,7 +192,7 @@ pub struct CsrfForm {
 /// `POST /console/sign-out`.
 pub async fn sign_out(
     req: HttpRequest,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(session) = session_of(&req, &state).await?
@@ -212,7 +213,7 @@ pub async fn sign_out(
 /// `GET /console/verifications` (sales): the pending requests, oldest first.
 pub async fn verifications(
     req: HttpRequest,
-    query: crate::edge::Query<NoticeQuery>,
+    query: credits_api::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Sales, None).await? {
@@ -273,7 +274,7 @@ async fn decide(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let request: uuid::Uuid = crate::edge::path_id(&id, "business-verification request")?;
+    let request: uuid::Uuid = credits_api::edge::path_id(&id, "business-verification request")?;
     let decision = if approve {
         Decision::Approve { note: None }
     } else {
@@ -292,7 +293,7 @@ async fn decide(
 pub async fn approve(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<DecisionForm>,
+    form: credits_api::edge::Form<DecisionForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     decide(req, path.into_inner(), form.into_inner(), state, true).await
@@ -302,7 +303,7 @@ pub async fn approve(
 pub async fn reject(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<DecisionForm>,
+    form: credits_api::edge::Form<DecisionForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     decide(req, path.into_inner(), form.into_inner(), state, false).await
@@ -316,7 +317,7 @@ pub struct FindQuery {
 /// `GET /console/accounts` (support): find an account by its id.
 pub async fn accounts(
     req: HttpRequest,
-    query: crate::edge::Query<FindQuery>,
+    query: credits_api::edge::Query<FindQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, None).await? {
@@ -352,14 +353,14 @@ pub async fn accounts(
 pub async fn account(
     req: HttpRequest,
     path: web::Path<String>,
-    query: crate::edge::Query<NoticeQuery>,
+    query: credits_api::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, None).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let by = session.operator.clone();
     let (view, ledger, (runs, audit)) = state
         .call(move |store, now| {
@@ -477,14 +478,14 @@ pub struct AdjustForm {
 pub async fn adjust(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<AdjustForm>,
+    form: credits_api::edge::Form<AdjustForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, Some(&form.csrf)).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let (by, form) = (session.operator.clone(), form.into_inner());
     state
         .call(move |store, now| {
@@ -507,7 +508,7 @@ pub struct ReasonForm {
 pub async fn restriction(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    form: crate::edge::Form<ReasonForm>,
+    form: credits_api::edge::Form<ReasonForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Support, Some(&form.csrf)).await? {
@@ -515,7 +516,7 @@ pub async fn restriction(
         Err(answer) => return Ok(answer),
     };
     let (raw, action) = path.into_inner();
-    let id: uuid::Uuid = crate::edge::path_id(&raw, "account")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&raw, "account")?;
     let restrict = match action.as_str() {
         "restrict" => true,
         "lift" => false,

@@ -16,10 +16,11 @@ use credits_domain::payments::{
 use maud::html;
 use serde::Deserialize;
 
-use crate::billing::{layout, message_page, page, same_token};
-use crate::edge::blocking;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::layout::{layout, message_page, page};
+use crate::session::same_token;
+use credits_api::ApiError;
+use credits_api::edge::blocking;
+use credits_api::state::AppState;
 
 fn sim_id(prefix: &str) -> String {
     format!("{prefix}_sim_{}", uuid::Uuid::now_v7().simple())
@@ -164,7 +165,7 @@ async fn session_for(
     state: &AppState,
     account: AccountId,
 ) -> Result<Result<PageSession, HttpResponse>, ApiError> {
-    Ok(match crate::billing::session_of(req, state).await? {
+    Ok(match crate::session::session_of(req, state).await? {
         Ok(session) if session.account == account => Ok(session),
         Ok(_) => Err(message_page(
             StatusCode::UNAUTHORIZED,
@@ -251,7 +252,7 @@ pub async fn checkout(
 pub async fn pay(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
@@ -358,7 +359,7 @@ pub async fn pay(
 pub async fn decline(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;
@@ -508,7 +509,7 @@ pub struct PortalForm {
 pub async fn portal_action(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    form: crate::edge::Form<PortalForm>,
+    form: credits_api::edge::Form<PortalForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     enabled(&state)?;

@@ -13,9 +13,9 @@ use credits_domain::verification::{RawRequest, VerificationRequest};
 use serde::Deserialize;
 
 use super::{Shown, after, checked, optional_number, page, read, render_with, session_of};
-use crate::auth::API_KEY_PREFIX;
-use crate::error::ApiError;
-use crate::state::{AppState, token_hash};
+use credits_api::ApiError;
+use credits_api::auth::API_KEY_PREFIX;
+use credits_api::state::{AppState, token_hash};
 
 fn billing_url(state: &AppState, notice: &str) -> String {
     format!("{}/billing?notice={notice}", state.pages.public_url.trim_end_matches('/'))
@@ -36,7 +36,7 @@ pub struct PlanForm {
 /// subscription goes on to Stripe Checkout.
 pub async fn change_plan(
     req: HttpRequest,
-    form: crate::edge::Form<PlanForm>,
+    form: credits_api::edge::Form<PlanForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = form.into_inner();
@@ -97,7 +97,7 @@ pub struct PackForm {
 /// `POST /billing/pack`: a pack through Stripe Checkout (which saves the card for auto top-up).
 pub async fn buy_pack(
     req: HttpRequest,
-    form: crate::edge::Form<PackForm>,
+    form: credits_api::edge::Form<PackForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let form = form.into_inner();
@@ -116,7 +116,7 @@ pub struct CsrfForm {
 /// `POST /billing/portal`: Stripe's Customer Portal (cards, cancellation, invoices).
 pub async fn portal(
     req: HttpRequest,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -143,7 +143,7 @@ pub struct KeyForm {
 /// this once (the answer is the page itself, never a redirect that would carry it).
 pub async fn api_key(
     req: HttpRequest,
-    form: crate::edge::Form<KeyForm>,
+    form: credits_api::edge::Form<KeyForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -151,7 +151,7 @@ pub async fn api_key(
         Err(answer) => return Ok(answer),
     };
     let form = form.into_inner();
-    let secret = crate::apikeys::new_secret();
+    let secret = credits_api::apikeys::new_secret();
     let made = optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()).and_then(|limit| {
         Ok(NewApiKey {
             name: form.name,
@@ -179,14 +179,14 @@ pub async fn api_key(
 pub async fn revoke_key(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "API key")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "API key")?;
     let account = session.account;
     let done = state.call(move |store, now| Ok(store.revoke_api_key(account, id, now)?)).await;
     after(&state, &session, done, "revoked").await
@@ -208,7 +208,7 @@ pub struct VerificationForm {
 /// `POST /billing/verification`: the business-verification request (SPEC section 6).
 pub async fn submit_verification(
     req: HttpRequest,
-    form: crate::edge::Form<VerificationForm>,
+    form: credits_api::edge::Form<VerificationForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
@@ -232,7 +232,7 @@ pub async fn submit_verification(
         Err(e) => Err(e),
         Ok(request) => {
             let store = state.store.clone();
-            crate::edge::blocking(move || {
+            credits_api::edge::blocking(move || {
                 Ok(store.submit_verification(account, &request, &mail, clock.now()?, None).map(|_| ())?)
             })
             .await
@@ -245,7 +245,7 @@ pub async fn submit_verification(
 pub async fn ledger_csv(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match session_of(&req, &state).await? {
         Err(answer) => Ok(answer),
-        Ok(session) => crate::reports::ledger_csv(&state, session.account, None, None).await,
+        Ok(session) => credits_api::reports::ledger_csv(&state, session.account, None, None).await,
     }
 }
 
@@ -256,7 +256,7 @@ pub async fn create_endpoint(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::edge::checked_pairs(&body)?;
+    credits_api::edge::checked_pairs(&body)?;
     let (mut csrf, mut url, mut events) = (String::new(), String::new(), Vec::new());
     for (k, v) in url::form_urlencoded::parse(&body) {
         match k.as_ref() {
@@ -270,7 +270,7 @@ pub async fn create_endpoint(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let made = crate::notify::new_endpoint(&state, &url, &events, None).await;
+    let made = credits_api::notify::new_endpoint(&state, &url, &events, None).await;
     let account = session.account;
     let done = match made {
         Err(e) => Err(e),
@@ -294,14 +294,14 @@ pub async fn create_endpoint(
 pub async fn delete_endpoint(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match checked(&req, &state, &form.csrf).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "webhook endpoint")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "webhook endpoint")?;
     let account = session.account;
     let done = state.call(move |store, _| Ok(store.delete_endpoint(account, id)?)).await;
     after(&state, &session, done, "endpoint-deleted").await

@@ -11,14 +11,14 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{CsrfForm, NoticeQuery, frame, gate, see_other};
-use crate::billing::{message_page, page, when};
-use crate::error::ApiError;
-use crate::state::{AppState, token_hash};
+use crate::layout::{message_page, page, when};
+use credits_api::ApiError;
+use credits_api::state::{AppState, token_hash};
 
 /// `GET /console/operators` (admin).
 pub async fn operators(
     req: HttpRequest,
-    query: crate::edge::Query<NoticeQuery>,
+    query: credits_api::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, None).await? {
@@ -70,7 +70,7 @@ pub struct NewOperator {
 /// `POST /console/operators` (admin): the token is on this answer, once (only its hash is kept).
 pub async fn create_operator(
     req: HttpRequest,
-    form: crate::edge::Form<NewOperator>,
+    form: credits_api::edge::Form<NewOperator>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
@@ -81,7 +81,7 @@ pub async fn create_operator(
     let role =
         Role::parse(&form.role).ok_or_else(|| ApiError::invalid_parameters("role must be sales, support or admin"))?;
     let name = credits_domain::operator::operator_name(&form.name).map_err(ApiError::invalid_parameters)?.to_string();
-    let token = crate::state::new_token(crate::state::OPERATOR_TOKEN_PREFIX);
+    let token = credits_api::state::new_token(credits_api::state::OPERATOR_TOKEN_PREFIX);
     let hash = token_hash(&token);
     let made = state.call(move |store, now| Ok(store.create_operator(&name, role, &hash, now)?)).await?;
     let body = html! {
@@ -98,13 +98,13 @@ pub async fn create_operator(
 pub async fn revoke_operator(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(answer) = gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
         return Ok(answer);
     }
-    let id: uuid::Uuid = crate::edge::path_id(&path, "operator")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "operator")?;
     state.call(move |store, now| Ok(store.revoke_operator(id, now)?)).await?;
     Ok(see_other("/console/operators?notice=revoked"))
 }
@@ -112,7 +112,7 @@ pub async fn revoke_operator(
 /// `GET /console/stripe-events` (admin): the events the configuration could not apply.
 pub async fn stripe_events(
     req: HttpRequest,
-    query: crate::edge::Query<NoticeQuery>,
+    query: credits_api::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, None).await? {
@@ -145,14 +145,14 @@ pub async fn stripe_events(
 pub async fn reprocess(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    match crate::admin::apply_again(&state, &session.operator, path.into_inner()).await {
+    match credits_api::admin::apply_again(&state, &session.operator, path.into_inner()).await {
         Ok(_) => Ok(see_other("/console/stripe-events?notice=applied")),
         Err(e) => Ok(message_page(e.status, "Not applied", &e.message)),
     }
@@ -170,7 +170,7 @@ pub async fn clock(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             frame(&session, "Test clock", None, html! { p { "The test clock is off (clock.mode = \"system\")." } }),
         ));
     };
-    let now = crate::edge::blocking(move || Ok(clock.now()?)).await?;
+    let now = credits_api::edge::blocking(move || Ok(clock.now()?)).await?;
     let body = html! {
         p { "Now, by the test clock: " strong id="clock-now" { (when(now)) } }
         form method="post" action="/console/clock" {
@@ -193,13 +193,13 @@ pub struct AdvanceForm {
 /// `POST /console/clock` (admin, test mode): as `POST /admin/v1/test-clock`.
 pub async fn advance(
     req: HttpRequest,
-    form: crate::edge::Form<AdvanceForm>,
+    form: credits_api::edge::Form<AdvanceForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(answer) = gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
         return Ok(answer);
     }
-    crate::admin::advance_clock(&state, form.days.saturating_mul(86_400)).await?;
+    credits_api::admin::advance_clock(&state, form.days.saturating_mul(86_400)).await?;
     Ok(see_other("/console/clock"))
 }
 
@@ -215,14 +215,14 @@ pub struct ContractForm {
 pub async fn enterprise(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<ContractForm>,
+    form: credits_api::edge::Form<ContractForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let form = form.into_inner();
     let rpm = match form.runs_per_minute.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
@@ -239,7 +239,7 @@ pub async fn enterprise(
 /// `GET /console/mail` (admin): the mails given up, each with Send again.
 pub async fn dead_mail(
     req: HttpRequest,
-    query: crate::edge::Query<NoticeQuery>,
+    query: credits_api::edge::Query<NoticeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, None).await? {
@@ -273,14 +273,14 @@ pub async fn dead_mail(
 pub async fn resend_mail(
     req: HttpRequest,
     path: web::Path<String>,
-    form: crate::edge::Form<CsrfForm>,
+    form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let session = match gate(&req, &state, Role::Admin, Some(&form.csrf)).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "mail")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "mail")?;
     let by = session.operator.clone();
     if !state.call(move |store, now| Ok(store.resend_mail(&by, id, now)?)).await? {
         return Err(ApiError::not_found("no dead mail with that id"));
@@ -300,7 +300,7 @@ pub async fn webhook_deliveries(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let id: uuid::Uuid = crate::edge::path_id(&path, "account")?;
+    let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let by = session.operator.clone();
     let (name, endpoints) = state
         .call(move |store, now| {
@@ -353,9 +353,9 @@ pub async fn liability(req: HttpRequest, state: web::Data<AppState>) -> Result<H
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let report = crate::reports::liability_at(&state, None).await?;
+    let report = credits_api::reports::liability_at(&state, None).await?;
     let currency = report.currency.clone().unwrap_or_default();
-    let value = |v: i64| crate::billing::money(v, &currency);
+    let value = |v: i64| crate::layout::money(v, &currency);
     let o = &report.outstanding;
     let body = html! {
         p { "As of " (when(report.at)) "." }
