@@ -18,7 +18,7 @@ pub struct CreateAccount {
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/accounts", operation_id = "createAccount", summary = "Create an account on Free with its lifetime grant", tag = "accounts", request_body = CreateAccount, params(("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the account: Free, with its 250-credit lifetime grant", body = credits_domain::views::AccountView), (status = 401, description = "not the internal token", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("canvas" = [])))]
+#[utoipa::path(post, path = "/v1/accounts", operation_id = "createAccount", summary = "Create an account on Free with its lifetime grant", tag = "accounts", request_body = CreateAccount, params(("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the account: Free, with its 250-credit lifetime grant", body = credits_domain::views::AccountView), (status = 401, description = "not the internal token", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::error::ErrorBody)), security(("canvas" = [])))]
 pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth::internal(&req, &state)?;
     let value = json_value(&body)?;
@@ -29,14 +29,14 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     Ok(respond(StatusCode::CREATED, result))
 }
 
-#[utoipa::path(get, path = "/v1/account", operation_id = "getAccount", summary = "The account: plan, status, period, capabilities, rate limit", tag = "accounts", responses((status = 200, description = "plan, status, period, capabilities, api_access, business_verification, rate limit", body = credits_domain::views::AccountView), (status = 401, description = "UNAUTHENTICATED", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/account", operation_id = "getAccount", summary = "The account: plan, status, period, capabilities, rate limit", tag = "accounts", responses((status = 200, description = "plan, status, period, capabilities, api_access, business_verification, rate limit", body = credits_domain::views::AccountView), (status = 401, description = "UNAUTHENTICATED", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
     let view = state.call(move |store, now| Ok(store.account_view(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[utoipa::path(get, path = "/v1/balance", operation_id = "getBalance", summary = "The balance: available, held, total and every bucket", tag = "accounts", responses((status = 200, description = "available, held, total, plan, period_end, buckets", body = credits_domain::views::BalanceView), (status = 401, description = "UNAUTHENTICATED", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/balance", operation_id = "getBalance", summary = "The balance: available, held, total and every bucket", tag = "accounts", responses((status = 200, description = "available, held, total, plan, period_end, buckets", body = credits_domain::views::BalanceView), (status = 401, description = "UNAUTHENTICATED", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn balance(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
     let view = state.balances.balance(caller.account).await?;
@@ -49,7 +49,7 @@ struct LedgerParams {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/ledger", operation_id = "listLedgerEntries", summary = "Ledger entries, newest first, a page at a time", tag = "accounts", params(("limit" = Option<i64>, Query, description = "1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "entries newest first, and next_cursor", body = credits_domain::views::LedgerPage), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/ledger", operation_id = "listLedgerEntries", summary = "Ledger entries, newest first, a page at a time", tag = "accounts", params(("limit" = Option<i64>, Query, description = "1-500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "entries newest first, and next_cursor", body = credits_domain::views::LedgerPage), (status = 422, description = "INVALID_PARAMETERS", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn ledger(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
     let params = crate::edge::query::<LedgerParams>(&req)?;

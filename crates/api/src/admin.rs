@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::schemas::ClockView;
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/admin/v1/accounts/{id}", operation_id = "getAdminAccount", summary = "An account with its balance, for support", tag = "operators", params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account with its balance", body = credits_domain::views::AdminAccountView), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}", operation_id = "getAdminAccount", summary = "An account with its balance, for support", tag = "operators", params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account with its balance", body = credits_domain::views::AdminAccountView), (status = 403, description = "FORBIDDEN: needs support", body = crate::error::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn account(
     req: HttpRequest,
     path: web::Path<String>,
@@ -31,7 +31,7 @@ pub struct SearchQuery {
     q: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/accounts", operation_id = "searchAccounts", summary = "Find accounts, for support", tag = "operators", params(("q" = String, Query, description = "an exact account id, an email in any case, or a Stripe customer id")), responses((status = 200, description = "the accounts found, at most 20, newest first", body = crate::schemas::AccountSearch), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: q missing or empty", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(get, path = "/admin/v1/accounts", operation_id = "searchAccounts", summary = "Find accounts, for support", tag = "operators", params(("q" = String, Query, description = "an exact account id, an email in any case, or a Stripe customer id")), responses((status = 200, description = "the accounts found, at most 20, newest first", body = crate::schemas::AccountSearch), (status = 403, description = "FORBIDDEN: needs support", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: q missing or empty", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn search(
     req: HttpRequest,
     query: crate::edge::Query<SearchQuery>,
@@ -57,7 +57,7 @@ pub struct AdjustmentBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", operation_id = "adjustCredits", summary = "Grant or remove credits by hand", tag = "operators", request_body = AdjustmentBody, params(("id" = String, Path, description = "the account's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the adjustment and its ledger entries", body = credits_domain::views::AdjustmentView), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS (e.g. more than available)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", operation_id = "adjustCredits", summary = "Grant or remove credits by hand", tag = "operators", request_body = AdjustmentBody, params(("id" = String, Path, description = "the account's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the adjustment and its ledger entries", body = credits_domain::views::AdjustmentView), (status = 403, description = "FORBIDDEN: needs support", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS (e.g. more than available)", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn adjust(
     req: HttpRequest,
     path: web::Path<String>,
@@ -88,7 +88,7 @@ pub struct EnterpriseBody {
     runs_per_minute: Option<i64>,
 }
 
-#[utoipa::path(put, path = "/admin/v1/accounts/{id}/enterprise", operation_id = "setEnterpriseContract", summary = "Put an account on an Enterprise contract", tag = "operators", request_body = EnterpriseBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account on its Enterprise contract", body = credits_domain::views::AccountView), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(put, path = "/admin/v1/accounts/{id}/enterprise", operation_id = "setEnterpriseContract", summary = "Put an account on an Enterprise contract", tag = "operators", request_body = EnterpriseBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account on its Enterprise contract", body = credits_domain::views::AccountView), (status = 403, description = "FORBIDDEN: needs admin", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn enterprise(
     req: HttpRequest,
     path: web::Path<String>,
@@ -109,7 +109,7 @@ fn test_clock_enabled(state: &AppState) -> Result<std::sync::Arc<dyn credits_dom
     state.test_clock.clone().ok_or_else(|| ApiError::not_found("the test clock is off (clock.mode = \"system\")"))
 }
 
-#[utoipa::path(get, path = "/admin/v1/test-clock", operation_id = "getTestClock", summary = "The test clock's time", tag = "operators", responses((status = 200, description = "now, by the test clock", body = crate::schemas::ClockView), (status = 404, description = "clock.mode is not test", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(get, path = "/admin/v1/test-clock", operation_id = "getTestClock", summary = "The test clock's time", tag = "operators", responses((status = 200, description = "now, by the test clock", body = crate::schemas::ClockView), (status = 404, description = "clock.mode is not test", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn clock_now(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let clock = test_clock_enabled(&state)?;
     auth::operator(&req, &state, Role::Admin).await?;
@@ -131,7 +131,7 @@ const CATCH_UP_BATCH: i64 = 1000;
 /// How far one call may move the clock: ten years, far beyond any rule's horizon.
 const MAX_ADVANCE_SECONDS: i64 = 10 * 366 * 24 * 3600;
 
-#[utoipa::path(post, path = "/admin/v1/test-clock", operation_id = "advanceTestClock", summary = "Move the test clock forward", tag = "operators", request_body = AdvanceBody, responses((status = 200, description = "now, after the move", body = crate::schemas::ClockView), (status = 404, description = "clock.mode is not test", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(post, path = "/admin/v1/test-clock", operation_id = "advanceTestClock", summary = "Move the test clock forward", tag = "operators", request_body = AdvanceBody, responses((status = 200, description = "now, after the move", body = crate::schemas::ClockView), (status = 404, description = "clock.mode is not test", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn clock_advance(
     req: HttpRequest,
     body: web::Bytes,
@@ -185,7 +185,7 @@ fn reason(body: &[u8]) -> Result<String, ApiError> {
     Ok(reason.to_string())
 }
 
-#[utoipa::path(put, path = "/admin/v1/accounts/{id}/restriction", operation_id = "restrictAccount", summary = "Restrict an account by hand", tag = "operators", request_body = RestrictionBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account, restricted (R19)", body = credits_domain::views::AccountView), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: a reason is required", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(put, path = "/admin/v1/accounts/{id}/restriction", operation_id = "restrictAccount", summary = "Restrict an account by hand", tag = "operators", request_body = RestrictionBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account, restricted (R19)", body = credits_domain::views::AccountView), (status = 403, description = "FORBIDDEN: needs support", body = crate::error::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: a reason is required", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn restrict(
     req: HttpRequest,
     path: web::Path<String>,
@@ -200,7 +200,7 @@ pub async fn restrict(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[utoipa::path(delete, path = "/admin/v1/accounts/{id}/restriction", operation_id = "liftRestriction", summary = "Lift an account's restrictions", tag = "operators", request_body = RestrictionBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account, no longer restricted (R19)", body = credits_domain::views::AccountView), (status = 403, description = "FORBIDDEN: needs support", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: a reason is required", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(delete, path = "/admin/v1/accounts/{id}/restriction", operation_id = "liftRestriction", summary = "Lift an account's restrictions", tag = "operators", request_body = RestrictionBody, params(("id" = String, Path, description = "the account's id")), responses((status = 200, description = "the account, no longer restricted (R19)", body = credits_domain::views::AccountView), (status = 403, description = "FORBIDDEN: needs support", body = crate::error::ErrorBody), (status = 404, description = "NOT_FOUND", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: a reason is required", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn lift_restriction(
     req: HttpRequest,
     path: web::Path<String>,
@@ -221,7 +221,7 @@ pub struct StripeEventsQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/admin/v1/stripe-events", operation_id = "listFailedStripeEvents", summary = "Stripe events the configuration could not apply", tag = "operators", params(("status" = Option<String>, Query, description = "failed (the only list kept)"), ("limit" = Option<i64>, Query, description = "1-500, default 100")), responses((status = 200, description = "Stripe events the configuration could not apply, oldest first", body = crate::schemas::FailedEventList), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(get, path = "/admin/v1/stripe-events", operation_id = "listFailedStripeEvents", summary = "Stripe events the configuration could not apply", tag = "operators", params(("status" = Option<String>, Query, description = "failed (the only list kept)"), ("limit" = Option<i64>, Query, description = "1-500, default 100")), responses((status = 200, description = "Stripe events the configuration could not apply, oldest first", body = crate::schemas::FailedEventList), (status = 403, description = "FORBIDDEN: needs admin", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn stripe_events(
     req: HttpRequest,
     query: crate::edge::Query<StripeEventsQuery>,
@@ -240,7 +240,7 @@ pub async fn stripe_events(
     Ok(HttpResponse::Ok().json(crate::schemas::FailedEventList { events }))
 }
 
-#[utoipa::path(post, path = "/admin/v1/stripe-events/{id}/reprocess", operation_id = "reprocessStripeEvent", summary = "Apply a kept Stripe event again", tag = "operators", params(("id" = String, Path, description = "the Stripe event's id")), responses((status = 200, description = "applied now", body = crate::schemas::EventOutcome), (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody), (status = 404, description = "NOT_FOUND: no failed event with that id", body = crate::openapi::ErrorBody), (status = 500, description = "still cannot be applied (kept)", body = crate::openapi::ErrorBody)), security(("operator" = [])))]
+#[utoipa::path(post, path = "/admin/v1/stripe-events/{id}/reprocess", operation_id = "reprocessStripeEvent", summary = "Apply a kept Stripe event again", tag = "operators", params(("id" = String, Path, description = "the Stripe event's id")), responses((status = 200, description = "applied now", body = crate::schemas::EventOutcome), (status = 403, description = "FORBIDDEN: needs admin", body = crate::error::ErrorBody), (status = 404, description = "NOT_FOUND: no failed event with that id", body = crate::error::ErrorBody), (status = 500, description = "still cannot be applied (kept)", body = crate::error::ErrorBody)), security(("operator" = [])))]
 pub async fn reprocess_stripe_event(
     req: HttpRequest,
     path: web::Path<String>,

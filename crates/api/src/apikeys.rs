@@ -45,7 +45,7 @@ pub fn new_secret() -> String {
 #[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", summary = "Create an API key; its secret is shown once", tag = "api keys", request_body = CreateApiKey,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
     responses((status = 201, description = "the key, with its secret `key` shown this once (a replay shows it no more)", body = crate::schemas::CreatedApiKey),
-        (status = 403, description = "API_ACCESS_REQUIRED, CAPABILITY_REQUIRED, or FORBIDDEN on the api channel", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "API_ACCESS_REQUIRED, CAPABILITY_REQUIRED, or FORBIDDEN on the api channel", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
@@ -81,7 +81,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", summary = "Revoke an API key at once", tag = "api keys",
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 204, description = "revoked: the key stops working at once"),
-        (status = 404, description = "no such key of this account", body = crate::openapi::ErrorBody)),
+        (status = 404, description = "no such key of this account", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn revoke(
     req: HttpRequest,
@@ -98,8 +98,8 @@ pub async fn revoke(
     request_body = PatchApiKey,
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 200, description = "the key with its new monthly_credit_limit and used_this_month", body = credits_domain::apikey::ApiKeyView),
-        (status = 404, description = "no such key of this account", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: not a positive whole number or null", body = crate::openapi::ErrorBody)),
+        (status = 404, description = "no such key of this account", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: not a positive whole number or null", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn patch(
     req: HttpRequest,

@@ -36,10 +36,10 @@ pub struct TopupCheckout {
     request_body = SubscriptionCheckout,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
     responses((status = 201, description = "checkout_url and session_id of a new Checkout Session; for an account with a live subscription, checkout_url null and the subscription's new state", body = credits_domain::payments::CheckoutView),
-        (status = 403, description = "BUSINESS_VERIFICATION_REQUIRED, or FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
-        (status = 409, description = "CONFLICT: already on that plan", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: an unknown plan, a plan not sold (free, enterprise), a bad URL", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "BUSINESS_VERIFICATION_REQUIRED, or FORBIDDEN on the api channel", body = crate::error::ErrorBody),
+        (status = 409, description = "CONFLICT: already on that plan", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: an unknown plan, a plan not sold (free, enterprise), a bad URL", body = crate::error::ErrorBody),
+        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn subscription(
     req: HttpRequest,
@@ -64,9 +64,9 @@ pub async fn subscription(
     request_body = TopupCheckout,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
     responses((status = 201, description = "checkout_url and session_id", body = credits_domain::payments::CheckoutView),
-        (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: an unknown pack, a bad URL", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "FORBIDDEN on the api channel", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: an unknown pack, a bad URL", body = crate::error::ErrorBody),
+        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
@@ -83,8 +83,8 @@ pub async fn topup(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
 
 #[utoipa::path(get, path = "/v1/invoices", operation_id = "listInvoices", summary = "The account's Stripe invoices, newest first", tag = "checkout",
     responses((status = 200, description = "the account's invoices as Stripe has them, newest first (none without a Stripe customer)", body = crate::schemas::InvoiceList),
-        (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "FORBIDDEN on the api channel", body = crate::error::ErrorBody),
+        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn invoices(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
@@ -102,9 +102,9 @@ pub struct PortalRequest {
 #[utoipa::path(post, path = "/v1/stripe-portal-sessions", operation_id = "createPortalSession", summary = "Open Stripe's Customer Portal for the account", tag = "checkout",
     request_body = PortalRequest,
     responses((status = 201, description = "the url of Stripe's Customer Portal for the account's customer", body = credits_domain::payments::PortalView),
-        (status = 403, description = "FORBIDDEN on the api channel", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: a bad return_url", body = crate::openapi::ErrorBody),
-        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "FORBIDDEN on the api channel", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: a bad return_url", body = crate::error::ErrorBody),
+        (status = 503, description = "PAYMENTS_UNAVAILABLE", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn portal(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;

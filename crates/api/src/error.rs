@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use credits_domain::apikey::KeyRefusal;
 use credits_domain::error::{AccountError, AdminError, ApiKeyError, RunError, StoreError, VerificationError};
+use credits_domain::notify::store::NotifyError;
 use credits_domain::payments::{CheckoutRefusal, GatewayError, PaymentError};
 use credits_domain::runs::Denial;
 use credits_domain::runs::RESTRICTED;
@@ -91,12 +92,8 @@ impl ApiError {
     }
 
     /// The error object, typed (a quote's `denial` is the object a run would get).
-    pub fn typed_object(&self) -> crate::openapi::ErrorObject {
-        crate::openapi::ErrorObject {
-            code: self.code.to_string(),
-            message: self.message.clone(),
-            details: self.details.clone(),
-        }
+    pub fn typed_object(&self) -> ErrorObject {
+        ErrorObject { code: self.code.to_string(), message: self.message.clone(), details: self.details.clone() }
     }
 
     /// The error object alone.
@@ -302,6 +299,16 @@ impl From<CheckoutRefusal> for ApiError {
     }
 }
 
+impl From<NotifyError> for ApiError {
+    fn from(e: NotifyError) -> ApiError {
+        match e {
+            NotifyError::NotFound => ApiError::not_found("no such webhook endpoint"),
+            NotifyError::Invalid(m) => ApiError::invalid_parameters(m),
+            NotifyError::Store(s) => s.into(),
+        }
+    }
+}
+
 /// Errors that arise before a handler runs (an oversized body, a method a route does not take)
 /// come from actix as plain text: this rewrites every such 4xx into SPEC's format.
 pub fn contract_errors<B: 'static>() -> actix_web::middleware::ErrorHandlers<B> {
@@ -335,4 +342,120 @@ fn to_contract<B>(
     let (req, _) = res.into_parts();
     let res = actix_web::dev::ServiceResponse::new(req, err.error_response());
     Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use credits_domain::catalog::Capability;
+    use credits_domain::credits::Credits;
+
+    use super::*;
+
+    fn seen(e: impl Into<ApiError>) -> (u16, &'static str) {
+        let e = e.into();
+        (e.status.as_u16(), e.code)
+    }
+
+    /// SPEC section 4's table, variant by variant: each use case's error becomes one status and
+    /// one code, and an internal cause never reaches the body.
+    #[test]
+    fn every_variant_maps_to_specs_status_and_code() {
+        let c = Credits::new;
+        let table: Vec<((u16, &str), (u16, &str))> = vec![
+            (seen(Denial::RateLimited { limit: 5, retry_after_seconds: 3 }), (429, "RATE_LIMITED")),
+            (seen(Denial::UnknownModel { model: "m".into() }), (422, "UNKNOWN_MODEL")),
+            (seen(Denial::AccountRestricted { reason: "r".into() }), (403, "ACCOUNT_RESTRICTED")),
+            (seen(Denial::ApiAccessRequired), (403, "API_ACCESS_REQUIRED")),
+            (seen(Denial::CapabilityRequired { capability: Capability::ModelRun }), (403, "CAPABILITY_REQUIRED")),
+            (seen(Denial::TrialExhausted { required_plan: "pro".into() }), (403, "TRIAL_EXHAUSTED")),
+            (seen(Denial::TrialExpired { required_plan: "pro".into() }), (403, "TRIAL_EXPIRED")),
+            (seen(Denial::ModelTierRequired { required_plan: "pro".into() }), (403, "MODEL_TIER_REQUIRED")),
+            (seen(Denial::KeyCreditLimit { limit: c(1), used: c(1), required: c(2) }), (402, "KEY_CREDIT_LIMIT")),
+            (seen(Denial::InsufficientCredits { required: c(2), available: c(1) }), (402, "INSUFFICIENT_CREDITS")),
+            (seen(StoreError::Unavailable("x".into())), (503, "SERVICE_UNAVAILABLE")),
+            (seen(StoreError::Busy("x".into())), (429, "ACCOUNT_BUSY")),
+            (seen(StoreError::Internal("x".into())), (500, "INTERNAL")),
+            (seen(AccountError::NotFound), (404, "NOT_FOUND")),
+            (seen(AccountError::InvalidParameters("x".into())), (422, "INVALID_PARAMETERS")),
+            (seen(AccountError::IdempotencyKeyReused), (422, "IDEMPOTENCY_KEY_REUSED")),
+            (seen(RunError::NotFound), (404, "NOT_FOUND")),
+            (seen(RunError::Forbidden("x".into())), (403, "FORBIDDEN")),
+            (seen(RunError::Conflict("x".into())), (409, "CONFLICT")),
+            (seen(AdminError::InvalidParameters { message: "x".into(), available: None }), (422, "INVALID_PARAMETERS")),
+            (seen(AdminError::Conflict("x".into())), (409, "CONFLICT")),
+            (seen(VerificationError::Conflict("x".into())), (409, "CONFLICT")),
+            (seen(ApiKeyError::NotFound), (404, "NOT_FOUND")),
+            (seen(ApiKeyError::Refused(KeyRefusal::ApiAccessRequired)), (403, "API_ACCESS_REQUIRED")),
+            (seen(ApiKeyError::Refused(KeyRefusal::AccountRestricted)), (403, "ACCOUNT_RESTRICTED")),
+            (
+                seen(PaymentError::Refused(CheckoutRefusal::BusinessVerificationRequired)),
+                (403, "BUSINESS_VERIFICATION_REQUIRED"),
+            ),
+            (seen(PaymentError::Refused(CheckoutRefusal::Restricted)), (403, "ACCOUNT_RESTRICTED")),
+            (seen(PaymentError::Gateway(GatewayError::Unavailable("x".into()))), (503, "PAYMENTS_UNAVAILABLE")),
+            (seen(NotifyError::NotFound), (404, "NOT_FOUND")),
+            (seen(NotifyError::Invalid("x".into())), (422, "INVALID_PARAMETERS")),
+            (seen(NotifyError::Store(StoreError::Busy("x".into()))), (429, "ACCOUNT_BUSY")),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn an_internal_cause_is_never_in_the_body() {
+        let e: ApiError = StoreError::Internal("relation \"secret_table\" does not exist".into()).into();
+        let body = serde_json::to_string(&e.object()).unwrap();
+        assert!(!body.contains("secret_table"), "{body}");
+    }
+}
+
+// ---- the error format as the OpenAPI document describes it --------------------------------
+
+/// SPEC section 4's error format.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorObject,
+}
+
+/// `code` is one of SPEC's codes; details (e.g. `required`, `available`, `required_plan`,
+/// `capability`, `limit`, `used`, `retry_after_seconds`) sit beside `message`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    #[schema(value_type = ErrorCode, example = "INSUFFICIENT_CREDITS")]
+    pub code: String,
+    pub message: String,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// SPEC section 4's error codes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum ErrorCode {
+    INVALID_REQUEST,
+    UNAUTHENTICATED,
+    INSUFFICIENT_CREDITS,
+    KEY_CREDIT_LIMIT,
+    FORBIDDEN,
+    API_ACCESS_REQUIRED,
+    CAPABILITY_REQUIRED,
+    MODEL_TIER_REQUIRED,
+    TRIAL_EXHAUSTED,
+    TRIAL_EXPIRED,
+    BUSINESS_VERIFICATION_REQUIRED,
+    ACCOUNT_RESTRICTED,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    CONFLICT,
+    INVALID_PARAMETERS,
+    UNKNOWN_MODEL,
+    IDEMPOTENCY_KEY_REUSED,
+    RATE_LIMITED,
+    ACCOUNT_BUSY,
+    INTERNAL,
+    PAYMENTS_UNAVAILABLE,
+    SERVICE_UNAVAILABLE,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::notify::autotopup::AutoTopupRequest;
-use credits_domain::notify::store::{NewEndpoint, NotifyError};
+use credits_domain::notify::store::NewEndpoint;
 use credits_domain::notify::webhooks::{EndpointRequest, check_target, validate_endpoint};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -22,16 +22,6 @@ use crate::state::AppState;
 const DELIVERIES_LISTED: i64 = 200;
 /// How long registration waits for a host name to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
-
-impl From<NotifyError> for ApiError {
-    fn from(e: NotifyError) -> ApiError {
-        match e {
-            NotifyError::NotFound => ApiError::not_found("no such webhook endpoint"),
-            NotifyError::Invalid(m) => ApiError::invalid_parameters(m),
-            NotifyError::Store(s) => s.into(),
-        }
-    }
-}
 
 /// R22: auto top-up settings. Left out: kept as they were (`enabled` is always given).
 #[derive(Deserialize, ToSchema)]
@@ -84,7 +74,7 @@ pub async fn auto_topup(req: HttpRequest, state: web::Data<AppState>) -> Result<
 #[utoipa::path(put, path = "/v1/auto-topup", operation_id = "setAutoTopup", summary = "Turn auto top-up on or off", tag = "notify",
     request_body = PutAutoTopup,
     responses((status = 200, description = "the settings as kept", body = credits_domain::notify::store::AutoTopupView),
-        (status = 422, description = "INVALID_PARAMETERS: no saved card, an unknown pack, a threshold or limit out of range", body = crate::openapi::ErrorBody)),
+        (status = 422, description = "INVALID_PARAMETERS: no saved card, an unknown pack, a threshold or limit out of range", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn set_auto_topup(
     req: HttpRequest,
@@ -116,7 +106,7 @@ pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 #[utoipa::path(put, path = "/v1/alerts", operation_id = "setAlerts", summary = "Set or clear the low-balance threshold", tag = "notify",
     request_body = PutAlerts,
     responses((status = 200, description = "the threshold as kept; setting it sends nothing (it is no crossing)", body = credits_domain::notify::store::AlertsView),
-        (status = 422, description = "INVALID_PARAMETERS: not a positive whole number of credits or null", body = crate::openapi::ErrorBody)),
+        (status = 422, description = "INVALID_PARAMETERS: not a positive whole number of credits or null", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn set_alerts(
     req: HttpRequest,
@@ -164,8 +154,8 @@ async fn check_host(url: &url::Url, allow_private: bool) -> Result<(), ApiError>
 #[utoipa::path(post, path = "/v1/webhook-endpoints", operation_id = "createWebhookEndpoint", summary = "Register a webhook endpoint; its signing secret is shown once", tag = "notify",
     request_body = CreateEndpoint,
     responses((status = 201, description = "the endpoint with its signing `secret` (`whsec_…`), shown this once", body = crate::schemas::CreatedEndpoint),
-        (status = 422, description = "INVALID_PARAMETERS: not https, a private or unresolvable target, an unknown event type, or already 10 endpoints", body = crate::openapi::ErrorBody),
-        (status = 503, description = "SERVICE_UNAVAILABLE: webhooks.encryption_key is not configured", body = crate::openapi::ErrorBody)),
+        (status = 422, description = "INVALID_PARAMETERS: not https, a private or unresolvable target, an unknown event type, or already 10 endpoints", body = crate::error::ErrorBody),
+        (status = 503, description = "SERVICE_UNAVAILABLE: webhooks.encryption_key is not configured", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn create_endpoint(
     req: HttpRequest,
@@ -235,7 +225,7 @@ pub async fn endpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", operation_id = "deleteWebhookEndpoint", summary = "Remove a webhook endpoint", tag = "notify",
     params(("id" = String, Path, description = "the endpoint's id")),
     responses((status = 204, description = "removed: nothing more is sent to it"),
-        (status = 404, description = "no such endpoint of this account", body = crate::openapi::ErrorBody)),
+        (status = 404, description = "no such endpoint of this account", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn delete_endpoint(
     req: HttpRequest,
@@ -251,7 +241,7 @@ pub async fn delete_endpoint(
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", operation_id = "listWebhookDeliveries", summary = "The attempts to deliver events to an endpoint", tag = "notify",
     params(("id" = String, Path, description = "the endpoint's id")),
     responses((status = 200, description = "its attempts, newest first (at most 200), and deliveries not yet attempted", body = crate::schemas::DeliveryList),
-        (status = 404, description = "no such endpoint of this account", body = crate::openapi::ErrorBody)),
+        (status = 404, description = "no such endpoint of this account", body = crate::error::ErrorBody)),
     security(("canvas" = [])))]
 pub async fn deliveries(
     req: HttpRequest,

@@ -2,55 +2,9 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// SPEC section 4's error format.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorObject,
-}
-
-/// `code` is one of SPEC's codes; details (e.g. `required`, `available`, `required_plan`,
-/// `capability`, `limit`, `used`, `retry_after_seconds`) sit beside `message`.
-#[derive(serde::Serialize, ToSchema)]
-pub struct ErrorObject {
-    #[schema(value_type = ErrorCode, example = "INSUFFICIENT_CREDITS")]
-    pub code: String,
-    pub message: String,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    pub details: serde_json::Map<String, serde_json::Value>,
-}
-
-/// SPEC section 4's error codes.
-#[derive(ToSchema)]
-#[allow(dead_code, non_camel_case_types, clippy::upper_case_acronyms)]
-pub enum ErrorCode {
-    INVALID_REQUEST,
-    UNAUTHENTICATED,
-    INSUFFICIENT_CREDITS,
-    KEY_CREDIT_LIMIT,
-    FORBIDDEN,
-    API_ACCESS_REQUIRED,
-    CAPABILITY_REQUIRED,
-    MODEL_TIER_REQUIRED,
-    TRIAL_EXHAUSTED,
-    TRIAL_EXPIRED,
-    BUSINESS_VERIFICATION_REQUIRED,
-    ACCOUNT_RESTRICTED,
-    NOT_FOUND,
-    METHOD_NOT_ALLOWED,
-    CONFLICT,
-    INVALID_PARAMETERS,
-    UNKNOWN_MODEL,
-    IDEMPOTENCY_KEY_REUSED,
-    RATE_LIMITED,
-    ACCOUNT_BUSY,
-    INTERNAL,
-    PAYMENTS_UNAVAILABLE,
-    SERVICE_UNAVAILABLE,
-}
+use crate::error::{ErrorBody, ErrorCode, ErrorObject};
 
 struct Security;
 

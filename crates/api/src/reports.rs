@@ -46,8 +46,8 @@ fn span_params(req: &HttpRequest) -> Result<SpanParams, ApiError> {
         ("to" = Option<String>, Query, description = "RFC 3339, excluded; default now"),
         ("group_by" = Option<String>, Query, description = "day (UTC, the default), model, api_key or workflow")),
     responses((status = 200, description = "the groups with something captured, with their credits and runs; the sums agree with the ledger's debits", body = UsageView),
-        (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: an unknown group_by, a bad time, from not before to, a span over 366 days", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: an unknown group_by, a bad time, from not before to, a span over 366 days", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn usage(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
@@ -100,8 +100,8 @@ impl futures_core::Stream for Chunks {
     params(("from" = Option<String>, Query, description = "RFC 3339; default 30 days before to"),
         ("to" = Option<String>, Query, description = "RFC 3339, excluded; default now")),
     responses((status = 200, description = "text/csv (RFC 4180): a header row, then one row per entry, oldest first", content_type = "text/csv", body = String),
-        (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: a bad time, from not before to, a span over 366 days", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: a bad time, from not before to, a span over 366 days", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
@@ -177,8 +177,8 @@ pub async fn liability_at(state: &AppState, at: Option<DateTime<Utc>>) -> Result
 #[utoipa::path(get, path = "/admin/v1/reports/liability", operation_id = "getLiabilityReport", summary = "What the business owes in credits at a moment", tag = "operators",
     params(("at" = Option<String>, Query, description = "RFC 3339; default now. Entries after it are ignored: a past report never changes")),
     responses((status = 200, description = "outstanding credits by kind (paid, promotional) with their value, what expires within 30/60/90 days, and month by month granted, used, expired and clawed back", body = LiabilityReport),
-        (status = 403, description = "FORBIDDEN: needs admin", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: a bad time", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "FORBIDDEN: needs admin", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: a bad time", body = crate::error::ErrorBody)),
     security(("operator" = [])))]
 pub async fn liability_report(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth::operator(&req, &state, Role::Admin).await?;

@@ -101,7 +101,7 @@ fn run_request(body: &Value) -> RunRequest {
     }
 }
 
-#[utoipa::path(post, path = "/v1/quote", operation_id = "quoteRun", summary = "What a run would cost and whether it would be let through", tag = "runs", request_body = RunBody, responses((status = 200, description = "cost, allowed, denial (the error a run would get), trial", body = crate::schemas::QuoteView), (status = 422, description = "INVALID_PARAMETERS or UNKNOWN_MODEL", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/v1/quote", operation_id = "quoteRun", summary = "What a run would cost and whether it would be let through", tag = "runs", request_body = RunBody, responses((status = 200, description = "cost, allowed, denial (the error a run would get), trial", body = crate::schemas::QuoteView), (status = 422, description = "INVALID_PARAMETERS or UNKNOWN_MODEL", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::account(&req, &state).await?;
     auth::may_read(&caller)?;
@@ -122,7 +122,7 @@ pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     }))
 }
 
-#[utoipa::path(post, path = "/v1/runs", operation_id = "startRun", summary = "Start a run: hold its cost, or charge it at once", tag = "runs", request_body = RunBody, params(("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the run: held (or captured with capture: true)", body = credits_domain::views::RunView), (status = 402, description = "INSUFFICIENT_CREDITS", body = crate::openapi::ErrorBody), (status = 403, description = "API_ACCESS_REQUIRED, CAPABILITY_REQUIRED, TRIAL_EXHAUSTED, TRIAL_EXPIRED, MODEL_TIER_REQUIRED", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS, UNKNOWN_MODEL, IDEMPOTENCY_KEY_REUSED", body = crate::openapi::ErrorBody), (status = 429, description = "RATE_LIMITED, with Retry-After", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/v1/runs", operation_id = "startRun", summary = "Start a run: hold its cost, or charge it at once", tag = "runs", request_body = RunBody, params(("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 201, description = "the run: held (or captured with capture: true)", body = credits_domain::views::RunView), (status = 402, description = "INSUFFICIENT_CREDITS", body = crate::error::ErrorBody), (status = 403, description = "API_ACCESS_REQUIRED, CAPABILITY_REQUIRED, TRIAL_EXHAUSTED, TRIAL_EXPIRED, MODEL_TIER_REQUIRED", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS, UNKNOWN_MODEL, IDEMPOTENCY_KEY_REUSED", body = crate::error::ErrorBody), (status = 429, description = "RATE_LIMITED, with Retry-After", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::account(&req, &state).await?;
     let value = json_value(&body)?;
@@ -138,7 +138,7 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     Ok(respond(StatusCode::CREATED, result?))
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "getRun", summary = "A run", tag = "runs", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run", body = credits_domain::views::RunView), (status = 404, description = "NOT_FOUND", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "getRun", summary = "A run", tag = "runs", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run", body = credits_domain::views::RunView), (status = 404, description = "NOT_FOUND", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn show(
     req: HttpRequest,
     path: web::Path<String>,
@@ -150,7 +150,7 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[utoipa::path(post, path = "/v1/runs/{id}/complete", operation_id = "completeRun", summary = "Complete a held run: capture the actual cost", tag = "runs", request_body = CompleteBody, params(("id" = String, Path, description = "the run's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 200, description = "captured: the actual cost charged, the rest released", body = credits_domain::views::RunView), (status = 409, description = "CONFLICT: not held", body = crate::openapi::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: more than requested", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/complete", operation_id = "completeRun", summary = "Complete a held run: capture the actual cost", tag = "runs", request_body = CompleteBody, params(("id" = String, Path, description = "the run's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 200, description = "captured: the actual cost charged, the rest released", body = credits_domain::views::RunView), (status = 409, description = "CONFLICT: not held", body = crate::error::ErrorBody), (status = 422, description = "INVALID_PARAMETERS: more than requested", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn complete(
     req: HttpRequest,
     path: web::Path<String>,
@@ -173,7 +173,7 @@ pub async fn complete(
     Ok(respond(StatusCode::OK, result))
 }
 
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", operation_id = "cancelRun", summary = "Cancel a held run: release its hold", tag = "runs", params(("id" = String, Path, description = "the run's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 200, description = "released", body = credits_domain::views::RunView), (status = 409, description = "CONFLICT: not held", body = crate::openapi::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", operation_id = "cancelRun", summary = "Cancel a held run: release its hold", tag = "runs", params(("id" = String, Path, description = "the run's id"), ("Idempotency-Key" = Option<String>, Header, description = "R11")), responses((status = 200, description = "released", body = credits_domain::views::RunView), (status = 409, description = "CONFLICT: not held", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::openapi::ErrorObject;
+use crate::error::ErrorObject;
 
 /// `GET /v1/plans`.
 #[derive(Serialize, ToSchema)]

@@ -34,8 +34,8 @@ pub struct SubmitVerification {
     request_body = SubmitVerification,
     params(("Idempotency-Key" = Option<String>, Header, description = "R11")),
     responses((status = 201, description = "the request, pending; the sales team and the account are mailed", body = credits_domain::verification::VerificationView),
-        (status = 409, description = "CONFLICT: a request is pending, the account is approved, or on Business or Enterprise", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS", body = crate::openapi::ErrorBody)),
+        (status = 409, description = "CONFLICT: a request is pending, the account is approved, or on Business or Enterprise", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
@@ -64,7 +64,7 @@ pub async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
 
 #[utoipa::path(get, path = "/v1/business-verification", operation_id = "getBusinessVerification", summary = "The account's latest business-verification request", tag = "business verification",
     responses((status = 200, description = "the latest request: pending, approved, or rejected with its reason", body = credits_domain::verification::VerificationView),
-        (status = 404, description = "no request was ever submitted", body = crate::openapi::ErrorBody)),
+        (status = 404, description = "no request was ever submitted", body = crate::error::ErrorBody)),
     security(("canvas" = [], "account_id" = [])))]
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
@@ -85,7 +85,7 @@ struct QueueParams {
     params(("status" = Option<String>, Query, description = "pending, approved or rejected"),
         ("limit" = Option<i64>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     responses((status = 200, description = "requests, oldest first, and next_cursor", body = credits_domain::ports::VerificationPage),
-        (status = 403, description = "FORBIDDEN: needs sales", body = crate::openapi::ErrorBody)),
+        (status = 403, description = "FORBIDDEN: needs sales", body = crate::error::ErrorBody)),
     security(("operator" = [])))]
 pub async fn queue(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     auth::operator(&req, &state, Role::Sales).await?;
@@ -139,7 +139,7 @@ async fn decide(
 #[utoipa::path(post, path = "/admin/v1/business-verifications/{id}/approve", operation_id = "approveBusinessVerification", summary = "Approve a request", tag = "business verification",
     request_body = DecisionBody, params(("id" = String, Path, description = "the request's id")),
     responses((status = 200, description = "approved: the account may check out Business; it is mailed", body = credits_domain::verification::VerificationView),
-        (status = 409, description = "CONFLICT: already decided", body = crate::openapi::ErrorBody)),
+        (status = 409, description = "CONFLICT: already decided", body = crate::error::ErrorBody)),
     security(("operator" = [])))]
 pub async fn approve(
     req: HttpRequest,
@@ -153,8 +153,8 @@ pub async fn approve(
 #[utoipa::path(post, path = "/admin/v1/business-verifications/{id}/reject", operation_id = "rejectBusinessVerification", summary = "Reject a request, with a reason", tag = "business verification",
     request_body = DecisionBody, params(("id" = String, Path, description = "the request's id")),
     responses((status = 200, description = "rejected, with its reason; the account is mailed and may submit again", body = credits_domain::verification::VerificationView),
-        (status = 409, description = "CONFLICT: already decided", body = crate::openapi::ErrorBody),
-        (status = 422, description = "INVALID_PARAMETERS: no reason", body = crate::openapi::ErrorBody)),
+        (status = 409, description = "CONFLICT: already decided", body = crate::error::ErrorBody),
+        (status = 422, description = "INVALID_PARAMETERS: no reason", body = crate::error::ErrorBody)),
     security(("operator" = [])))]
 pub async fn reject(
     req: HttpRequest,

@@ -15,8 +15,8 @@ pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
 #[utoipa::path(post, path = "/webhooks/stripe", operation_id = "receiveStripeEvent", summary = "Stripe's signed webhook deliveries", tag = "webhooks",
     params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<HMAC-SHA256>; any v1 may match any configured secret; 300 s tolerance")),
     responses((status = 200, description = "applied, replayed (applied before) or ignored (a type this service does not act on)", body = crate::schemas::EventOutcome),
-        (status = 400, description = "a missing or bad signature, or a body that is no event: nothing changed", body = crate::openapi::ErrorBody),
-        (status = 500, description = "applying failed and nothing was written: Stripe retries", body = crate::openapi::ErrorBody)))]
+        (status = 400, description = "a missing or bad signature, or a body that is no event: nothing changed", body = crate::error::ErrorBody),
+        (status = 500, description = "applying failed and nothing was written: Stripe retries", body = crate::error::ErrorBody)))]
 pub async fn stripe_webhook(
     req: HttpRequest,
     body: web::Bytes,
