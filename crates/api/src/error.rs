@@ -351,7 +351,10 @@ mod tests {
 
     use super::*;
 
-    fn seen(e: impl Into<ApiError>) -> (u16, &'static str) {
+    /// A status and a code.
+    type Answer = (u16, &'static str);
+
+    fn seen(e: impl Into<ApiError>) -> Answer {
         let e = e.into();
         (e.status.as_u16(), e.code)
     }
@@ -361,7 +364,7 @@ mod tests {
     #[test]
     fn every_variant_maps_to_specs_status_and_code() {
         let c = Credits::new;
-        let table: Vec<((u16, &str), (u16, &str))> = vec![
+        let table: Vec<(Answer, Answer)> = vec![
             (seen(Denial::RateLimited { limit: 5, retry_after_seconds: 3 }), (429, "RATE_LIMITED")),
             (seen(Denial::UnknownModel { model: "m".into() }), (422, "UNKNOWN_MODEL")),
             (seen(Denial::AccountRestricted { reason: "r".into() }), (403, "ACCOUNT_RESTRICTED")),
