@@ -4,35 +4,29 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::account::Account;
-use credits_domain::burn::{BucketKind, Portion};
-use credits_domain::catalog::{Catalog, FREE_PLAN};
+use credits_domain::burn::BucketKind;
+use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId};
-use credits_domain::mail::MailKind;
 use credits_domain::notify::autotopup::PaymentOutcome;
 use credits_domain::payments::{
-    AllowanceBucket, Applied, Decision, DisputeFacts, DisputeInfo, DisputeStatus, Effect, Ignored, PackSold,
-    PaymentEvent, PaymentLink, PlanChange, Purchase, PurchaseFacts, SessionFacts, SessionMode, SessionRecord,
-    SessionStatus, StripeEvent, SubscriptionChange, SubscriptionFacts, SubscriptionRecord, SubscriptionStatus,
-    Unapplicable, decide_customer_deleted, decide_dispute_closed, decide_dispute_created, decide_invoice_failed,
-    decide_invoice_paid, decide_refund, decide_session_completed, decide_session_expired, decide_session_failed,
-    decide_session_paid, decide_subscription_deleted, decide_subscription_updated,
+    AllowanceBucket, Applied, Decision, DisputeFacts, DisputeInfo, DisputeStatus, Ignored, PackSold, PaymentEvent,
+    PaymentLink, Purchase, PurchaseFacts, SessionFacts, SessionMode, SessionRecord, SessionStatus, StripeEvent,
+    SubscriptionFacts, SubscriptionRecord, SubscriptionStatus, Unapplicable, decide_customer_deleted,
+    decide_dispute_closed, decide_dispute_created, decide_invoice_failed, decide_invoice_paid, decide_refund,
+    decide_session_completed, decide_session_expired, decide_session_failed, decide_session_paid,
+    decide_subscription_deleted, decide_subscription_updated,
 };
-use credits_domain::reports::UnitValue;
-use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::ledger::{
-    EntryMeta, Grant, Posting, TxLog, end_allowances, grant, load_wallet, lock_account, post, post_all,
-};
+use super::effects::{self, Subject};
+use crate::ledger::{TxLog, load_wallet, lock_account};
 use crate::notify::NotifySettings;
 use crate::notify::autotopup;
-use crate::outbox::enqueue;
 use crate::rows::undecodable;
 use crate::schema::{
-    account_restrictions, accounts, buckets, checkout_sessions, disputes, invoice_grants, payment_jobs, stripe_events,
-    subscriptions, topup_purchases,
+    accounts, buckets, checkout_sessions, disputes, invoice_grants, stripe_events, subscriptions, topup_purchases,
 };
 
 /// Apply `event` once: `Ok(Err(_))` when the service's configuration cannot apply it (the caller
@@ -129,19 +123,6 @@ pub fn record_failed(conn: &mut PgConnection, event: &StripeEvent, error: &str, 
     Ok(())
 }
 
-/// The account forgets this Stripe customer; the next customer gets a new idempotency key.
-pub fn forget_customer(conn: &mut PgConnection, account: AccountId, customer: &str) -> QueryResult<usize> {
-    diesel::update(accounts::table.find(account.0).filter(accounts::stripe_customer_id.eq(customer)))
-        .set((
-            accounts::stripe_customer_id.eq(None::<String>),
-            accounts::stripe_customer_generation.eq(accounts::stripe_customer_generation + 1),
-            // R22: its saved card went with it; auto top-up cannot charge until a pack saves one.
-            accounts::card_saved_at.eq(None::<DateTime<Utc>>),
-            accounts::auto_topup_enabled.eq(false),
-        ))
-        .execute(conn)
-}
-
 struct Event<'a> {
     conn: &'a mut PgConnection,
     /// The transaction's log: the accounts locked and entries posted (`ledger::TxLog`).
@@ -150,16 +131,6 @@ struct Event<'a> {
     notify: &'a NotifySettings,
     event: &'a StripeEvent,
     now: DateTime<Utc>,
-}
-
-/// What the effects are written about.
-#[derive(Default)]
-struct Subject {
-    session: Option<String>,
-    subscription: Option<String>,
-    invoice: Option<String>,
-    dispute: Option<String>,
-    payment_intent: Option<String>,
 }
 
 type Decided = Result<Decision, Unapplicable>;
@@ -300,7 +271,7 @@ impl Event<'_> {
             Err(why) => return Ok(Err(why)),
         };
         if let Some(account) = account {
-            self.write(account, &decision, &subject)?;
+            effects::write(self.conn, self.log, account, &decision, &subject, self.now)?;
         }
         self.finish(decision.applied).map(Ok)
     }
@@ -579,430 +550,4 @@ impl Event<'_> {
             clawed: Credits::new(clawed),
         }))
     }
-
-    // ---- effects ----------------------------------------------------------------------------
-
-    fn write(&mut self, account: AccountId, decision: &Decision, subject: &Subject) -> QueryResult<()> {
-        let now = self.now;
-        // The allowance this decision granted or grew, for the invoice's record.
-        let mut touched: Option<Uuid> = None;
-        for effect in &decision.effects {
-            match effect {
-                Effect::SetCustomer(customer) => {
-                    diesel::update(accounts::table.find(account.0).filter(accounts::stripe_customer_id.is_null()))
-                        .set(accounts::stripe_customer_id.eq(customer))
-                        .execute(self.conn)?;
-                }
-                Effect::ForgetCustomer(customer) => {
-                    forget_customer(self.conn, account, customer)?;
-                }
-                Effect::LinkSubscription { id, customer } => {
-                    diesel::insert_into(subscriptions::table)
-                        .values((
-                            subscriptions::id.eq(id),
-                            subscriptions::account_id.eq(account.0),
-                            subscriptions::customer_id.eq(customer),
-                            subscriptions::stripe_status.eq(SubscriptionStatus::Incomplete.as_str()),
-                            subscriptions::created_at.eq(now),
-                        ))
-                        .on_conflict(subscriptions::id)
-                        .do_nothing()
-                        .execute(self.conn)?;
-                }
-                Effect::SessionStatus(status) => {
-                    if let Some(session) = &subject.session {
-                        diesel::update(checkout_sessions::table.find(session))
-                            .set(checkout_sessions::status.eq(status.as_str()))
-                            .execute(self.conn)?;
-                    }
-                }
-                Effect::GrantPack { pack, credits, expires_at, payment_intent, amount, currency } => {
-                    let Some(session) = &subject.session else { continue };
-                    let reference = format!("checkout:{session}");
-                    let reason = format!("top-up pack {pack}");
-                    // Section 10: what the pack was sold for, over its credits.
-                    let value = UnitValue { amount: *amount, credits: credits.get(), currency: currency.clone() };
-                    let (bucket, _) = grant(
-                        self.conn,
-                        self.log,
-                        Grant {
-                            account,
-                            kind: BucketKind::Topup,
-                            credits: *credits,
-                            expires_at: Some(*expires_at),
-                            entry_type: EntryType::Grant,
-                            reference: Some(&reference),
-                            reason: Some(&reason),
-                            value: Some(&value),
-                        },
-                        now,
-                    )?;
-                    // R22: a pack's checkout saves the card (setup_future_usage=off_session).
-                    diesel::update(accounts::table.find(account.0))
-                        .set(accounts::card_saved_at.eq(Some(now)))
-                        .execute(self.conn)?;
-                    diesel::insert_into(topup_purchases::table)
-                        .values((
-                            topup_purchases::id.eq(Uuid::now_v7()),
-                            topup_purchases::session_id.eq(session),
-                            topup_purchases::account_id.eq(account.0),
-                            topup_purchases::pack_id.eq(pack),
-                            topup_purchases::bucket_id.eq(bucket.id),
-                            topup_purchases::credits.eq(credits.get()),
-                            topup_purchases::payment_intent_id.eq(payment_intent),
-                            topup_purchases::amount.eq(amount),
-                            topup_purchases::currency.eq(currency),
-                            topup_purchases::created_at.eq(now),
-                        ))
-                        .execute(self.conn)?;
-                }
-                Effect::EndAllowances => end_allowances(self.conn, self.log, account, now)?,
-                Effect::GrantAllowance { credits, expires_at, reason, value } => {
-                    let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
-                    let (bucket, _) = grant(
-                        self.conn,
-                        self.log,
-                        Grant {
-                            account,
-                            kind: BucketKind::Allowance,
-                            credits: *credits,
-                            expires_at: Some(*expires_at),
-                            entry_type: EntryType::Grant,
-                            reference: reference.as_deref(),
-                            reason: Some(reason),
-                            value: value.as_ref(),
-                        },
-                        now,
-                    )?;
-                    touched = Some(bucket.id);
-                }
-                Effect::GrowAllowance { bucket, credits, reason } => {
-                    diesel::update(buckets::table.find(bucket.0))
-                        .set(buckets::granted.eq(buckets::granted + credits.get()))
-                        .execute(self.conn)?;
-                    let reference = subject.invoice.as_ref().map(|i| format!("invoice:{i}"));
-                    post(
-                        self.conn,
-                        self.log,
-                        Posting {
-                            account,
-                            bucket: *bucket,
-                            entry_type: EntryType::Grant,
-                            credits: *credits,
-                            run: None,
-                            reference: Some(reference.as_deref().unwrap_or("upgrade")),
-                            reason: Some(reason),
-                        },
-                        now,
-                    )?;
-                    touched = Some(bucket.0);
-                }
-                Effect::RecordInvoice { subscription, billing_reason, credits, amount_paid } => {
-                    let Some(invoice) = &subject.invoice else { continue };
-                    diesel::insert_into(invoice_grants::table)
-                        .values((
-                            invoice_grants::invoice_id.eq(invoice),
-                            invoice_grants::account_id.eq(account.0),
-                            invoice_grants::subscription_id.eq(subscription),
-                            invoice_grants::billing_reason.eq(billing_reason.as_str()),
-                            invoice_grants::bucket_id.eq(touched.filter(|_| credits.is_positive())),
-                            invoice_grants::credits.eq(credits.get()),
-                            invoice_grants::amount_paid.eq(amount_paid),
-                            invoice_grants::created_at.eq(now),
-                        ))
-                        .execute(self.conn)?;
-                }
-                Effect::Plan(change) => set_plan(self.conn, account, change)?,
-                Effect::Subscription(change) => {
-                    if let Some(id) = &subject.subscription {
-                        set_subscription(self.conn, id, change)?;
-                    }
-                }
-                Effect::ToFree => to_free(self.conn, self.log, account, now)?,
-                Effect::Clawback { bucket, credits, reference, reason } => {
-                    let meta = EntryMeta::new(EntryType::Clawback, reason).reference(reference);
-                    post_all(
-                        self.conn,
-                        self.log,
-                        account,
-                        &[Portion { bucket_id: *bucket, credits: *credits }],
-                        &meta,
-                        now,
-                    )?;
-                }
-                Effect::RecordRefund { purchase, refunded_amount, clawed } => {
-                    let greatest = |current: &str| {
-                        diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!("GREATEST({current}, "))
-                            .bind::<diesel::sql_types::BigInt, _>(*refunded_amount)
-                            .sql(")")
-                    };
-                    match purchase {
-                        Purchase::Pack { id } => {
-                            diesel::update(topup_purchases::table.find((account.0, id)))
-                                .set((
-                                    topup_purchases::refunded_amount.eq(greatest("refunded_amount")),
-                                    topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()),
-                                ))
-                                .execute(self.conn)?;
-                        }
-                        Purchase::Invoice { invoice } => {
-                            diesel::update(invoice_grants::table.find(invoice))
-                                .set((
-                                    invoice_grants::refunded_amount.eq(greatest("refunded_amount")),
-                                    invoice_grants::clawed_back.eq(invoice_grants::clawed_back + clawed.get()),
-                                ))
-                                .execute(self.conn)?;
-                        }
-                    }
-                }
-                Effect::RecordDispute { purchase, bucket, kind, expires_at, clawed } => {
-                    let Some(dispute) = &subject.dispute else { continue };
-                    diesel::insert_into(disputes::table)
-                        .values((
-                            disputes::id.eq(dispute),
-                            disputes::account_id.eq(account.0),
-                            disputes::payment_intent_id.eq(&subject.payment_intent),
-                            disputes::bucket_id.eq(Some(bucket.0)),
-                            disputes::bucket_kind.eq(Some(kind.as_str())),
-                            disputes::bucket_expires_at.eq(expires_at),
-                            disputes::clawed_back.eq(clawed.get()),
-                            disputes::status.eq(DisputeStatus::Open.as_str()),
-                            disputes::created_at.eq(now),
-                        ))
-                        .on_conflict(disputes::id)
-                        .do_nothing()
-                        .execute(self.conn)?;
-                    // What a dispute took is taken from what refunds may take too.
-                    match purchase {
-                        Purchase::Pack { id } => {
-                            diesel::update(topup_purchases::table.find((account.0, id)))
-                                .set(topup_purchases::clawed_back.eq(topup_purchases::clawed_back + clawed.get()))
-                                .execute(self.conn)?;
-                        }
-                        Purchase::Invoice { invoice } => {
-                            diesel::update(invoice_grants::table.find(invoice))
-                                .set(invoice_grants::clawed_back.eq(invoice_grants::clawed_back + clawed.get()))
-                                .execute(self.conn)?;
-                        }
-                    }
-                }
-                Effect::CloseDispute(status) => {
-                    if let Some(dispute) = &subject.dispute {
-                        diesel::update(disputes::table.find(dispute))
-                            .set((disputes::status.eq(status.as_str()), disputes::closed_at.eq(Some(now))))
-                            .execute(self.conn)?;
-                    }
-                }
-                Effect::RestoreBucket { kind, credits, expires_at, reason } => {
-                    let reference = subject.dispute.as_ref().map(|d| format!("dispute:{d}"));
-                    grant(
-                        self.conn,
-                        self.log,
-                        Grant {
-                            account,
-                            kind: *kind,
-                            credits: *credits,
-                            expires_at: *expires_at,
-                            entry_type: EntryType::Grant,
-                            reference: reference.as_deref(),
-                            reason: Some(reason),
-                            value: None,
-                        },
-                        now,
-                    )?;
-                }
-                Effect::Restrict { reason } => {
-                    restrict(self.conn, account, "dispute", subject.dispute.as_deref(), reason, "stripe", now)?;
-                }
-                Effect::LiftDisputeRestriction => {
-                    if let Some(dispute) = &subject.dispute {
-                        lift(self.conn, account, Some(dispute), "stripe", "the dispute was won", now)?;
-                    }
-                }
-                Effect::PaymentJob { kind, subject: about } => {
-                    diesel::insert_into(payment_jobs::table)
-                        .values((
-                            payment_jobs::id.eq(Uuid::now_v7()),
-                            payment_jobs::account_id.eq(account.0),
-                            payment_jobs::kind.eq(kind.as_str()),
-                            payment_jobs::subject.eq(about),
-                            payment_jobs::next_attempt_at.eq(now),
-                            payment_jobs::created_at.eq(now),
-                        ))
-                        .on_conflict((payment_jobs::kind, payment_jobs::subject))
-                        .do_nothing()
-                        .execute(self.conn)?;
-                }
-                Effect::Mail(mail) => {
-                    enqueue(self.conn, mail, now)?;
-                    // Section 9: a payment that failed is told to the account's systems too.
-                    if matches!(mail.kind, MailKind::PaymentFailed | MailKind::UpgradePaymentFailed) {
-                        let what = if mail.kind == MailKind::PaymentFailed { "renewal" } else { "upgrade" };
-                        crate::notify::emit(
-                            self.conn,
-                            account.0,
-                            credits_domain::notify::webhooks::EventType::PaymentFailed,
-                            serde_json::json!({"account_id": account.0, "payment": what,
-                                               "invoice": subject.invoice, "subscription": subject.subscription}),
-                            now,
-                        )?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// R19: restrict the account (one more reason; the account is restricted while any stands).
-pub fn restrict(
-    conn: &mut PgConnection,
-    account: AccountId,
-    source: &str,
-    dispute: Option<&str>,
-    reason: &str,
-    by: &str,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::insert_into(account_restrictions::table)
-        .values((
-            account_restrictions::id.eq(Uuid::now_v7()),
-            account_restrictions::account_id.eq(account.0),
-            account_restrictions::source.eq(source),
-            account_restrictions::dispute_id.eq(dispute),
-            account_restrictions::reason.eq(reason),
-            account_restrictions::created_by.eq(by),
-            account_restrictions::created_at.eq(now),
-        ))
-        .execute(conn)?;
-    diesel::update(accounts::table.find(account.0).filter(accounts::restricted_at.is_null()))
-        .set(accounts::restricted_at.eq(Some(now)))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// R19: lift the restriction one dispute caused (`Some`), or every one (`None`: an operator);
-/// the account is free again when none stands.
-pub fn lift(
-    conn: &mut PgConnection,
-    account: AccountId,
-    dispute: Option<&str>,
-    by: &str,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> QueryResult<usize> {
-    let open = account_restrictions::table
-        .filter(account_restrictions::account_id.eq(account.0))
-        .filter(account_restrictions::lifted_at.is_null());
-    let set = (
-        account_restrictions::lifted_at.eq(Some(now)),
-        account_restrictions::lifted_by.eq(Some(by)),
-        account_restrictions::lift_reason.eq(Some(reason)),
-    );
-    let lifted = match dispute {
-        Some(d) => diesel::update(open.filter(account_restrictions::dispute_id.eq(d))).set(set).execute(conn)?,
-        None => diesel::update(open).set(set).execute(conn)?,
-    };
-    let standing: bool = diesel::select(diesel::dsl::exists(
-        account_restrictions::table
-            .filter(account_restrictions::account_id.eq(account.0))
-            .filter(account_restrictions::lifted_at.is_null()),
-    ))
-    .get_result(conn)?;
-    if !standing {
-        diesel::update(accounts::table.find(account.0))
-            .set(accounts::restricted_at.eq(None::<DateTime<Utc>>))
-            .execute(conn)?;
-    }
-    Ok(lifted)
-}
-
-#[derive(AsChangeset)]
-#[diesel(table_name = accounts)]
-struct PlanColumns {
-    plan_id: Option<String>,
-    plan_status: Option<&'static str>,
-    period_start: Option<Option<DateTime<Utc>>>,
-    period_end: Option<Option<DateTime<Utc>>>,
-    pending_change: Option<Option<String>>,
-    plan_ends_at: Option<Option<DateTime<Utc>>>,
-    past_due_since: Option<Option<DateTime<Utc>>>,
-}
-
-/// One statement for the whole change (nothing when it changes nothing).
-fn set_plan(conn: &mut PgConnection, account: AccountId, c: &PlanChange) -> QueryResult<()> {
-    if *c == PlanChange::default() {
-        return Ok(());
-    }
-    let columns = PlanColumns {
-        plan_id: c.plan.clone(),
-        plan_status: c.status.map(|s| s.as_str()),
-        period_start: c.period.map(|p| Some(p.start)),
-        period_end: c.period.map(|p| Some(p.end)),
-        pending_change: c.pending_change.as_ref().map(|p| p.as_ref().map(|p| p.to_text())),
-        plan_ends_at: c.plan_ends_at,
-        past_due_since: c.past_due_since,
-    };
-    diesel::update(accounts::table.find(account.0)).set(columns).execute(conn)?;
-    Ok(())
-}
-
-#[derive(AsChangeset)]
-#[diesel(table_name = subscriptions)]
-struct SubscriptionColumns {
-    stripe_status: Option<&'static str>,
-    price_id: Option<Option<String>>,
-    item_id: Option<Option<String>>,
-    cancel_at_period_end: Option<bool>,
-    current_period_start: Option<Option<DateTime<Utc>>>,
-    current_period_end: Option<Option<DateTime<Utc>>>,
-    last_event_at: Option<Option<DateTime<Utc>>>,
-    duplicate_of: Option<Option<String>>,
-}
-
-fn set_subscription(conn: &mut PgConnection, id: &str, c: &SubscriptionChange) -> QueryResult<()> {
-    if let Some(at) = c.ended_at {
-        // The first end is the one kept.
-        diesel::update(subscriptions::table.find(id).filter(subscriptions::ended_at.is_null()))
-            .set(subscriptions::ended_at.eq(Some(at)))
-            .execute(conn)?;
-    }
-    let columns = SubscriptionColumns {
-        stripe_status: c.status.map(SubscriptionStatus::as_str),
-        price_id: c.price_id.clone(),
-        item_id: c.item_id.clone().map(Some),
-        cancel_at_period_end: c.cancel_at_period_end,
-        current_period_start: c.period.map(|(start, _)| start),
-        current_period_end: c.period.map(|(_, end)| end),
-        last_event_at: c.last_event_at.map(Some),
-        duplicate_of: c.duplicate_of.clone().map(Some),
-    };
-    let changes_something = columns.stripe_status.is_some()
-        || columns.price_id.is_some()
-        || columns.item_id.is_some()
-        || columns.cancel_at_period_end.is_some()
-        || columns.current_period_start.is_some()
-        || columns.last_event_at.is_some()
-        || columns.duplicate_of.is_some();
-    if changes_something {
-        diesel::update(subscriptions::table.find(id)).set(columns).execute(conn)?;
-    }
-    Ok(())
-}
-
-/// R14: back on Free: allowance gone, top-ups and the lifetime remainder kept, no new grant.
-pub fn to_free(conn: &mut PgConnection, log: &mut TxLog, account: AccountId, now: DateTime<Utc>) -> QueryResult<()> {
-    end_allowances(conn, log, account, now)?;
-    diesel::update(accounts::table.find(account.0))
-        .set((
-            accounts::plan_id.eq(FREE_PLAN),
-            accounts::plan_status.eq(credits_domain::account::PlanStatus::Active.as_str()),
-            accounts::period_start.eq(None::<DateTime<Utc>>),
-            accounts::period_end.eq(None::<DateTime<Utc>>),
-            accounts::pending_change.eq(None::<String>),
-            accounts::plan_ends_at.eq(None::<DateTime<Utc>>),
-            accounts::past_due_since.eq(None::<DateTime<Utc>>),
-        ))
-        .execute(conn)?;
-    Ok(())
 }

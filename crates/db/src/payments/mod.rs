@@ -3,6 +3,7 @@
 //! loaded, the domain decides (`credits_domain::payments::decide_*`), and the effects it decided
 //! are written here (`events`), with the event recorded by id so a replay changes nothing.
 
+mod effects;
 mod events;
 mod jobs;
 
@@ -24,7 +25,7 @@ use crate::schema::{
 };
 use crate::{Fail, PgStore, read_tx};
 
-pub use events::{lift, restrict, to_free};
+pub use effects::{lift, restrict, to_free};
 
 /// How many times a transaction that failed on a deadlock or a serialization failure is tried
 /// again before the answer is 500 (section 5).
@@ -132,7 +133,7 @@ impl PaymentStore for PgStore {
 
     fn forget_customer(&self, account: AccountId, customer: &str) -> Result<(), PaymentError> {
         let mut conn = self.conn()?;
-        events::forget_customer(&mut conn, account, customer).map_err(crate::store_error)?;
+        effects::forget_customer(&mut conn, account, customer).map_err(crate::store_error)?;
         Ok(())
     }
 
