@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use credits_domain::error::VerificationError;
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::AccountId;
-use credits_domain::mail::{Mail, MailKind};
+use credits_domain::mail::MailKind;
+use credits_domain::notify::mails;
 use credits_domain::operator::Operator;
 use credits_domain::ports::{MailContext, VerificationPage, VerificationStore};
 use credits_domain::verification::{
@@ -135,35 +136,16 @@ impl VerificationStore for PgStore {
                     ))
                     .execute(conn)?;
                 let admin_link = format!("{}/{id}", ctx.admin_url.trim_end_matches('/'));
-                let facts = |mail: Mail| {
-                    mail.fact("company_name", &request.company_name)
-                        .fact("website", &request.website)
-                        .fact("country", &request.country)
-                        .fact("tax_id", request.tax_id.clone().unwrap_or_else(|| "—".into()))
-                        .fact("contact_name", &request.contact_name)
-                        .fact("contact_email", &request.contact_email)
-                        .fact("intended_use", &request.intended_use)
-                        .fact(
-                            "expected_monthly_credits",
-                            request.expected_monthly_credits.map(|n| n.to_string()).unwrap_or_else(|| "—".into()),
-                        )
-                        .fact("request_id", id.to_string())
-                        .fact("account_id", account.to_string())
-                        .fact("account_email", &acct.email)
-                        .fact("account_name", &acct.name)
-                        .fact("admin_link", &admin_link)
+                let submitted = mails::Submitted {
+                    id,
+                    request,
+                    account: mails::Recipient { account, email: &acct.email, name: &acct.name },
+                    sales_team: &ctx.sales_team,
+                    admin_link: &admin_link,
                 };
-                let about = id.to_string();
-                enqueue(
-                    conn,
-                    &facts(Mail::new(MailKind::VerificationSales, &ctx.sales_team, Some(account), &about)),
-                    now,
-                )?;
-                enqueue(
-                    conn,
-                    &facts(Mail::new(MailKind::VerificationReceipt, &acct.email, Some(account), &about)),
-                    now,
-                )?;
+                for mail in mails::verification_submitted(&submitted) {
+                    enqueue(conn, &mail, now)?;
+                }
                 let row = business_verifications::table.find(id).select(Row::as_select()).first(conn)?;
                 Ok(row.view()?)
             },
@@ -278,11 +260,8 @@ impl VerificationStore for PgStore {
                 json!({"request": request, "reason": reason}),
                 now,
             )?;
-            let mail = Mail::new(kind, &acct.email, Some(AccountId(account)), &request.to_string())
-                .fact("company_name", &row.company_name)
-                .fact("account_name", &acct.name)
-                .fact("reason", reason.clone().unwrap_or_default())
-                .fact("request_id", request.to_string());
+            let who = mails::Recipient { account: AccountId(account), email: &acct.email, name: &acct.name };
+            let mail = mails::verification_decided(kind, who, request, &row.company_name, reason.as_deref());
             enqueue(conn, &mail, now)?;
             crate::notify::emit(
                 conn,

@@ -8,8 +8,8 @@ use credits_domain::burn::BucketKind;
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
-use credits_domain::mail::{Mail, MailKind};
 use credits_domain::notify::autotopup::{AutoTopupSettings, PaymentOutcome, on_outcome};
+use credits_domain::notify::mails::{self, Recipient};
 use credits_domain::notify::webhooks::EventType;
 use credits_domain::reports::UnitValue;
 use credits_domain::views::EntryType;
@@ -229,11 +229,8 @@ fn fail_effects(
     if disable {
         let (email, name): (String, String) =
             accounts::table.find(row.account_id).select((accounts::email, accounts::name)).first(conn)?;
-        let mail = Mail::new(MailKind::AutoTopupFailed, &email, Some(AccountId(row.account_id)), &event)
-            .fact("name", name)
-            .fact("pack", row.pack_id.clone())
-            .fact("reason", reason.to_string());
-        notice(conn, settings, mail, now)?;
+        let who = Recipient { account: AccountId(row.account_id), email: &email, name: &name };
+        notice(conn, settings, mails::auto_topup_failed(who, &row.pack_id, reason, &event), now)?;
     }
     Ok(())
 }

@@ -11,9 +11,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
-use credits_domain::mail::{Mail, MailKind};
+use credits_domain::mail::Mail;
 use credits_domain::notify::alerts::{BalanceAlert, BalanceLevel, after_change};
 use credits_domain::notify::autotopup::{AutoTopupSettings, StartDecision, after_capture, month_start};
+use credits_domain::notify::mails::{self, Recipient};
 use credits_domain::notify::webhooks::EventType;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -197,27 +198,18 @@ fn settle_one(
             .execute(conn)?;
     }
     for alert in alerts {
-        let (data, kind) = match alert {
-            BalanceAlert::Low { available, threshold } => (
-                json!({"account_id": id, "available": available.get(), "threshold": threshold.get()}),
-                MailKind::BalanceLow,
-            ),
-            BalanceAlert::Depleted => {
-                (json!({"account_id": id, "available": available.get()}), MailKind::BalanceDepleted)
+        let data = match alert {
+            BalanceAlert::Low { available, threshold } => {
+                json!({"account_id": id, "available": available.get(), "threshold": threshold.get()})
             }
-            BalanceAlert::Recovered { available, threshold } => (
-                json!({"account_id": id, "available": available.get(), "threshold": threshold.map(Credits::get)}),
-                MailKind::BalanceRecovered,
-            ),
+            BalanceAlert::Depleted => json!({"account_id": id, "available": available.get()}),
+            BalanceAlert::Recovered { available, threshold } => {
+                json!({"account_id": id, "available": available.get(), "threshold": threshold.map(Credits::get)})
+            }
         };
         let event = emit(conn, id, alert.event_type(), data, now)?;
-        let mut mail = Mail::new(kind, &row.email, Some(account), &event)
-            .fact("name", row.name.clone())
-            .fact("available", available.get().to_string());
-        if let Some(t) = threshold {
-            mail = mail.fact("threshold", t.get().to_string());
-        }
-        notice(conn, settings, mail, now)?;
+        let who = Recipient { account, email: &row.email, name: &row.name };
+        notice(conn, settings, mails::balance_alert(who, alert, available, threshold, &event), now)?;
     }
 
     if captured {

@@ -5,9 +5,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use credits_domain::credits::Credits;
 use credits_domain::error::StoreError;
 use credits_domain::ids::AccountId;
-use credits_domain::mail::{Mail, MailKind};
 use credits_domain::notify::alerts::{BalanceLevel, rebase};
 use credits_domain::notify::autotopup::{AutoTopupRequest, AutoTopupSettings, PaymentOutcome, month_start, validate};
+use credits_domain::notify::mails::{self, Recipient};
 use credits_domain::notify::store::{
     AlertsView, AttemptResult, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, DueDelivery, DueTopup,
     EndpointView, IntentAnswer, NewEndpoint, NotifyError, NotifyStore,
@@ -531,16 +531,8 @@ impl NotifyStore for PgStore {
                 tracing::warn!(endpoint = %state.endpoint, url = %state.url, "webhook endpoint disabled: failing for 5 days");
                 let (email, name): (String, String) =
                     accounts::table.find(state.account).select((accounts::email, accounts::name)).first(conn)?;
-                let mail = Mail::new(
-                    MailKind::WebhookEndpointDisabled,
-                    &email,
-                    Some(AccountId(state.account)),
-                    &state.endpoint.to_string(),
-                )
-                .fact("name", name)
-                .fact("url", state.url.clone())
-                .fact("failing_since", since.format("%Y-%m-%d %H:%M UTC").to_string());
-                notice(conn, &self.notify, mail, now)?;
+                let who = Recipient { account: AccountId(state.account), email: &email, name: &name };
+                notice(conn, &self.notify, mails::endpoint_disabled(who, state.endpoint, &state.url, since), now)?;
             }
             Ok(())
         })
@@ -584,13 +576,8 @@ impl NotifyStore for PgStore {
                            "credits": b.remaining, "expires_at": expires}),
                     now,
                 )?;
-                let mail =
-                    Mail::new(MailKind::CreditsExpiring, &b.email, Some(AccountId(b.account_id)), &b.id.to_string())
-                        .fact("name", b.name.clone())
-                        .fact("credits", b.remaining.to_string())
-                        .fact("kind", b.kind.clone())
-                        .fact("expires_at", expires)
-                        .fact("expires_on", b.expires_at.format("%Y-%m-%d").to_string());
+                let who = Recipient { account: AccountId(b.account_id), email: &b.email, name: &b.name };
+                let mail = mails::credits_expiring(who, b.id, b.remaining, &b.kind, b.expires_at, &expires);
                 notice(conn, &self.notify, mail, now)?;
             }
             let ids: Vec<Uuid> = due.iter().map(|b| b.id).collect();

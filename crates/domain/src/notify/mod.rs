@@ -9,6 +9,7 @@
 pub mod addresses;
 pub mod alerts;
 pub mod autotopup;
+pub mod mails;
 pub mod store;
 pub mod webhooks;
 
