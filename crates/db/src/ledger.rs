@@ -137,6 +137,9 @@ pub fn load_wallet(conn: &mut PgConnection, account: AccountId) -> QueryResult<W
     Ok(load_wallets(conn, &[account.0])?.remove(&account.0).unwrap_or_else(|| Wallet::new(Vec::new(), Vec::new())))
 }
 
+/// A `WalletQuery` row of a bucket (`'b'`); the others are open reservations (`'r'`).
+const WALLET_BUCKET_ROW: &str = "b";
+
 /// [`load_wallet`] of many accounts in one round trip (a batch of runs): each account's wallet.
 pub fn load_wallets(conn: &mut PgConnection, accounts: &[Uuid]) -> QueryResult<HashMap<Uuid, Wallet>> {
     let rows: Vec<WalletRow> =
@@ -145,7 +148,7 @@ pub fn load_wallets(conn: &mut PgConnection, accounts: &[Uuid]) -> QueryResult<H
         accounts.iter().map(|a| (*a, (Vec::new(), Vec::new()))).collect();
     for r in rows {
         let (buckets, reservations) = parts.entry(r.account_id).or_default();
-        if r.source == "b" {
+        if r.source == WALLET_BUCKET_ROW {
             buckets.push(Bucket {
                 id: BucketId(r.id),
                 kind: crate::rows::bucket_kind(r.kind.as_deref().unwrap_or_default())?,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
+use credits_domain::jobs::MailStatus;
 use credits_domain::mail::{Delivery, MailKind, Mailer, OutboxMessage, retry_at};
 use credits_domain::operator::due_contract_period;
 use credits_domain::ports::{Maintenance, StoreStats};
@@ -152,9 +153,9 @@ impl Maintenance for PgStore {
         // R14: an ended subscription's paid period, or the period a cancellation waits for.
         let due: Vec<Uuid> = accounts::table
             .filter(
-                accounts::plan_ends_at
-                    .le(now)
-                    .or(accounts::pending_change.eq("cancel").and(accounts::period_end.le(now))),
+                accounts::plan_ends_at.le(now).or(accounts::pending_change
+                    .eq(credits_domain::payments::PendingChange::Cancel.to_text())
+                    .and(accounts::period_end.le(now))),
             )
             .limit(batch)
             .select(accounts::id)
@@ -190,7 +191,7 @@ impl Maintenance for PgStore {
             // instance skips it; a crash before the commit sends it again (at least once).
             let done = self.write_tx(&mut conn, now, |conn, _| -> Result<Option<()>, Fail<StoreError>> {
                 let due: Option<(Uuid, String, String, serde_json::Value, i32)> = outbox::table
-                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::status.eq(MailStatus::Pending.as_str()))
                     .filter(outbox::next_attempt_at.le(now))
                     .order(outbox::next_attempt_at.asc())
                     .select((outbox::id, outbox::kind, outbox::recipient, outbox::payload, outbox::attempts))
@@ -203,7 +204,7 @@ impl Maintenance for PgStore {
                     // Written by a newer build, or by hand: no template here to send it with.
                     tracing::error!(mail = %id, %kind, "mail of an unknown kind given up (dead)");
                     diesel::update(outbox::table.find(id))
-                        .set((outbox::status.eq("dead"), outbox::last_error.eq(Some(format!("unknown mail kind {kind:?}")))))
+                        .set((outbox::status.eq(MailStatus::Dead.as_str()), outbox::last_error.eq(Some(format!("unknown mail kind {kind:?}")))))
                         .execute(conn)?;
                     report.dead += 1;
                     return Ok(Some(()));
@@ -212,7 +213,7 @@ impl Maintenance for PgStore {
                 match mailer.deliver(&message) {
                     Ok(()) => {
                         diesel::update(outbox::table.find(id))
-                            .set((outbox::status.eq("sent"), outbox::sent_at.eq(Some(now)), outbox::attempts.eq(attempts + 1)))
+                            .set((outbox::status.eq(MailStatus::Sent.as_str()), outbox::sent_at.eq(Some(now)), outbox::attempts.eq(attempts + 1)))
                             .execute(conn)?;
                         report.sent += 1;
                     }
@@ -229,7 +230,7 @@ impl Maintenance for PgStore {
                             None => {
                                 tracing::error!(mail = %id, kind = message.kind.as_str(), attempts, %cause, "mail given up (dead)");
                                 diesel::update(outbox::table.find(id))
-                                    .set((outbox::status.eq("dead"), outbox::attempts.eq(attempts), outbox::last_error.eq(Some(&cause))))
+                                    .set((outbox::status.eq(MailStatus::Dead.as_str()), outbox::attempts.eq(attempts), outbox::last_error.eq(Some(&cause))))
                                     .execute(conn)?;
                                 report.dead += 1;
                             }

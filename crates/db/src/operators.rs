@@ -7,6 +7,7 @@ use credits_domain::catalog::ENTERPRISE_PLAN;
 use credits_domain::error::{AdminError, StoreError};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::{AccountId, BucketId, OperatorId};
+use credits_domain::jobs::MailStatus;
 use credits_domain::operator::{
     Adjustment, AdjustmentEffect, ContractChange, ContractTerms, Operator, Role, decide_adjustment, decide_contract,
 };
@@ -246,7 +247,7 @@ impl OperatorStore for PgStore {
         let mut conn = self.conn()?;
         type Row = (uuid::Uuid, String, String, i32, Option<String>, DateTime<Utc>);
         let rows: Vec<Row> = outbox::table
-            .filter(outbox::status.eq("dead"))
+            .filter(outbox::status.eq(MailStatus::Dead.as_str()))
             .order(outbox::created_at.desc())
             .limit(limit)
             .select((
@@ -276,8 +277,12 @@ impl OperatorStore for PgStore {
         let mut conn = self.conn()?;
         self.write_tx(&mut conn, now, |conn, _| -> Result<bool, Fail<StoreError>> {
             let account: Option<Option<uuid::Uuid>> =
-                diesel::update(outbox::table.find(id).filter(outbox::status.eq("dead")))
-                    .set((outbox::status.eq("pending"), outbox::attempts.eq(0), outbox::next_attempt_at.eq(now)))
+                diesel::update(outbox::table.find(id).filter(outbox::status.eq(MailStatus::Dead.as_str())))
+                    .set((
+                        outbox::status.eq(MailStatus::Pending.as_str()),
+                        outbox::attempts.eq(0),
+                        outbox::next_attempt_at.eq(now),
+                    ))
                     .returning(outbox::account_id)
                     .get_result(conn)
                     .optional()?;
@@ -399,7 +404,7 @@ impl OperatorStore for PgStore {
                     diesel::update(accounts::table.find(id.0))
                         .set((
                             accounts::plan_id.eq(ENTERPRISE_PLAN),
-                            accounts::plan_status.eq("active"),
+                            accounts::plan_status.eq(credits_domain::account::PlanStatus::Active.as_str()),
                             accounts::period_start.eq(Some(period.start)),
                             accounts::period_end.eq(Some(period.end)),
                             accounts::contract_monthly_credits.eq(Some(terms.monthly_credits.get())),

@@ -10,6 +10,7 @@ pub mod csv;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod jobs;
 pub mod mail;
 pub mod notify;
 pub mod operator;

@@ -3,12 +3,13 @@
 //! top-up's id, so a retry after a crash is the same payment), and ended by Stripe's answer or its
 //! event: the pack granted once per PaymentIntent, or auto top-up turned off and the account mailed.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use credits_domain::burn::BucketKind;
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
-use credits_domain::notify::autotopup::{AutoTopupSettings, PaymentOutcome, on_outcome};
+use credits_domain::jobs::AutoTopupStatus;
+use credits_domain::notify::autotopup::{AutoTopupSettings, PaymentOutcome, TopupOutcome, decide_topup_outcome};
 use credits_domain::notify::mails::{self, Recipient};
 use credits_domain::notify::webhooks::EventType;
 use credits_domain::reports::UnitValue;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 
 use super::{NotifySettings, emit, notice};
 use crate::ledger::{Grant, TxLog, grant};
+use crate::rows::undecodable;
 use crate::schema::{accounts, auto_topups, topup_purchases};
 
 /// R22: start one for the account (the partial unique index keeps it to one open at a time,
@@ -126,79 +128,77 @@ pub(crate) fn end(
 ) -> QueryResult<Ended> {
     let Answer { payment_intent, outcome, reason } = answer;
     let row: TopupRow = auto_topups::table.find(row.id).select(TopupRow::as_select()).for_update().first(conn)?;
-    let effect = on_outcome(outcome);
-    if row.status == "succeeded" || (row.status == "failed" && !effect.grant) {
-        return Ok(Ended::Already);
-    }
+    let status = AutoTopupStatus::parse(&row.status).ok_or_else(|| undecodable("auto top-up status", &row.status))?;
+    let decided = decide_topup_outcome(status, outcome, reason, i64::from(row.expiry_days), now);
     let account = AccountId(row.account_id);
-    if effect.grant {
-        let credits = Credits::new(row.credits);
-        let reference = format!("auto_topup:{}", payment_intent.map_or_else(|| row.id.to_string(), str::to_string));
-        let reason = format!("auto top-up: pack {}", row.pack_id);
-        let value = UnitValue { amount: row.amount, credits: row.credits, currency: row.currency.clone() };
-        let (bucket, _) = grant(
-            conn,
-            log,
-            Grant {
-                account,
-                kind: BucketKind::Topup,
-                credits,
-                expires_at: Some(now + Duration::days(i64::from(row.expiry_days))),
-                entry_type: EntryType::Grant,
-                reference: Some(&reference),
-                reason: Some(&reason),
-                value: Some(&value),
-            },
-            now,
-        )?;
-        // R22: the payment is a pack purchase like a checkout's, refunded (R17) and disputed (R19)
-        // through the same record.
-        diesel::insert_into(topup_purchases::table)
-            .values((
-                topup_purchases::id.eq(Uuid::now_v7()),
-                topup_purchases::auto_topup_id.eq(row.id),
-                topup_purchases::account_id.eq(row.account_id),
-                topup_purchases::pack_id.eq(&row.pack_id),
-                topup_purchases::bucket_id.eq(bucket.id),
-                topup_purchases::credits.eq(row.credits),
-                topup_purchases::payment_intent_id.eq(payment_intent),
-                topup_purchases::amount.eq(row.amount),
-                topup_purchases::currency.eq(&row.currency),
-                topup_purchases::created_at.eq(now),
-            ))
-            .execute(conn)?;
-        diesel::update(auto_topups::table.find(row.id))
-            .set((
-                auto_topups::status.eq("succeeded"),
-                auto_topups::payment_intent_id.eq(payment_intent),
-                auto_topups::bucket_id.eq(Some(bucket.id)),
-                auto_topups::finished_at.eq(Some(now)),
-                auto_topups::last_error.eq(None::<String>),
-            ))
-            .execute(conn)?;
-        emit(
-            conn,
-            row.account_id,
-            EventType::AutoTopupSucceeded,
-            json!({"account_id": row.account_id, "auto_topup_id": row.id, "pack": row.pack_id,
-                   "credits": row.credits, "bucket_id": bucket.id, "payment_intent": payment_intent}),
-            now,
-        )?;
-        return Ok(Ended::Granted { credits });
-    }
-    let reason = reason.unwrap_or(match outcome {
-        PaymentOutcome::RequiresAction => "your bank asked for you to confirm the payment, and nobody was there to",
-        _ => "the payment was declined",
-    });
+    let (reason, disable) = match decided {
+        TopupOutcome::Already => return Ok(Ended::Already),
+        TopupOutcome::Fail { reason, disable } => (reason, disable),
+        TopupOutcome::Grant { expires_at } => {
+            let credits = Credits::new(row.credits);
+            let reference = format!("auto_topup:{}", payment_intent.map_or_else(|| row.id.to_string(), str::to_string));
+            let reason = format!("auto top-up: pack {}", row.pack_id);
+            let value = UnitValue { amount: row.amount, credits: row.credits, currency: row.currency.clone() };
+            let (bucket, _) = grant(
+                conn,
+                log,
+                Grant {
+                    account,
+                    kind: BucketKind::Topup,
+                    credits,
+                    expires_at: Some(expires_at),
+                    entry_type: EntryType::Grant,
+                    reference: Some(&reference),
+                    reason: Some(&reason),
+                    value: Some(&value),
+                },
+                now,
+            )?;
+            // R22: the payment is a pack purchase like a checkout's, refunded (R17) and disputed (R19)
+            // through the same record.
+            diesel::insert_into(topup_purchases::table)
+                .values((
+                    topup_purchases::id.eq(Uuid::now_v7()),
+                    topup_purchases::auto_topup_id.eq(row.id),
+                    topup_purchases::account_id.eq(row.account_id),
+                    topup_purchases::pack_id.eq(&row.pack_id),
+                    topup_purchases::bucket_id.eq(bucket.id),
+                    topup_purchases::credits.eq(row.credits),
+                    topup_purchases::payment_intent_id.eq(payment_intent),
+                    topup_purchases::amount.eq(row.amount),
+                    topup_purchases::currency.eq(&row.currency),
+                    topup_purchases::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            diesel::update(auto_topups::table.find(row.id))
+                .set((
+                    auto_topups::status.eq(AutoTopupStatus::Succeeded.as_str()),
+                    auto_topups::payment_intent_id.eq(payment_intent),
+                    auto_topups::bucket_id.eq(Some(bucket.id)),
+                    auto_topups::finished_at.eq(Some(now)),
+                    auto_topups::last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
+            emit(
+                conn,
+                row.account_id,
+                EventType::AutoTopupSucceeded,
+                json!({"account_id": row.account_id, "auto_topup_id": row.id, "pack": row.pack_id,
+                       "credits": row.credits, "bucket_id": bucket.id, "payment_intent": payment_intent}),
+                now,
+            )?;
+            return Ok(Ended::Granted { credits });
+        }
+    };
     diesel::update(auto_topups::table.find(row.id))
         .set((
-            auto_topups::status.eq("failed"),
+            auto_topups::status.eq(AutoTopupStatus::Failed.as_str()),
             auto_topups::payment_intent_id.eq(payment_intent),
             auto_topups::finished_at.eq(Some(now)),
-            auto_topups::last_error.eq(Some(reason)),
+            auto_topups::last_error.eq(Some(&reason)),
         ))
         .execute(conn)?;
-    fail_effects(conn, settings, &row, payment_intent, reason, effect.disable, now)?;
+    fail_effects(conn, settings, &row, payment_intent, &reason, disable, now)?;
     Ok(Ended::Failed)
 }
 
@@ -238,9 +238,9 @@ fn fail_effects(
 /// Gives an auto top-up up without a payment (Stripe unreachable for its whole retry budget, or
 /// turned off before it was made): no card was charged, so auto top-up stays as the account set it.
 pub(crate) fn abandon(conn: &mut PgConnection, id: Uuid, reason: &str, now: DateTime<Utc>) -> QueryResult<()> {
-    diesel::update(auto_topups::table.find(id).filter(auto_topups::status.eq("pending")))
+    diesel::update(auto_topups::table.find(id).filter(auto_topups::status.eq(AutoTopupStatus::Pending.as_str())))
         .set((
-            auto_topups::status.eq("failed"),
+            auto_topups::status.eq(AutoTopupStatus::Failed.as_str()),
             auto_topups::finished_at.eq(Some(now)),
             auto_topups::last_error.eq(Some(reason)),
         ))
@@ -250,8 +250,11 @@ pub(crate) fn abandon(conn: &mut PgConnection, id: Uuid, reason: &str, now: Date
 
 /// The PaymentIntent was made and Stripe has not said yet: its event will.
 pub(crate) fn processing(conn: &mut PgConnection, id: Uuid, payment_intent: &str) -> QueryResult<()> {
-    diesel::update(auto_topups::table.find(id).filter(auto_topups::status.eq("pending")))
-        .set((auto_topups::status.eq("processing"), auto_topups::payment_intent_id.eq(Some(payment_intent))))
+    diesel::update(auto_topups::table.find(id).filter(auto_topups::status.eq(AutoTopupStatus::Pending.as_str())))
+        .set((
+            auto_topups::status.eq(AutoTopupStatus::Processing.as_str()),
+            auto_topups::payment_intent_id.eq(Some(payment_intent)),
+        ))
         .execute(conn)?;
     Ok(())
 }

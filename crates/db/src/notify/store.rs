@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use credits_domain::credits::Credits;
 use credits_domain::error::StoreError;
 use credits_domain::ids::AccountId;
+use credits_domain::jobs::DeliveryStatus;
 use credits_domain::notify::alerts::{BalanceLevel, rebase};
 use credits_domain::notify::autotopup::{AutoTopupRequest, AutoTopupSettings, PaymentOutcome, month_start, validate};
 use credits_domain::notify::mails::{self, Recipient};
@@ -12,7 +13,7 @@ use credits_domain::notify::store::{
     AlertsView, AttemptResult, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, DueDelivery, DueTopup,
     EndpointView, IntentAnswer, NewEndpoint, NotifyError, NotifyStore,
 };
-use credits_domain::notify::webhooks::{EventType, MAX_ENDPOINTS, next_attempt, should_disable};
+use credits_domain::notify::webhooks::{DeliveryFacts, EventType, MAX_ENDPOINTS, decide_attempt};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use serde_json::json;
@@ -473,34 +474,25 @@ impl NotifyStore for PgStore {
             else {
                 return Ok(()); // its endpoint was deleted meanwhile
             };
-            if state.status != "pending" {
-                return Ok(()); // recorded already (a lease that ran out, another instance)
-            }
-            let attempts = state.attempts + 1;
-            let first = state.first_attempt_at.unwrap_or(now);
-            let (delivered, code, error, next) = match result {
-                AttemptResult::Delivered { status } => (true, Some(i32::from(*status)), None, None),
-                AttemptResult::Failed { status, error } => (
-                    false,
-                    status.map(i32::from),
-                    Some(error.clone()),
-                    next_attempt(first, u32::try_from(attempts).unwrap_or(u32::MAX), now),
-                ),
+            let facts = DeliveryFacts {
+                status: DeliveryStatus::parse(&state.status)
+                    .ok_or_else(|| undecodable("delivery status", &state.status))?,
+                attempts: u32::try_from(state.attempts).unwrap_or(0),
+                first_attempt_at: state.first_attempt_at,
+                failing_since: state.failing_since,
+                disabled_at: state.disabled_at,
             };
-            let status = match (delivered, next) {
-                (true, _) => "delivered",
-                (false, Some(_)) => "pending",
-                (false, None) => "failed",
-            };
+            let Some(r) = decide_attempt(&facts, result, now) else { return Ok(()) };
+            let attempts = i32::try_from(r.attempts).unwrap_or(i32::MAX);
             diesel::sql_query(
                 "UPDATE webhook_deliveries SET status = $2, attempts = $3, first_attempt_at = $4, next_attempt_at = $5 \
                  WHERE id = $1",
             )
             .bind::<SqlUuid, _>(delivery)
-            .bind::<Text, _>(status)
+            .bind::<Text, _>(r.status.as_str())
             .bind::<Int4, _>(attempts)
-            .bind::<Timestamptz, _>(first)
-            .bind::<Nullable<Timestamptz>, _>(next)
+            .bind::<Timestamptz, _>(r.first_attempt_at)
+            .bind::<Nullable<Timestamptz>, _>(r.next_attempt_at)
             .execute(conn)?;
             diesel::sql_query(
                 "INSERT INTO webhook_attempts (delivery_id, attempted_at, response_code, error, delivered, next_attempt_at) \
@@ -508,25 +500,18 @@ impl NotifyStore for PgStore {
             )
             .bind::<SqlUuid, _>(delivery)
             .bind::<Timestamptz, _>(now)
-            .bind::<Nullable<Int4>, _>(code)
-            .bind::<Nullable<Text>, _>(error.as_deref())
-            .bind::<diesel::sql_types::Bool, _>(delivered)
-            .bind::<Nullable<Timestamptz>, _>(next)
+            .bind::<Nullable<Int4>, _>(r.response_code.map(i32::from))
+            .bind::<Nullable<Text>, _>(r.error.as_deref())
+            .bind::<diesel::sql_types::Bool, _>(r.delivered)
+            .bind::<Nullable<Timestamptz>, _>(r.next_attempt_at)
             .execute(conn)?;
-            if delivered {
-                diesel::update(webhook_endpoints::table.find(state.endpoint))
-                    .set(webhook_endpoints::failing_since.eq(None::<DateTime<Utc>>))
-                    .execute(conn)?;
-                return Ok(());
-            }
-            let since = state.failing_since.unwrap_or(now);
-            let disable = state.disabled_at.is_none() && should_disable(Some(since), now);
             diesel::update(webhook_endpoints::table.find(state.endpoint))
                 .set((
-                    webhook_endpoints::failing_since.eq(Some(since)),
-                    webhook_endpoints::disabled_at.eq(if disable { Some(now) } else { state.disabled_at }),
+                    webhook_endpoints::failing_since.eq(r.failing_since),
+                    webhook_endpoints::disabled_at.eq(if r.disable { Some(now) } else { state.disabled_at }),
                 ))
                 .execute(conn)?;
+            let (disable, since) = (r.disable, r.failing_since.unwrap_or(now));
             if disable {
                 tracing::warn!(endpoint = %state.endpoint, url = %state.url, "webhook endpoint disabled: failing for 5 days");
                 let (email, name): (String, String) =

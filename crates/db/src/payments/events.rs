@@ -8,13 +8,14 @@ use credits_domain::burn::BucketKind;
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId};
+use credits_domain::jobs::StripeEventStatus;
 use credits_domain::notify::autotopup::PaymentOutcome;
 use credits_domain::payments::{
-    AllowanceBucket, Applied, Decision, DisputeFacts, DisputeInfo, DisputeStatus, Ignored, PackSold, PaymentEvent,
-    PaymentLink, Purchase, PurchaseFacts, SessionFacts, SessionMode, SessionRecord, SessionStatus, StripeEvent,
-    SubscriptionFacts, SubscriptionRecord, SubscriptionStatus, Unapplicable, decide_customer_deleted,
-    decide_dispute_closed, decide_dispute_created, decide_invoice_failed, decide_invoice_paid, decide_refund,
-    decide_session_completed, decide_session_expired, decide_session_failed, decide_session_paid,
+    AllowanceBucket, Applied, Decision, DisputeFacts, DisputeInfo, DisputeStatus, Ignored, OUTCOME_APPLYING,
+    OUTCOME_FAILED, PackSold, PaymentEvent, PaymentLink, Purchase, PurchaseFacts, SessionFacts, SessionMode,
+    SessionRecord, SessionStatus, StripeEvent, SubscriptionFacts, SubscriptionRecord, SubscriptionStatus, Unapplicable,
+    decide_customer_deleted, decide_dispute_closed, decide_dispute_created, decide_invoice_failed, decide_invoice_paid,
+    decide_refund, decide_session_completed, decide_session_expired, decide_session_failed, decide_session_paid,
     decide_subscription_deleted, decide_subscription_updated,
 };
 use diesel::prelude::*;
@@ -106,9 +107,9 @@ pub fn record_failed(conn: &mut PgConnection, event: &StripeEvent, error: &str, 
             stripe_events::id.eq(&event.id),
             stripe_events::event_type.eq(&event.event_type),
             stripe_events::created.eq(event.created),
-            stripe_events::outcome.eq("failed"),
+            stripe_events::outcome.eq(OUTCOME_FAILED),
             stripe_events::received_at.eq(now),
-            stripe_events::status.eq("failed"),
+            stripe_events::status.eq(StripeEventStatus::Failed.as_str()),
             stripe_events::payload.eq(Some(&event.raw)),
             stripe_events::error.eq(Some(error)),
         ))
@@ -284,7 +285,7 @@ impl Event<'_> {
                 stripe_events::id.eq(&self.event.id),
                 stripe_events::event_type.eq(&self.event.event_type),
                 stripe_events::created.eq(self.event.created),
-                stripe_events::outcome.eq("applying"),
+                stripe_events::outcome.eq(OUTCOME_APPLYING),
                 stripe_events::received_at.eq(self.now),
             ))
             .on_conflict(stripe_events::id)
@@ -293,10 +294,16 @@ impl Event<'_> {
         if fresh == 1 {
             return Ok(true);
         }
-        let taken_over =
-            diesel::update(stripe_events::table.find(&self.event.id).filter(stripe_events::status.eq("failed")))
-                .set((stripe_events::status.eq("applied"), stripe_events::outcome.eq("applying")))
-                .execute(self.conn)?;
+        let taken_over = diesel::update(
+            stripe_events::table
+                .find(&self.event.id)
+                .filter(stripe_events::status.eq(StripeEventStatus::Failed.as_str())),
+        )
+        .set((
+            stripe_events::status.eq(StripeEventStatus::Applied.as_str()),
+            stripe_events::outcome.eq(OUTCOME_APPLYING),
+        ))
+        .execute(self.conn)?;
         Ok(taken_over == 1)
     }
 
@@ -309,7 +316,10 @@ impl Event<'_> {
 
     fn finish(self, applied: Applied) -> QueryResult<Applied> {
         diesel::update(stripe_events::table.find(&self.event.id))
-            .set((stripe_events::outcome.eq(applied.to_string()), stripe_events::status.eq("applied")))
+            .set((
+                stripe_events::outcome.eq(applied.to_string()),
+                stripe_events::status.eq(StripeEventStatus::Applied.as_str()),
+            ))
             .execute(self.conn)?;
         Ok(applied)
     }

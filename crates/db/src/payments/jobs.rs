@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::error::StoreError;
+use credits_domain::jobs::PaymentJobStatus;
 use credits_domain::mail::retry_at;
 use credits_domain::payments::{PaymentGateway, PaymentJobKind};
 use diesel::prelude::*;
@@ -28,7 +29,7 @@ pub fn run(
         }
         let claimed = store.write_tx(&mut conn, now, |conn, _| -> Result<Option<bool>, Fail<StoreError>> {
             let due: Option<(Uuid, String, String, i32)> = payment_jobs::table
-                .filter(payment_jobs::status.eq("pending"))
+                .filter(payment_jobs::status.eq(PaymentJobStatus::Pending.as_str()))
                 .filter(payment_jobs::next_attempt_at.le(now))
                 .order(payment_jobs::next_attempt_at.asc())
                 .select((payment_jobs::id, payment_jobs::kind, payment_jobs::subject, payment_jobs::attempts))
@@ -48,7 +49,7 @@ pub fn run(
                 Ok(()) => {
                     diesel::update(payment_jobs::table.find(id))
                         .set((
-                            payment_jobs::status.eq("done"),
+                            payment_jobs::status.eq(PaymentJobStatus::Done.as_str()),
                             payment_jobs::attempts.eq(attempts),
                             payment_jobs::done_at.eq(Some(now)),
                         ))

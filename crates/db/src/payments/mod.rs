@@ -12,6 +12,7 @@ use credits_domain::credits::Credits;
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::{IdempotencyKey, Recall, Replayable};
 use credits_domain::ids::AccountId;
+use credits_domain::jobs::StripeEventStatus;
 use credits_domain::payments::{
     Applied, ApplyError, CheckoutContext, CheckoutRecord, CheckoutView, DisputeStatus, DisputeView, FailedEventView,
     LiveSubscription, OpenSession, PaymentError, PaymentGateway, PaymentLink, PaymentStore, PurchaseView, Purchases,
@@ -307,7 +308,7 @@ impl PaymentStore for PgStore {
         let mut conn = self.conn()?;
         type Row = (String, String, DateTime<Utc>, Option<String>, i32, DateTime<Utc>);
         let rows: Vec<Row> = stripe_events::table
-            .filter(stripe_events::status.eq("failed"))
+            .filter(stripe_events::status.eq(StripeEventStatus::Failed.as_str()))
             .order(stripe_events::received_at.asc())
             .limit(limit)
             .select((
@@ -337,7 +338,7 @@ impl PaymentStore for PgStore {
         let mut conn = self.conn()?;
         let found: Option<Option<String>> = stripe_events::table
             .find(id)
-            .filter(stripe_events::status.eq("failed"))
+            .filter(stripe_events::status.eq(StripeEventStatus::Failed.as_str()))
             .select(stripe_events::payload)
             .first(&mut conn)
             .optional()

@@ -5,6 +5,7 @@ use chrono::{DateTime, Datelike, TimeZone, Utc};
 
 use crate::Credits;
 use crate::catalog::Catalog;
+use crate::jobs::AutoTopupStatus;
 
 /// R22: the most auto top-ups a calendar month when the account names no limit.
 pub const DEFAULT_MONTHLY_LIMIT: u32 = 4;
@@ -138,22 +139,43 @@ impl PaymentOutcome {
     }
 }
 
-/// What the outcome does to the account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutcomeEffect {
-    /// Grant the pack (once per PaymentIntent: the store keys the grant on its id).
-    pub grant: bool,
-    /// Turn auto top-up off: a card that failed once off-session will fail again.
-    pub disable: bool,
-    /// Email the account a link to its billing page.
-    pub mail: bool,
+/// What Stripe's answer does to an auto top-up, decided from its status as stored (R22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopupOutcome {
+    /// It had ended so already (a second event, or the worker's answer before it): nothing.
+    Already,
+    /// Grant the pack, expiring `expires_at` (once per PaymentIntent: the store keys the grant
+    /// on its id).
+    Grant { expires_at: DateTime<Utc> },
+    /// It failed: record `reason`; turn auto top-up off when `disable` (a card that failed once
+    /// off-session will fail again) and then email the account a link to its billing page.
+    Fail { reason: String, disable: bool },
 }
 
-pub fn on_outcome(outcome: PaymentOutcome) -> OutcomeEffect {
+/// R22: an auto top-up in `status` answered `outcome` (Stripe's words for a failure in
+/// `reason`). A succeeded one never changes; a failed one is only overturned by a success (a
+/// payment Stripe retried and then collected). The pack expires `expiry_days` after `now`.
+pub fn decide_topup_outcome(
+    status: AutoTopupStatus,
+    outcome: PaymentOutcome,
+    reason: Option<&str>,
+    expiry_days: i64,
+    now: DateTime<Utc>,
+) -> TopupOutcome {
+    let succeeded = outcome == PaymentOutcome::Succeeded;
+    if status == AutoTopupStatus::Succeeded || (status == AutoTopupStatus::Failed && !succeeded) {
+        return TopupOutcome::Already;
+    }
     match outcome {
-        PaymentOutcome::Succeeded => OutcomeEffect { grant: true, disable: false, mail: false },
+        PaymentOutcome::Succeeded => TopupOutcome::Grant { expires_at: now + chrono::Duration::days(expiry_days) },
         PaymentOutcome::Declined | PaymentOutcome::RequiresAction => {
-            OutcomeEffect { grant: false, disable: true, mail: true }
+            let worded = match outcome {
+                PaymentOutcome::RequiresAction => {
+                    "your bank asked for you to confirm the payment, and nobody was there to"
+                }
+                _ => "the payment was declined",
+            };
+            TopupOutcome::Fail { reason: reason.unwrap_or(worded).to_string(), disable: true }
         }
     }
 }

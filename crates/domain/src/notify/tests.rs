@@ -121,10 +121,28 @@ fn the_month_is_the_calendar_month_in_utc() {
 
 #[test]
 fn a_failed_off_session_payment_turns_it_off_and_mails_and_a_paid_one_grants() {
-    assert_eq!(on_outcome(PaymentOutcome::Succeeded), OutcomeEffect { grant: true, disable: false, mail: false });
-    for failed in [PaymentOutcome::Declined, PaymentOutcome::RequiresAction] {
-        assert_eq!(on_outcome(failed), OutcomeEffect { grant: false, disable: true, mail: true });
+    use crate::jobs::AutoTopupStatus::{Failed, Pending, Processing, Succeeded};
+    let now = Utc.with_ymd_and_hms(2026, 12, 8, 12, 0, 0).unwrap();
+    let decide = |status, outcome, reason| decide_topup_outcome(status, outcome, reason, 30, now);
+    for open in [Pending, Processing] {
+        assert_eq!(
+            decide(open, PaymentOutcome::Succeeded, None),
+            TopupOutcome::Grant { expires_at: now + chrono::Duration::days(30) }
+        );
+        let declined = decide(open, PaymentOutcome::Declined, None);
+        assert_eq!(declined, TopupOutcome::Fail { reason: "the payment was declined".into(), disable: true });
+        let asked = decide(open, PaymentOutcome::RequiresAction, None);
+        assert!(matches!(&asked, TopupOutcome::Fail { reason, disable: true } if reason.contains("confirm")));
+        let worded = decide(open, PaymentOutcome::Declined, Some("Your card has insufficient funds."));
+        assert_eq!(worded, TopupOutcome::Fail { reason: "Your card has insufficient funds.".into(), disable: true });
     }
+    // Ended: a success never changes; a failure is only overturned by a success.
+    for outcome in [PaymentOutcome::Succeeded, PaymentOutcome::Declined, PaymentOutcome::RequiresAction] {
+        assert_eq!(decide(Succeeded, outcome, None), TopupOutcome::Already);
+    }
+    assert_eq!(decide(Failed, PaymentOutcome::Declined, None), TopupOutcome::Already);
+    assert_eq!(decide(Failed, PaymentOutcome::RequiresAction, None), TopupOutcome::Already);
+    assert!(matches!(decide(Failed, PaymentOutcome::Succeeded, None), TopupOutcome::Grant { .. }));
 }
 
 #[test]
@@ -228,4 +246,54 @@ fn an_endpoint_failing_for_five_days_is_disabled() {
     assert!(!should_disable(None, t0()));
     assert!(!should_disable(Some(t0()), t0() + TimeDelta::days(5) - TimeDelta::seconds(1)));
     assert!(should_disable(Some(t0()), t0() + TimeDelta::days(5)));
+}
+
+#[test]
+fn an_attempts_end_moves_the_delivery_and_its_endpoints_health_as_section_9_says() {
+    use super::store::AttemptResult;
+    use crate::jobs::DeliveryStatus;
+    let now = Utc.with_ymd_and_hms(2026, 12, 8, 12, 0, 0).unwrap();
+    let fresh = DeliveryFacts {
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        first_attempt_at: None,
+        failing_since: None,
+        disabled_at: None,
+    };
+    let failed = AttemptResult::Failed { status: Some(500), error: "answered 500".into() };
+
+    // Delivered: done, and the endpoint is healthy again.
+    let ok = decide_attempt(
+        &DeliveryFacts { failing_since: Some(now), ..fresh.clone() },
+        &AttemptResult::Delivered { status: 204 },
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        (ok.status, ok.delivered, ok.response_code, ok.failing_since, ok.disable),
+        (DeliveryStatus::Delivered, true, Some(204), None, false)
+    );
+    assert_eq!((ok.attempts, ok.first_attempt_at, ok.next_attempt_at), (1, now, None));
+
+    // A first failure: pending again in 30 s; the endpoint failing from now.
+    let first = decide_attempt(&fresh, &failed, now).unwrap();
+    assert_eq!(first.status, DeliveryStatus::Pending);
+    assert_eq!(first.next_attempt_at, Some(now + TimeDelta::seconds(30)));
+    assert_eq!((first.failing_since, first.disable, first.error.as_deref()), (Some(now), false, Some("answered 500")));
+
+    // Past its 3 days: failed for good.
+    let old = DeliveryFacts { attempts: 9, first_attempt_at: Some(now - RETRY_WINDOW), ..fresh.clone() };
+    let given_up = decide_attempt(&old, &failed, now).unwrap();
+    assert_eq!((given_up.status, given_up.next_attempt_at), (DeliveryStatus::Failed, None));
+
+    // Failing for 5 days: the endpoint is disabled, once.
+    let failing = DeliveryFacts { failing_since: Some(now - DISABLE_AFTER), ..fresh.clone() };
+    assert!(decide_attempt(&failing, &failed, now).unwrap().disable);
+    let disabled = DeliveryFacts { disabled_at: Some(now - TimeDelta::hours(1)), ..failing };
+    assert!(!decide_attempt(&disabled, &failed, now).unwrap().disable);
+
+    // Recorded already (a lease ran out, another instance recorded it): nothing.
+    for done in [DeliveryStatus::Delivered, DeliveryStatus::Failed] {
+        assert_eq!(decide_attempt(&DeliveryFacts { status: done, ..fresh.clone() }, &failed, now), None);
+    }
 }

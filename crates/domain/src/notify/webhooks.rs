@@ -9,6 +9,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::addresses::{self, Reach};
+use super::store::AttemptResult;
+use crate::jobs::DeliveryStatus;
 
 /// At most this many endpoints an account (section 9).
 pub const MAX_ENDPOINTS: usize = 10;
@@ -144,6 +146,75 @@ pub fn check_target(ip: IpAddr, allow_private: bool) -> Result<(), TargetRefused
         Reach::Private => Err(TargetRefused::Private(ip)),
         Reach::Unroutable => Err(TargetRefused::Unroutable(ip)),
     }
+}
+
+/// A delivery as the store has it when an attempt ends, and its endpoint's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFacts {
+    pub status: DeliveryStatus,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    /// Since when the endpoint has failed every delivery (none: its last one succeeded).
+    pub failing_since: Option<DateTime<Utc>>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// What an attempt's end writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The delivery's next state: delivered, pending again (at `next_attempt_at`), or failed
+    /// for good once its 3 days are over.
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub first_attempt_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered: bool,
+    pub response_code: Option<u16>,
+    pub error: Option<String>,
+    /// The endpoint's `failing_since` after it.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Disable the endpoint now (and mail the account): it has failed every delivery for
+    /// [`DISABLE_AFTER`].
+    pub disable: bool,
+}
+
+/// Section 9: an attempt of a delivery ended with `result`. `None` when the delivery was
+/// recorded already (a lease that ran out, another instance).
+pub fn decide_attempt(facts: &DeliveryFacts, result: &AttemptResult, now: DateTime<Utc>) -> Option<AttemptRecord> {
+    if facts.status != DeliveryStatus::Pending {
+        return None;
+    }
+    let attempts = facts.attempts.saturating_add(1);
+    let first = facts.first_attempt_at.unwrap_or(now);
+    Some(match result {
+        AttemptResult::Delivered { status } => AttemptRecord {
+            status: DeliveryStatus::Delivered,
+            attempts,
+            first_attempt_at: first,
+            next_attempt_at: None,
+            delivered: true,
+            response_code: Some(*status),
+            error: None,
+            failing_since: None,
+            disable: false,
+        },
+        AttemptResult::Failed { status, error } => {
+            let next = next_attempt(first, attempts, now);
+            let since = facts.failing_since.unwrap_or(now);
+            AttemptRecord {
+                status: if next.is_some() { DeliveryStatus::Pending } else { DeliveryStatus::Failed },
+                attempts,
+                first_attempt_at: first,
+                next_attempt_at: next,
+                delivered: false,
+                response_code: *status,
+                error: Some(error.clone()),
+                failing_since: Some(since),
+                disable: facts.disabled_at.is_none() && should_disable(Some(since), now),
+            }
+        }
+    })
 }
 
 /// How long after the `attempts`-th failed try (1 for the first) the next one is made: 30 s,

@@ -126,3 +126,8 @@ impl std::fmt::Display for Applied {
         }
     }
 }
+
+/// What a received Stripe event's record says while its transaction applies it (replaced by the
+/// `Applied` it came to), and of one the configuration could not apply.
+pub const OUTCOME_APPLYING: &str = "applying";
+pub const OUTCOME_FAILED: &str = "failed";
