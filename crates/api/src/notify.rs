@@ -189,7 +189,6 @@ pub async fn new_endpoint(
             events,
             description: description.as_deref(),
         },
-        0,
         policy.allow_insecure,
     )
     .map_err(ApiError::invalid_parameters)?;

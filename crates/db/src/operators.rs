@@ -377,7 +377,7 @@ impl OperatorStore for PgStore {
         let mut conn = self.conn()?;
         self.write_tx(&mut conn, now, |conn, log| {
             let account = locked(conn, log, id)?.to_domain()?;
-            // R18: a plan paid through Stripe and a contract never overlap.
+            // R18 (decided by decide_contract): the account's live Stripe subscription, if any.
             let live: Option<String> = subscriptions::table
                 .filter(subscriptions::account_id.eq(id.0))
                 .filter(subscriptions::ended_at.is_null())
@@ -386,12 +386,9 @@ impl OperatorStore for PgStore {
                 .select(subscriptions::id)
                 .first(conn)
                 .optional()?;
-            if let Some(sub) = live {
-                return Err(Fail::Rule(AdminError::Conflict(format!(
-                    "the account has a live Stripe subscription ({sub}); cancel it before an Enterprise contract"
-                ))));
-            }
-            match decide_contract(&account, terms, now) {
+            let change = decide_contract(&account, live.as_deref(), terms, now)
+                .map_err(|m| Fail::Rule(AdminError::Conflict(m)))?;
+            match change {
                 ContractChange::Amend { runs_per_minute } => {
                     diesel::update(accounts::table.find(id.0))
                         .set(accounts::contract_runs_per_minute.eq(runs_per_minute.map(|n| n as i32)))

@@ -154,14 +154,34 @@ pub enum ContractChange {
     Start { starts_at: DateTime<Utc>, period: Period, grant: Credits },
 }
 
-pub fn decide_contract(account: &Account, terms: ContractTerms, now: DateTime<Utc>) -> ContractChange {
+/// An Enterprise contract for `account`, which has the live Stripe subscription
+/// `live_subscription` if any. R18: a plan paid through Stripe and a contract never overlap, so a
+/// live subscription refuses it (the message is the 409's); the same monthly credits amend the
+/// contract in place, anything else starts a new one now.
+pub fn decide_contract(
+    account: &Account,
+    live_subscription: Option<&str>,
+    terms: ContractTerms,
+    now: DateTime<Utc>,
+) -> Result<ContractChange, String> {
+    if let Some(sub) = live_subscription {
+        return Err(format!(
+            "the account has a live Stripe subscription ({sub}); cancel it before an Enterprise contract"
+        ));
+    }
     if account.plan == ENTERPRISE_PLAN
         && let Some(c) = account.contract
         && c.monthly_credits == terms.monthly_credits
     {
-        return ContractChange::Amend { runs_per_minute: terms.runs_per_minute };
+        return Ok(ContractChange::Amend { runs_per_minute: terms.runs_per_minute });
     }
-    ContractChange::Start { starts_at: now, period: contract_period(now, now), grant: terms.monthly_credits }
+    Ok(ContractChange::Start { starts_at: now, period: contract_period(now, now), grant: terms.monthly_credits })
+}
+
+/// R19: an account is restricted while any of its restrictions stands; lifting the last one
+/// frees it.
+pub fn still_restricted(standing_restrictions: usize) -> bool {
+    standing_restrictions > 0
 }
 
 /// R3 for Enterprise: the period to grant when the current one has ended, if it has.
@@ -173,5 +193,39 @@ pub fn due_contract_period(account: &Account, now: DateTime<Utc>) -> Option<Peri
     match account.period {
         Some(p) if now < p.end => None,
         _ => Some(contract_period(contract.starts_at, now)),
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::account::Contract;
+
+    #[test]
+    fn a_contract_is_refused_beside_a_live_subscription_amends_the_same_credits_and_starts_otherwise() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 8, 12, 0, 0).unwrap();
+        let terms = ContractTerms { monthly_credits: Credits::new(50_000), runs_per_minute: Some(600) };
+        let pro = crate::payments::tests::account("pro", None);
+        let refused = decide_contract(&pro, Some("sub_1"), terms, now).unwrap_err();
+        assert!(refused.contains("sub_1"), "{refused}");
+        assert!(
+            matches!(decide_contract(&pro, None, terms, now), Ok(ContractChange::Start { grant, .. }) if grant == terms.monthly_credits)
+        );
+        let contract = Contract { monthly_credits: Credits::new(50_000), runs_per_minute: None, starts_at: now };
+        let enterprise = Account { plan: ENTERPRISE_PLAN.into(), contract: Some(contract), ..pro.clone() };
+        assert_eq!(
+            decide_contract(&enterprise, None, terms, now),
+            Ok(ContractChange::Amend { runs_per_minute: Some(600) })
+        );
+        let more = ContractTerms { monthly_credits: Credits::new(80_000), ..terms };
+        assert!(matches!(decide_contract(&enterprise, None, more, now), Ok(ContractChange::Start { .. })));
+    }
+
+    #[test]
+    fn an_account_stays_restricted_while_a_restriction_stands() {
+        assert!(still_restricted(1) && still_restricted(2));
+        assert!(!still_restricted(0));
     }
 }

@@ -13,7 +13,7 @@ use credits_domain::notify::store::{
     AlertsView, AttemptResult, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, DueDelivery, DueTopup,
     EndpointView, IntentAnswer, NewEndpoint, NotifyError, NotifyStore,
 };
-use credits_domain::notify::webhooks::{DeliveryFacts, EventType, MAX_ENDPOINTS, decide_attempt};
+use credits_domain::notify::webhooks::{DeliveryFacts, EventType, check_endpoint_count, decide_attempt};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use serde_json::json;
@@ -320,11 +320,8 @@ impl NotifyStore for PgStore {
                 .filter(webhook_endpoints::account_id.eq(account.0))
                 .count()
                 .get_result(conn)?;
-            if usize::try_from(existing).unwrap_or(usize::MAX) >= MAX_ENDPOINTS {
-                return Err(Fail::Rule(NotifyError::Invalid(format!(
-                    "an account may have at most {MAX_ENDPOINTS} webhook endpoints; delete one first"
-                ))));
-            }
+            check_endpoint_count(usize::try_from(existing).unwrap_or(usize::MAX))
+                .map_err(|m| Fail::Rule(NotifyError::Invalid(m)))?;
             let events: Vec<&str> = endpoint.events.iter().map(|e| e.as_str()).collect();
             diesel::insert_into(webhook_endpoints::table)
                 .values((

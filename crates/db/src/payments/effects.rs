@@ -7,6 +7,7 @@ use credits_domain::burn::{BucketKind, Portion};
 use credits_domain::catalog::FREE_PLAN;
 use credits_domain::ids::AccountId;
 use credits_domain::mail::MailKind;
+use credits_domain::operator::still_restricted;
 use credits_domain::payments::{
     Decision, DisputeStatus, Effect, PlanChange, Purchase, SubscriptionChange, SubscriptionStatus,
 };
@@ -366,13 +367,12 @@ pub fn lift(
         Some(d) => diesel::update(open.filter(account_restrictions::dispute_id.eq(d))).set(set).execute(conn)?,
         None => diesel::update(open).set(set).execute(conn)?,
     };
-    let standing: bool = diesel::select(diesel::dsl::exists(
-        account_restrictions::table
-            .filter(account_restrictions::account_id.eq(account.0))
-            .filter(account_restrictions::lifted_at.is_null()),
-    ))
-    .get_result(conn)?;
-    if !standing {
+    let standing: i64 = account_restrictions::table
+        .filter(account_restrictions::account_id.eq(account.0))
+        .filter(account_restrictions::lifted_at.is_null())
+        .count()
+        .get_result(conn)?;
+    if !still_restricted(usize::try_from(standing).unwrap_or(usize::MAX)) {
         diesel::update(accounts::table.find(account.0))
             .set(accounts::restricted_at.eq(None::<DateTime<Utc>>))
             .execute(conn)?;

@@ -173,19 +173,20 @@ fn an_endpoint_is_https_with_known_events_and_an_account_has_at_most_ten() {
     let events = vec!["balance.low".to_string(), "credits.granted".into(), "balance.low".into()];
     let url = "https://hooks.example.com/credits";
     assert_eq!(
-        validate_endpoint(&endpoint(url, "https", &events), 9, false),
+        validate_endpoint(&endpoint(url, "https", &events), false),
         Ok(vec![EventType::BalanceLow, EventType::CreditsGranted])
     );
-    assert!(validate_endpoint(&endpoint(url, "https", &events), 10, false).unwrap_err().contains("10"));
+    assert_eq!(check_endpoint_count(9), Ok(()));
+    assert!(check_endpoint_count(10).unwrap_err().contains("10"));
     let http = "http://hooks.example.com/credits";
-    assert!(validate_endpoint(&endpoint(http, "http", &events), 0, false).unwrap_err().contains("https"));
-    assert!(validate_endpoint(&endpoint(http, "http", &events), 0, true).is_ok());
-    assert!(validate_endpoint(&endpoint(url, "ftp", &events), 0, true).is_err());
-    assert!(validate_endpoint(&endpoint(url, "https", &[]), 0, false).unwrap_err().contains("events"));
+    assert!(validate_endpoint(&endpoint(http, "http", &events), false).unwrap_err().contains("https"));
+    assert!(validate_endpoint(&endpoint(http, "http", &events), true).is_ok());
+    assert!(validate_endpoint(&endpoint(url, "ftp", &events), true).is_err());
+    assert!(validate_endpoint(&endpoint(url, "https", &[]), false).unwrap_err().contains("events"));
     let unknown = vec!["balance.lowish".to_string()];
-    assert!(validate_endpoint(&endpoint(url, "https", &unknown), 0, false).unwrap_err().contains("lowish"));
+    assert!(validate_endpoint(&endpoint(url, "https", &unknown), false).unwrap_err().contains("lowish"));
     let hostless = EndpointRequest { host: None, ..endpoint(url, "https", &events) };
-    assert!(validate_endpoint(&hostless, 0, false).is_err());
+    assert!(validate_endpoint(&hostless, false).is_err());
 }
 
 fn ip(s: &str) -> IpAddr {

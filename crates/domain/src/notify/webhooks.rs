@@ -80,16 +80,19 @@ pub struct EndpointRequest<'a> {
     pub description: Option<&'a str>,
 }
 
-/// Checks a new endpoint; `existing` is how many the account has. Returns its events, each once,
-/// in a stable order. The message is the 422's.
-pub fn validate_endpoint(
-    request: &EndpointRequest<'_>,
-    existing: usize,
-    allow_insecure: bool,
-) -> Result<Vec<EventType>, String> {
+/// Section 9: an account with `existing` endpoints may add one more only below
+/// [`MAX_ENDPOINTS`]. Judged by the store with the real count, under the account's lock (so two
+/// concurrent registrations cannot both pass). The message is the 422's.
+pub fn check_endpoint_count(existing: usize) -> Result<(), String> {
     if existing >= MAX_ENDPOINTS {
-        return Err(format!("an account may have at most {MAX_ENDPOINTS} webhook endpoints"));
+        return Err(format!("an account may have at most {MAX_ENDPOINTS} webhook endpoints; delete one first"));
     }
+    Ok(())
+}
+
+/// Checks a new endpoint's request. Returns its events, each once, in a stable order. The message
+/// is the 422's. (How many the account has is `check_endpoint_count`'s, in the store.)
+pub fn validate_endpoint(request: &EndpointRequest<'_>, allow_insecure: bool) -> Result<Vec<EventType>, String> {
     if request.url.len() > MAX_URL_LEN {
         return Err(format!("url must be at most {MAX_URL_LEN} characters"));
     }

@@ -50,7 +50,7 @@ pub(crate) fn catalog() -> Catalog {
     .unwrap()
 }
 
-pub(super) fn account(plan: &str, pending: Option<PendingChange>) -> Account {
+pub(crate) fn account(plan: &str, pending: Option<PendingChange>) -> Account {
     let t = t0();
     Account {
         id: AccountId(uuid::Uuid::nil()),
