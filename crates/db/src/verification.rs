@@ -263,13 +263,13 @@ impl VerificationStore for PgStore {
             let who = mails::Recipient { account: AccountId(account), email: &acct.email, name: &acct.name };
             let mail = mails::verification_decided(kind, who, request, &row.company_name, reason.as_deref());
             enqueue(conn, &mail, now)?;
-            crate::notify::emit(
-                conn,
-                account,
-                credits_domain::notify::webhooks::EventType::BusinessVerificationDecided,
-                json!({"account_id": account, "request_id": request, "status": status.as_str(), "reason": reason}),
-                now,
-            )?;
+            let payload = credits_domain::notify::payloads::Payload::VerificationDecided {
+                account_id: account,
+                request_id: request,
+                status: status.as_str(),
+                reason: reason.clone(),
+            };
+            crate::notify::emit(conn, account, &payload, now)?;
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
             Ok(row.view()?)
         })

@@ -11,12 +11,11 @@ use credits_domain::ids::AccountId;
 use credits_domain::jobs::AutoTopupStatus;
 use credits_domain::notify::autotopup::{AutoTopupSettings, PaymentOutcome, TopupOutcome, decide_topup_outcome};
 use credits_domain::notify::mails::{self, Recipient};
-use credits_domain::notify::webhooks::EventType;
+use credits_domain::notify::payloads::Payload;
 use credits_domain::reports::UnitValue;
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Text, Timestamptz, Uuid as SqlUuid};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{NotifySettings, emit, notice};
@@ -179,14 +178,15 @@ pub(crate) fn end(
                     auto_topups::last_error.eq(None::<String>),
                 ))
                 .execute(conn)?;
-            emit(
-                conn,
-                row.account_id,
-                EventType::AutoTopupSucceeded,
-                json!({"account_id": row.account_id, "auto_topup_id": row.id, "pack": row.pack_id,
-                       "credits": row.credits, "bucket_id": bucket.id, "payment_intent": payment_intent}),
-                now,
-            )?;
+            let payload = Payload::AutoTopupSucceeded {
+                account_id: row.account_id,
+                auto_topup_id: row.id,
+                pack: row.pack_id.clone(),
+                credits: row.credits,
+                bucket_id: bucket.id,
+                payment_intent: payment_intent.map(str::to_string),
+            };
+            emit(conn, row.account_id, &payload, now)?;
             return Ok(Ended::Granted { credits });
         }
     };
@@ -218,14 +218,15 @@ fn fail_effects(
             .set(accounts::auto_topup_enabled.eq(false))
             .execute(conn)?;
     }
-    let event = emit(
-        conn,
-        row.account_id,
-        EventType::AutoTopupFailed,
-        json!({"account_id": row.account_id, "auto_topup_id": row.id, "pack": row.pack_id,
-               "payment_intent": payment_intent, "reason": reason, "auto_topup_enabled": !disable}),
-        now,
-    )?;
+    let payload = Payload::AutoTopupFailed {
+        account_id: row.account_id,
+        auto_topup_id: row.id,
+        pack: row.pack_id.clone(),
+        payment_intent: payment_intent.map(str::to_string),
+        reason: reason.to_string(),
+        auto_topup_enabled: !disable,
+    };
+    let event = emit(conn, row.account_id, &payload, now)?;
     if disable {
         let (email, name): (String, String) =
             accounts::table.find(row.account_id).select((accounts::email, accounts::name)).first(conn)?;

@@ -12,13 +12,13 @@ use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
 use credits_domain::mail::Mail;
-use credits_domain::notify::alerts::{BalanceAlert, BalanceLevel, after_change};
+use credits_domain::notify::alerts::{BalanceLevel, after_change};
 use credits_domain::notify::autotopup::{AutoTopupSettings, StartDecision, after_capture, month_start};
 use credits_domain::notify::mails::{self, Recipient};
-use credits_domain::notify::webhooks::EventType;
+use credits_domain::notify::payloads::{AccountState, Payload, account_changes, at};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::ledger::{Grant, Locked};
@@ -38,14 +38,10 @@ fn event_id() -> String {
 
 /// Writes an event of `account` and one pending delivery to each of its live endpoints that
 /// subscribed to its type. Returns the event's id.
-pub fn emit(
-    conn: &mut PgConnection,
-    account: Uuid,
-    event: EventType,
-    data: Value,
-    now: DateTime<Utc>,
-) -> QueryResult<String> {
+pub fn emit(conn: &mut PgConnection, account: Uuid, payload: &Payload, now: DateTime<Utc>) -> QueryResult<String> {
     let id = event_id();
+    let event = payload.event_type();
+    let data = serde_json::to_value(payload).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
     let body = json!({
         "type": event.as_str(),
         "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -68,27 +64,18 @@ pub fn emit(
     Ok(id)
 }
 
-fn at(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// `credits.granted`: a new bucket (allowance, top-up, adjustment, restored credits).
 pub(crate) fn granted(conn: &mut PgConnection, g: &Grant<'_>, bucket: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
-    emit(
-        conn,
-        g.account.0,
-        EventType::CreditsGranted,
-        json!({
-            "account_id": g.account.0,
-            "bucket_id": bucket,
-            "kind": g.kind.as_str(),
-            "credits": g.credits.get(),
-            "expires_at": g.expires_at.map(at),
-            "entry_type": g.entry_type.as_str(),
-            "reason": g.reason,
-        }),
-        now,
-    )?;
+    let payload = Payload::CreditsGranted {
+        account_id: g.account.0,
+        bucket_id: bucket,
+        kind: g.kind.as_str(),
+        credits: g.credits.get(),
+        expires_at: g.expires_at.map(at),
+        entry_type: g.entry_type.as_str(),
+        reason: g.reason.map(str::to_string),
+    };
+    emit(conn, g.account.0, &payload, now)?;
     Ok(())
 }
 
@@ -176,12 +163,12 @@ fn settle_one(
     let id = before.id;
     let account = AccountId(id);
 
-    if row.plan_id != before.plan {
-        emit(conn, id, EventType::PlanChanged, json!({"account_id": id, "from": before.plan, "to": row.plan_id}), now)?;
-    }
-    if row.restricted != before.restricted {
-        let event = if row.restricted { EventType::AccountRestricted } else { EventType::AccountUnrestricted };
-        emit(conn, id, event, json!({"account_id": id}), now)?;
+    let (was, is) = (
+        AccountState { plan: &before.plan, restricted: before.restricted },
+        AccountState { plan: &row.plan_id, restricted: row.restricted },
+    );
+    for payload in account_changes(id, &was, &is) {
+        emit(conn, id, &payload, now)?;
     }
 
     let Some(balance) = balance else {
@@ -198,16 +185,7 @@ fn settle_one(
             .execute(conn)?;
     }
     for alert in alerts {
-        let data = match alert {
-            BalanceAlert::Low { available, threshold } => {
-                json!({"account_id": id, "available": available.get(), "threshold": threshold.get()})
-            }
-            BalanceAlert::Depleted => json!({"account_id": id, "available": available.get()}),
-            BalanceAlert::Recovered { available, threshold } => {
-                json!({"account_id": id, "available": available.get(), "threshold": threshold.map(Credits::get)})
-            }
-        };
-        let event = emit(conn, id, alert.event_type(), data, now)?;
+        let event = emit(conn, id, &Payload::balance(id, alert, available), now)?;
         let who = Recipient { account, email: &row.email, name: &row.name };
         notice(conn, settings, mails::balance_alert(who, alert, available, threshold, &event), now)?;
     }

@@ -9,6 +9,7 @@ use credits_domain::jobs::DeliveryStatus;
 use credits_domain::notify::alerts::{BalanceLevel, rebase};
 use credits_domain::notify::autotopup::{AutoTopupRequest, AutoTopupSettings, PaymentOutcome, month_start, validate};
 use credits_domain::notify::mails::{self, Recipient};
+use credits_domain::notify::payloads::{Payload, at};
 use credits_domain::notify::store::{
     AlertsView, AttemptResult, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, DueDelivery, DueTopup,
     EndpointView, IntentAnswer, NewEndpoint, NotifyError, NotifyStore,
@@ -16,7 +17,6 @@ use credits_domain::notify::store::{
 use credits_domain::notify::webhooks::{DeliveryFacts, EventType, check_endpoint_count, decide_attempt};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{autotopup, emit, notice};
@@ -549,15 +549,15 @@ impl NotifyStore for PgStore {
             .bind::<SqlUuid, _>(account.0)
             .load(conn)?;
             for b in &due {
-                let expires = super::at(b.expires_at);
-                emit(
-                    conn,
-                    b.account_id,
-                    EventType::CreditsExpiring,
-                    json!({"account_id": b.account_id, "bucket_id": b.id, "kind": b.kind,
-                           "credits": b.remaining, "expires_at": expires}),
-                    now,
-                )?;
+                let expires = at(b.expires_at);
+                let payload = Payload::CreditsExpiring {
+                    account_id: b.account_id,
+                    bucket_id: b.id,
+                    kind: b.kind.clone(),
+                    credits: b.remaining,
+                    expires_at: expires.clone(),
+                };
+                emit(conn, b.account_id, &payload, now)?;
                 let who = Recipient { account: AccountId(b.account_id), email: &b.email, name: &b.name };
                 let mail = mails::credits_expiring(who, b.id, b.remaining, &b.kind, b.expires_at, &expires);
                 notice(conn, &self.notify, mail, now)?;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use credits_domain::burn::{BucketKind, Portion};
 use credits_domain::catalog::FREE_PLAN;
 use credits_domain::ids::AccountId;
-use credits_domain::mail::MailKind;
+use credits_domain::notify::payloads::Payload;
 use credits_domain::operator::still_restricted;
 use credits_domain::payments::{
     Decision, DisputeStatus, Effect, PlanChange, Purchase, SubscriptionChange, SubscriptionStatus,
@@ -301,16 +301,10 @@ pub(super) fn write(
             Effect::Mail(mail) => {
                 enqueue(conn, mail, now)?;
                 // Section 9: a payment that failed is told to the account's systems too.
-                if matches!(mail.kind, MailKind::PaymentFailed | MailKind::UpgradePaymentFailed) {
-                    let what = if mail.kind == MailKind::PaymentFailed { "renewal" } else { "upgrade" };
-                    crate::notify::emit(
-                        conn,
-                        account.0,
-                        credits_domain::notify::webhooks::EventType::PaymentFailed,
-                        serde_json::json!({"account_id": account.0, "payment": what,
-                                           "invoice": subject.invoice, "subscription": subject.subscription}),
-                        now,
-                    )?;
+                let told =
+                    Payload::payment_failed(account.0, mail, subject.invoice.clone(), subject.subscription.clone());
+                if let Some(payload) = told {
+                    crate::notify::emit(conn, account.0, &payload, now)?;
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod addresses;
 pub mod alerts;
 pub mod autotopup;
 pub mod mails;
+pub mod payloads;
 pub mod store;
 pub mod webhooks;
 
