@@ -17,6 +17,7 @@ mod outbox;
 mod pages;
 mod payments;
 mod prepared;
+mod queue;
 mod reports;
 mod rows;
 mod runs;

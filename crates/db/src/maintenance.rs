@@ -9,7 +9,9 @@ use chrono::{DateTime, Duration, Utc};
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
-use credits_domain::jobs::MailStatus;
+use credits_domain::jobs::{MAIL_LEASE, MailStatus};
+
+use crate::queue;
 use credits_domain::mail::{Delivery, MailKind, Mailer, OutboxMessage, retry_at};
 use credits_domain::operator::due_contract_period;
 use credits_domain::ports::{Maintenance, StoreStats};
@@ -181,67 +183,79 @@ impl Maintenance for PgStore {
         mailer: &dyn Mailer,
         until: std::time::Instant,
     ) -> Result<Delivery, StoreError> {
-        let mut conn = self.conn()?;
         let mut report = Delivery::default();
         for _ in 0..batch {
             if std::time::Instant::now() >= until {
                 break;
             }
-            // One mail per transaction: the row stays locked while it is sent, so another
-            // instance skips it; a crash before the commit sends it again (at least once).
-            let done = self.write_tx(&mut conn, now, |conn, _| -> Result<Option<()>, Fail<StoreError>> {
-                let due: Option<(Uuid, String, String, serde_json::Value, i32)> = outbox::table
-                    .filter(outbox::status.eq(MailStatus::Pending.as_str()))
-                    .filter(outbox::next_attempt_at.le(now))
-                    .order(outbox::next_attempt_at.asc())
-                    .select((outbox::id, outbox::kind, outbox::recipient, outbox::payload, outbox::attempts))
-                    .for_update()
-                    .skip_locked()
-                    .first(conn)
-                    .optional()?;
-                let Some((id, kind, recipient, payload, attempts)) = due else { return Ok(None) };
-                let Some(kind) = MailKind::parse(&kind) else {
-                    // Written by a newer build, or by hand: no template here to send it with.
-                    tracing::error!(mail = %id, %kind, "mail of an unknown kind given up (dead)");
-                    diesel::update(outbox::table.find(id))
-                        .set((outbox::status.eq(MailStatus::Dead.as_str()), outbox::last_error.eq(Some(format!("unknown mail kind {kind:?}")))))
-                        .execute(conn)?;
-                    report.dead += 1;
-                    return Ok(Some(()));
-                };
-                let message = OutboxMessage { id, kind, recipient, payload: payload.to_string(), attempts };
-                match mailer.deliver(&message) {
-                    Ok(()) => {
-                        diesel::update(outbox::table.find(id))
-                            .set((outbox::status.eq(MailStatus::Sent.as_str()), outbox::sent_at.eq(Some(now)), outbox::attempts.eq(attempts + 1)))
-                            .execute(conn)?;
-                        report.sent += 1;
-                    }
-                    Err(cause) => {
-                        let attempts = attempts + 1;
-                        match retry_at(attempts, now) {
-                            Some(at) => {
-                                tracing::warn!(mail = %id, kind = message.kind.as_str(), attempts, %cause, "mail not sent; retrying");
-                                diesel::update(outbox::table.find(id))
-                                    .set((outbox::attempts.eq(attempts), outbox::next_attempt_at.eq(at), outbox::last_error.eq(Some(&cause))))
-                                    .execute(conn)?;
-                                report.retried += 1;
-                            }
-                            None => {
-                                tracing::error!(mail = %id, kind = message.kind.as_str(), attempts, %cause, "mail given up (dead)");
-                                diesel::update(outbox::table.find(id))
-                                    .set((outbox::status.eq(MailStatus::Dead.as_str()), outbox::attempts.eq(attempts), outbox::last_error.eq(Some(&cause))))
-                                    .execute(conn)?;
-                                report.dead += 1;
-                            }
-                        }
-                    }
-                }
-                Ok(Some(()))
-            })?;
-            if done.is_none() {
+            // Claimed with a lease (`queue`): no transaction is open and no connection held while
+            // the SMTP server answers; a crash before the outcome is recorded sends it again once
+            // the lease runs out (at least once).
+            let mut conn = self.conn()?;
+            let Some(id) = queue::claim(&mut conn, &queue::OUTBOX, now, MAIL_LEASE).map_err(crate::store_error)? else {
                 break;
-            }
+            };
+            let (kind, recipient, payload, attempts): (String, String, serde_json::Value, i32) = outbox::table
+                .find(id)
+                .select((outbox::kind, outbox::recipient, outbox::payload, outbox::attempts))
+                .first(&mut conn)
+                .map_err(crate::store_error)?;
+            let still_pending = outbox::table.find(id).filter(outbox::status.eq(MailStatus::Pending.as_str()));
+            let Some(kind) = MailKind::parse(&kind) else {
+                // Written by a newer build, or by hand: no template here to send it with.
+                tracing::error!(mail = %id, %kind, "mail of an unknown kind given up (dead)");
+                diesel::update(still_pending)
+                    .set((
+                        outbox::status.eq(MailStatus::Dead.as_str()),
+                        outbox::last_error.eq(Some(format!("unknown mail kind {kind:?}"))),
+                    ))
+                    .execute(&mut conn)
+                    .map_err(crate::store_error)?;
+                report.dead += 1;
+                continue;
+            };
+            drop(conn);
+            let message = OutboxMessage { id, kind, recipient, payload: payload.to_string(), attempts };
+            let sent = mailer.deliver(&message);
+            let mut conn = self.conn()?;
+            let attempts = attempts + 1;
+            let recorded = match sent {
+                Ok(()) => {
+                    report.sent += 1;
+                    diesel::update(still_pending)
+                        .set((
+                            outbox::status.eq(MailStatus::Sent.as_str()),
+                            outbox::sent_at.eq(Some(now)),
+                            outbox::attempts.eq(attempts),
+                        ))
+                        .execute(&mut conn)
+                }
+                Err(cause) => match retry_at(attempts, now) {
+                    Some(at) => {
+                        tracing::warn!(mail = %id, kind = kind.as_str(), attempts, %cause, "mail not sent; retrying");
+                        report.retried += 1;
+                        diesel::update(still_pending)
+                            .set((
+                                outbox::attempts.eq(attempts),
+                                outbox::next_attempt_at.eq(at),
+                                outbox::last_error.eq(Some(&cause)),
+                            ))
+                            .execute(&mut conn)
+                    }
+                    None => {
+                        tracing::error!(mail = %id, kind = kind.as_str(), attempts, %cause, "mail given up (dead)");
+                        report.dead += 1;
+                        diesel::update(still_pending)
+                            .set((
+                                outbox::status.eq(MailStatus::Dead.as_str()),
+                                outbox::attempts.eq(attempts),
+                                outbox::last_error.eq(Some(&cause)),
+                            ))
+                            .execute(&mut conn)
+                    }
+                },
+            };
+            recorded.map_err(crate::store_error)?;
         }
         Ok(report)
     }

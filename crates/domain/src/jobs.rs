@@ -3,6 +3,15 @@
 //! Each status is typed here and constrained by a CHECK in SQL; the store writes and compares
 //! these, never a bare string.
 
+use chrono::TimeDelta;
+
+/// How long a claimed mail is left to its claimer before another may take it: longer than an
+/// SMTP exchange may last (lettre's timeouts).
+pub const MAIL_LEASE: TimeDelta = TimeDelta::minutes(3);
+/// How long a claimed payment job is left to its claimer: longer than a Stripe call may last (20 s,
+/// retried by the client).
+pub const PAYMENT_JOB_LEASE: TimeDelta = TimeDelta::minutes(2);
+
 /// A status: its SQL spelling, and back.
 macro_rules! status {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
@@ -15,7 +24,7 @@ macro_rules! status {
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
-            pub fn as_str(self) -> &'static str {
+            pub const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)+
                 }

@@ -342,8 +342,8 @@ pub trait Maintenance {
             contracts_refreshed: self.refresh_contracts(now, batch)? + self.end_plans(now, batch)?,
         })
     }
-    /// Send what is due in the outbox, one mail per transaction, each claimed with
-    /// `FOR UPDATE SKIP LOCKED` so that no two instances send the same mail.
+    /// Send what is due in the outbox, each mail claimed with a lease (`jobs::MAIL_LEASE`) so
+    /// that no two instances send it at once, and sent with no transaction open.
     /// Stops taking mail at `until` (the round's time budget).
     fn deliver_mail(
         &self,

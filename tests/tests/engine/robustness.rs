@@ -169,3 +169,52 @@ async fn an_smtp_server_that_never_answers_delays_no_hold_release() {
     app.eventually("the hold released by the sweep", || async { app.available(&acct).await == 250 }).await;
     assert!(started.elapsed() < Duration::from_secs(5), "released after {:?}", started.elapsed());
 }
+
+/// STYLE and issue 25: no external call inside a database transaction. While the SMTP server
+/// says nothing, the mail being sent holds no lock on its outbox row and no transaction is open
+/// on the service's connections.
+#[actix_web::test]
+async fn a_mail_being_sent_to_a_silent_smtp_server_holds_no_row_and_no_open_transaction() {
+    use diesel::RunQueryDsl;
+    use diesel::connection::SimpleConnection;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            let _ = seen_tx.send(());
+            held.push(stream);
+        }
+    });
+    let app = TestApp::spawn_with(&[("CREDITS__SMTP__HOST", "127.0.0.1"), ("CREDITS__SMTP__PORT", &port)]).await;
+    let acct = app.account().await;
+    let request = json!({"company_name": "Acme", "website": "https://acme.example", "country": "DE",
+        "contact_name": "Ada", "contact_email": "ada@acme.example", "intended_use": "images"});
+    app.post(&acct, "/v1/business-verification", request).await.expect(201);
+    // The mail worker has connected to the silent server and waits for its greeting.
+    tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the mail worker connected to the SMTP server");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = app.db.conn();
+    conn.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let locked: Result<Vec<Count>, _> = diesel::sql_query(
+        "SELECT count(*) AS n FROM (SELECT id FROM outbox WHERE status = 'pending' FOR UPDATE NOWAIT) o",
+    )
+    .load(&mut conn);
+    assert!(locked.is_ok(), "an outbox row is locked while SMTP is silent: {locked:?}");
+    let open: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(open.n, 0, "a transaction stays open while SMTP is silent");
+}
