@@ -17,8 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
-/// The largest body the service reads.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::error::MAX_BODY_BYTES;
 
 /// Run blocking work (Diesel, the test clock) off the async threads.
 pub async fn blocking<T, F>(work: F) -> Result<T, ApiError>

@@ -12,6 +12,9 @@ use credits_domain::runs::Denial;
 use credits_domain::runs::RESTRICTED;
 use serde_json::{Map, Value, json};
 
+/// The largest body the service reads (a larger one is 400 INVALID_REQUEST).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -330,7 +333,7 @@ fn to_contract<B>(
     }
     let err = match res.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::invalid_request(format!("the body exceeds {} bytes", crate::edge::MAX_BODY_BYTES))
+            ApiError::invalid_request(format!("the body exceeds {} bytes", MAX_BODY_BYTES))
         }
         StatusCode::UNAUTHORIZED => ApiError::unauthenticated("authentication is required"),
         StatusCode::NOT_FOUND => ApiError::not_found("no such route"),

@@ -34,7 +34,7 @@ use crate::edge::blocking;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/metrics", web::get().to(metrics_text))
         .route("/openapi.json", web::get().to(openapi::openapi_json))
         .route("/docs", web::get().to(openapi::docs))
         .route("/docs/redoc.standalone.js", web::get().to(openapi::redoc_bundle))
@@ -122,4 +122,24 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found(format!("no route {} {}", req.method(), req.path())))
+}
+
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", summary = "Prometheus metrics of this instance", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics_text(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let bearer = req
+        .headers()
+        .get("Authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    if !state.credentials.may_scrape(bearer) {
+        return Err(ApiError::unauthenticated("/metrics needs the metrics token"));
+    }
+    // The counters are worth showing even when the database is away.
+    if let Ok(stats) = state.call(move |store, now| Ok(store.stats(now)?)).await {
+        state.metrics.set_stats(&stats);
+    }
+    let out = state.metrics.text().ok_or_else(ApiError::internal)?;
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }

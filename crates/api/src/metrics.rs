@@ -1,16 +1,12 @@
 //! `GET /metrics`: Prometheus text. Counters live in this process (each instance exposes its
 //! own); backlogs and pool figures are read from the store at each scrape.
 
-use actix_web::{HttpResponse, web};
 use credits_domain::credits::Credits;
 use credits_domain::ports::LedgerObserver;
 use credits_domain::views::EntryType;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 pub struct Metrics {
     registry: Registry,
@@ -176,30 +172,22 @@ impl LedgerObserver for Metrics {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", summary = "Prometheus metrics of this instance", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let bearer = req
-        .headers()
-        .get("Authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    if !state.credentials.may_scrape(bearer) {
-        return Err(ApiError::unauthenticated("/metrics needs the metrics token"));
+impl Metrics {
+    /// The store's gauges, as `stats` read them.
+    pub fn set_stats(&self, stats: &credits_domain::ports::StoreStats) {
+        self.open_holds.set(stats.open_holds);
+        self.overdue_holds.set(stats.overdue_holds);
+        self.outbox_pending.set(stats.outbox_pending);
+        self.outbox_dead.set(stats.outbox_dead);
+        self.pool_connections.set(i64::from(stats.pool_connections));
+        self.pool_idle.set(i64::from(stats.pool_idle));
+        self.pool_max.set(i64::from(stats.pool_max));
     }
-    let m = &state.metrics;
-    // The counters are worth showing even when the database is away.
-    if let Ok(stats) = state.call(move |store, now| Ok(store.stats(now)?)).await {
-        m.open_holds.set(stats.open_holds);
-        m.overdue_holds.set(stats.overdue_holds);
-        m.outbox_pending.set(stats.outbox_pending);
-        m.outbox_dead.set(stats.outbox_dead);
-        m.pool_connections.set(i64::from(stats.pool_connections));
-        m.pool_idle.set(i64::from(stats.pool_idle));
-        m.pool_max.set(i64::from(stats.pool_max));
+
+    /// Every metric in Prometheus' text format.
+    pub fn text(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).ok()?;
+        Some(out)
     }
-    let mut out = Vec::new();
-    TextEncoder::new().encode(&m.registry.gather(), &mut out).map_err(|_| ApiError::internal())?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }

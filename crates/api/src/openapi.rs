@@ -37,7 +37,7 @@ impl Modify for Security {
         license(name = "Proprietary: all rights reserved (UNLICENSED)"),
     ),
     paths(
-        crate::healthz, crate::readyz, crate::metrics::metrics, openapi_json, docs,
+        crate::healthz, crate::readyz, crate::metrics_text, openapi_json, docs,
         crate::catalog::plans, crate::catalog::models, crate::catalog::topup_packs,
         crate::accounts::create, crate::accounts::show, crate::accounts::balance, crate::accounts::ledger,
         crate::accounts::trials,

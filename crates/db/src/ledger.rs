@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use credits_domain::burn::{Bucket, BucketKind, Portion, Reservation, Wallet};
 use credits_domain::credits::Credits;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
+use credits_domain::notify::payloads::{Payload, at};
 use credits_domain::reports::UnitValue;
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
@@ -292,7 +293,17 @@ pub fn grant(
         currency: g.value.map(|v| v.currency.clone()),
     };
     diesel::insert_into(buckets::table).values(&bucket).execute(conn)?;
-    crate::notify::granted(conn, &g, bucket.id, now)?;
+    // Section 9: `credits.granted`, a new bucket (allowance, top-up, adjustment, restored credits).
+    let told = Payload::CreditsGranted {
+        account_id: g.account.0,
+        bucket_id: bucket.id,
+        kind: g.kind.as_str(),
+        credits: g.credits.get(),
+        expires_at: g.expires_at.map(at),
+        entry_type: g.entry_type.as_str(),
+        reason: g.reason.map(str::to_string),
+    };
+    crate::events::emit(conn, g.account.0, &told, now)?;
     let entry = post(
         conn,
         log,

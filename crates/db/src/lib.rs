@@ -5,8 +5,10 @@
 
 mod accounts;
 pub(crate) mod apikeys;
+mod audit;
 mod batch;
 mod clock;
+mod events;
 mod idempotency;
 pub mod invariants;
 mod ledger;

@@ -19,6 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounts::{account_view, balance_of};
+use crate::audit::record_action;
 use crate::ledger::{
     EntryMeta, Grant, TxLog, end_allowances, grant, grant_contract_allowance, load_wallet, lock_account, post_all,
     read_account,
@@ -26,28 +27,6 @@ use crate::ledger::{
 use crate::rows::{AccountRow, EntryRow};
 use crate::schema::{accounts, buckets, operator_actions, operators, outbox, runs, subscriptions};
 use crate::{Fail, PgStore};
-
-pub fn record_action(
-    conn: &mut PgConnection,
-    by: &Operator,
-    action: &str,
-    account: Option<AccountId>,
-    details: serde_json::Value,
-    now: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::insert_into(operator_actions::table)
-        .values((
-            operator_actions::operator_id.eq(by.id.map(|i| i.0)),
-            operator_actions::operator_name.eq(&by.name),
-            operator_actions::operator_role.eq(by.role.as_str()),
-            operator_actions::action.eq(action),
-            operator_actions::account_id.eq(account.map(|a| a.0)),
-            operator_actions::details.eq(details),
-            operator_actions::created_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
 
 fn locked(conn: &mut PgConnection, log: &mut TxLog, id: AccountId) -> Result<AccountRow, Fail<AdminError>> {
     lock_account(conn, log, id)?.ok_or(Fail::Rule(AdminError::NotFound))

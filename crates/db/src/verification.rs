@@ -17,8 +17,8 @@ use diesel::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit::record_action;
 use crate::ledger::lock_account;
-use crate::operators::record_action;
 use crate::outbox::enqueue;
 use crate::schema::{accounts, business_verifications};
 use crate::{Fail, PgStore, read_tx};
@@ -269,7 +269,7 @@ impl VerificationStore for PgStore {
                 status: status.as_str(),
                 reason: reason.clone(),
             };
-            crate::notify::emit(conn, account, &payload, now)?;
+            crate::events::emit(conn, account, &payload, now)?;
             let row = business_verifications::table.find(request).select(Row::as_select()).first(conn)?;
             Ok(row.view()?)
         })

@@ -18,7 +18,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::{NotifySettings, emit, notice};
+use super::{NotifySettings, notice};
+use crate::events::emit;
 use crate::ledger::{Grant, TxLog, grant};
 use crate::rows::undecodable;
 use crate::schema::{accounts, auto_topups, topup_purchases};

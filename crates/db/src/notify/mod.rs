@@ -1,5 +1,4 @@
-//! R22, R23 and section 9 in the store: events written in the transaction of the change that
-//! causes them (`emit`), the judgement made before every commit of a transaction that locked an
+//! R22, R23 and section 9 in the store: the judgement made before every commit of a transaction that locked an
 //! account (`settle`: balance alerts, plan and restriction changes, the start of an auto top-up),
 //! and the use cases of the endpoints, the alerts and auto top-up settings (`store`), the delivery
 //! and auto top-up workers' claims and records.
@@ -7,7 +6,7 @@
 pub(crate) mod autotopup;
 mod store;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
@@ -15,13 +14,12 @@ use credits_domain::mail::Mail;
 use credits_domain::notify::alerts::{BalanceLevel, after_change};
 use credits_domain::notify::autotopup::{AutoTopupSettings, StartDecision, after_capture, month_start};
 use credits_domain::notify::mails::{self, Recipient};
-use credits_domain::notify::payloads::{AccountState, Payload, account_changes, at};
+use credits_domain::notify::payloads::{AccountState, Payload, account_changes};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use serde_json::json;
-use uuid::Uuid;
+use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Uuid as SqlUuid};
 
-use crate::ledger::{Grant, Locked};
+use crate::events::emit;
+use crate::ledger::Locked;
 use crate::rows::undecodable;
 
 /// What notices need from the configuration.
@@ -29,54 +27,6 @@ use crate::rows::undecodable;
 pub struct NotifySettings {
     /// R22: the billing page a mail links to (`billing.page_url`).
     pub billing_url: String,
-}
-
-/// A new event's id: its `webhook-id`, the same on every attempt and for every endpoint.
-fn event_id() -> String {
-    format!("msg_{}", Uuid::now_v7().simple())
-}
-
-/// Writes an event of `account` and one pending delivery to each of its live endpoints that
-/// subscribed to its type. Returns the event's id.
-pub fn emit(conn: &mut PgConnection, account: Uuid, payload: &Payload, now: DateTime<Utc>) -> QueryResult<String> {
-    let id = event_id();
-    let event = payload.event_type();
-    let data = serde_json::to_value(payload).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-    let body = json!({
-        "type": event.as_str(),
-        "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "data": data,
-    })
-    .to_string();
-    diesel::sql_query(
-        "WITH e AS (INSERT INTO webhook_events (id, account_id, event_type, body, created_at) \
-                    VALUES ($1, $2, $3, $4, $5) RETURNING id) \
-         INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at, created_at) \
-         SELECT gen_random_uuid(), e.id, w.id, 'pending', $5, $5 FROM e, webhook_endpoints w \
-         WHERE w.account_id = $2 AND w.disabled_at IS NULL AND $3 = ANY (w.events)",
-    )
-    .bind::<Text, _>(&id)
-    .bind::<SqlUuid, _>(account)
-    .bind::<Text, _>(event.as_str())
-    .bind::<Text, _>(&body)
-    .bind::<Timestamptz, _>(now)
-    .execute(conn)?;
-    Ok(id)
-}
-
-/// `credits.granted`: a new bucket (allowance, top-up, adjustment, restored credits).
-pub(crate) fn granted(conn: &mut PgConnection, g: &Grant<'_>, bucket: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
-    let payload = Payload::CreditsGranted {
-        account_id: g.account.0,
-        bucket_id: bucket,
-        kind: g.kind.as_str(),
-        credits: g.credits.get(),
-        expires_at: g.expires_at.map(at),
-        entry_type: g.entry_type.as_str(),
-        reason: g.reason.map(str::to_string),
-    };
-    emit(conn, g.account.0, &payload, now)?;
-    Ok(())
 }
 
 /// Queue `mail` for the account with the facts every notice shows.

@@ -19,7 +19,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::{autotopup, emit, notice};
+use super::{autotopup, notice};
+use crate::events::emit;
 use crate::ledger::lock_account;
 use crate::rows::undecodable;
 use crate::schema::{accounts, auto_topups, webhook_endpoints};

@@ -304,7 +304,7 @@ pub(super) fn write(
                 let told =
                     Payload::payment_failed(account.0, mail, subject.invoice.clone(), subject.subscription.clone());
                 if let Some(payload) = told {
-                    crate::notify::emit(conn, account.0, &payload, now)?;
+                    crate::events::emit(conn, account.0, &payload, now)?;
                 }
             }
         }
