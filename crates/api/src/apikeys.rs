@@ -38,8 +38,37 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
 }
 
 /// `ck_` and 256 bits of randomness (64 hex digits).
-pub fn new_secret() -> String {
+fn new_secret() -> String {
     crate::state::new_token(API_KEY_PREFIX)
+}
+
+/// What an account asks for when it makes a key (the JSON API's body, the billing page's form).
+pub struct KeyRequest {
+    pub name: String,
+    pub scopes: Option<Vec<String>>,
+    pub monthly_credit_limit: Option<i64>,
+}
+
+/// The use case of making an API key, for the API and the billing page alike: the secret drawn,
+/// only its hash kept, the account's gate taken, the store asked. Returns the answer and the
+/// secret (shown once, on a fresh answer).
+pub async fn issue(
+    state: &AppState,
+    account: credits_domain::ids::AccountId,
+    asked: KeyRequest,
+    idem: Option<credits_domain::idempotency::IdempotencyKey>,
+) -> Result<(Replayable<credits_domain::apikey::ApiKeyView>, String), ApiError> {
+    let secret = new_secret();
+    let key = NewApiKey {
+        name: asked.name,
+        requested_scopes: asked.scopes,
+        monthly_credit_limit: credit_limit(asked.monthly_credit_limit).map_err(ApiKeyError::Refused)?,
+        secret_hash: token_hash(&secret),
+        prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
+    };
+    let _inside = state.gate.enter(account).await?;
+    let result = state.call(move |store, now| Ok(store.create_api_key(account, &key, now, idem.as_ref())?)).await?;
+    Ok((result, secret))
 }
 
 #[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", summary = "Create an API key; its secret is shown once", tag = "api keys", request_body = CreateApiKey,
@@ -51,18 +80,9 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let caller = auth::canvas(&req, &state).await?;
     let value = json_value(&body)?;
     let input: CreateApiKey = typed(&value)?;
-    let secret = new_secret();
-    let key = NewApiKey {
-        name: input.name,
-        requested_scopes: input.scopes,
-        monthly_credit_limit: credit_limit(input.monthly_credit_limit).map_err(ApiKeyError::Refused)?,
-        secret_hash: token_hash(&secret),
-        prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
-    };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
-    let _inside = state.gate.enter(caller.account).await?;
-    let result =
-        state.call(move |store, now| Ok(store.create_api_key(caller.account, &key, now, idem.as_ref())?)).await?;
+    let asked = KeyRequest { name: input.name, scopes: input.scopes, monthly_credit_limit: input.monthly_credit_limit };
+    let (result, secret) = issue(&state, caller.account, asked, idem).await?;
     Ok(match result {
         Replayable::Fresh(view) => HttpResponse::Created().json(crate::schemas::CreatedApiKey::new(view, secret)),
         replay => respond(StatusCode::CREATED, replay),

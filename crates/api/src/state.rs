@@ -125,6 +125,24 @@ impl AppState {
         .await
     }
 
+    /// `call` for a change of `account`: first one of the account's places on this instance
+    /// (`gate`, section 7: a burst on one account holds at most that many connections), so the
+    /// JSON handlers and the pages of the same use case wait alike.
+    pub async fn call_for<T, F>(
+        &self,
+        account: credits_domain::ids::AccountId,
+        work: F,
+    ) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&(dyn Store + 'static), chrono::DateTime<chrono::Utc>) -> Result<T, crate::error::ApiError>
+            + Send
+            + 'static,
+    {
+        let _inside = self.gate.enter(account).await?;
+        self.call(work).await
+    }
+
     /// A run request of `account` handed to the store's run writer (`RunStore::submit_run`) with
     /// the time now, its answer awaited holding no thread: many requests wait for one batch's
     /// commit at the cost of none. The clock is read in place when it is in memory, else off the

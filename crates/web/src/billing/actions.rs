@@ -5,8 +5,6 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use credits_domain::apikey::{NewApiKey, credit_limit};
-use credits_domain::error::ApiKeyError;
 use credits_domain::idempotency::Replayable;
 use credits_domain::payments::ReturnUrls;
 use credits_domain::verification::{RawRequest, VerificationRequest};
@@ -14,8 +12,8 @@ use serde::Deserialize;
 
 use super::{Shown, after, checked, optional_number, page, read, render_with, session_of};
 use credits_api::ApiError;
-use credits_api::auth::API_KEY_PREFIX;
-use credits_api::state::{AppState, token_hash};
+use credits_api::apikeys::KeyRequest;
+use credits_api::state::AppState;
 
 fn billing_url(state: &AppState, notice: &str) -> String {
     format!("{}/billing?notice={notice}", state.pages.public_url.trim_end_matches('/'))
@@ -151,23 +149,15 @@ pub async fn api_key(
         Err(answer) => return Ok(answer),
     };
     let form = form.into_inner();
-    let secret = credits_api::apikeys::new_secret();
-    let made = optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()).and_then(|limit| {
-        Ok(NewApiKey {
-            name: form.name,
-            requested_scopes: None,
-            monthly_credit_limit: credit_limit(limit).map_err(ApiKeyError::Refused)?,
-            secret_hash: token_hash(&secret),
-            prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
-        })
-    });
-    let account = session.account;
-    let done = match made {
+    let made = match optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()) {
         Err(e) => Err(e),
-        Ok(key) => state.call(move |store, now| Ok(store.create_api_key(account, &key, now, None).map(|_| ())?)).await,
+        Ok(limit) => {
+            let asked = KeyRequest { name: form.name, scopes: None, monthly_credit_limit: limit };
+            credits_api::apikeys::issue(&state, session.account, asked, None).await
+        }
     };
-    match done {
-        Ok(()) => {
+    match made {
+        Ok((_, secret)) => {
             let billing = read(&state, &session).await?;
             Ok(page(StatusCode::CREATED, render_with(&session, &billing, None, None, Some(Shown::ApiKey(&secret)))))
         }
@@ -188,7 +178,7 @@ pub async fn revoke_key(
     };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "API key")?;
     let account = session.account;
-    let done = state.call(move |store, now| Ok(store.revoke_api_key(account, id, now)?)).await;
+    let done = state.call_for(account, move |store, now| Ok(store.revoke_api_key(account, id, now)?)).await;
     after(&state, &session, done, "revoked").await
 }
 
@@ -232,6 +222,7 @@ pub async fn submit_verification(
         Err(e) => Err(e),
         Ok(request) => {
             let store = state.store.clone();
+            let _inside = state.gate.enter(account).await?;
             credits_api::edge::blocking(move || {
                 Ok(store.submit_verification(account, &request, &mail, clock.now()?, None).map(|_| ())?)
             })
@@ -275,7 +266,11 @@ pub async fn create_endpoint(
     let done = match made {
         Err(e) => Err(e),
         Ok((endpoint, secret)) => {
-            state.call(move |store, now| Ok(store.create_endpoint(account, &endpoint, now).map(|_| secret)?)).await
+            state
+                .call_for(account, move |store, now| {
+                    Ok(store.create_endpoint(account, &endpoint, now).map(|_| secret)?)
+                })
+                .await
         }
     };
     match done {
@@ -303,6 +298,6 @@ pub async fn delete_endpoint(
     };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "webhook endpoint")?;
     let account = session.account;
-    let done = state.call(move |store, _| Ok(store.delete_endpoint(account, id)?)).await;
+    let done = state.call_for(account, move |store, _| Ok(store.delete_endpoint(account, id)?)).await;
     after(&state, &session, done, "endpoint-deleted").await
 }

@@ -248,7 +248,7 @@ pub async fn set_alerts(
         .and_then(|raw| credits_domain::notify::alerts::threshold(raw).map_err(ApiError::invalid_parameters));
     let done = match threshold {
         Err(e) => Err(e),
-        Ok(t) => state.call(move |store, now| Ok(store.set_alerts(account, t, now).map(|_| ())?)).await,
+        Ok(t) => state.call_for(account, move |store, now| Ok(store.set_alerts(account, t, now).map(|_| ())?)).await,
     };
     after(&state, &session, done, "alerts").await
 }
@@ -286,7 +286,9 @@ pub async fn set_auto_topup(
     let done = match request {
         Err(e) => Err(e),
         Ok(request) => {
-            state.call(move |store, now| Ok(store.set_auto_topup(account, &request, now).map(|_| ())?)).await
+            state
+                .call_for(account, move |store, now| Ok(store.set_auto_topup(account, &request, now).map(|_| ())?))
+                .await
         }
     };
     after(&state, &session, done, "auto-topup").await

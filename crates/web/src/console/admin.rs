@@ -232,7 +232,11 @@ pub async fn enterprise(
     };
     let terms = ContractTerms::new(form.monthly_credits, rpm).map_err(ApiError::invalid_parameters)?;
     let by = session.operator.clone();
-    state.call(move |store, now| Ok(store.set_enterprise(&by, AccountId(id), terms, now).map(|_| ())?)).await?;
+    state
+        .call_for(AccountId(id), move |store, now| {
+            Ok(store.set_enterprise(&by, AccountId(id), terms, now).map(|_| ())?)
+        })
+        .await?;
     Ok(see_other(&format!("/console/accounts/{id}?notice=contract")))
 }
 

@@ -488,7 +488,7 @@ pub async fn adjust(
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let (by, form) = (session.operator.clone(), form.into_inner());
     state
-        .call(move |store, now| {
+        .call_for(AccountId(id), move |store, now| {
             let adjustment =
                 Adjustment::new(form.credits, &form.reason, None, now).map_err(ApiError::invalid_parameters)?;
             Ok(store.adjust(&by, AccountId(id), &adjustment, now, None).map(|_| ())?)
@@ -524,7 +524,7 @@ pub async fn restriction(
     };
     let (by, reason) = (session.operator.clone(), form.into_inner().reason);
     state
-        .call(move |store, now| {
+        .call_for(AccountId(id), move |store, now| {
             let done = if restrict {
                 store.restrict(&by, AccountId(id), &reason, now)
             } else {
