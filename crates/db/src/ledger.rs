@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::rows::{AccountRow, BucketRow, NewEntryRow};
-use crate::schema::{accounts, buckets};
+use crate::schema::{accounts, buckets, topup_purchases};
 
 /// What one write transaction did that is acted on at its end: the accounts it locked (as they
 /// were when locked), which `notify::settle` judges before the commit, and the entries it posted,
@@ -360,6 +360,76 @@ pub fn end_allowances(
     let wallet = load_wallet(conn, account)?;
     let touched: Vec<BucketId> = ended.into_iter().map(BucketId).collect();
     expire_released(conn, log, account, &wallet, &touched, now)
+}
+
+/// How a pack was paid for.
+pub enum PaidBy<'a> {
+    /// A checkout session (R4).
+    Session(&'a str),
+    /// An auto top-up's off-session PaymentIntent (R22).
+    AutoTopup(Uuid),
+}
+
+/// A pack bought: its bucket, and its purchase record (one per pack payment, however paid, found
+/// by its PaymentIntent when Stripe reports a refund or a dispute: R17, R19, R22).
+pub struct PackSale<'a> {
+    pub account: AccountId,
+    pub pack: &'a str,
+    pub credits: Credits,
+    pub expires_at: DateTime<Utc>,
+    pub paid_by: PaidBy<'a>,
+    pub payment_intent: Option<&'a str>,
+    /// What it was sold for (minor units of `currency`).
+    pub amount: i64,
+    pub currency: &'a str,
+    pub reference: &'a str,
+    pub reason: &'a str,
+}
+
+/// Grants a pack sold and records its purchase; returns its bucket.
+pub fn grant_pack(
+    conn: &mut PgConnection,
+    log: &mut TxLog,
+    sale: &PackSale<'_>,
+    now: DateTime<Utc>,
+) -> QueryResult<BucketRow> {
+    // Section 10: what the pack was sold for, over its credits.
+    let value = UnitValue { amount: sale.amount, credits: sale.credits.get(), currency: sale.currency.to_string() };
+    let (bucket, _) = grant(
+        conn,
+        log,
+        Grant {
+            account: sale.account,
+            kind: BucketKind::Topup,
+            credits: sale.credits,
+            expires_at: Some(sale.expires_at),
+            entry_type: EntryType::Grant,
+            reference: Some(sale.reference),
+            reason: Some(sale.reason),
+            value: Some(&value),
+        },
+        now,
+    )?;
+    let (session, auto_topup) = match sale.paid_by {
+        PaidBy::Session(s) => (Some(s), None),
+        PaidBy::AutoTopup(id) => (None, Some(id)),
+    };
+    diesel::insert_into(topup_purchases::table)
+        .values((
+            topup_purchases::id.eq(Uuid::now_v7()),
+            topup_purchases::session_id.eq(session),
+            topup_purchases::auto_topup_id.eq(auto_topup),
+            topup_purchases::account_id.eq(sale.account.0),
+            topup_purchases::pack_id.eq(sale.pack),
+            topup_purchases::bucket_id.eq(bucket.id),
+            topup_purchases::credits.eq(sale.credits.get()),
+            topup_purchases::payment_intent_id.eq(sale.payment_intent),
+            topup_purchases::amount.eq(sale.amount),
+            topup_purchases::currency.eq(sale.currency),
+            topup_purchases::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(bucket)
 }
 
 /// R3 for Enterprise: the allowance of one contract period, expiring at its end.

@@ -142,20 +142,28 @@ async fn two_instances_whose_clocks_are_skewed_by_an_hour_release_a_hold_at_the_
     behind.stop().await;
 }
 
+/// An SMTP server on 127.0.0.1 that accepts and holds every connection, saying nothing: its
+/// port, and a channel told of each connection.
+fn silent_smtp() -> (String, std::sync::mpsc::Receiver<()>) {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            let _ = seen_tx.send(());
+            held.push(stream);
+        }
+    });
+    (port, seen_rx)
+}
+
 /// Section 7: mail, payment jobs and sweeps run in loops of their own. An SMTP server that accepts
 /// a connection and never answers holds the mail loop for its timeout; holds are still released
 /// on time.
 #[actix_web::test]
 async fn an_smtp_server_that_never_answers_delays_no_hold_release() {
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port().to_string();
-    // Accept and hold every connection, saying nothing.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let (port, _connected) = silent_smtp();
     let app = TestApp::spawn_with(&[("CREDITS__SMTP__HOST", "127.0.0.1"), ("CREDITS__SMTP__PORT", &port)]).await;
     let acct = app.account().await;
     let request = json!({"company_name": "Acme", "website": "https://acme.example", "country": "DE",
@@ -182,16 +190,7 @@ async fn a_mail_being_sent_to_a_silent_smtp_server_holds_no_row_and_no_open_tran
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port().to_string();
-    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in silent.incoming().flatten() {
-            let _ = seen_tx.send(());
-            held.push(stream);
-        }
-    });
+    let (port, seen_rx) = silent_smtp();
     let app = TestApp::spawn_with(&[("CREDITS__SMTP__HOST", "127.0.0.1"), ("CREDITS__SMTP__PORT", &port)]).await;
     let acct = app.account().await;
     let request = json!({"company_name": "Acme", "website": "https://acme.example", "country": "DE",

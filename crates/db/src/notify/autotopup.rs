@@ -4,7 +4,6 @@
 //! event: the pack granted once per PaymentIntent, or auto top-up turned off and the account mailed.
 
 use chrono::{DateTime, Utc};
-use credits_domain::burn::BucketKind;
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
@@ -12,17 +11,15 @@ use credits_domain::jobs::AutoTopupStatus;
 use credits_domain::notify::autotopup::{AutoTopupSettings, PaymentOutcome, TopupOutcome, decide_topup_outcome};
 use credits_domain::notify::mails::{self, Recipient};
 use credits_domain::notify::payloads::Payload;
-use credits_domain::reports::UnitValue;
-use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::{NotifySettings, notice};
 use crate::events::emit;
-use crate::ledger::{Grant, TxLog, grant};
+use crate::ledger::{PackSale, PaidBy, TxLog, grant_pack};
 use crate::rows::undecodable;
-use crate::schema::{accounts, auto_topups, topup_purchases};
+use crate::schema::{accounts, auto_topups};
 
 /// R22: start one for the account (the partial unique index keeps it to one open at a time,
 /// whatever races).
@@ -138,38 +135,21 @@ pub(crate) fn end(
             let credits = Credits::new(row.credits);
             let reference = format!("auto_topup:{}", payment_intent.map_or_else(|| row.id.to_string(), str::to_string));
             let reason = format!("auto top-up: pack {}", row.pack_id);
-            let value = UnitValue { amount: row.amount, credits: row.credits, currency: row.currency.clone() };
-            let (bucket, _) = grant(
-                conn,
-                log,
-                Grant {
-                    account,
-                    kind: BucketKind::Topup,
-                    credits,
-                    expires_at: Some(expires_at),
-                    entry_type: EntryType::Grant,
-                    reference: Some(&reference),
-                    reason: Some(&reason),
-                    value: Some(&value),
-                },
-                now,
-            )?;
-            // R22: the payment is a pack purchase like a checkout's, refunded (R17) and disputed (R19)
-            // through the same record.
-            diesel::insert_into(topup_purchases::table)
-                .values((
-                    topup_purchases::id.eq(Uuid::now_v7()),
-                    topup_purchases::auto_topup_id.eq(row.id),
-                    topup_purchases::account_id.eq(row.account_id),
-                    topup_purchases::pack_id.eq(&row.pack_id),
-                    topup_purchases::bucket_id.eq(bucket.id),
-                    topup_purchases::credits.eq(row.credits),
-                    topup_purchases::payment_intent_id.eq(payment_intent),
-                    topup_purchases::amount.eq(row.amount),
-                    topup_purchases::currency.eq(&row.currency),
-                    topup_purchases::created_at.eq(now),
-                ))
-                .execute(conn)?;
+            // R22: the payment is a pack purchase like a checkout's, refunded (R17) and disputed
+            // (R19) through the same record.
+            let sale = PackSale {
+                account,
+                pack: &row.pack_id,
+                credits,
+                expires_at,
+                paid_by: PaidBy::AutoTopup(row.id),
+                payment_intent,
+                amount: row.amount,
+                currency: &row.currency,
+                reference: &reference,
+                reason: &reason,
+            };
+            let bucket = grant_pack(conn, log, &sale, now)?;
             diesel::update(auto_topups::table.find(row.id))
                 .set((
                     auto_topups::status.eq(AutoTopupStatus::Succeeded.as_str()),

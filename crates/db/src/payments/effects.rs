@@ -11,12 +11,13 @@ use credits_domain::operator::still_restricted;
 use credits_domain::payments::{
     Decision, DisputeStatus, Effect, PlanChange, Purchase, SubscriptionChange, SubscriptionStatus,
 };
-use credits_domain::reports::UnitValue;
 use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::ledger::{EntryMeta, Grant, Posting, TxLog, end_allowances, grant, post, post_all};
+use crate::ledger::{
+    EntryMeta, Grant, PackSale, PaidBy, Posting, TxLog, end_allowances, grant, grant_pack, post, post_all,
+};
 use crate::outbox::enqueue;
 use crate::schema::{
     account_restrictions, accounts, buckets, checkout_sessions, disputes, invoice_grants, payment_jobs, subscriptions,
@@ -92,40 +93,22 @@ pub(super) fn write(
                 let Some(session) = &subject.session else { continue };
                 let reference = format!("checkout:{session}");
                 let reason = format!("top-up pack {pack}");
-                // Section 10: what the pack was sold for, over its credits.
-                let value = UnitValue { amount: *amount, credits: credits.get(), currency: currency.clone() };
-                let (bucket, _) = grant(
-                    conn,
-                    log,
-                    Grant {
-                        account,
-                        kind: BucketKind::Topup,
-                        credits: *credits,
-                        expires_at: Some(*expires_at),
-                        entry_type: EntryType::Grant,
-                        reference: Some(&reference),
-                        reason: Some(&reason),
-                        value: Some(&value),
-                    },
-                    now,
-                )?;
+                let sale = PackSale {
+                    account,
+                    pack,
+                    credits: *credits,
+                    expires_at: *expires_at,
+                    paid_by: PaidBy::Session(session),
+                    payment_intent: payment_intent.as_deref(),
+                    amount: *amount,
+                    currency,
+                    reference: &reference,
+                    reason: &reason,
+                };
+                grant_pack(conn, log, &sale, now)?;
                 // R22: a pack's checkout saves the card (setup_future_usage=off_session).
                 diesel::update(accounts::table.find(account.0))
                     .set(accounts::card_saved_at.eq(Some(now)))
-                    .execute(conn)?;
-                diesel::insert_into(topup_purchases::table)
-                    .values((
-                        topup_purchases::id.eq(Uuid::now_v7()),
-                        topup_purchases::session_id.eq(session),
-                        topup_purchases::account_id.eq(account.0),
-                        topup_purchases::pack_id.eq(pack),
-                        topup_purchases::bucket_id.eq(bucket.id),
-                        topup_purchases::credits.eq(credits.get()),
-                        topup_purchases::payment_intent_id.eq(payment_intent),
-                        topup_purchases::amount.eq(amount),
-                        topup_purchases::currency.eq(currency),
-                        topup_purchases::created_at.eq(now),
-                    ))
                     .execute(conn)?;
             }
             Effect::EndAllowances => end_allowances(conn, log, account, now)?,
