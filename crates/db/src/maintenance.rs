@@ -56,6 +56,21 @@ impl PgStore {
     }
 }
 
+/// A mail the outbox worker claimed.
+#[derive(QueryableByName)]
+struct DueMail {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    recipient: String,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    payload: serde_json::Value,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    attempts: i32,
+}
+
 impl Maintenance for PgStore {
     fn release_expired_holds(&self, now: DateTime<Utc>, batch: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
@@ -192,14 +207,10 @@ impl Maintenance for PgStore {
             // the SMTP server answers; a crash before the outcome is recorded sends it again once
             // the lease runs out (at least once).
             let mut conn = self.conn()?;
-            let Some(id) = queue::claim(&mut conn, &queue::OUTBOX, now, MAIL_LEASE).map_err(crate::store_error)? else {
-                break;
-            };
-            let (kind, recipient, payload, attempts): (String, String, serde_json::Value, i32) = outbox::table
-                .find(id)
-                .select((outbox::kind, outbox::recipient, outbox::payload, outbox::attempts))
-                .first(&mut conn)
-                .map_err(crate::store_error)?;
+            let claimed: Option<DueMail> =
+                queue::claim(&mut conn, &queue::OUTBOX, "id, kind, recipient, payload, attempts", now, MAIL_LEASE)
+                    .map_err(crate::store_error)?;
+            let Some(DueMail { id, kind, recipient, payload, attempts }) = claimed else { break };
             let still_pending = outbox::table.find(id).filter(outbox::status.eq(MailStatus::Pending.as_str()));
             let Some(kind) = MailKind::parse(&kind) else {
                 // Written by a newer build, or by hand: no template here to send it with.

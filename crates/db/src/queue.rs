@@ -9,8 +9,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use credits_domain::jobs::{MailStatus, PaymentJobStatus};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
-use uuid::Uuid;
+use diesel::sql_types::{Text, Timestamptz};
 
 /// A table of outbound work: each row has `id`, `status`, `attempts` and `next_attempt_at`.
 pub(crate) struct Queue {
@@ -21,32 +20,27 @@ pub(crate) struct Queue {
 pub(crate) const OUTBOX: Queue = Queue { table: "outbox", pending: MailStatus::Pending.as_str() };
 pub(crate) const PAYMENT_JOBS: Queue = Queue { table: "payment_jobs", pending: PaymentJobStatus::Pending.as_str() };
 
-#[derive(QueryableByName)]
-struct Claimed {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-}
-
-/// Claims the oldest due row of `queue` for `lease`: its id, or none when nothing is due.
-pub(crate) fn claim(
+/// Claims the oldest due row of `queue` for `lease` and returns its columns `returning` (read as
+/// `T`), or none when nothing is due: one statement.
+pub(crate) fn claim<T: QueryableByName<diesel::pg::Pg> + 'static>(
     conn: &mut PgConnection,
     queue: &Queue,
+    returning: &'static str,
     now: DateTime<Utc>,
     lease: TimeDelta,
-) -> QueryResult<Option<Uuid>> {
-    // The table name is one of the constants above, never input.
+) -> QueryResult<Option<T>> {
+    // The table and the columns are the constants of the callers, never input.
     let sql = format!(
         "UPDATE {t} SET next_attempt_at = $2 WHERE id = ( \
            SELECT id FROM {t} WHERE status = $3 AND next_attempt_at <= $1 \
            ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id",
+         RETURNING {returning}",
         t = queue.table
     );
-    let claimed: Option<Claimed> = diesel::sql_query(sql)
+    diesel::sql_query(sql)
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(now + lease)
         .bind::<Text, _>(queue.pending)
         .get_result(conn)
-        .optional()?;
-    Ok(claimed.map(|c| c.id))
+        .optional()
 }

@@ -14,6 +14,19 @@ use diesel::prelude::*;
 use crate::schema::payment_jobs;
 use crate::{PgStore, queue};
 
+/// A payment job the worker claimed.
+#[derive(QueryableByName)]
+struct DueJob {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject: String,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    attempts: i32,
+}
+
 pub fn run(
     store: &PgStore,
     now: DateTime<Utc>,
@@ -30,16 +43,10 @@ pub fn run(
         // connection held; a crash before the outcome is recorded calls again once the lease runs
         // out, with the same idempotency key.
         let mut conn = store.conn()?;
-        let Some(id) =
-            queue::claim(&mut conn, &queue::PAYMENT_JOBS, now, PAYMENT_JOB_LEASE).map_err(crate::store_error)?
-        else {
-            break;
-        };
-        let (kind, subject, attempts): (String, String, i32) = payment_jobs::table
-            .find(id)
-            .select((payment_jobs::kind, payment_jobs::subject, payment_jobs::attempts))
-            .first(&mut conn)
-            .map_err(crate::store_error)?;
+        let claimed: Option<DueJob> =
+            queue::claim(&mut conn, &queue::PAYMENT_JOBS, "id, kind, subject, attempts", now, PAYMENT_JOB_LEASE)
+                .map_err(crate::store_error)?;
+        let Some(DueJob { id, kind, subject, attempts }) = claimed else { break };
         drop(conn);
         let key = format!("credits-job-{id}");
         let outcome = match PaymentJobKind::parse(&kind) {

@@ -46,8 +46,9 @@ pub enum Payload {
         alert: BalanceAlert,
         account_id: Uuid,
         available: i64,
-        #[serde(skip_serializing_if = "Threshold::is_absent")]
-        threshold: Threshold,
+        /// Absent for `balance.depleted`; null for `balance.recovered` of an account with none set.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        threshold: Option<Option<i64>>,
     },
     /// `auto_topup.succeeded` (R22).
     AutoTopupSucceeded {
@@ -71,22 +72,6 @@ pub enum Payload {
     PaymentFailed { account_id: Uuid, payment: &'static str, invoice: Option<String>, subscription: Option<String> },
     /// `business_verification.decided`.
     VerificationDecided { account_id: Uuid, request_id: Uuid, status: &'static str, reason: Option<String> },
-}
-
-/// A balance event's threshold: absent (`balance.depleted`), or present and possibly null
-/// (`balance.recovered` of an account with none set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Threshold {
-    #[serde(skip)]
-    Absent,
-    Present(Option<i64>),
-}
-
-impl Threshold {
-    fn is_absent(&self) -> bool {
-        *self == Threshold::Absent
-    }
 }
 
 impl Payload {
@@ -123,14 +108,10 @@ impl Payload {
 
     /// R23: what a balance alert says.
     pub fn balance(account_id: Uuid, alert: BalanceAlert, available: Credits) -> Payload {
-        let threshold = match alert {
-            BalanceAlert::Low { threshold, .. } => Threshold::Present(Some(threshold.get())),
-            BalanceAlert::Depleted => Threshold::Absent,
-            BalanceAlert::Recovered { threshold, .. } => Threshold::Present(threshold.map(Credits::get)),
-        };
-        let available = match alert {
-            BalanceAlert::Low { available, .. } | BalanceAlert::Recovered { available, .. } => available,
-            BalanceAlert::Depleted => available,
+        let (available, threshold) = match alert {
+            BalanceAlert::Low { available, threshold } => (available, Some(Some(threshold.get()))),
+            BalanceAlert::Depleted => (available, None),
+            BalanceAlert::Recovered { available, threshold } => (available, Some(threshold.map(Credits::get))),
         };
         Payload::Balance { alert, account_id, available: available.get(), threshold }
     }
