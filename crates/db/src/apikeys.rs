@@ -50,11 +50,13 @@ struct Used {
 pub fn used_since(conn: &mut PgConnection, keys: &[Uuid], since: DateTime<Utc>) -> QueryResult<Vec<(Uuid, i64)>> {
     let rows: Vec<Used> = diesel::sql_query(
         "SELECT api_key_id AS key,
-                COALESCE(sum(CASE status WHEN 'held' THEN cost WHEN 'captured' THEN captured_credits ELSE 0 END), 0)::bigint AS used
+                COALESCE(sum(CASE status WHEN $3 THEN cost WHEN $4 THEN captured_credits ELSE 0 END), 0)::bigint AS used
            FROM runs WHERE api_key_id = ANY($1) AND created_at >= $2 GROUP BY api_key_id",
     )
     .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(keys)
     .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<diesel::sql_types::Text, _>(credits_domain::runs::RunStatus::Held.as_str())
+    .bind::<diesel::sql_types::Text, _>(credits_domain::runs::RunStatus::Captured.as_str())
     .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.key, r.used)).collect())
 }

@@ -31,7 +31,7 @@ pub fn emit(conn: &mut PgConnection, account: Uuid, payload: &Payload, now: Date
         "WITH e AS (INSERT INTO webhook_events (id, account_id, event_type, body, created_at) \
                     VALUES ($1, $2, $3, $4, $5) RETURNING id) \
          INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status, next_attempt_at, created_at) \
-         SELECT gen_random_uuid(), e.id, w.id, 'pending', $5, $5 FROM e, webhook_endpoints w \
+         SELECT gen_random_uuid(), e.id, w.id, $6, $5, $5 FROM e, webhook_endpoints w \
          WHERE w.account_id = $2 AND w.disabled_at IS NULL AND $3 = ANY (w.events)",
     )
     .bind::<Text, _>(&id)
@@ -39,6 +39,7 @@ pub fn emit(conn: &mut PgConnection, account: Uuid, payload: &Payload, now: Date
     .bind::<Text, _>(event.as_str())
     .bind::<Text, _>(&body)
     .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(credits_domain::jobs::DeliveryStatus::Pending.as_str())
     .execute(conn)?;
     Ok(id)
 }

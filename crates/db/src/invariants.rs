@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use credits_domain::error::StoreError;
+use credits_domain::runs::RunStatus;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamptz};
@@ -30,25 +31,25 @@ const CHECKS: &[&str] = &[
     // R6: live holds never reserve more than a bucket holds.
     "SELECT r.account_id::text, 'bucket ' || r.bucket_id || ' has ' || sum(r.credits) || ' reserved but ' || b.remaining || ' left'
        FROM run_reservations r JOIN runs u ON u.id = r.run_id JOIN buckets b ON b.id = r.bucket_id
-      WHERE r.open AND u.status = 'held' AND u.hold_expires_at > $1
+      WHERE r.open AND u.status = $2 AND u.hold_expires_at > $1
       GROUP BY r.account_id, r.bucket_id, b.remaining HAVING sum(r.credits) > b.remaining",
     // A held run (not a trial) reserves its cost.
     "SELECT u.account_id::text, 'held run ' || u.id || ' costs ' || u.cost || ' but reserves ' || COALESCE(sum(r.credits), 0)
        FROM runs u LEFT JOIN run_reservations r ON r.run_id = u.id AND r.open
-      WHERE u.status = 'held' AND u.trial_kind IS NULL
+      WHERE u.status = $2 AND u.trial_kind IS NULL
       GROUP BY u.id, u.account_id, u.cost HAVING COALESCE(sum(r.credits), 0) <> u.cost",
     // Every captured run has its debit entries, for exactly what it captured.
     "SELECT u.account_id::text, 'captured run ' || u.id || ' captured ' || u.captured_credits || ' but its debits sum to ' || COALESCE(-sum(e.credits), 0)
        FROM runs u LEFT JOIN ledger_entries e ON e.run_id = u.id AND e.entry_type = 'debit'
-      WHERE u.status = 'captured'
+      WHERE u.status = $3
       GROUP BY u.id, u.account_id, u.captured_credits HAVING COALESCE(-sum(e.credits), 0) <> COALESCE(u.captured_credits, 0)",
     // A released run charged nothing; a closed run keeps no open reservation.
     "SELECT u.account_id::text, 'released run ' || u.id || ' has debit entries'
        FROM runs u JOIN ledger_entries e ON e.run_id = u.id AND e.entry_type = 'debit'
-      WHERE u.status = 'released' GROUP BY u.id, u.account_id",
+      WHERE u.status = $4 GROUP BY u.id, u.account_id",
     "SELECT u.account_id::text, 'finished run ' || u.id || ' still has an open reservation'
        FROM runs u JOIN run_reservations r ON r.run_id = u.id AND r.open
-      WHERE u.status <> 'held' GROUP BY u.id, u.account_id",
+      WHERE u.status <> $2 GROUP BY u.id, u.account_id",
     // R11: a key's recorded answer and its effect were written together: the run it answered exists, once.
     "SELECT substring(i.scope FROM 9), 'idempotency key ' || i.key || ' answered run ' || (i.response_body::jsonb ->> 'id') || ' which is not there'
        FROM idempotency_records i
@@ -85,7 +86,14 @@ pub fn check(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<Violation>, StoreE
             conn.batch_execute("SET LOCAL enable_nestloop = off")?;
             let mut all = Vec::new();
             for sql in CHECKS {
-                let found: Vec<Violation> = diesel::sql_query(*sql).bind::<Timestamptz, _>(now).load(conn)?;
+                // Every check is given the same parameters: the time, and the run statuses'
+                // spellings.
+                let found: Vec<Violation> = diesel::sql_query(*sql)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Text, _>(RunStatus::Held.as_str())
+                    .bind::<Text, _>(RunStatus::Captured.as_str())
+                    .bind::<Text, _>(RunStatus::Released.as_str())
+                    .load(conn)?;
                 all.extend(found);
             }
             Ok::<_, diesel::result::Error>(all)

@@ -9,10 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use credits_domain::error::StoreError;
 use credits_domain::idempotency::IDEMPOTENCY_TTL_HOURS;
 use credits_domain::ids::AccountId;
-use credits_domain::jobs::{MAIL_LEASE, MailStatus};
-
-use crate::queue;
-use credits_domain::mail::{Delivery, MailKind, Mailer, OutboxMessage, retry_at};
+use credits_domain::jobs::MailStatus;
 use credits_domain::operator::due_contract_period;
 use credits_domain::ports::{Maintenance, StoreStats};
 use credits_domain::runs::RunStatus;
@@ -54,21 +51,6 @@ impl PgStore {
         }
         Ok(done)
     }
-}
-
-/// A mail the outbox worker claimed.
-#[derive(QueryableByName)]
-struct DueMail {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    kind: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    recipient: String,
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    payload: serde_json::Value,
-    #[diesel(sql_type = diesel::sql_types::Int4)]
-    attempts: i32,
 }
 
 impl Maintenance for PgStore {
@@ -191,86 +173,6 @@ impl Maintenance for PgStore {
         })
     }
 
-    fn deliver_mail(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        mailer: &dyn Mailer,
-        until: std::time::Instant,
-    ) -> Result<Delivery, StoreError> {
-        let mut report = Delivery::default();
-        for _ in 0..batch {
-            if std::time::Instant::now() >= until {
-                break;
-            }
-            // Claimed with a lease (`queue`): no transaction is open and no connection held while
-            // the SMTP server answers; a crash before the outcome is recorded sends it again once
-            // the lease runs out (at least once).
-            let mut conn = self.conn()?;
-            let claimed: Option<DueMail> =
-                queue::claim(&mut conn, &queue::OUTBOX, "id, kind, recipient, payload, attempts", now, MAIL_LEASE)
-                    .map_err(crate::store_error)?;
-            let Some(DueMail { id, kind, recipient, payload, attempts }) = claimed else { break };
-            let still_pending = outbox::table.find(id).filter(outbox::status.eq(MailStatus::Pending.as_str()));
-            let Some(kind) = MailKind::parse(&kind) else {
-                // Written by a newer build, or by hand: no template here to send it with.
-                tracing::error!(mail = %id, %kind, "mail of an unknown kind given up (dead)");
-                diesel::update(still_pending)
-                    .set((
-                        outbox::status.eq(MailStatus::Dead.as_str()),
-                        outbox::last_error.eq(Some(format!("unknown mail kind {kind:?}"))),
-                    ))
-                    .execute(&mut conn)
-                    .map_err(crate::store_error)?;
-                report.dead += 1;
-                continue;
-            };
-            drop(conn);
-            let message = OutboxMessage { id, kind, recipient, payload: payload.to_string(), attempts };
-            let sent = mailer.deliver(&message);
-            let mut conn = self.conn()?;
-            let attempts = attempts + 1;
-            let recorded = match sent {
-                Ok(()) => {
-                    report.sent += 1;
-                    diesel::update(still_pending)
-                        .set((
-                            outbox::status.eq(MailStatus::Sent.as_str()),
-                            outbox::sent_at.eq(Some(now)),
-                            outbox::attempts.eq(attempts),
-                        ))
-                        .execute(&mut conn)
-                }
-                Err(cause) => match retry_at(attempts, now) {
-                    Some(at) => {
-                        tracing::warn!(mail = %id, kind = kind.as_str(), attempts, %cause, "mail not sent; retrying");
-                        report.retried += 1;
-                        diesel::update(still_pending)
-                            .set((
-                                outbox::attempts.eq(attempts),
-                                outbox::next_attempt_at.eq(at),
-                                outbox::last_error.eq(Some(&cause)),
-                            ))
-                            .execute(&mut conn)
-                    }
-                    None => {
-                        tracing::error!(mail = %id, kind = kind.as_str(), attempts, %cause, "mail given up (dead)");
-                        report.dead += 1;
-                        diesel::update(still_pending)
-                            .set((
-                                outbox::status.eq(MailStatus::Dead.as_str()),
-                                outbox::attempts.eq(attempts),
-                                outbox::last_error.eq(Some(&cause)),
-                            ))
-                            .execute(&mut conn)
-                    }
-                },
-            };
-            recorded.map_err(crate::store_error)?;
-        }
-        Ok(report)
-    }
-
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         diesel::delete(
@@ -296,8 +198,12 @@ impl Maintenance for PgStore {
             .map_err(crate::store_error)?;
         let (outbox_pending, outbox_dead): (i64, i64) = outbox::table
             .select((
-                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE status = 'pending')"),
-                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE status = 'dead')"),
+                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE status = ")
+                    .bind::<diesel::sql_types::Text, _>(MailStatus::Pending.as_str())
+                    .sql(")"),
+                diesel::dsl::sql::<BigInt>("count(*) FILTER (WHERE status = ")
+                    .bind::<diesel::sql_types::Text, _>(MailStatus::Dead.as_str())
+                    .sql(")"),
             ))
             .first(&mut conn)
             .map_err(crate::store_error)?;

@@ -153,17 +153,19 @@ prepared!(
 
 prepared!(
     /// What `notify::settle` judges of the accounts a transaction locked: their alert and auto
-    /// top-up settings, whether a top-up is open, and how many started this month.
+    /// top-up settings, whether a top-up is open (in one of the statuses `open`), and how many
+    /// started this month.
     SettleQuery,
     "SELECT a.id, a.email, a.name, a.plan_id, a.restricted_at IS NOT NULL AS restricted,
             a.low_balance_threshold, a.balance_level, a.auto_topup_enabled, a.auto_topup_threshold,
             a.auto_topup_pack, a.auto_topup_monthly_limit,
             EXISTS (SELECT 1 FROM auto_topups t WHERE t.account_id = a.id
-                      AND t.status IN ('pending', 'processing')) AS open_topup,
-            (SELECT count(*) FROM auto_topups t WHERE t.account_id = a.id AND t.created_at >= $1)
+                      AND t.status = ANY($1)) AS open_topup,
+            (SELECT count(*) FROM auto_topups t WHERE t.account_id = a.id AND t.created_at >= $2)
               AS started_this_month
-       FROM accounts a WHERE a.id = ANY($2)",
+       FROM accounts a WHERE a.id = ANY($3)",
     {
+        open: Vec<&'static str> => Array<Text>,
         month_start: DateTime<Utc> => Timestamptz,
         accounts: Vec<Uuid> => Array<SqlUuid>,
     }

@@ -18,8 +18,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::record_action;
+use crate::jobs::{NewJob, enqueue};
 use crate::ledger::lock_account;
-use crate::outbox::enqueue;
 use crate::schema::{accounts, business_verifications};
 use crate::{Fail, PgStore, read_tx};
 
@@ -144,7 +144,7 @@ impl VerificationStore for PgStore {
                     admin_link: &admin_link,
                 };
                 for mail in mails::verification_submitted(&submitted) {
-                    enqueue(conn, &mail, now)?;
+                    enqueue(conn, NewJob::Mail(&mail), now)?;
                 }
                 let row = business_verifications::table.find(id).select(Row::as_select()).first(conn)?;
                 Ok(row.view()?)
@@ -262,7 +262,7 @@ impl VerificationStore for PgStore {
             )?;
             let who = mails::Recipient { account: AccountId(account), email: &acct.email, name: &acct.name };
             let mail = mails::verification_decided(kind, who, request, &row.company_name, reason.as_deref());
-            enqueue(conn, &mail, now)?;
+            enqueue(conn, NewJob::Mail(&mail), now)?;
             let payload = credits_domain::notify::payloads::Payload::VerificationDecided {
                 account_id: account,
                 request_id: request,

@@ -342,16 +342,6 @@ pub trait Maintenance {
             contracts_refreshed: self.refresh_contracts(now, batch)? + self.end_plans(now, batch)?,
         })
     }
-    /// Send what is due in the outbox, each mail claimed with a lease (`jobs::MAIL_LEASE`) so
-    /// that no two instances send it at once, and sent with no transaction open.
-    /// Stops taking mail at `until` (the round's time budget).
-    fn deliver_mail(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        mailer: &dyn crate::mail::Mailer,
-        until: std::time::Instant,
-    ) -> Result<crate::mail::Delivery, StoreError>;
     /// R11: forget idempotency records older than 24 hours.
     fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Readiness: the database answers.
@@ -396,6 +386,7 @@ pub trait Store:
     + crate::pages::PageStore
     + crate::pages::ConsoleStore
     + Maintenance
+    + crate::jobs::Jobs
     + Send
     + Sync
 {
@@ -413,6 +404,7 @@ impl<T> Store for T where
         + crate::pages::PageStore
         + crate::pages::ConsoleStore
         + Maintenance
+        + crate::jobs::Jobs
         + Send
         + Sync
 {

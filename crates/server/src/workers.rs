@@ -3,18 +3,18 @@
 //! own work:
 //! - sweeps: release holds past their TTL, expire buckets, refresh Enterprise allowances, end
 //!   plans, forget old idempotency records;
-//! - mail: send what the outbox holds;
-//! - payment jobs: the Stripe calls changes decided (R18);
-//! - auto top-ups: the off-session PaymentIntents captures started (R22);
-//! - webhooks: deliveries of events to the accounts' endpoints (section 9), many at once, so one
-//!   slow endpoint delays no other.
+//! - the outbound work queue (`credits_domain::jobs`), a loop per kind: mail (the outbox),
+//!   payment jobs (the Stripe calls changes decided, R18), auto top-ups (the off-session
+//!   PaymentIntents captures started, R22), and webhook deliveries (section 9), many at once, so
+//!   one slow endpoint delays no other.
 //!
-//! Safe on several instances: the store claims each account, mail and job with
-//! `FOR UPDATE SKIP LOCKED`. A failed round (the database away) is logged and retried.
+//! Safe on several instances: the store claims each account with `FOR UPDATE SKIP LOCKED`, and
+//! each job with a lease. A failed round (the database away) is logged and retried.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use credits_domain::jobs::{Answer, ClaimLimit, JobKind, Round, Work, Worker};
 use credits_domain::payments::PaymentGateway;
 use credits_domain::ports::{Clock, Store};
 use tokio::sync::watch;
@@ -115,29 +115,31 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
         Ok(())
     });
 
-    if let Some(mailer) = services.mailer.clone() {
-        let (s, c) = (store.clone(), clock.clone());
-        spawn_loop(&mut tasks, "mail", interval, stopped.clone(), move |_| {
-            let now = c.now().map_err(|e| e.to_string())?;
-            let d = s
-                .deliver_mail(now, batch, mailer.as_ref(), Instant::now() + ROUND_BUDGET)
-                .map_err(|e| e.to_string())?;
-            if d.sent + d.retried + d.dead > 0 {
-                tracing::info!(sent = d.sent, retried = d.retried, dead = d.dead, "outbox round");
+    // Mail, payment calls and auto top-ups: each kind its own loop and budget, through one queue.
+    let gateway: Arc<dyn PaymentGateway> = services.state.payments.clone();
+    let mailer = services.mailer.clone();
+    let kinds: &[(JobKind, &'static str)] = if mailer.is_some() {
+        &[(JobKind::Mail, "mail"), (JobKind::PaymentCall, "payment jobs"), (JobKind::AutoTopup, "auto top-ups")]
+    } else {
+        &[(JobKind::PaymentCall, "payment jobs"), (JobKind::AutoTopup, "auto top-ups")]
+    };
+    for &(kind, name) in kinds {
+        let (s, c, g, m) = (store.clone(), clock.clone(), gateway.clone(), mailer.clone());
+        spawn_loop(&mut tasks, name, interval, stopped.clone(), move |_| {
+            let worker = Worker { jobs: s.as_ref(), clock: c.as_ref(), mailer: m.as_deref(), gateway: g.as_ref() };
+            let round = worker.round(kind, batch, Instant::now() + ROUND_BUDGET).map_err(|e| e.to_string())?;
+            if round != Round::default() {
+                tracing::info!(
+                    worker = name,
+                    done = round.done,
+                    retried = round.retried,
+                    dead = round.dead,
+                    "jobs round"
+                );
             }
             Ok(())
         });
     }
-
-    let gateway: Arc<dyn PaymentGateway> = services.state.payments.clone();
-    let (s, c, g) = (store.clone(), clock.clone(), gateway.clone());
-    spawn_loop(&mut tasks, "auto top-ups", interval, stopped.clone(), move |_| {
-        let done = topups_once(s.as_ref(), c.as_ref(), g.as_ref(), batch)?;
-        if done > 0 {
-            tracing::info!(auto_topups = done, "auto top-up payments asked of Stripe");
-        }
-        Ok(())
-    });
 
     if let Some(key) = services.sealing.clone() {
         let policy = credits_webhooks::deliver::Policy {
@@ -147,62 +149,7 @@ pub fn spawn(settings: &Settings, services: &Services) -> Workers {
         spawn_deliveries(&mut tasks, interval, stopped.clone(), store.clone(), clock.clone(), key, policy, batch);
     }
 
-    let (s, c) = (store.clone(), clock.clone());
-    spawn_loop(&mut tasks, "payment jobs", interval, stopped, move |_| {
-        let now = c.now().map_err(|e| e.to_string())?;
-        let done = s
-            .run_payment_jobs(now, batch, gateway.as_ref(), Instant::now() + ROUND_BUDGET)
-            .map_err(|e| e.to_string())?;
-        if done > 0 {
-            tracing::info!(jobs = done, "payment jobs done");
-        }
-        Ok(())
-    });
     Workers { stop, tasks }
-}
-
-/// How long a claimed delivery or auto top-up is left to its claimer before another may take it:
-/// longer than an attempt can last (the 10 s delivery timeout, Stripe's 20 s).
-const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// One round of auto top-ups (R22): each claimed one asks Stripe once, with its own idempotency
-/// key, and its answer is recorded.
-pub fn topups_once(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    gateway: &dyn PaymentGateway,
-    batch: i64,
-) -> Result<usize, String> {
-    use credits_domain::notify::store::IntentAnswer;
-    use credits_domain::payments::OffSessionPayment;
-    let now = clock.now().map_err(|e| e.to_string())?;
-    let due = store.claim_topups(now, batch, LEASE).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let mut done = 0;
-    for topup in due {
-        if started.elapsed() >= ROUND_BUDGET {
-            break; // the rest are claimed until their lease runs out, then taken again
-        }
-        let answer = match &topup.customer {
-            None => IntentAnswer::Failed {
-                payment_intent: None,
-                reason: "the account has no Stripe customer with a saved card".into(),
-                needs_customer: false,
-            },
-            Some(customer) => gateway.pay_off_session(&OffSessionPayment {
-                customer,
-                amount: topup.amount,
-                currency: &topup.currency,
-                account: topup.account,
-                pack: &topup.pack,
-                auto_topup: topup.id,
-            }),
-        };
-        let now = clock.now().map_err(|e| e.to_string())?;
-        store.record_topup(topup.id, &answer, now).map_err(|e| e.to_string())?;
-        done += 1;
-    }
-    Ok(done)
 }
 
 /// Deliveries in flight at once on an instance.
@@ -246,7 +193,8 @@ fn spawn_deliveries(
             let busy = per_account.snapshot();
             let claimed = tokio::task::spawn_blocking(move || -> Result<_, String> {
                 let now = c.now().map_err(|e| e.to_string())?;
-                s.claim_deliveries(now, free as i64, LEASE, IN_FLIGHT_PER_ACCOUNT, &busy).map_err(|e| e.to_string())
+                let limit = ClaimLimit { batch: free as i64, per_account: Some(IN_FLIGHT_PER_ACCOUNT), in_flight: busy };
+                s.claim(JobKind::Delivery, &limit, now).map_err(|e| e.to_string())
             })
             .await;
             let due = match claimed {
@@ -260,16 +208,18 @@ fn spawn_deliveries(
                     continue;
                 }
             };
-            for d in due {
+            for job in due {
+                let Work::Delivery(d) = &job.work else { continue };
                 let Ok(slot) = slots.clone().acquire_owned().await else { break };
                 let (s, c, key) = (store.clone(), clock.clone(), key.clone());
                 let place = per_account.take(d.account);
                 sending.spawn(async move {
-                    let result = attempt(&key, &d, policy).await;
-                    let id = d.id;
-                    let recorded = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                    let Work::Delivery(d) = &job.work else { return };
+                    let result = attempt(&key, d, policy).await;
+                    let id = job.id;
+                    let recorded = tokio::task::spawn_blocking(move || -> Result<_, String> {
                         let now = c.now().map_err(|e| e.to_string())?;
-                        s.record_attempt(id, &result, now).map_err(|e| e.to_string())
+                        s.record(&job, Answer::Delivery(result), now).map_err(|e| e.to_string())
                     })
                     .await;
                     if let Ok(Err(cause)) = recorded {

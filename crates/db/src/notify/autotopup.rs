@@ -38,8 +38,10 @@ pub(crate) fn start(
     let written = diesel::sql_query(
         "INSERT INTO auto_topups (id, account_id, pack_id, credits, expiry_days, amount, currency, status, \
                                   next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) \
          ON CONFLICT (account_id) WHERE status IN ('pending', 'processing') DO NOTHING",
+        // The conflict's predicate repeats the partial index `auto_topups_one_open` word for word
+        // (PostgreSQL infers the index from it; a parameter there would match no index).
     )
     .bind::<SqlUuid, _>(id)
     .bind::<SqlUuid, _>(account.0)
@@ -49,6 +51,7 @@ pub(crate) fn start(
     .bind::<BigInt, _>(pack.price.amount)
     .bind::<Text, _>(&pack.price.currency)
     .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(AutoTopupStatus::Pending.as_str())
     .execute(conn)?;
     if written == 1 {
         tracing::info!(account = %account.0, auto_topup = %id, pack = %pack.id, "auto top-up started");

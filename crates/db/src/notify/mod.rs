@@ -1,7 +1,7 @@
 //! R22, R23 and section 9 in the store: the judgement made before every commit of a transaction that locked an
 //! account (`settle`: balance alerts, plan and restriction changes, the start of an auto top-up),
-//! and the use cases of the endpoints, the alerts and auto top-up settings (`store`), the delivery
-//! and auto top-up workers' claims and records.
+//! and the use cases of the endpoints, the alerts and auto top-up settings (`store`). The
+//! delivery and auto top-up workers' claims and records are jobs (`crate::jobs`).
 
 pub(crate) mod autotopup;
 mod store;
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use credits_domain::catalog::Catalog;
 use credits_domain::credits::Credits;
 use credits_domain::ids::AccountId;
+use credits_domain::jobs::AutoTopupStatus;
 use credits_domain::mail::Mail;
 use credits_domain::notify::alerts::{BalanceLevel, after_change};
 use credits_domain::notify::autotopup::{AutoTopupSettings, StartDecision, after_capture, month_start};
@@ -30,9 +31,14 @@ pub struct NotifySettings {
 }
 
 /// Queue `mail` for the account with the facts every notice shows.
-fn notice(conn: &mut PgConnection, settings: &NotifySettings, mail: Mail, now: DateTime<Utc>) -> QueryResult<()> {
+pub(crate) fn notice(
+    conn: &mut PgConnection,
+    settings: &NotifySettings,
+    mail: Mail,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     let mail = mail.fact("billing_url", settings.billing_url.clone());
-    crate::outbox::enqueue(conn, &mail, now)
+    crate::jobs::enqueue(conn, crate::jobs::NewJob::Mail(&mail), now)
 }
 
 #[derive(QueryableByName)]
@@ -83,8 +89,12 @@ pub(crate) fn settle(
     // Two statements for every account locked (a batch of runs locks many): their settings and
     // their balances, read together.
     let ids: Vec<uuid::Uuid> = locked.iter().map(|l| l.id).collect();
-    let rows: Vec<SettleRow> =
-        crate::prepared::SettleQuery { month_start: month_start(now), accounts: ids.clone() }.load(conn)?;
+    let rows: Vec<SettleRow> = crate::prepared::SettleQuery {
+        month_start: month_start(now),
+        accounts: ids.clone(),
+        open: vec![AutoTopupStatus::Pending.as_str(), AutoTopupStatus::Processing.as_str()],
+    }
+    .load(conn)?;
     let accounts: Vec<AccountId> = ids.iter().copied().map(AccountId).collect();
     let balances = crate::accounts::balances_of(conn, catalog, &accounts, now)?;
     for (before, balance) in locked.iter().zip(balances) {

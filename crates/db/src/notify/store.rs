@@ -7,19 +7,19 @@ use credits_domain::error::StoreError;
 use credits_domain::ids::AccountId;
 use credits_domain::jobs::DeliveryStatus;
 use credits_domain::notify::alerts::{BalanceLevel, rebase};
-use credits_domain::notify::autotopup::{AutoTopupRequest, AutoTopupSettings, PaymentOutcome, month_start, validate};
+use credits_domain::notify::autotopup::{AutoTopupRequest, AutoTopupSettings, month_start, validate};
 use credits_domain::notify::mails::{self, Recipient};
 use credits_domain::notify::payloads::{Payload, at};
 use credits_domain::notify::store::{
-    AlertsView, AttemptResult, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, DueDelivery, DueTopup,
-    EndpointView, IntentAnswer, NewEndpoint, NotifyError, NotifyStore,
+    AlertsView, AutoTopupAttempt, AutoTopupView, DeliveryAttemptView, EndpointView, NewEndpoint, NotifyError,
+    NotifyStore,
 };
-use credits_domain::notify::webhooks::{DeliveryFacts, EventType, check_endpoint_count, decide_attempt};
+use credits_domain::notify::webhooks::{EventType, check_endpoint_count};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bytea, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
-use super::{autotopup, notice};
+use super::notice;
 use crate::events::emit;
 use crate::ledger::lock_account;
 use crate::rows::undecodable;
@@ -163,44 +163,6 @@ struct AttemptRow {
 }
 
 #[derive(QueryableByName)]
-struct ClaimedRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    account: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    endpoint: Uuid,
-    #[diesel(sql_type = Text)]
-    url: String,
-    #[diesel(sql_type = Bytea)]
-    secret_sealed: Vec<u8>,
-    #[diesel(sql_type = Text)]
-    event_id: String,
-    #[diesel(sql_type = Text)]
-    body: String,
-}
-
-#[derive(QueryableByName)]
-struct DeliveryState {
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = Int4)]
-    attempts: i32,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    first_attempt_at: Option<DateTime<Utc>>,
-    #[diesel(sql_type = SqlUuid)]
-    endpoint: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    account: Uuid,
-    #[diesel(sql_type = Text)]
-    url: String,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    failing_since: Option<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    disabled_at: Option<DateTime<Utc>>,
-}
-
-#[derive(QueryableByName)]
 struct ExpiringRow {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
@@ -216,22 +178,6 @@ struct ExpiringRow {
     email: String,
     #[diesel(sql_type = Text)]
     name: String,
-}
-
-#[derive(QueryableByName)]
-struct ClaimedTopup {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    account_id: Uuid,
-    #[diesel(sql_type = Nullable<Text>)]
-    customer: Option<String>,
-    #[diesel(sql_type = Text)]
-    pack_id: String,
-    #[diesel(sql_type = BigInt)]
-    amount: i64,
-    #[diesel(sql_type = Text)]
-    currency: String,
 }
 
 fn found<T>(value: Option<T>) -> Result<T, Fail<NotifyError>> {
@@ -371,18 +317,21 @@ impl NotifyStore for PgStore {
             }
             let rows: Vec<AttemptRow> = diesel::sql_query(
                 "SELECT * FROM ( \
-                   SELECT d.event_id, e.event_type, CASE WHEN a.delivered THEN 'delivered' ELSE 'failed' END AS status, \
+                   SELECT d.event_id, e.event_type, CASE WHEN a.delivered THEN $3 ELSE $4 END AS status, \
                           a.response_code, a.error, a.attempted_at, a.next_attempt_at, a.id AS seq \
                    FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
                    JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = $1 \
                    UNION ALL \
-                   SELECT d.event_id, e.event_type, 'pending', NULL, NULL, NULL, d.next_attempt_at, NULL \
+                   SELECT d.event_id, e.event_type, $5, NULL, NULL, NULL, d.next_attempt_at, NULL \
                    FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-                   WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.attempts = 0 \
+                   WHERE d.endpoint_id = $1 AND d.status = $5 AND d.attempts = 0 \
                  ) x ORDER BY attempted_at DESC NULLS FIRST, seq DESC NULLS FIRST LIMIT $2",
             )
             .bind::<SqlUuid, _>(endpoint)
             .bind::<BigInt, _>(limit)
+            .bind::<Text, _>(DeliveryStatus::Delivered.as_str())
+            .bind::<Text, _>(DeliveryStatus::Failed.as_str())
+            .bind::<Text, _>(DeliveryStatus::Pending.as_str())
             .load(conn)?;
             Ok(rows
                 .into_iter()
@@ -399,125 +348,6 @@ impl NotifyStore for PgStore {
                     })
                 })
                 .collect::<QueryResult<Vec<_>>>()?)
-        })
-    }
-
-    fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        lease: TimeDelta,
-        per_account: u32,
-        in_flight: &[(AccountId, u32)],
-    ) -> Result<Vec<DueDelivery>, StoreError> {
-        let mut conn = self.conn()?;
-        let (busy_accounts, busy): (Vec<Uuid>, Vec<i32>) =
-            in_flight.iter().map(|(a, n)| (a.0, i32::try_from(*n).unwrap_or(i32::MAX))).unzip();
-        // Each account's due deliveries are ranked oldest first and only its free places taken,
-        // before the batch's LIMIT: so one account's backlog neither exceeds its share nor
-        // crowds the others out of the batch.
-        let rows: Vec<ClaimedRow> = diesel::sql_query(
-            "WITH busy AS (SELECT * FROM unnest($5::uuid[], $6::int4[]) AS b (account_id, n)), \
-             ranked AS ( \
-               SELECT d.id, d.next_attempt_at, w.account_id, \
-                      row_number() OVER (PARTITION BY w.account_id ORDER BY d.next_attempt_at, d.id) AS place \
-               FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.disabled_at IS NULL), \
-             picked AS ( \
-               SELECT r.id FROM ranked r LEFT JOIN busy b USING (account_id) \
-               WHERE r.place <= $4 - COALESCE(b.n, 0) \
-               ORDER BY r.next_attempt_at LIMIT $3), \
-             due AS ( \
-               SELECT d.id FROM webhook_deliveries d JOIN picked USING (id) \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 FOR UPDATE OF d SKIP LOCKED) \
-             UPDATE webhook_deliveries d SET next_attempt_at = $2 \
-             FROM due, webhook_endpoints w, webhook_events e \
-             WHERE d.id = due.id AND w.id = d.endpoint_id AND e.id = d.event_id \
-             RETURNING d.id, w.account_id AS account, w.id AS endpoint, w.url, w.secret_sealed, e.id AS event_id, e.body",
-        )
-        .bind::<Timestamptz, _>(now)
-        .bind::<Timestamptz, _>(now + lease)
-        .bind::<BigInt, _>(batch)
-        .bind::<Int4, _>(i32::try_from(per_account).unwrap_or(i32::MAX))
-        .bind::<Array<SqlUuid>, _>(busy_accounts)
-        .bind::<Array<Int4>, _>(busy)
-        .load(&mut conn)
-        .map_err(crate::store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DueDelivery {
-                id: r.id,
-                account: AccountId(r.account),
-                endpoint: r.endpoint,
-                url: r.url,
-                secret_sealed: r.secret_sealed,
-                event_id: r.event_id,
-                body: r.body,
-            })
-            .collect())
-    }
-
-    fn record_attempt(&self, delivery: Uuid, result: &AttemptResult, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn, _| -> Result<(), Fail<StoreError>> {
-            let Some(state) = diesel::sql_query(
-                "SELECT d.status, d.attempts, d.first_attempt_at, w.id AS endpoint, w.account_id AS account, w.url, \
-                        w.failing_since, w.disabled_at \
-                 FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-                 WHERE d.id = $1 FOR NO KEY UPDATE OF d, w",
-            )
-            .bind::<SqlUuid, _>(delivery)
-            .get_result::<DeliveryState>(conn)
-            .optional()?
-            else {
-                return Ok(()); // its endpoint was deleted meanwhile
-            };
-            let facts = DeliveryFacts {
-                status: DeliveryStatus::parse(&state.status)
-                    .ok_or_else(|| undecodable("delivery status", &state.status))?,
-                attempts: u32::try_from(state.attempts).unwrap_or(0),
-                first_attempt_at: state.first_attempt_at,
-                failing_since: state.failing_since,
-                disabled_at: state.disabled_at,
-            };
-            let Some(r) = decide_attempt(&facts, result, now) else { return Ok(()) };
-            let attempts = i32::try_from(r.attempts).unwrap_or(i32::MAX);
-            diesel::sql_query(
-                "UPDATE webhook_deliveries SET status = $2, attempts = $3, first_attempt_at = $4, next_attempt_at = $5 \
-                 WHERE id = $1",
-            )
-            .bind::<SqlUuid, _>(delivery)
-            .bind::<Text, _>(r.status.as_str())
-            .bind::<Int4, _>(attempts)
-            .bind::<Timestamptz, _>(r.first_attempt_at)
-            .bind::<Nullable<Timestamptz>, _>(r.next_attempt_at)
-            .execute(conn)?;
-            diesel::sql_query(
-                "INSERT INTO webhook_attempts (delivery_id, attempted_at, response_code, error, delivered, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind::<SqlUuid, _>(delivery)
-            .bind::<Timestamptz, _>(now)
-            .bind::<Nullable<Int4>, _>(r.response_code.map(i32::from))
-            .bind::<Nullable<Text>, _>(r.error.as_deref())
-            .bind::<diesel::sql_types::Bool, _>(r.delivered)
-            .bind::<Nullable<Timestamptz>, _>(r.next_attempt_at)
-            .execute(conn)?;
-            diesel::update(webhook_endpoints::table.find(state.endpoint))
-                .set((
-                    webhook_endpoints::failing_since.eq(r.failing_since),
-                    webhook_endpoints::disabled_at.eq(if r.disable { Some(now) } else { state.disabled_at }),
-                ))
-                .execute(conn)?;
-            let (disable, since) = (r.disable, r.failing_since.unwrap_or(now));
-            if disable {
-                tracing::warn!(endpoint = %state.endpoint, url = %state.url, "webhook endpoint disabled: failing for 5 days");
-                let (email, name): (String, String) =
-                    accounts::table.find(state.account).select((accounts::email, accounts::name)).first(conn)?;
-                let who = Recipient { account: AccountId(state.account), email: &email, name: &name };
-                notice(conn, &self.notify, mails::endpoint_disabled(who, state.endpoint, &state.url, since), now)?;
-            }
-            Ok(())
         })
     }
 
@@ -569,91 +399,6 @@ impl NotifyStore for PgStore {
                 .bind::<Timestamptz, _>(now)
                 .execute(conn)?;
             Ok(due.len())
-        })
-    }
-
-    fn claim_topups(&self, now: DateTime<Utc>, batch: i64, lease: TimeDelta) -> Result<Vec<DueTopup>, StoreError> {
-        let mut conn = self.conn()?;
-        // Turned off before its payment was made: no card is charged (R22).
-        diesel::sql_query(
-            "UPDATE auto_topups t SET status = 'failed', finished_at = $1, \
-                    last_error = 'auto top-up was turned off before the payment was made' \
-             FROM accounts a WHERE a.id = t.account_id AND t.status = 'pending' AND NOT a.auto_topup_enabled",
-        )
-        .bind::<Timestamptz, _>(now)
-        .execute(&mut conn)
-        .map_err(crate::store_error)?;
-        let rows: Vec<ClaimedTopup> = diesel::sql_query(
-            "WITH due AS (SELECT id FROM auto_topups WHERE status = 'pending' AND next_attempt_at <= $1 \
-                          ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE auto_topups t SET next_attempt_at = $2, attempts = t.attempts + 1 \
-             FROM due, accounts a WHERE t.id = due.id AND a.id = t.account_id \
-             RETURNING t.id, t.account_id, a.stripe_customer_id AS customer, t.pack_id, t.amount, t.currency",
-        )
-        .bind::<Timestamptz, _>(now)
-        .bind::<Timestamptz, _>(now + lease)
-        .bind::<BigInt, _>(batch)
-        .load(&mut conn)
-        .map_err(crate::store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DueTopup {
-                id: r.id,
-                account: AccountId(r.account_id),
-                customer: r.customer,
-                pack: r.pack_id,
-                amount: r.amount,
-                currency: r.currency,
-            })
-            .collect())
-    }
-
-    fn record_topup(&self, topup: Uuid, answer: &IntentAnswer, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        self.write_tx(&mut conn, now, |conn, log| -> Result<(), Fail<StoreError>> {
-            let Some(row) = autotopup::by_id(conn, topup)? else { return Ok(()) };
-            // The account's row first, as every change of its balance.
-            if lock_account(conn, log, AccountId(row.account_id))?.is_none() {
-                return Ok(());
-            }
-            match answer {
-                IntentAnswer::Succeeded { payment_intent } => {
-                    let answer = autotopup::Answer {
-                        payment_intent: Some(payment_intent),
-                        outcome: PaymentOutcome::Succeeded,
-                        reason: None,
-                    };
-                    autotopup::end(conn, log, &self.notify, &row, answer, now)?;
-                }
-                IntentAnswer::Processing { payment_intent } => autotopup::processing(conn, row.id, payment_intent)?,
-                IntentAnswer::Failed { payment_intent, reason, needs_customer } => {
-                    let outcome = if *needs_customer {
-                        PaymentOutcome::RequiresAction
-                    } else {
-                        PaymentOutcome::Declined
-                    };
-                    let answer =
-                        autotopup::Answer { payment_intent: payment_intent.as_deref(), outcome, reason: Some(reason) };
-                    autotopup::end(conn, log, &self.notify, &row, answer, now)?;
-                }
-                IntentAnswer::Unavailable(cause) => {
-                    let attempts: i32 =
-                        auto_topups::table.find(row.id).select(auto_topups::attempts).first(conn)?;
-                    match credits_domain::mail::retry_at(attempts, now) {
-                        Some(at) => {
-                            tracing::warn!(auto_topup = %row.id, attempts, %cause, "auto top-up payment not asked; retrying");
-                            diesel::update(auto_topups::table.find(row.id))
-                                .set((auto_topups::next_attempt_at.eq(at), auto_topups::last_error.eq(Some(cause))))
-                                .execute(conn)?;
-                        }
-                        None => {
-                            tracing::error!(auto_topup = %row.id, attempts, %cause, "auto top-up given up: Stripe unreachable");
-                            autotopup::abandon(conn, row.id, cause, now)?;
-                        }
-                    }
-                }
-            }
-            Ok(())
         })
     }
 }

@@ -15,12 +15,12 @@ use credits_domain::views::EntryType;
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::jobs::{NewJob, enqueue};
 use crate::ledger::{
     EntryMeta, Grant, PackSale, PaidBy, Posting, TxLog, end_allowances, grant, grant_pack, post, post_all,
 };
-use crate::outbox::enqueue;
 use crate::schema::{
-    account_restrictions, accounts, buckets, checkout_sessions, disputes, invoice_grants, payment_jobs, subscriptions,
+    account_restrictions, accounts, buckets, checkout_sessions, disputes, invoice_grants, subscriptions,
     topup_purchases,
 };
 
@@ -268,21 +268,10 @@ pub(super) fn write(
                 }
             }
             Effect::PaymentJob { kind, subject: about } => {
-                diesel::insert_into(payment_jobs::table)
-                    .values((
-                        payment_jobs::id.eq(Uuid::now_v7()),
-                        payment_jobs::account_id.eq(account.0),
-                        payment_jobs::kind.eq(kind.as_str()),
-                        payment_jobs::subject.eq(about),
-                        payment_jobs::next_attempt_at.eq(now),
-                        payment_jobs::created_at.eq(now),
-                    ))
-                    .on_conflict((payment_jobs::kind, payment_jobs::subject))
-                    .do_nothing()
-                    .execute(conn)?;
+                enqueue(conn, NewJob::PaymentCall { account, kind: *kind, subject: about }, now)?;
             }
             Effect::Mail(mail) => {
-                enqueue(conn, mail, now)?;
+                enqueue(conn, NewJob::Mail(mail), now)?;
                 // Section 9: a payment that failed is told to the account's systems too.
                 let told =
                     Payload::payment_failed(account.0, mail, subject.invoice.clone(), subject.subscription.clone());

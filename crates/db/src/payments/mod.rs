@@ -5,7 +5,6 @@
 
 mod effects;
 mod events;
-mod jobs;
 
 use chrono::{DateTime, Utc};
 use credits_domain::credits::Credits;
@@ -15,8 +14,8 @@ use credits_domain::ids::AccountId;
 use credits_domain::jobs::StripeEventStatus;
 use credits_domain::payments::{
     Applied, ApplyError, CheckoutContext, CheckoutRecord, CheckoutView, DisputeStatus, DisputeView, FailedEventView,
-    LiveSubscription, OpenSession, PaymentError, PaymentGateway, PaymentLink, PaymentStore, PurchaseView, Purchases,
-    SessionMode, SessionStatus, StripeEvent, SubscriptionStatus,
+    LiveSubscription, OpenSession, PaymentError, PaymentLink, PaymentStore, PurchaseView, Purchases, SessionMode,
+    SessionStatus, StripeEvent, SubscriptionStatus,
 };
 use diesel::prelude::*;
 
@@ -344,15 +343,5 @@ impl PaymentStore for PgStore {
             .optional()
             .map_err(crate::store_error)?;
         Ok(found.flatten())
-    }
-
-    fn run_payment_jobs(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        gateway: &dyn PaymentGateway,
-        until: std::time::Instant,
-    ) -> Result<usize, StoreError> {
-        jobs::run(self, now, batch, gateway, until)
     }
 }

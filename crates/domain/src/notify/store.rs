@@ -190,29 +190,6 @@ pub trait NotifyStore {
         limit: i64,
     ) -> Result<Vec<DeliveryAttemptView>, NotifyError>;
 
-    /// Claims up to `batch` due deliveries for `lease` (another instance skips them meanwhile; a
-    /// crash gives them back when it runs out), oldest first, at most `per_account` of one
-    /// account's less what `in_flight` says the caller is already sending for it.
-    fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        lease: chrono::TimeDelta,
-        per_account: u32,
-        in_flight: &[(AccountId, u32)],
-    ) -> Result<Vec<DueDelivery>, StoreError>;
-    fn record_attempt(&self, delivery: Uuid, result: &AttemptResult, now: DateTime<Utc>) -> Result<(), StoreError>;
-
     /// R23: `credits.expiring` for the buckets expiring within `notice` that have not had it.
     fn notice_expiring(&self, now: DateTime<Utc>, notice: chrono::TimeDelta, batch: i64) -> Result<usize, StoreError>;
-
-    /// R22: claims up to `batch` pending auto top-ups for `lease`.
-    fn claim_topups(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        lease: chrono::TimeDelta,
-    ) -> Result<Vec<DueTopup>, StoreError>;
-    /// R22: what Stripe answered for one; grants, fails or leaves it for a retry.
-    fn record_topup(&self, topup: Uuid, answer: &IntentAnswer, now: DateTime<Utc>) -> Result<(), StoreError>;
 }

@@ -8,6 +8,7 @@ use super::alerts::{BalanceAlert, BalanceLevel, after_change, rebase};
 use super::autotopup::*;
 use super::webhooks::*;
 use crate::Credits;
+use crate::jobs::DELIVERY_RETRY;
 use crate::payments::tests::catalog;
 
 fn c(n: i64) -> Credits {
@@ -226,6 +227,7 @@ fn t0() -> DateTime<Utc> {
 
 #[test]
 fn retries_back_off_exponentially_to_twelve_hours_and_stop_after_three_days() {
+    let retry_delay = |n| DELIVERY_RETRY.delay(n);
     assert_eq!(retry_delay(1), TimeDelta::seconds(30));
     assert_eq!(retry_delay(2), TimeDelta::seconds(60));
     assert_eq!(retry_delay(8), TimeDelta::seconds(30 * 128));
@@ -233,7 +235,7 @@ fn retries_back_off_exponentially_to_twelve_hours_and_stop_after_three_days() {
     // Follow one delivery that never succeeds: every retry is inside the 3 days, the tries are
     // few enough not to hammer the endpoint, and the last one is close to the window's end.
     let (mut now, mut attempts) = (t0(), 1);
-    while let Some(next) = next_attempt(t0(), attempts, now) {
+    while let Some(next) = DELIVERY_RETRY.next(attempts, t0(), now) {
         assert!(next > now && next <= t0() + RETRY_WINDOW);
         now = next;
         attempts += 1;

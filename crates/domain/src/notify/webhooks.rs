@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::addresses::{self, Reach};
 use super::store::AttemptResult;
-use crate::jobs::DeliveryStatus;
+use crate::jobs::{DELIVERY_RETRY, DeliveryStatus};
 
 /// At most this many endpoints an account (section 9).
 pub const MAX_ENDPOINTS: usize = 10;
@@ -203,7 +203,7 @@ pub fn decide_attempt(facts: &DeliveryFacts, result: &AttemptResult, now: DateTi
             disable: false,
         },
         AttemptResult::Failed { status, error } => {
-            let next = next_attempt(first, attempts, now);
+            let next = DELIVERY_RETRY.next(attempts, first, now);
             let since = facts.failing_since.unwrap_or(now);
             AttemptRecord {
                 status: if next.is_some() { DeliveryStatus::Pending } else { DeliveryStatus::Failed },
@@ -218,23 +218,6 @@ pub fn decide_attempt(facts: &DeliveryFacts, result: &AttemptResult, now: DateTi
             }
         }
     })
-}
-
-/// How long after the `attempts`-th failed try (1 for the first) the next one is made: 30 s,
-/// doubling, at most 12 h. Exponential, so an endpoint down for an hour hears again within about
-/// an hour of coming back, and a dead one is not hammered.
-pub fn retry_delay(attempts: u32) -> TimeDelta {
-    const FIRST: i64 = 30;
-    const MOST: i64 = 12 * 3600;
-    let doublings = attempts.saturating_sub(1).min(20);
-    TimeDelta::seconds((FIRST << doublings).min(MOST))
-}
-
-/// When to try a delivery again after its `attempts`-th failure, or `None` when its 3 days are
-/// over and it is given up (kept, with its attempts, for `GET …/deliveries`).
-pub fn next_attempt(first_attempt_at: DateTime<Utc>, attempts: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let next = now + retry_delay(attempts);
-    (next <= first_attempt_at + RETRY_WINDOW).then_some(next)
 }
 
 /// An endpoint that has failed every delivery since `failing_since` is disabled once that is

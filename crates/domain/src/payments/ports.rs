@@ -322,15 +322,6 @@ pub trait PaymentStore {
     fn failed_stripe_events(&self, limit: i64) -> Result<Vec<FailedEventView>, StoreError>;
     /// The verified body of a kept event (to apply it again).
     fn stripe_event_payload(&self, id: &str) -> Result<Option<String>, StoreError>;
-    /// R18: Stripe calls that changes decided: do what is due (each claimed with a lease, called
-    /// with no transaction open, backoff on failure). Returns how many were done.
-    fn run_payment_jobs(
-        &self,
-        now: DateTime<Utc>,
-        batch: i64,
-        gateway: &dyn PaymentGateway,
-        until: std::time::Instant,
-    ) -> Result<usize, StoreError>;
 }
 
 /// Why a webhook delivery was not applied: answered 500, so Stripe sends it again.
