@@ -14,4 +14,6 @@ pub use ports::*;
 pub use subscription::*;
 
 #[cfg(test)]
+mod decider_tests;
+#[cfg(test)]
 pub(crate) mod tests;
