@@ -25,14 +25,15 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let input: CreateAccount = typed(&value)?;
     let new = NewAccount::new(&input.email, &input.name).map_err(ApiError::invalid_parameters)?;
     let idem = idempotency_key(&req, "canvas".into(), &value, StatusCode::CREATED)?;
-    let result = state.call(move |store, now| Ok(store.create_account(&new, now, idem.as_ref())?)).await?;
+    let result =
+        state.accounts().call(move |accounts, now| Ok(accounts.create_account(&new, now, idem.as_ref())?)).await?;
     Ok(respond(StatusCode::CREATED, result))
 }
 
 #[utoipa::path(get, path = "/v1/account", operation_id = "getAccount", summary = "The account: plan, status, period, capabilities, rate limit", tag = "accounts", responses((status = 200, description = "plan, status, period, capabilities, api_access, business_verification, rate limit", body = credits_domain::views::AccountView), (status = 401, description = "UNAUTHENTICATED", body = crate::error::ErrorBody)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn show(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
-    let view = state.call(move |store, now| Ok(store.account_view(caller.account, now)?)).await?;
+    let view = state.accounts().call(move |accounts, now| Ok(accounts.account_view(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -79,6 +80,6 @@ pub async fn ledger(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 #[utoipa::path(get, path = "/v1/trials", operation_id = "listTrials", summary = "The Free-plan trials and their use", tag = "accounts", responses((status = 200, description = "each trial: model, kind, used, total, window, status", body = crate::schemas::TrialList)), security(("canvas" = [], "account_id" = []), ("api_key" = [])))]
 pub async fn trials(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
-    let trials = state.call(move |store, now| Ok(store.trials(caller.account, now)?)).await?;
+    let trials = state.accounts().call(move |accounts, now| Ok(accounts.trials(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(crate::schemas::TrialList { trials }))
 }

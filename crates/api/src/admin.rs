@@ -22,7 +22,7 @@ pub async fn account(
 ) -> Result<HttpResponse, ApiError> {
     let by = auth::operator(&req, &state, Role::Support).await?;
     let id: AccountId = path_id(&path, "account")?;
-    let view = state.call(move |store, now| Ok(store.admin_account(&by, id, now)?)).await?;
+    let view = state.operators().call(move |operators, now| Ok(operators.admin_account(&by, id, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -41,7 +41,7 @@ pub async fn search(
     let q = query.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     let q = q.ok_or_else(|| ApiError::invalid_parameters("q names an account id, an email or a Stripe customer id"))?;
     // The same use case as the console's search (recorded in the audit trail).
-    let found = state.call(move |store, now| Ok(store.find_accounts(&by, &q, now)?)).await?;
+    let found = state.operators().call(move |operators, now| Ok(operators.find_accounts(&by, &q, now)?)).await?;
     let accounts = found
         .into_iter()
         .map(|a| crate::schemas::AccountFound { id: a.id.0, email: a.email, name: a.name, plan: a.plan })
@@ -72,10 +72,11 @@ pub async fn adjust(
     let idem = idempotency_key(&req, scope, &value, StatusCode::CREATED)?;
     let _inside = state.gate.enter(id).await?;
     let result = state
-        .call(move |store, now| {
+        .operators()
+        .call(move |operators, now| {
             let adjustment = Adjustment::new(input.credits, &input.reason, input.expires_at, now)
                 .map_err(ApiError::invalid_parameters)?;
-            Ok(store.adjust(&by, id, &adjustment, now, idem.as_ref())?)
+            Ok(operators.adjust(&by, id, &adjustment, now, idem.as_ref())?)
         })
         .await?;
     Ok(respond(StatusCode::CREATED, result))
@@ -101,7 +102,7 @@ pub async fn enterprise(
     let terms =
         ContractTerms::new(input.monthly_credits, input.runs_per_minute).map_err(ApiError::invalid_parameters)?;
     let _inside = state.gate.enter(id).await?;
-    let view = state.call(move |store, now| Ok(store.set_enterprise(&by, id, terms, now)?)).await?;
+    let view = state.operators().call(move |operators, now| Ok(operators.set_enterprise(&by, id, terms, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -196,7 +197,7 @@ pub async fn restrict(
     let id: AccountId = path_id(&path, "account")?;
     let reason = reason(&body)?;
     let _inside = state.gate.enter(id).await?;
-    let view = state.call(move |store, now| Ok(store.restrict(&by, id, &reason, now)?)).await?;
+    let view = state.operators().call(move |operators, now| Ok(operators.restrict(&by, id, &reason, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -211,7 +212,8 @@ pub async fn lift_restriction(
     let id: AccountId = path_id(&path, "account")?;
     let reason = reason(&body)?;
     let _inside = state.gate.enter(id).await?;
-    let view = state.call(move |store, now| Ok(store.lift_restriction(&by, id, &reason, now)?)).await?;
+    let view =
+        state.operators().call(move |operators, now| Ok(operators.lift_restriction(&by, id, &reason, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

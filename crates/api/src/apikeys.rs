@@ -67,7 +67,8 @@ pub async fn issue(
         prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
     };
     let _inside = state.gate.enter(account).await?;
-    let result = state.call(move |store, now| Ok(store.create_api_key(account, &key, now, idem.as_ref())?)).await?;
+    let result =
+        state.keys().call(move |keys, now| Ok(keys.create_api_key(account, &key, now, idem.as_ref())?)).await?;
     Ok((result, secret))
 }
 
@@ -94,7 +95,7 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     security(("canvas" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let keys = state.call(move |store, now| Ok(store.api_keys(caller.account, now)?)).await?;
+    let keys = state.keys().call(move |keys, now| Ok(keys.api_keys(caller.account, now)?)).await?;
     Ok(HttpResponse::Ok().json(crate::schemas::ApiKeyList { api_keys: keys }))
 }
 
@@ -110,7 +111,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let id: uuid::Uuid = path_id(&path, "API key")?;
-    state.call(move |store, now| Ok(store.revoke_api_key(caller.account, id, now)?)).await?;
+    state.keys().call(move |keys, now| Ok(keys.revoke_api_key(caller.account, id, now)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -131,6 +132,6 @@ pub async fn patch(
     let id: uuid::Uuid = path_id(&path, "API key")?;
     let input: PatchApiKey = typed(&json_value(&body)?)?;
     let limit = credit_limit(input.monthly_credit_limit).map_err(ApiKeyError::Refused)?;
-    let view = state.call(move |store, now| Ok(store.set_key_limit(caller.account, id, limit, now)?)).await?;
+    let view = state.keys().call(move |keys, now| Ok(keys.set_key_limit(caller.account, id, limit, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -65,7 +65,8 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
     if token.starts_with(API_KEY_PREFIX) {
         let hash = token_hash(token);
         let key = state
-            .call(move |store, now| Ok(store.api_key_by_hash(&hash, now)?))
+            .keys()
+            .call(move |keys, now| Ok(keys.api_key_by_hash(&hash, now)?))
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked API key"))?;
         let plan = state.catalog.plan_or_free(&key.plan);

@@ -307,6 +307,7 @@ impl From<NotifyError> for ApiError {
         match e {
             NotifyError::NotFound => ApiError::not_found("no such webhook endpoint"),
             NotifyError::Invalid(m) => ApiError::invalid_parameters(m),
+            NotifyError::Unconfigured(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", m),
             NotifyError::Store(s) => s.into(),
         }
     }
@@ -401,6 +402,7 @@ mod tests {
             (seen(PaymentError::Gateway(GatewayError::Unavailable("x".into()))), (503, "PAYMENTS_UNAVAILABLE")),
             (seen(NotifyError::NotFound), (404, "NOT_FOUND")),
             (seen(NotifyError::Invalid("x".into())), (422, "INVALID_PARAMETERS")),
+            (seen(NotifyError::Unconfigured("x".into())), (503, "SERVICE_UNAVAILABLE")),
             (seen(NotifyError::Store(StoreError::Busy("x".into()))), (429, "ACCOUNT_BUSY")),
         ];
         for (got, want) in table {

@@ -137,7 +137,7 @@ async fn metrics_text(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         return Err(ApiError::unauthenticated("/metrics needs the metrics token"));
     }
     // The counters are worth showing even when the database is away.
-    if let Ok(stats) = state.call(move |store, now| Ok(store.stats(now)?)).await {
+    if let Ok(stats) = state.upkeep().call(move |upkeep, now| Ok(upkeep.stats(now)?)).await {
         state.metrics.set_stats(&stats);
     }
     let out = state.metrics.text().ok_or_else(ApiError::internal)?;

@@ -5,11 +5,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use credits_domain::notify::autotopup::AutoTopupRequest;
-use credits_domain::notify::store::NewEndpoint;
-use credits_domain::notify::webhooks::{EndpointRequest, check_target, validate_endpoint};
+use credits_domain::notify::service::{EndpointInput, NotifyService, Resolved};
+use credits_domain::notify::store::EndpointView;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -67,7 +66,7 @@ pub struct CreateEndpoint {
     security(("canvas" = [])))]
 pub async fn auto_topup(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let view = state.call(move |store, now| Ok(store.auto_topup(caller.account, now)?)).await?;
+    let view = state.notify(caller.account, false, move |notify, now| notify.auto_topup(caller.account, now)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -89,8 +88,9 @@ pub async fn set_auto_topup(
         pack: input.pack,
         monthly_limit: input.monthly_limit,
     };
-    let _inside = state.gate.enter(caller.account).await?;
-    let view = state.call(move |store, now| Ok(store.set_auto_topup(caller.account, &request, now)?)).await?;
+    let view = state
+        .notify(caller.account, true, move |notify, now| notify.set_auto_topup(caller.account, &request, now))
+        .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -99,7 +99,7 @@ pub async fn set_auto_topup(
     security(("canvas" = [])))]
 pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let view = state.call(move |store, _| Ok(store.alerts(caller.account)?)).await?;
+    let view = state.notify(caller.account, false, move |notify, _| notify.alerts(caller.account)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -115,40 +115,24 @@ pub async fn set_alerts(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let input: PutAlerts = typed(&json_value(&body)?)?;
-    let threshold =
-        credits_domain::notify::alerts::threshold(input.low_balance_threshold).map_err(ApiError::invalid_parameters)?;
-    let _inside = state.gate.enter(caller.account).await?;
-    let view = state.call(move |store, now| Ok(store.set_alerts(caller.account, threshold, now)?)).await?;
+    let raw = input.low_balance_threshold;
+    let view =
+        state.notify(caller.account, true, move |notify, now| notify.set_alerts(caller.account, raw, now)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Section 9: a URL's host may not lead inside (unless `webhooks.allow_private`). An address is
-/// judged as it is; a name is resolved and refused when none of its addresses may be a target.
-/// Deliveries judge again, and connect only to an address they judged (DNS rebinding).
-async fn check_host(url: &url::Url, allow_private: bool) -> Result<(), ApiError> {
-    let refused = |why: String| ApiError::invalid_parameters(format!("url may not be a webhook target: {why}"));
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => check_target(IpAddr::V4(ip), allow_private).map_err(|e| refused(e.to_string())),
-        Some(url::Host::Ipv6(ip)) => check_target(IpAddr::V6(ip), allow_private).map_err(|e| refused(e.to_string())),
-        Some(url::Host::Domain(name)) => {
-            let port = url.port_or_known_default().unwrap_or(443);
-            let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port))).await;
-            let addrs: Vec<_> = match lookup {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => return Err(refused(format!("{name} does not resolve ({e})"))),
-                Err(_) => return Err(refused(format!("{name} did not resolve in time"))),
-            };
-            let mut last = None;
-            for addr in &addrs {
-                match check_target(addr.ip(), allow_private) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => last = Some(e.to_string()),
-                }
-            }
-            Err(refused(last.unwrap_or_else(|| format!("{name} has no address"))))
-        }
-        None => Err(ApiError::invalid_parameters("url must name a host")),
-    }
+/// Resolves a webhook URL's host name (none when it is an address): the I/O the notify use case
+/// leaves to its adapter, bounded by `RESOLVE_TIMEOUT`. Deliveries resolve again, and connect
+/// only to an address they judged (DNS rebinding).
+async fn resolve(url: &url::Url) -> Option<Resolved> {
+    let Some(url::Host::Domain(name)) = url.host() else { return None };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port))).await;
+    Some(match lookup {
+        Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),
+        Ok(Err(e)) => Err(format!("{name} does not resolve ({e})")),
+        Err(_) => Err(format!("{name} did not resolve in time")),
+    })
 }
 
 #[utoipa::path(post, path = "/v1/webhook-endpoints", operation_id = "createWebhookEndpoint", summary = "Register a webhook endpoint; its signing secret is shown once", tag = "notify",
@@ -164,52 +148,40 @@ pub async fn create_endpoint(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let input: CreateEndpoint = typed(&json_value(&body)?)?;
-    let (endpoint, secret) = new_endpoint(&state, &input.url, &input.events, input.description).await?;
-    let _inside = state.gate.enter(caller.account).await?;
-    let view = state.call(move |store, now| Ok(store.create_endpoint(caller.account, &endpoint, now)?)).await?;
+    let (view, secret) = create(&state, caller.account, &input.url, input.events, input.description).await?;
     Ok(HttpResponse::Created().json(crate::schemas::CreatedEndpoint::new(view, secret)))
 }
 
-/// A new endpoint checked as section 9 asks (https, a public target, known event types), with
-/// its secret made and sealed: the endpoint to keep, and the `whsec_` secret to show once.
-pub async fn new_endpoint(
+/// Section 9's endpoint registration, for the API and the billing page: the URL parsed, checked
+/// by the notify use case, its host resolved here, then judged, sealed and kept there. Returns
+/// the endpoint and its `whsec_` secret, shown once.
+pub async fn create(
     state: &AppState,
+    account: credits_domain::ids::AccountId,
     url: &str,
-    events: &[String],
+    events: Vec<String>,
     description: Option<String>,
-) -> Result<(NewEndpoint, String), ApiError> {
+) -> Result<(EndpointView, String), ApiError> {
     let parsed =
         url::Url::parse(url.trim()).map_err(|e| ApiError::invalid_parameters(format!("url is not a URL: {e}")))?;
-    let policy = state.webhook_policy;
-    let events = validate_endpoint(
-        &EndpointRequest {
-            url: parsed.as_str(),
-            scheme: parsed.scheme(),
-            host: parsed.host_str(),
-            events,
-            description: description.as_deref(),
-        },
-        policy.allow_insecure,
-    )
-    .map_err(ApiError::invalid_parameters)?;
-    check_host(&parsed, policy.allow_private).await?;
-    let Some(keeper) = state.secrets.clone() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
-            "webhook endpoints cannot be registered: this instance has no webhooks.encryption_key",
-        ));
+    let address = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
     };
-    let id = uuid::Uuid::now_v7();
-    let (secret, sealed) = keeper.issue(id);
-    let endpoint = NewEndpoint {
-        id,
-        url: parsed.to_string(),
-        events,
-        description: description.filter(|d| !d.trim().is_empty()),
-        secret_sealed: sealed,
+    let input = EndpointInput {
+        url: parsed.as_str(),
+        scheme: parsed.scheme(),
+        host: parsed.host_str(),
+        address,
+        events: &events,
+        description,
     };
-    Ok((endpoint, secret))
+    // Checks that read nothing: made here, before the lookup.
+    let notify = NotifyService { store: state.store.as_ref(), secrets: None, policy: state.webhook_policy };
+    let checked = notify.check_endpoint(&input)?;
+    let resolved = resolve(&parsed).await;
+    state.notify(account, true, move |notify, now| notify.create_endpoint(account, checked, resolved, now)).await
 }
 
 #[utoipa::path(get, path = "/v1/webhook-endpoints", operation_id = "listWebhookEndpoints", summary = "The account's webhook endpoints", tag = "notify",
@@ -217,7 +189,7 @@ pub async fn new_endpoint(
     security(("canvas" = [])))]
 pub async fn endpoints(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
-    let endpoints = state.call(move |store, _| Ok(store.endpoints(caller.account)?)).await?;
+    let endpoints = state.notify(caller.account, false, move |notify, _| notify.endpoints(caller.account)).await?;
     Ok(HttpResponse::Ok().json(crate::schemas::EndpointList { endpoints }))
 }
 
@@ -233,7 +205,7 @@ pub async fn delete_endpoint(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let id: uuid::Uuid = path_id(&path, "webhook endpoint")?;
-    state.call(move |store, _| Ok(store.delete_endpoint(caller.account, id)?)).await?;
+    state.notify(caller.account, true, move |notify, _| notify.delete_endpoint(caller.account, id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -249,6 +221,8 @@ pub async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::canvas(&req, &state).await?;
     let id: uuid::Uuid = path_id(&path, "webhook endpoint")?;
-    let deliveries = state.call(move |store, _| Ok(store.deliveries(caller.account, id, DELIVERIES_LISTED)?)).await?;
+    let deliveries = state
+        .notify(caller.account, false, move |notify, _| notify.deliveries(caller.account, id, DELIVERIES_LISTED))
+        .await?;
     Ok(HttpResponse::Ok().json(crate::schemas::DeliveryList { deliveries }))
 }

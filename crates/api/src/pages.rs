@@ -25,7 +25,8 @@ pub async fn create_link(req: HttpRequest, state: web::Data<AppState>) -> Result
     let caller = auth::canvas(&req, &state).await?;
     let token = new_token("");
     let hash = token_hash(&token);
-    let expires_at = state.call(move |store, now| Ok(store.create_page_link(caller.account, &hash, now)?)).await?;
+    let expires_at =
+        state.page_links().call(move |links, now| Ok(links.create_page_link(caller.account, &hash, now)?)).await?;
     let url = format!("{}/billing/open?token={token}", state.pages.public_url.trim_end_matches('/'));
     Ok(HttpResponse::Created().json(BillingPageLink { url, expires_at }))
 }

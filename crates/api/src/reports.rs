@@ -59,9 +59,10 @@ pub async fn usage(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     };
     let (from, to) = (time("from", params.from.as_deref())?, time("to", params.to.as_deref())?);
     let view = state
-        .call(move |store, now| {
+        .reports()
+        .call(move |reports, now| {
             let span = Span::new(from, to, now).map_err(ApiError::invalid_parameters)?;
-            let groups = store.usage(caller.account, group_by, span)?;
+            let groups = reports.usage(caller.account, group_by, span)?;
             Ok(UsageView { group_by, from: span.from, to: span.to, groups })
         })
         .await?;
@@ -120,9 +121,10 @@ pub async fn ledger_csv(
 ) -> Result<HttpResponse, ApiError> {
     // The first chunk before the answer starts: a missing account or a bad span is an error answer.
     let (span, first) = state
-        .call(move |store, now| {
+        .reports()
+        .call(move |reports, now| {
             let span = Span::new(from, to, now).map_err(ApiError::invalid_parameters)?;
-            Ok((span, store.ledger_chunk(account, span, None, EXPORT_CHUNK)?))
+            Ok((span, reports.ledger_chunk(account, span, None, EXPORT_CHUNK)?))
         })
         .await?;
     // Two chunks in flight at most: the reader waits for the client (memory stays flat).
@@ -166,9 +168,10 @@ struct AtParams {
 /// The report as of `at` (default now).
 pub async fn liability_at(state: &AppState, at: Option<DateTime<Utc>>) -> Result<LiabilityReport, ApiError> {
     state
-        .call(move |store, now| {
+        .reports()
+        .call(move |reports, now| {
             let at = at.unwrap_or(now);
-            let (buckets, flows) = store.liability_sums(at)?;
+            let (buckets, flows) = reports.liability_sums(at)?;
             Ok(liability(at, &buckets, &flows))
         })
         .await

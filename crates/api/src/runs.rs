@@ -109,7 +109,8 @@ pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     // A quote takes a run's fields; `capture` changes nothing about it.
     value.as_object_mut().map(|o| o.remove("capture"));
     let request = run_request(&value);
-    let quote = state.call(move |store, now| Ok(store.quote(caller.account, &caller.channel, &request, now)?)).await?;
+    let quote =
+        state.runs().call(move |runs, now| Ok(runs.quote(caller.account, &caller.channel, &request, now)?)).await?;
     let denial = quote.denial.map(|d| ApiError::from(d).typed_object());
     Ok(HttpResponse::Ok().json(crate::schemas::QuoteView {
         model: quote.model,
@@ -146,7 +147,7 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::reader(&req, &state).await?;
     let run: RunId = path_id(&path, "run")?;
-    let view = state.call(move |store, now| Ok(store.run(caller.account, run, now)?)).await?;
+    let view = state.runs().call(move |runs, now| Ok(runs.run(caller.account, run, now)?)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use credits_domain::catalog::Catalog;
-use credits_domain::ports::{Clock, Store, TestClock};
+use credits_domain::ports::{
+    AccountStore, ApiKeyStore, Clock, Maintenance, OperatorStore, ReportStore, RunStore, Store, TestClock,
+    VerificationStore,
+};
 use sha2::{Digest, Sha256};
 
 /// The SHA-256 of a token, hex: how operator tokens are stored and looked up, and how the
@@ -87,7 +90,7 @@ pub struct AppState {
     pub gate: Arc<crate::gate::AccountGate>,
     /// Section 9: makes and seals endpoint secrets; `None` without `webhooks.encryption_key`.
     pub secrets: Option<Arc<dyn credits_domain::notify::webhooks::SecretKeeper>>,
-    pub webhook_policy: WebhookPolicy,
+    pub webhook_policy: credits_domain::notify::service::TargetPolicy,
     pub pages: PagesConfig,
 }
 
@@ -100,16 +103,10 @@ pub struct PagesConfig {
     pub simulated: bool,
 }
 
-/// `webhooks.allow_insecure` and `webhooks.allow_private` (false outside tests).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WebhookPolicy {
-    pub allow_insecure: bool,
-    pub allow_private: bool,
-}
-
 impl AppState {
-    /// A use case off the async threads (Diesel is synchronous), with the store and the time now
-    /// read from the one clock.
+    /// A use case off the async threads (Diesel is synchronous), with the whole store and the time
+    /// now read from the one clock: the base of the use cases' ports (`Port`), and of a page that
+    /// composes several use cases' reads on one connection (it narrows the store to their ports).
     pub async fn call<T, F>(&self, work: F) -> Result<T, crate::error::ApiError>
     where
         T: Send + 'static,
@@ -123,24 +120,6 @@ impl AppState {
             work(store.as_ref(), now)
         })
         .await
-    }
-
-    /// `call` for a change of `account`: first one of the account's places on this instance
-    /// (`gate`, section 7: a burst on one account holds at most that many connections), so the
-    /// JSON handlers and the pages of the same use case wait alike.
-    pub async fn call_for<T, F>(
-        &self,
-        account: credits_domain::ids::AccountId,
-        work: F,
-    ) -> Result<T, crate::error::ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&(dyn Store + 'static), chrono::DateTime<chrono::Utc>) -> Result<T, crate::error::ApiError>
-            + Send
-            + 'static,
-    {
-        let _inside = self.gate.enter(account).await?;
-        self.call(work).await
     }
 
     /// A run request of `account` handed to the store's run writer (`RunStore::submit_run`) with
@@ -176,6 +155,83 @@ impl AppState {
         }
     }
 
+    /// The accounts use case's port: accounts, balances, the ledger, trials.
+    pub fn accounts(&self) -> Port<'_, dyn AccountStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The runs use case's port (quotes and reads; runs themselves go through [`AppState::run`]).
+    pub fn runs(&self) -> Port<'_, dyn RunStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The API keys use case's port.
+    pub fn keys(&self) -> Port<'_, dyn ApiKeyStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The operators' use cases' port (the console and `/admin/v1`).
+    pub fn operators(&self) -> Port<'_, dyn OperatorStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// Section 10's reports' port.
+    pub fn reports(&self) -> Port<'_, dyn ReportStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// Business verification's port.
+    pub fn verifications(&self) -> Port<'_, dyn VerificationStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The payments use cases' store port (checkout and Stripe's events go through
+    /// [`AppState::checkout`] and `WebhookService`).
+    pub fn purchases(&self) -> Port<'_, dyn credits_domain::payments::PaymentStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The billing page's links and sessions.
+    pub fn page_links(&self) -> Port<'_, dyn credits_domain::pages::PageStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The console's sessions.
+    pub fn console(&self) -> Port<'_, dyn credits_domain::pages::ConsoleStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// Readiness and the figures `/metrics` shows.
+    pub fn upkeep(&self) -> Port<'_, dyn Maintenance> {
+        Port { state: self, narrow: |s| s }
+    }
+
+    /// The notify use cases (`NotifyService`) for `account`, with one of its places (`gate`) when
+    /// `changes` (a read takes none), off the async threads, with the time now.
+    pub async fn notify<T, F>(
+        &self,
+        account: credits_domain::ids::AccountId,
+        changes: bool,
+        work: F,
+    ) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(
+                &credits_domain::notify::service::NotifyService<'_, dyn Store>,
+                chrono::DateTime<chrono::Utc>,
+            ) -> Result<T, credits_domain::notify::store::NotifyError>
+            + Send
+            + 'static,
+    {
+        let _inside = if changes { Some(self.gate.enter(account).await?) } else { None };
+        let (secrets, policy) = (self.secrets.clone(), self.webhook_policy);
+        self.call(move |store, now| {
+            let service = credits_domain::notify::service::NotifyService { store, secrets: secrets.as_deref(), policy };
+            Ok(work(&service, now)?)
+        })
+        .await
+    }
+
     /// The checkout use case (`CheckoutService`) off the async threads, with the time now.
     pub async fn checkout<T, F>(&self, work: F) -> Result<T, crate::error::ApiError>
     where
@@ -195,5 +251,39 @@ impl AppState {
             )
         })
         .await
+    }
+}
+
+/// One use case's port of the store: a handler or a page reaches the store only through the few
+/// methods its use case needs (`AppState::accounts`, `keys`, …), off the async threads, with the
+/// time now from the one clock, and — for a change of an account — one of its places (`gate`).
+pub struct Port<'s, P: ?Sized> {
+    state: &'s AppState,
+    narrow: for<'a> fn(&'a (dyn Store + 'static)) -> &'a P,
+}
+
+impl<P: ?Sized + 'static> Port<'_, P> {
+    /// A read, or a change not of one account (operators, links).
+    pub async fn call<T, F>(self, work: F) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&P, chrono::DateTime<chrono::Utc>) -> Result<T, crate::error::ApiError> + Send + 'static,
+    {
+        let narrow = self.narrow;
+        self.state.call(move |store, now| work(narrow(store), now)).await
+    }
+
+    /// A change of `account`: first one of its places on this instance (section 7).
+    pub async fn call_for<T, F>(
+        self,
+        account: credits_domain::ids::AccountId,
+        work: F,
+    ) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&P, chrono::DateTime<chrono::Utc>) -> Result<T, crate::error::ApiError> + Send + 'static,
+    {
+        let _inside = self.state.gate.enter(account).await?;
+        self.call(work).await
     }
 }

@@ -132,7 +132,10 @@ async fn decide(
     let decision =
         if approve { Decision::approve(input.note.as_deref()) } else { Decision::reject(input.reason.as_deref()) }
             .map_err(ApiError::invalid_parameters)?;
-    let view = state.call(move |store, now| Ok(store.decide_verification(&by, id, &decision, now)?)).await?;
+    let view = state
+        .verifications()
+        .call(move |verifications, now| Ok(verifications.decide_verification(&by, id, &decision, now)?))
+        .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -8,6 +8,8 @@ pub mod catalog;
 pub mod credits;
 pub mod csv;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;

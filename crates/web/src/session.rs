@@ -41,7 +41,7 @@ pub(crate) async fn session_of(
         )));
     };
     let hash = token_hash(&token);
-    let found = state.call(move |store, now| Ok(store.page_session(&hash, now)?)).await?;
+    let found = state.page_links().call(move |links, now| Ok(links.page_session(&hash, now)?)).await?;
     Ok(found.ok_or_else(|| {
         message_page(
             StatusCode::UNAUTHORIZED,

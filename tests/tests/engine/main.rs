@@ -10,6 +10,7 @@ mod concurrency;
 mod expiry;
 mod faults;
 mod group_commit;
+mod house;
 mod idempotency;
 mod ledger;
 mod migrations;

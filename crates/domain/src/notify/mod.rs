@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod autotopup;
 pub mod mails;
 pub mod payloads;
+pub mod service;
 pub mod store;
 pub mod webhooks;
 

@@ -151,6 +151,9 @@ pub enum NotifyError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
+    /// This instance is not configured for it (no `webhooks.encryption_key`).
+    #[error("{0}")]
+    Unconfigured(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

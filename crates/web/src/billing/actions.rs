@@ -178,7 +178,7 @@ pub async fn revoke_key(
     };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "API key")?;
     let account = session.account;
-    let done = state.call_for(account, move |store, now| Ok(store.revoke_api_key(account, id, now)?)).await;
+    let done = state.keys().call_for(account, move |keys, now| Ok(keys.revoke_api_key(account, id, now)?)).await;
     after(&state, &session, done, "revoked").await
 }
 
@@ -261,18 +261,7 @@ pub async fn create_endpoint(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let made = credits_api::notify::new_endpoint(&state, &url, &events, None).await;
-    let account = session.account;
-    let done = match made {
-        Err(e) => Err(e),
-        Ok((endpoint, secret)) => {
-            state
-                .call_for(account, move |store, now| {
-                    Ok(store.create_endpoint(account, &endpoint, now).map(|_| secret)?)
-                })
-                .await
-        }
-    };
+    let done = credits_api::notify::create(&state, session.account, &url, events, None).await.map(|(_, secret)| secret);
     match done {
         Ok(secret) => {
             let billing = read(&state, &session).await?;
@@ -298,6 +287,6 @@ pub async fn delete_endpoint(
     };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "webhook endpoint")?;
     let account = session.account;
-    let done = state.call_for(account, move |store, _| Ok(store.delete_endpoint(account, id)?)).await;
+    let done = state.notify(account, true, move |notify, _| notify.delete_endpoint(account, id)).await;
     after(&state, &session, done, "endpoint-deleted").await
 }

@@ -52,7 +52,10 @@ pub async fn open(
     };
     let (session, csrf) = (random_token(), random_token());
     let (link_hash, session_hash) = (token_hash(&token), token_hash(&session));
-    let opened = state.call(move |store, now| Ok(store.open_page_link(&link_hash, &session_hash, &csrf, now)?)).await?;
+    let opened = state
+        .page_links()
+        .call(move |links, now| Ok(links.open_page_link(&link_hash, &session_hash, &csrf, now)?))
+        .await?;
     if opened.is_none() {
         return Ok(message_page(
             StatusCode::GONE,
@@ -91,6 +94,14 @@ pub(super) struct Billing {
     verification: Option<credits_domain::verification::VerificationView>,
 }
 
+/// The ports the billing page reads besides reports and Stripe's invoices.
+type Ports<'a> = (
+    &'a dyn credits_domain::ports::AccountStore,
+    &'a dyn credits_domain::notify::store::NotifyStore,
+    &'a dyn credits_domain::ports::ApiKeyStore,
+    &'a dyn credits_domain::ports::VerificationStore,
+);
+
 pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiError> {
     read_at(state, session, None).await
 }
@@ -99,18 +110,13 @@ pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Bill
 async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -> Result<Billing, ApiError> {
     let account = session.account;
     let catalog = state.catalog.clone();
-    let (gateway, catalog2) = (state.payments.clone(), state.catalog.clone());
     // Four reads at once, each on its own connection: Stripe's invoices, the two usage
     // aggregates (the page's costliest statements on a long ledger), and the rest; the page takes
     // as long as the slowest, not their sum (the 50 ms budget, measured by `make bench`).
-    let invoices = state.call(move |store, now| {
-        let service =
-            credits_domain::payments::CheckoutService { store, gateway: gateway.as_ref(), catalog: &catalog2 };
-        Ok(service.invoices(account, now).map_err(|e| e.to_string()))
-    });
-    let days = state.call(move |store, now| {
+    let invoices = state.checkout(move |checkout, now| Ok(checkout.invoices(account, now).map_err(|e| e.to_string())));
+    let days = state.reports().call(move |reports, now| {
         let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
-        let by_day = store.usage(account, GroupBy::Day, span)?;
+        let by_day = reports.usage(account, GroupBy::Day, span)?;
         Ok((0..30)
             .rev()
             .map(|back| {
@@ -120,24 +126,29 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
             })
             .collect::<Vec<_>>())
     });
-    let models = state.call(move |store, now| {
+    let models = state.reports().call(move |reports, now| {
         let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
-        Ok(store.usage(account, GroupBy::Model, span)?)
+        Ok(reports.usage(account, GroupBy::Model, span)?)
     });
+    // One connection for the rest, read through the ports of the use cases the page shows.
     let rest = state.call(move |store, now| {
-        let balance =
-            store.balances(&[account], now)?.pop().flatten().ok_or_else(|| ApiError::not_found("no such account"))?;
+        let (accounts, notify, keys, verifications): Ports<'_> = (store, store, store, store);
+        let balance = accounts
+            .balances(&[account], now)?
+            .pop()
+            .flatten()
+            .ok_or_else(|| ApiError::not_found("no such account"))?;
         Ok(Billing {
-            account: store.account_view(account, now)?,
+            account: accounts.account_view(account, now)?,
             balance,
             days: Vec::new(),
             models: Vec::new(),
-            trials: store.trials(account, now)?,
-            ledger: store.ledger(account, &LedgerQuery { limit: 20, cursor })?,
-            alerts: store.alerts(account)?,
-            auto_topup: store.auto_topup(account, now)?,
-            endpoints: store.endpoints(account)?,
-            keys: store.api_keys(account, now).unwrap_or_default(),
+            trials: accounts.trials(account, now)?,
+            ledger: accounts.ledger(account, &LedgerQuery { limit: 20, cursor })?,
+            alerts: notify.alerts(account)?,
+            auto_topup: notify.auto_topup(account, now)?,
+            endpoints: notify.endpoints(account)?,
+            keys: keys.api_keys(account, now).unwrap_or_default(),
             packs: catalog
                 .packs()
                 .iter()
@@ -156,7 +167,7 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
                 })
                 .collect(),
             invoices: Ok(Vec::new()),
-            verification: store.latest_verification(account)?,
+            verification: verifications.latest_verification(account)?,
         })
     });
     let (invoices, days, models, rest) = tokio::join!(invoices, days, models, rest);
@@ -244,11 +255,11 @@ pub async fn set_alerts(
         Err(answer) => return Ok(answer),
     };
     let account = session.account;
-    let threshold = optional_number("low_balance_threshold", form.low_balance_threshold.as_deref())
-        .and_then(|raw| credits_domain::notify::alerts::threshold(raw).map_err(ApiError::invalid_parameters));
-    let done = match threshold {
+    let done = match optional_number("low_balance_threshold", form.low_balance_threshold.as_deref()) {
         Err(e) => Err(e),
-        Ok(t) => state.call_for(account, move |store, now| Ok(store.set_alerts(account, t, now).map(|_| ())?)).await,
+        Ok(raw) => {
+            state.notify(account, true, move |notify, now| notify.set_alerts(account, raw, now).map(|_| ())).await
+        }
     };
     after(&state, &session, done, "alerts").await
 }
@@ -287,7 +298,7 @@ pub async fn set_auto_topup(
         Err(e) => Err(e),
         Ok(request) => {
             state
-                .call_for(account, move |store, now| Ok(store.set_auto_topup(account, &request, now).map(|_| ())?))
+                .notify(account, true, move |notify, now| notify.set_auto_topup(account, &request, now).map(|_| ()))
                 .await
         }
     };
@@ -311,7 +322,7 @@ pub async fn sign_out(
     }
     if let Some(token) = cookie_token(&req) {
         let hash = token_hash(&token);
-        state.call(move |store, _| Ok(store.end_page_session(&hash)?)).await?;
+        state.page_links().call(move |links, _| Ok(links.end_page_session(&hash)?)).await?;
     }
     let mut answer = message_page(StatusCode::OK, "Signed out", "Open your billing page from the app to come back.");
     answer.headers_mut().insert(

@@ -25,7 +25,7 @@ pub async fn operators(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let list = state.call(move |store, _| Ok(store.operators()?)).await?;
+    let list = state.operators().call(move |operators, _| Ok(operators.operators()?)).await?;
     let notice = (query.notice.as_deref() == Some("revoked")).then_some("Revoked: its token is refused from now on.");
     let body = html! {
         table {
@@ -83,7 +83,8 @@ pub async fn create_operator(
     let name = credits_domain::operator::operator_name(&form.name).map_err(ApiError::invalid_parameters)?.to_string();
     let token = credits_api::state::new_token(credits_api::state::OPERATOR_TOKEN_PREFIX);
     let hash = token_hash(&token);
-    let made = state.call(move |store, now| Ok(store.create_operator(&name, role, &hash, now)?)).await?;
+    let made =
+        state.operators().call(move |operators, now| Ok(operators.create_operator(&name, role, &hash, now)?)).await?;
     let body = html! {
         div class="secret" role="status" {
             p { strong { "The token of " (made.name) " (" (role.as_str()) "): copy it now, it is shown this once." } }
@@ -105,7 +106,7 @@ pub async fn revoke_operator(
         return Ok(answer);
     }
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "operator")?;
-    state.call(move |store, now| Ok(store.revoke_operator(id, now)?)).await?;
+    state.operators().call(move |operators, now| Ok(operators.revoke_operator(id, now)?)).await?;
     Ok(see_other("/console/operators?notice=revoked"))
 }
 
@@ -119,7 +120,7 @@ pub async fn stripe_events(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let failed = state.call(move |store, _| Ok(store.failed_stripe_events(100)?)).await?;
+    let failed = state.purchases().call(move |purchases, _| Ok(purchases.failed_stripe_events(100)?)).await?;
     let notice = (query.notice.as_deref() == Some("applied")).then_some("The event is applied.");
     let body = html! {
         @if failed.is_empty() { p { "No failed event." } }
@@ -233,8 +234,9 @@ pub async fn enterprise(
     let terms = ContractTerms::new(form.monthly_credits, rpm).map_err(ApiError::invalid_parameters)?;
     let by = session.operator.clone();
     state
-        .call_for(AccountId(id), move |store, now| {
-            Ok(store.set_enterprise(&by, AccountId(id), terms, now).map(|_| ())?)
+        .operators()
+        .call_for(AccountId(id), move |operators, now| {
+            Ok(operators.set_enterprise(&by, AccountId(id), terms, now).map(|_| ())?)
         })
         .await?;
     Ok(see_other(&format!("/console/accounts/{id}?notice=contract")))
@@ -250,7 +252,7 @@ pub async fn dead_mail(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let dead = state.call(move |store, _| Ok(store.dead_mail(100)?)).await?;
+    let dead = state.operators().call(move |operators, _| Ok(operators.dead_mail(100)?)).await?;
     let notice = (query.notice.as_deref() == Some("resent"))
         .then_some("Back in the outbox: it is sent on the mail worker's next round.");
     let body = html! {
@@ -286,7 +288,7 @@ pub async fn resend_mail(
     };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "mail")?;
     let by = session.operator.clone();
-    if !state.call(move |store, now| Ok(store.resend_mail(&by, id, now)?)).await? {
+    if !state.operators().call(move |operators, now| Ok(operators.resend_mail(&by, id, now)?)).await? {
         return Err(ApiError::not_found("no dead mail with that id"));
     }
     Ok(see_other("/console/mail?notice=resent"))
@@ -308,10 +310,14 @@ pub async fn webhook_deliveries(
     let by = session.operator.clone();
     let (name, endpoints) = state
         .call(move |store, now| {
-            let view = store.admin_account(&by, AccountId(id), now)?;
+            let (operators, notify): (
+                &dyn credits_domain::ports::OperatorStore,
+                &dyn credits_domain::notify::store::NotifyStore,
+            ) = (store, store);
+            let view = operators.admin_account(&by, AccountId(id), now)?;
             let mut endpoints = Vec::new();
-            for e in store.endpoints(AccountId(id))? {
-                let attempts = store.deliveries(AccountId(id), e.id, 20)?;
+            for e in notify.endpoints(AccountId(id))? {
+                let attempts = notify.deliveries(AccountId(id), e.id, 20)?;
                 endpoints.push((e, attempts));
             }
             Ok((view.account.name, endpoints))

@@ -75,7 +75,7 @@ fn frame(session: &ConsoleSession, title: &str, notice: Option<&str>, body: Mark
 async fn session_of(req: &HttpRequest, state: &AppState) -> Result<Option<ConsoleSession>, ApiError> {
     let Some(token) = cookie(req, COOKIE) else { return Ok(None) };
     let hash = token_hash(&token);
-    let session = state.call(move |store, now| Ok(store.console_session(&hash, now)?)).await?;
+    let session = state.console().call(move |console, now| Ok(console.console_session(&hash, now)?)).await?;
     // Section 7: a session of the bootstrap admin token ends where that token is no longer the
     // configured one (rotated, or removed).
     Ok(session.filter(|s| match (&s.operator.id, &s.bootstrap_token_hash) {
@@ -164,7 +164,7 @@ pub async fn sign_in(
         Some(Operator { id: None, name: "bootstrap-admin".into(), role: Role::Admin })
     } else {
         let hash = hash.clone();
-        state.call(move |store, _| Ok(store.operator_by_token_hash(&hash)?)).await?
+        state.operators().call(move |operators, _| Ok(operators.operator_by_token_hash(&hash)?)).await?
     };
     let Some(operator) = operator else {
         return Ok(message_page(
@@ -176,7 +176,7 @@ pub async fn sign_in(
     let (session, csrf) = (random_token(), random_token());
     let session_hash = token_hash(&session);
     let opened = ConsoleSession { operator, csrf, bootstrap_token_hash: bootstrap.then_some(hash) };
-    state.call(move |store, now| Ok(store.start_console_session(&session_hash, &opened, now)?)).await?;
+    state.console().call(move |console, now| Ok(console.start_console_session(&session_hash, &opened, now)?)).await?;
     let cookie = format!("{COOKIE}={session}; Path=/console; HttpOnly; SameSite=Lax{}", secure(&state));
     let mut answer = see_other("/console");
     answer.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
@@ -200,7 +200,7 @@ pub async fn sign_out(
         && let Some(token) = cookie(&req, COOKIE)
     {
         let hash = token_hash(&token);
-        state.call(move |store, _| Ok(store.end_console_session(&hash)?)).await?;
+        state.console().call(move |console, _| Ok(console.end_console_session(&hash)?)).await?;
     }
     let mut answer = see_other("/console");
     answer.headers_mut().insert(
@@ -220,8 +220,12 @@ pub async fn verifications(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let queue =
-        state.call(move |store, _| Ok(store.verification_queue(Some(VerificationStatus::Pending), 100, None)?)).await?;
+    let queue = state
+        .verifications()
+        .call(move |verifications, _| {
+            Ok(verifications.verification_queue(Some(VerificationStatus::Pending), 100, None)?)
+        })
+        .await?;
     let notice = match query.notice.as_deref() {
         Some("approved") => Some("Approved: the account may buy Business now, and it is mailed."),
         Some("rejected") => Some("Rejected: the account is mailed the reason."),
@@ -281,7 +285,10 @@ async fn decide(
         Decision::reject(form.reason.as_deref()).map_err(ApiError::invalid_parameters)?
     };
     let by = session.operator.clone();
-    state.call(move |store, now| Ok(store.decide_verification(&by, request, &decision, now)?)).await?;
+    state
+        .verifications()
+        .call(move |verifications, now| Ok(verifications.decide_verification(&by, request, &decision, now)?))
+        .await?;
     Ok(see_other(if approve {
         "/console/verifications?notice=approved"
     } else {
@@ -329,7 +336,7 @@ pub async fn accounts(
         None => None,
         Some(q) => {
             let by = session.operator.clone();
-            Some(state.call(move |store, now| Ok(store.find_accounts(&by, &q, now)?)).await?)
+            Some(state.operators().call(move |operators, now| Ok(operators.find_accounts(&by, &q, now)?)).await?)
         }
     };
     if let Some([only]) = found.as_deref() {
@@ -364,9 +371,13 @@ pub async fn account(
     let by = session.operator.clone();
     let (view, ledger, (runs, audit)) = state
         .call(move |store, now| {
-            let view = store.admin_account(&by, AccountId(id), now)?;
-            let ledger = store.ledger(AccountId(id), &LedgerQuery { limit: 50, cursor: None })?;
-            Ok((view, ledger, store.account_activity(AccountId(id), 20)?))
+            let (operators, accounts): (
+                &dyn credits_domain::ports::OperatorStore,
+                &dyn credits_domain::ports::AccountStore,
+            ) = (store, store);
+            let view = operators.admin_account(&by, AccountId(id), now)?;
+            let ledger = accounts.ledger(AccountId(id), &LedgerQuery { limit: 50, cursor: None })?;
+            Ok((view, ledger, operators.account_activity(AccountId(id), 20)?))
         })
         .await?;
     let notice = match query.notice.as_deref() {
@@ -488,10 +499,11 @@ pub async fn adjust(
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let (by, form) = (session.operator.clone(), form.into_inner());
     state
-        .call_for(AccountId(id), move |store, now| {
+        .operators()
+        .call_for(AccountId(id), move |operators, now| {
             let adjustment =
                 Adjustment::new(form.credits, &form.reason, None, now).map_err(ApiError::invalid_parameters)?;
-            Ok(store.adjust(&by, AccountId(id), &adjustment, now, None).map(|_| ())?)
+            Ok(operators.adjust(&by, AccountId(id), &adjustment, now, None).map(|_| ())?)
         })
         .await?;
     Ok(see_other(&format!("/console/accounts/{id}?notice=adjusted")))
@@ -524,11 +536,12 @@ pub async fn restriction(
     };
     let (by, reason) = (session.operator.clone(), form.into_inner().reason);
     state
-        .call_for(AccountId(id), move |store, now| {
+        .operators()
+        .call_for(AccountId(id), move |operators, now| {
             let done = if restrict {
-                store.restrict(&by, AccountId(id), &reason, now)
+                operators.restrict(&by, AccountId(id), &reason, now)
             } else {
-                store.lift_restriction(&by, AccountId(id), &reason, now)
+                operators.lift_restriction(&by, AccountId(id), &reason, now)
             };
             Ok(done.map(|_| ())?)
         })
