@@ -22,6 +22,8 @@ pub struct CreateApiKey {
     scopes: Option<Vec<String>>,
     /// R21: credits its runs may hold or capture a calendar month (UTC); null or absent: no cap.
     monthly_credit_limit: Option<i64>,
+    /// R25: the member the key belongs to (its runs are theirs, and answer to their cap too).
+    member_id: Option<uuid::Uuid>,
 }
 
 /// R21: a key's new monthly credit limit (null removes the cap).
@@ -47,6 +49,7 @@ pub struct KeyRequest {
     pub name: String,
     pub scopes: Option<Vec<String>>,
     pub monthly_credit_limit: Option<i64>,
+    pub member: Option<uuid::Uuid>,
 }
 
 /// The use case of making an API key, for the API and the billing page alike: the secret drawn,
@@ -63,6 +66,7 @@ pub async fn issue(
         name: asked.name,
         requested_scopes: asked.scopes,
         monthly_credit_limit: credit_limit(asked.monthly_credit_limit).map_err(ApiKeyError::Refused)?,
+        member: asked.member,
         secret_hash: token_hash(&secret),
         prefix: secret[..API_KEY_PREFIX.len() + 8].to_string(),
     };
@@ -82,7 +86,12 @@ pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     let value = json_value(&body)?;
     let input: CreateApiKey = typed(&value)?;
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
-    let asked = KeyRequest { name: input.name, scopes: input.scopes, monthly_credit_limit: input.monthly_credit_limit };
+    let asked = KeyRequest {
+        name: input.name,
+        scopes: input.scopes,
+        monthly_credit_limit: input.monthly_credit_limit,
+        member: input.member_id,
+    };
     let (result, secret) = issue(&state, caller.account, asked, idem).await?;
     Ok(match result {
         Replayable::Fresh(view) => HttpResponse::Created().json(crate::schemas::CreatedApiKey::new(view, secret)),

@@ -47,6 +47,9 @@ pub struct AccountCaller {
     pub channel: Channel,
     /// Whether the account's plan has API access now (always true on the canvas channel).
     pub api_access: bool,
+    /// R25: the member it acts for: named by the canvas (`X-Member-Id`), or its API key's. Whether
+    /// it is a current member of the account is judged where it is used, under the account's lock.
+    pub member: Option<uuid::Uuid>,
 }
 
 impl AccountCaller {
@@ -74,7 +77,7 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
         let scopes = key.scopes.into_iter().filter(|c| plan.has(*c)).collect();
         let key_ref = KeyRef { id: key.key_id, monthly_credit_limit: key.monthly_credit_limit };
         let channel = Channel::Api { scopes, key: key_ref };
-        return Ok(AccountCaller { account: key.account, channel, api_access: plan.api_access });
+        return Ok(AccountCaller { account: key.account, channel, api_access: plan.api_access, member: key.member });
     }
     if !state.credentials.is_internal(&token_hash(token)) {
         return Err(ApiError::unauthenticated("the token is not valid here"));
@@ -85,7 +88,17 @@ pub async fn account(req: &HttpRequest, state: &AppState) -> Result<AccountCalle
         .ok_or_else(|| ApiError::unauthenticated("the canvas channel needs X-Account-Id"))?;
     let account =
         raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| ApiError::not_found("no such account"))?;
-    Ok(AccountCaller { account, channel: Channel::Canvas, api_access: true })
+    // R25: an id that names no member is refused as one that names another account's.
+    let member = match req.headers().get("X-Member-Id") {
+        None => None,
+        Some(raw) => Some(
+            raw.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| ApiError::forbidden("X-Member-Id names no member of this account"))?,
+        ),
+    };
+    Ok(AccountCaller { account, channel: Channel::Canvas, api_access: true, member })
 }
 
 /// R8 for the routes other than starting a run and quoting: the api channel needs a plan with

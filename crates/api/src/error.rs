@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use credits_domain::apikey::KeyRefusal;
 use credits_domain::error::{AccountError, AdminError, ApiKeyError, RunError, StoreError, VerificationError};
+use credits_domain::members::{MemberError, MemberRefusal};
 use credits_domain::notify::store::NotifyError;
 use credits_domain::payments::{CheckoutRefusal, GatewayError, PaymentError};
 use credits_domain::runs::Denial;
@@ -161,6 +162,13 @@ impl From<Denial> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "MODEL_TIER_REQUIRED", message)
                     .with("required_plan", required_plan)
             }
+            Denial::NotAMember { .. } => ApiError::forbidden(message),
+            Denial::MemberCreditLimit { limit, used, required } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "MEMBER_CREDIT_LIMIT", message)
+                    .with("limit", limit.get())
+                    .with("used", used.get())
+                    .with("required", required.get())
+            }
             Denial::KeyCreditLimit { limit, used, required } => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "KEY_CREDIT_LIMIT", message)
                     .with("limit", limit.get())
@@ -261,6 +269,7 @@ impl From<ApiKeyError> for ApiError {
                 Denial::CapabilityRequired { capability }.into()
             }
             ApiKeyError::Refused(KeyRefusal::InvalidParameters(m)) => ApiError::invalid_parameters(m),
+            ApiKeyError::Refused(r @ KeyRefusal::NotAMember(_)) => ApiError::forbidden(r.to_string()),
             ApiKeyError::IdempotencyKeyReused => ApiError::idempotency_key_reused(),
             ApiKeyError::Store(s) => s.into(),
         }
@@ -309,6 +318,27 @@ impl From<NotifyError> for ApiError {
             NotifyError::Invalid(m) => ApiError::invalid_parameters(m),
             NotifyError::Unconfigured(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", m),
             NotifyError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<MemberError> for ApiError {
+    fn from(e: MemberError) -> ApiError {
+        match e {
+            MemberError::NotFound => ApiError::not_found("no such member"),
+            MemberError::Refused(r) => match r {
+                MemberRefusal::Invalid(m) => ApiError::invalid_parameters(m),
+                MemberRefusal::AlreadyMember(_) | MemberRefusal::LastOwner => {
+                    ApiError::new(StatusCode::CONFLICT, "CONFLICT", r.to_string())
+                }
+                MemberRefusal::TeamSizeLimit { limit, ref plan } => {
+                    let plan = plan.clone();
+                    ApiError::new(StatusCode::FORBIDDEN, "TEAM_SIZE_LIMIT", r.to_string())
+                        .with("limit", limit)
+                        .with("plan", plan)
+                }
+            },
+            MemberError::Store(s) => s.into(),
         }
     }
 }
@@ -404,6 +434,18 @@ mod tests {
             (seen(NotifyError::Invalid("x".into())), (422, "INVALID_PARAMETERS")),
             (seen(NotifyError::Unconfigured("x".into())), (503, "SERVICE_UNAVAILABLE")),
             (seen(NotifyError::Store(StoreError::Busy("x".into()))), (429, "ACCOUNT_BUSY")),
+            (seen(Denial::NotAMember { member: uuid::Uuid::nil() }), (403, "FORBIDDEN")),
+            (seen(Denial::MemberCreditLimit { limit: c(1), used: c(1), required: c(2) }), (402, "MEMBER_CREDIT_LIMIT")),
+            (seen(ApiKeyError::Refused(KeyRefusal::NotAMember(uuid::Uuid::nil()))), (403, "FORBIDDEN")),
+            (seen(MemberError::NotFound), (404, "NOT_FOUND")),
+            (seen(MemberError::Refused(MemberRefusal::Invalid("x".into()))), (422, "INVALID_PARAMETERS")),
+            (seen(MemberError::Refused(MemberRefusal::AlreadyMember("x".into()))), (409, "CONFLICT")),
+            (seen(MemberError::Refused(MemberRefusal::LastOwner)), (409, "CONFLICT")),
+            (
+                seen(MemberError::Refused(MemberRefusal::TeamSizeLimit { limit: 1, plan: "free".into() })),
+                (403, "TEAM_SIZE_LIMIT"),
+            ),
+            (seen(MemberError::Store(StoreError::Busy("x".into()))), (429, "ACCOUNT_BUSY")),
         ];
         for (got, want) in table {
             assert_eq!(got, want);
@@ -447,6 +489,7 @@ pub enum ErrorCode {
     UNAUTHENTICATED,
     INSUFFICIENT_CREDITS,
     KEY_CREDIT_LIMIT,
+    MEMBER_CREDIT_LIMIT,
     FORBIDDEN,
     API_ACCESS_REQUIRED,
     CAPABILITY_REQUIRED,
@@ -455,6 +498,7 @@ pub enum ErrorCode {
     TRIAL_EXPIRED,
     BUSINESS_VERIFICATION_REQUIRED,
     ACCOUNT_RESTRICTED,
+    TEAM_SIZE_LIMIT,
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     CONFLICT,

@@ -10,6 +10,7 @@ mod checkout;
 pub mod edge;
 pub mod error;
 pub mod gate;
+pub mod members;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
@@ -64,6 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/api-keys", web::get().to(apikeys::list))
                 .route("/api-keys/{id}", web::delete().to(apikeys::revoke))
                 .route("/api-keys/{id}", web::patch().to(apikeys::patch))
+                .route("/members", web::post().to(members::add))
+                .route("/members", web::get().to(members::list))
+                .route("/members/{id}", web::patch().to(members::change))
+                .route("/members/{id}", web::delete().to(members::remove))
                 .route("/checkout/subscription", web::post().to(checkout::subscription))
                 .route("/checkout/topup", web::post().to(checkout::topup))
                 .route("/invoices", web::get().to(checkout::invoices))

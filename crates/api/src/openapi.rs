@@ -43,6 +43,7 @@ impl Modify for Security {
         crate::accounts::trials,
         crate::runs::quote, crate::runs::start, crate::runs::show, crate::runs::complete, crate::runs::cancel,
         crate::apikeys::create, crate::apikeys::list, crate::apikeys::revoke, crate::apikeys::patch,
+        crate::members::add, crate::members::list, crate::members::change, crate::members::remove,
         crate::checkout::subscription, crate::checkout::topup, crate::checkout::invoices, crate::checkout::portal,
         crate::webhooks::stripe_webhook,
         crate::verification::submit, crate::verification::status, crate::verification::queue,
@@ -57,7 +58,7 @@ impl Modify for Security {
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorCode)),
     modifiers(&Security),
-    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"), (name = "notify"), (name = "pages"),
+    tags((name = "catalog"), (name = "accounts"), (name = "runs"), (name = "api keys"), (name = "members"), (name = "checkout"), (name = "webhooks"), (name = "business verification"), (name = "operators"), (name = "notify"), (name = "pages"),
         (name = "operations")),
 )]
 pub struct ApiDoc;

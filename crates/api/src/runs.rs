@@ -98,6 +98,7 @@ fn run_request(body: &Value) -> RunRequest {
         },
         workflow_id,
         capture,
+        member: None,
     }
 }
 
@@ -108,7 +109,7 @@ pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
     let mut value = json_value(&body)?;
     // A quote takes a run's fields; `capture` changes nothing about it.
     value.as_object_mut().map(|o| o.remove("capture"));
-    let request = run_request(&value);
+    let request = RunRequest { member: caller.member, ..run_request(&value) };
     let quote =
         state.runs().call(move |runs, now| Ok(runs.quote(caller.account, &caller.channel, &request, now)?)).await?;
     let denial = quote.denial.map(|d| ApiError::from(d).typed_object());
@@ -127,7 +128,7 @@ pub async fn quote(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
 pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let caller = auth::account(&req, &state).await?;
     let value = json_value(&body)?;
-    let request = run_request(&value);
+    let request = RunRequest { member: caller.member, ..run_request(&value) };
     let idem = idempotency_key(&req, caller.scope(), &value, StatusCode::CREATED)?;
     // No gate here: a run waits in the store's queue without a connection or a thread.
     let result = state.run(caller.account, RunOp::Start { channel: caller.channel, req: request }, idem).await;

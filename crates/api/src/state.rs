@@ -201,6 +201,11 @@ impl AppState {
         Port { state: self, narrow: |s| s }
     }
 
+    /// R24's team.
+    pub fn members(&self) -> Port<'_, dyn credits_domain::members::MemberStore> {
+        Port { state: self, narrow: |s| s }
+    }
+
     /// Readiness and the figures `/metrics` shows.
     pub fn upkeep(&self) -> Port<'_, dyn Maintenance> {
         Port { state: self, narrow: |s| s }

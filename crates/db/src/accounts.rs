@@ -239,6 +239,8 @@ impl AccountStore for PgStore {
                 };
                 diesel::insert_into(accounts::table).values(&row).execute(conn)?;
                 let account = row.to_domain()?;
+                // R24: the account's own email is its first member, an owner.
+                crate::members::add_owner(conn, account.id, &row.email, &row.name, now)?;
                 // R2: the one-time lifetime grant (a unique index keeps it one per account, ever).
                 if let Some(credits) = catalog.free().lifetime_credits {
                     grant(

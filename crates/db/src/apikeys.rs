@@ -16,22 +16,26 @@ use uuid::Uuid;
 
 use crate::ledger::lock_account;
 use crate::rows::AccountRow;
-use crate::schema::{accounts, api_keys};
+use crate::schema::{accounts, api_keys, members};
 use crate::{Fail, PgStore};
 
-type KeyRow = (Uuid, String, String, Vec<String>, Option<i64>, DateTime<Utc>);
+type KeyRow = (Uuid, String, String, Vec<String>, Option<i64>, DateTime<Utc>, Option<Uuid>);
+
+/// A live key by its hash: its id, scopes, cap, member and account.
+type FoundKey = (Uuid, Vec<String>, Option<i64>, Option<Uuid>, AccountRow);
 
 fn scopes(raw: &[String]) -> BTreeSet<Capability> {
     raw.iter().filter_map(|s| Capability::parse(s)).collect()
 }
 
-fn view((id, name, prefix, raw, limit, created_at): KeyRow, used: i64) -> ApiKeyView {
+fn view((id, name, prefix, raw, limit, created_at, member_id): KeyRow, used: i64) -> ApiKeyView {
     ApiKeyView {
         id,
         name,
         prefix,
         scopes: scopes(&raw),
         monthly_credit_limit: limit.map(Credits::new),
+        member_id,
         used_this_month: Credits::new(used),
         created_at,
     }
@@ -68,6 +72,7 @@ fn key_columns() -> (
     api_keys::scopes,
     api_keys::monthly_credit_limit,
     api_keys::created_at,
+    api_keys::member_id,
 ) {
     (
         api_keys::id,
@@ -76,21 +81,36 @@ fn key_columns() -> (
         api_keys::scopes,
         api_keys::monthly_credit_limit,
         api_keys::created_at,
+        api_keys::member_id,
     )
 }
 
 impl ApiKeyStore for PgStore {
     fn api_key_by_hash(&self, secret_hash: &str, now: DateTime<Utc>) -> Result<Option<KeyIdentity>, StoreError> {
         let mut conn = self.conn()?;
-        let found: Option<(Uuid, Vec<String>, Option<i64>, AccountRow)> = api_keys::table
+        // R25: a removed member's keys are found no more.
+        let member_current = diesel::dsl::exists(
+            members::table
+                .filter(members::account_id.eq(api_keys::account_id))
+                .filter(members::id.nullable().eq(api_keys::member_id))
+                .filter(members::removed_at.is_null()),
+        );
+        let found: Option<FoundKey> = api_keys::table
             .inner_join(accounts::table)
             .filter(api_keys::secret_hash.eq(secret_hash))
             .filter(api_keys::revoked_at.is_null())
-            .select((api_keys::id, api_keys::scopes, api_keys::monthly_credit_limit, AccountRow::as_select()))
+            .filter(api_keys::member_id.is_null().or(member_current))
+            .select((
+                api_keys::id,
+                api_keys::scopes,
+                api_keys::monthly_credit_limit,
+                api_keys::member_id,
+                AccountRow::as_select(),
+            ))
             .first(&mut conn)
             .optional()
             .map_err(crate::store_error)?;
-        let Some((key_id, raw, limit, row)) = found else { return Ok(None) };
+        let Some((key_id, raw, limit, member, row)) = found else { return Ok(None) };
         let account = row.to_domain().map_err(crate::store_error)?.judged(now, &self.billing);
         Ok(Some(KeyIdentity {
             key_id,
@@ -98,6 +118,7 @@ impl ApiKeyStore for PgStore {
             scopes: scopes(&raw),
             plan: account.plan,
             monthly_credit_limit: limit.map(Credits::new),
+            member,
         }))
     }
 
@@ -123,6 +144,11 @@ impl ApiKeyStore for PgStore {
                 let chosen = choose_scopes(plan, key.requested_scopes.as_deref())
                     .map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
                 let name = key_name(&key.name).map_err(|r| Fail::Rule(ApiKeyError::Refused(r)))?;
+                if let Some(member) = key.member
+                    && crate::members::current_one(conn, account, member)?.is_none()
+                {
+                    return Err(Fail::Rule(ApiKeyError::Refused(KeyRefusal::NotAMember(member))));
+                }
                 let raw: Vec<String> = chosen.iter().map(|c| c.as_str().to_string()).collect();
                 let id = Uuid::now_v7();
                 diesel::insert_into(api_keys::table)
@@ -135,9 +161,11 @@ impl ApiKeyStore for PgStore {
                         api_keys::scopes.eq(&raw),
                         api_keys::monthly_credit_limit.eq(key.monthly_credit_limit.map(|c| c.get())),
                         api_keys::created_at.eq(now),
+                        api_keys::member_id.eq(key.member),
                     ))
                     .execute(conn)?;
-                Ok(view((id, name, key.prefix.clone(), raw, key.monthly_credit_limit.map(|c| c.get()), now), 0))
+                let limit = key.monthly_credit_limit.map(|c| c.get());
+                Ok(view((id, name, key.prefix.clone(), raw, limit, now, key.member), 0))
             },
         )
     }

@@ -14,6 +14,7 @@ pub mod invariants;
 mod jobs;
 mod ledger;
 mod maintenance;
+mod members;
 mod notify;
 mod operators;
 mod pages;

@@ -184,29 +184,29 @@ prepared!(
     "WITH run AS (INSERT INTO runs (id, account_id, model_id, channel, workflow_id, images, duration_seconds, cost,
                     status, captured_credits, captured_images, captured_duration_seconds, trial_kind,
                     trial_generations, trial_window_opens_at, trial_window_closes_at, hold_expires_at, created_at,
-                    finished_at, api_key_id)
+                    finished_at, api_key_id, member_id)
                   SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
                     $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[],
                     $14::bigint[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
-                    $19::timestamptz[], $20::uuid[])),
+                    $19::timestamptz[], $20::uuid[], $21::uuid[])),
           held AS (INSERT INTO run_reservations (run_id, bucket_id, account_id, credits)
-                   SELECT * FROM unnest($21::uuid[], $22::uuid[], $23::uuid[], $24::bigint[])),
+                   SELECT * FROM unnest($22::uuid[], $23::uuid[], $24::uuid[], $25::bigint[])),
           finished AS (UPDATE runs SET status = f.status, captured_credits = f.captured_credits,
                               captured_images = f.captured_images,
                               captured_duration_seconds = f.captured_duration_seconds,
                               finished_at = f.finished_at, release_reason = f.release_reason
-                         FROM unnest($25::uuid[], $26::text[], $27::bigint[], $28::bigint[], $29::bigint[],
-                                     $30::timestamptz[], $31::text[])
+                         FROM unnest($26::uuid[], $27::text[], $28::bigint[], $29::bigint[], $30::bigint[],
+                                     $31::timestamptz[], $32::text[])
                               AS f (id, status, captured_credits, captured_images, captured_duration_seconds,
                                     finished_at, release_reason)
                         WHERE runs.id = f.id),
           debits AS (INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, run_id, reason, created_at)
                      SELECT d.id, d.account_id, d.bucket_id, 'debit', d.credits, d.run_id, 'run captured', d.created_at
-                       FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::bigint[], $36::uuid[], $37::timestamptz[])
+                       FROM unnest($33::uuid[], $34::uuid[], $35::uuid[], $36::bigint[], $37::uuid[], $38::timestamptz[])
                             WITH ORDINALITY AS d (id, account_id, bucket_id, credits, run_id, created_at, n)
                       ORDER BY d.n
                      RETURNING bucket_id, credits),
-          closed AS (UPDATE run_reservations SET open = false WHERE run_id = ANY($38::uuid[]) AND open)
+          closed AS (UPDATE run_reservations SET open = false WHERE run_id = ANY($39::uuid[]) AND open)
      UPDATE buckets SET remaining = buckets.remaining + moved.credits
        FROM (SELECT bucket_id, sum(credits)::bigint AS credits FROM debits GROUP BY bucket_id) moved
       WHERE buckets.id = moved.bucket_id",
@@ -231,6 +231,7 @@ prepared!(
         created_at: Vec<DateTime<Utc>> => Array<Timestamptz>,
         finished_at: Vec<Option<DateTime<Utc>>> => Array<Nullable<Timestamptz>>,
         api_key_ids: Vec<Option<Uuid>> => Array<Nullable<SqlUuid>>,
+        member_ids: Vec<Option<Uuid>> => Array<Nullable<SqlUuid>>,
         held_runs: Vec<Uuid> => Array<SqlUuid>,
         held_buckets: Vec<Uuid> => Array<SqlUuid>,
         held_accounts: Vec<Uuid> => Array<SqlUuid>,

@@ -180,6 +180,7 @@ pub struct RunRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub release_reason: Option<String>,
     pub api_key_id: Option<Uuid>,
+    pub member_id: Option<Uuid>,
 }
 
 impl RunRow {

@@ -10,8 +10,8 @@ use credits_domain::error::RunError;
 use credits_domain::ids::{AccountId, BucketId, EntryId, RunId};
 use credits_domain::ports::{RunReply, RunStore};
 use credits_domain::runs::{
-    Channel, Charge, FinishRefusal, KeyRef, Quote, RATE_WINDOW_SECONDS, RunJob, RunOp, RunRequest, RunState, RunStatus,
-    decide_cancel, decide_capture, decide_quote, decide_run, month_start,
+    Channel, Charge, FinishRefusal, KeyRef, Quote, RATE_WINDOW_SECONDS, RunJob, RunMember, RunOp, RunRequest, RunState,
+    RunStatus, decide_cancel, decide_capture, decide_quote, decide_run, month_start,
 };
 use credits_domain::trial::TrialKind;
 use credits_domain::views::{ChargeView, EntryType, RunView};
@@ -100,19 +100,43 @@ struct RunFacts {
     trial: credits_domain::trial::TrialUsage,
     window_full_since: Option<DateTime<Utc>>,
     key_used_this_month: Credits,
+    member: RunMember,
+}
+
+/// R25: the member a run names, as the account has them: a current member (with R26's use this
+/// month when capped, read under the account's lock), or not one.
+fn run_member(
+    conn: &mut PgConnection,
+    account: AccountId,
+    named: Option<Uuid>,
+    row: Option<&crate::members::MemberRow>,
+    now: DateTime<Utc>,
+) -> QueryResult<RunMember> {
+    let Some(id) = named else { return Ok(RunMember::None) };
+    let Some(row) = row else { return Ok(RunMember::NotCurrent { id }) };
+    let limit = row.monthly_credit_limit.map(Credits::new);
+    let used = match limit {
+        Some(_) => crate::members::used_since(conn, account, &[id], month_start(now))?.first().map_or(0, |(_, u)| *u),
+        None => 0,
+    };
+    Ok(RunMember::Current { id, monthly_credit_limit: limit, used_this_month: Credits::new(used) })
 }
 
 impl RunFacts {
-    /// `wallet`: the account's wallet when the caller knows it (a batch, after its earlier starts).
+    /// `wallet`: the account's wallet when the caller knows it (a batch, after its earlier starts);
+    /// `member`: the row of the member the request names, if it is a current one.
+    #[allow(clippy::too_many_arguments)]
     fn read(
         conn: &mut PgConnection,
         catalog: &Catalog,
         account: &credits_domain::account::Account,
         channel: &Channel,
-        model: &str,
+        req: &RunRequest,
         now: DateTime<Utc>,
         wallet: Option<Wallet>,
+        member: Option<&crate::members::MemberRow>,
     ) -> QueryResult<RunFacts> {
+        let model = req.model.as_str();
         Ok(RunFacts {
             wallet: match wallet {
                 Some(known) => known,
@@ -121,6 +145,7 @@ impl RunFacts {
             trial: trial_usage(conn, catalog, account, model, now)?,
             window_full_since: window_full_since(conn, catalog, account, now)?,
             key_used_this_month: key_used_this_month(conn, channel, now)?,
+            member: run_member(conn, account.id, req.member, member, now)?,
         })
     }
 
@@ -153,6 +178,7 @@ impl RunFacts {
             trial: self.trial,
             window_full_since: self.window_full_since,
             key_used_this_month: self.key_used_this_month,
+            member: self.member,
             now,
         }
     }
@@ -215,6 +241,7 @@ impl Pending {
         s.created_at.push(row.created_at);
         s.finished_at.push(row.finished_at);
         s.api_key_ids.push(row.api_key_id);
+        s.member_ids.push(row.member_id);
     }
 
     /// A held run that finishes as `row` says (captured or released): its row, its reservations
@@ -287,6 +314,7 @@ fn view(row: &RunRow, status: RunStatus, charged: Vec<ChargeView>, reserved: Vec
         duration_seconds: row.duration_seconds,
         workflow_id: row.workflow_id.clone(),
         channel: row.channel.clone(),
+        member_id: row.member_id,
         charged,
         reserved,
         captured_credits: row.captured_credits.map(Credits::new),
@@ -393,7 +421,11 @@ impl RunStore for PgStore {
         let catalog = &self.catalog;
         read_tx(&mut conn, |conn| {
             let account = found_account(read_account(conn, account_id)?)?.judged(now, &self.billing);
-            let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now, None)?;
+            let member = match req.member {
+                Some(id) => crate::members::current_one(conn, account_id, id)?,
+                None => None,
+            };
+            let facts = RunFacts::read(conn, catalog, &account, channel, req, now, None, member.as_ref())?;
             decide_quote(&facts.state(catalog, &account, channel, now), req).map_err(denied)
         })
     }
@@ -505,13 +537,20 @@ impl PgStore {
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(locked(conn, log)?)?.judged(now, &billing);
                 let known = known_wallet.as_mut().and_then(|w| w.take());
+                // R25: the member it names, read under the account's lock (a member removed a
+                // moment ago is no longer one).
+                let member = match req.member {
+                    Some(id) => crate::members::current_one(conn, account_id, id)?,
+                    None => None,
+                };
+                let capped = member.as_ref().is_some_and(|m| m.monthly_credit_limit.is_some());
                 // What this start is judged on must include the starts still to be written.
-                if (known.is_none() || RunFacts::reads_runs(catalog, &account, channel, &req.model))
+                if (known.is_none() || capped || RunFacts::reads_runs(catalog, &account, channel, &req.model))
                     && pending.touches(account_id)
                 {
                     pending.write(conn)?;
                 }
-                let facts = RunFacts::read(conn, catalog, &account, channel, &req.model, now, known)?;
+                let facts = RunFacts::read(conn, catalog, &account, channel, req, now, known, member.as_ref())?;
                 let admitted = match decide_run(&facts.state(catalog, &account, channel, now), req) {
                     Ok(admitted) => admitted,
                     Err(denial) => {
@@ -549,6 +588,7 @@ impl PgStore {
                     finished_at: req.capture.then_some(now),
                     release_reason: None,
                     api_key_id: key_of(channel),
+                    member_id: facts.member.id(),
                 };
                 let (held, debited): (&[Portion], &[Portion]) = match &admitted.charge {
                     Charge::Credits(portions) if req.capture => (&[], portions),
@@ -558,6 +598,14 @@ impl PgStore {
                 if let Charge::Trial(t) = &admitted.charge {
                     let opens = (t.kind == TrialKind::Window).then_some(t.window_opens_at).flatten();
                     record_trial(conn, account_id, &admitted.model, t.generations, opens)?;
+                }
+                // R26: what the member has used now, and the notices it earns.
+                if let (Some(m), RunMember::Current { used_this_month, .. }, Charge::Credits(_)) =
+                    (&member, facts.member, &admitted.charge)
+                    && m.monthly_credit_limit.is_some()
+                {
+                    let used = Credits::new(used_this_month.get() + admitted.priced.cost.get());
+                    crate::members::notice_use(conn, &self.notify, m, used, now)?;
                 }
                 let view = fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?;
                 keep(known_wallet, after_start(facts.wallet, &row, held, debited));

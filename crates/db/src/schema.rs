@@ -131,6 +131,7 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         release_reason -> Nullable<Text>,
         api_key_id -> Nullable<Uuid>,
+        member_id -> Nullable<Uuid>,
     }
 }
 
@@ -173,6 +174,7 @@ diesel::table! {
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         monthly_credit_limit -> Nullable<Int8>,
+        member_id -> Nullable<Uuid>,
     }
 }
 
@@ -426,6 +428,7 @@ diesel::table! {
         account_id -> Uuid,
         created_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        member_id -> Nullable<Uuid>,
     }
 }
 
@@ -436,8 +439,26 @@ diesel::table! {
         csrf -> Text,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        member_id -> Nullable<Uuid>,
     }
 }
+
+diesel::table! {
+    members (account_id, id) {
+        account_id -> Uuid,
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        role -> Text,
+        monthly_credit_limit -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        removed_at -> Nullable<Timestamptz>,
+        noticed_month -> Nullable<Timestamptz>,
+        noticed_percent -> Int4,
+    }
+}
+
+diesel::joinable!(members -> accounts (account_id));
 
 diesel::table! {
     console_sessions (id_hash) {
@@ -495,4 +516,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     page_links,
     page_sessions,
     console_sessions,
+    members,
 );

@@ -27,6 +27,9 @@ pub enum KeyRefusal {
     CapabilityRequired(Capability),
     #[error("{0}")]
     InvalidParameters(String),
+    /// R25: a key may belong only to a current member of its account (403 FORBIDDEN).
+    #[error("{0} is not a member of this account")]
+    NotAMember(Uuid),
 }
 
 /// A key's name and scopes, checked against the plan. No scopes given: every API capability of
@@ -71,6 +74,8 @@ pub struct ApiKeyView {
     pub scopes: BTreeSet<Capability>,
     /// R21: credits its runs may hold or capture a calendar month (UTC); `null`: no cap.
     pub monthly_credit_limit: Option<Credits>,
+    /// R25: the member the key belongs to; `null`: the account's.
+    pub member_id: Option<Uuid>,
     /// R21: what its runs started this month hold or captured.
     pub used_this_month: Credits,
     pub created_at: DateTime<Utc>,
@@ -97,6 +102,8 @@ pub struct KeyIdentity {
     /// The account's plan now (R8: re-checked at every request).
     pub plan: String,
     pub monthly_credit_limit: Option<Credits>,
+    /// R25: the member the key belongs to (a removed member's keys are found no more).
+    pub member: Option<Uuid>,
 }
 
 /// A key to create: the hash of its secret is all the store keeps.
@@ -105,6 +112,8 @@ pub struct NewApiKey {
     pub name: String,
     pub requested_scopes: Option<Vec<String>>,
     pub monthly_credit_limit: Option<Credits>,
+    /// R25: the member it belongs to.
+    pub member: Option<Uuid>,
     pub secret_hash: String,
     pub prefix: String,
 }

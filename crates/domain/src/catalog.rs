@@ -112,6 +112,8 @@ pub struct Plan {
     /// Runs a minute (R12); `None` is unlimited.
     pub runs_per_minute: Option<u32>,
     pub requires_verification: bool,
+    /// R24: the most current members an account on this plan may have; `null`: no cap.
+    pub max_members: Option<u32>,
     /// Whether Free-plan trials (R9) apply to accounts on this plan.
     pub trials: bool,
     /// Sold by Stripe Checkout; then `price` and `stripe_price_id` are set.
@@ -200,6 +202,9 @@ pub struct RawPlan {
     pub runs_per_minute: Option<u32>,
     #[serde(default)]
     pub requires_verification: bool,
+    /// R24: absent for no cap.
+    #[serde(default)]
+    pub max_members: Option<u32>,
     #[serde(default)]
     pub trials: bool,
     #[serde(default)]
@@ -312,6 +317,7 @@ impl Catalog {
                 api_access: p.api_access,
                 runs_per_minute: p.runs_per_minute,
                 requires_verification: p.requires_verification,
+                max_members: p.max_members,
                 trials: p.trials,
                 sold: p.sold,
                 price: p.price,

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod mail;
+pub mod members;
 pub mod notify;
 pub mod operator;
 pub mod pages;

@@ -28,10 +28,16 @@ pub enum MailKind {
     AutoTopupFailed,
     /// Section 9: an endpoint failed for 5 days and is disabled.
     WebhookEndpointDisabled,
+    /// R24: a person was added to an account's team.
+    MemberAdded,
+    /// R26: a member's use reached 80% of their monthly limit.
+    MemberLimitNearly,
+    /// R26: a member's use reached their monthly limit.
+    MemberLimitReached,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 12] = [
+    pub const ALL: [MailKind; 15] = [
         MailKind::PaymentFailed,
         MailKind::UpgradePaymentFailed,
         MailKind::VerificationSales,
@@ -44,6 +50,9 @@ impl MailKind {
         MailKind::CreditsExpiring,
         MailKind::AutoTopupFailed,
         MailKind::WebhookEndpointDisabled,
+        MailKind::MemberAdded,
+        MailKind::MemberLimitNearly,
+        MailKind::MemberLimitReached,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +69,9 @@ impl MailKind {
             MailKind::CreditsExpiring => "credits_expiring",
             MailKind::AutoTopupFailed => "auto_topup_failed",
             MailKind::WebhookEndpointDisabled => "webhook_endpoint_disabled",
+            MailKind::MemberAdded => "member_added",
+            MailKind::MemberLimitNearly => "member_limit_nearly",
+            MailKind::MemberLimitReached => "member_limit_reached",
         }
     }
 

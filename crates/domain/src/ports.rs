@@ -387,6 +387,7 @@ pub trait Store:
     + crate::pages::ConsoleStore
     + Maintenance
     + crate::jobs::Jobs
+    + crate::members::MemberStore
     + Send
     + Sync
 {
@@ -405,6 +406,7 @@ impl<T> Store for T where
         + crate::pages::ConsoleStore
         + Maintenance
         + crate::jobs::Jobs
+        + crate::members::MemberStore
         + Send
         + Sync
 {

@@ -66,6 +66,8 @@ pub struct RunRequest {
     pub params: RunParams,
     pub workflow_id: Option<String>,
     pub capture: bool,
+    /// R25: the member the run is for: named by the canvas (`X-Member-Id`), or its API key's.
+    pub member: Option<uuid::Uuid>,
 }
 
 /// A run request as the store's run writer takes it (`RunStore::submit_run`).
@@ -111,6 +113,12 @@ pub enum Denial {
     ModelTierRequired { required_plan: String },
     #[error("this API key may use {limit} credits this month; {used} are used and this run needs {required}")]
     KeyCreditLimit { limit: Credits, used: Credits, required: Credits },
+    /// R25: the member named is not a current member of the account.
+    #[error("{member} is not a member of this account")]
+    NotAMember { member: uuid::Uuid },
+    /// R26.
+    #[error("this member may use {limit} credits this month; {used} are used and this run needs {required}")]
+    MemberCreditLimit { limit: Credits, used: Credits, required: Credits },
     #[error("this run costs {required} credits; {available} are available")]
     InsufficientCredits { required: Credits, available: Credits },
 }
@@ -135,7 +143,30 @@ pub struct RunState<'a> {
     pub window_full_since: Option<DateTime<Utc>>,
     /// R21: what the request's API key holds or captured this month (zero without a cap).
     pub key_used_this_month: Credits,
+    /// R25, R26: the member the run is for, as the account has them.
+    pub member: RunMember,
     pub now: DateTime<Utc>,
+}
+
+/// R25, R26: the member a run is for, read under the account's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMember {
+    /// The run names no member.
+    #[default]
+    None,
+    /// A current member of the account; `used_this_month` is read only when it has a cap.
+    Current { id: uuid::Uuid, monthly_credit_limit: Option<Credits>, used_this_month: Credits },
+    /// Not a current member of the account: another account's, removed, or unknown.
+    NotCurrent { id: uuid::Uuid },
+}
+
+impl RunMember {
+    pub fn id(&self) -> Option<uuid::Uuid> {
+        match self {
+            RunMember::None => None,
+            RunMember::Current { id, .. } | RunMember::NotCurrent { id } => Some(*id),
+        }
+    }
 }
 
 /// How a run is paid for.
@@ -216,6 +247,10 @@ fn pay(state: &RunState<'_>, model: &Model, priced: &Priced) -> Result<Charge, D
 /// The whole judgement of a run, in SPEC's order: 429, 422, 403 (restriction, channel,
 /// capability, trial, tier), 402.
 pub fn decide_run(state: &RunState<'_>, req: &RunRequest) -> Result<Admitted, Denial> {
+    // R25: who the run is for is judged with who asks (401), before the rest.
+    if let RunMember::NotCurrent { id } = state.member {
+        return Err(Denial::NotAMember { member: id });
+    }
     let limit = state.account.runs_per_minute(state.catalog);
     if let Some(denial) = rate_limit(limit, state.window_full_since, state.now) {
         return Err(denial);
@@ -235,6 +270,7 @@ fn admit(state: &RunState<'_>, req: &RunRequest, model: &Model, priced: Priced) 
     let charge = match pay(state, model, &priced)? {
         Charge::Credits(_) => {
             key_cap(state, priced.cost)?;
+            member_cap(state, priced.cost)?;
             Charge::Credits(state.wallet.split(priced.cost, state.now)?)
         }
         trial => trial,
@@ -254,6 +290,17 @@ fn key_cap(state: &RunState<'_>, cost: Credits) -> Result<(), Denial> {
     Ok(())
 }
 
+/// R26: a run for a capped member may not take what the member used this month above their
+/// limit; judged after the key's cap and before the balance.
+fn member_cap(state: &RunState<'_>, cost: Credits) -> Result<(), Denial> {
+    if let RunMember::Current { monthly_credit_limit: Some(limit), used_this_month, .. } = state.member
+        && used_this_month.get().saturating_add(cost.get()) > limit.get()
+    {
+        return Err(Denial::MemberCreditLimit { limit, used: used_this_month, required: cost });
+    }
+    Ok(())
+}
+
 /// A quote (`POST /v1/quote`): the cost, and the refusal a run would get now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quote {
@@ -266,6 +313,9 @@ pub struct Quote {
 /// A quote is a run judged without effect. A bad request is refused as for a run (422); every
 /// other refusal (429, 403, 402) is the quote's `denial`.
 pub fn decide_quote(state: &RunState<'_>, req: &RunRequest) -> Result<Quote, Denial> {
+    if let RunMember::NotCurrent { id } = state.member {
+        return Err(Denial::NotAMember { member: id });
+    }
     let (model, priced) = validate(state.catalog, req)?;
     let limit = state.account.runs_per_minute(state.catalog);
     let outcome = match rate_limit(limit, state.window_full_since, state.now) {

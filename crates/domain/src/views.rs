@@ -170,6 +170,8 @@ pub struct RunView {
     pub duration_seconds: Option<i64>,
     pub workflow_id: Option<String>,
     pub channel: String,
+    /// R25: the member the run was for (`X-Member-Id`, or its API key's); `null`: none named.
+    pub member_id: Option<uuid::Uuid>,
     /// What the capture took, bucket by bucket (empty until captured, and for trial runs).
     pub charged: Vec<ChargeView>,
     /// What the hold reserves, bucket by bucket, while it is held.

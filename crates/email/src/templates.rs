@@ -38,6 +38,9 @@ fn template(kind: MailKind) -> Template {
         MailKind::CreditsExpiring => t!("credits_expiring"),
         MailKind::AutoTopupFailed => t!("auto_topup_failed"),
         MailKind::WebhookEndpointDisabled => t!("webhook_endpoint_disabled"),
+        MailKind::MemberAdded => t!("member_added"),
+        MailKind::MemberLimitNearly => t!("member_limit_nearly"),
+        MailKind::MemberLimitReached => t!("member_limit_reached"),
     }
 }
 

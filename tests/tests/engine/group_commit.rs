@@ -59,6 +59,7 @@ fn start(account: AccountId, model: &str, images: i64, capture: bool, now: DateT
                 params: RunParams { images: Param::Int(images), duration_seconds: Param::Absent },
                 workflow_id: None,
                 capture,
+                member: None,
             },
         },
         now,

@@ -35,6 +35,7 @@ const PLACEMENT: &[(&str, Placement)] = &[
     ("ledger_entries", Placement::Distributed),
     ("page_links", Placement::Distributed),
     ("page_sessions", Placement::Distributed),
+    ("members", Placement::Distributed),
     ("payment_jobs", Placement::Distributed),
     ("run_reservations", Placement::Distributed),
     ("runs", Placement::Distributed),

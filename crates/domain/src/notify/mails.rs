@@ -62,6 +62,29 @@ pub fn endpoint_disabled(who: Recipient<'_>, endpoint: Uuid, url: &str, failing_
         .fact("failing_since", written(failing_since))
 }
 
+/// R24: a person added to an account's team is told so, by the account's name.
+pub fn member_added(account: AccountId, member: Uuid, email: &str, name: &str, account_name: &str, role: &str) -> Mail {
+    Mail::new(MailKind::MemberAdded, email, Some(account), &member.to_string())
+        .fact("name", name)
+        .fact("account_name", account_name)
+        .fact("role", role)
+}
+
+/// R26: a member's use reached 80% (`reached` false) or all (`reached` true) of their monthly
+/// limit; once each a month (`month` is its first day).
+pub fn member_limit(
+    member: Uuid,
+    who: Recipient<'_>,
+    reached: bool,
+    (limit, used): (i64, i64),
+    month: DateTime<Utc>,
+) -> Mail {
+    let kind = if reached { MailKind::MemberLimitReached } else { MailKind::MemberLimitNearly };
+    to(kind, who, &format!("{member}:{}", month.format("%Y-%m")))
+        .fact("limit", limit.to_string())
+        .fact("used", used.to_string())
+}
+
 /// A bucket about to expire with credits left (R23's `credits.expiring`), once per bucket.
 pub fn credits_expiring(
     who: Recipient<'_>,

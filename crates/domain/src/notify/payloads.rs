@@ -72,6 +72,17 @@ pub enum Payload {
     PaymentFailed { account_id: Uuid, payment: &'static str, invoice: Option<String>, subscription: Option<String> },
     /// `business_verification.decided`.
     VerificationDecided { account_id: Uuid, request_id: Uuid, status: &'static str, reason: Option<String> },
+    /// `member.added` and `member.removed` (R24).
+    Member {
+        #[serde(skip)]
+        added: bool,
+        account_id: Uuid,
+        member_id: Uuid,
+        email: String,
+        role: &'static str,
+    },
+    /// `member.limit_reached` (R26): once a month per member.
+    MemberLimitReached { account_id: Uuid, member_id: Uuid, monthly_credit_limit: i64, used_this_month: i64 },
 }
 
 impl Payload {
@@ -87,6 +98,9 @@ impl Payload {
             Payload::AutoTopupFailed { .. } => EventType::AutoTopupFailed,
             Payload::PaymentFailed { .. } => EventType::PaymentFailed,
             Payload::VerificationDecided { .. } => EventType::BusinessVerificationDecided,
+            Payload::Member { added: true, .. } => EventType::MemberAdded,
+            Payload::Member { added: false, .. } => EventType::MemberRemoved,
+            Payload::MemberLimitReached { .. } => EventType::MemberLimitReached,
         }
     }
 

@@ -68,6 +68,9 @@ event_types! {
     AccountRestricted => "account.restricted",
     AccountUnrestricted => "account.unrestricted",
     BusinessVerificationDecided => "business_verification.decided",
+    MemberAdded => "member.added",
+    MemberRemoved => "member.removed",
+    MemberLimitReached => "member.limit_reached",
 }
 
 /// What `POST /v1/webhook-endpoints` asks for, with the URL already taken apart by the adapter.

@@ -25,6 +25,11 @@ pub(crate) fn catalog() -> Catalog {
         api_access: false,
         runs_per_minute: None,
         requires_verification: false,
+        max_members: match id {
+            "free" | "creator" => Some(1),
+            "pro" => Some(3),
+            _ => None,
+        },
         trials: id == "free",
         sold,
         price: sold.then(|| Price { amount: 100, currency: "usd".into() }),

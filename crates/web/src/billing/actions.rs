@@ -152,7 +152,7 @@ pub async fn api_key(
     let made = match optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()) {
         Err(e) => Err(e),
         Ok(limit) => {
-            let asked = KeyRequest { name: form.name, scopes: None, monthly_credit_limit: limit };
+            let asked = KeyRequest { name: form.name, scopes: None, monthly_credit_limit: limit, member: None };
             credits_api::apikeys::issue(&state, session.account, asked, None).await
         }
     };
