@@ -9,8 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use credits_domain::csv::Csv;
 use credits_domain::operator::Role;
-use credits_domain::reports::{GroupBy, LiabilityReport, Span, UsageView, liability};
-use credits_domain::views::LedgerEntryView;
+use credits_domain::reports::{ExportRow, GroupBy, LiabilityReport, Span, UsageView, liability};
 use serde::Deserialize;
 
 use crate::auth;
@@ -44,7 +43,7 @@ fn span_params(req: &HttpRequest) -> Result<SpanParams, ApiError> {
 #[utoipa::path(get, path = "/v1/usage", operation_id = "getUsage", summary = "Credits captured and runs, by day, model, API key or workflow", tag = "accounts",
     params(("from" = Option<String>, Query, description = "RFC 3339; default 30 days before to"),
         ("to" = Option<String>, Query, description = "RFC 3339, excluded; default now"),
-        ("group_by" = Option<String>, Query, description = "day (UTC, the default), model, api_key or workflow")),
+        ("group_by" = Option<String>, Query, description = "day (UTC, the default), model, api_key, workflow or member (R25)")),
     responses((status = 200, description = "the groups with something captured, with their credits and runs; the sums agree with the ledger's debits", body = UsageView),
         (status = 403, description = "CAPABILITY_REQUIRED (workflow:read) through the api", body = crate::error::ErrorBody),
         (status = 422, description = "INVALID_PARAMETERS: an unknown group_by, a bad time, from not before to, a span over 366 days", body = crate::error::ErrorBody)),
@@ -55,7 +54,7 @@ pub async fn usage(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let group_by = match params.group_by.as_deref() {
         None | Some("") => GroupBy::Day,
         Some(raw) => GroupBy::parse(raw)
-            .ok_or_else(|| ApiError::invalid_parameters("group_by must be day, model, api_key or workflow"))?,
+            .ok_or_else(|| ApiError::invalid_parameters("group_by must be day, model, api_key, workflow or member"))?,
     };
     let (from, to) = (time("from", params.from.as_deref())?, time("to", params.to.as_deref())?);
     let view = state
@@ -70,17 +69,20 @@ pub async fn usage(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// The export's columns.
-pub const EXPORT_HEADER: [&str; 9] =
-    ["id", "type", "credits", "bucket_id", "bucket_kind", "run_id", "reference", "reason", "created_at"];
+pub const EXPORT_HEADER: [&str; 10] =
+    ["id", "type", "credits", "bucket_id", "bucket_kind", "run_id", "member_id", "reference", "reason", "created_at"];
 
-fn csv_row(csv: &mut Csv, e: &LedgerEntryView) {
+fn csv_row(csv: &mut Csv, row: &ExportRow) {
+    let e = &row.entry;
     let run = e.run_id.map(|r| r.to_string()).unwrap_or_default();
+    let member = row.member_id.map(|m| m.to_string()).unwrap_or_default();
     csv.text(&e.id.to_string())
         .text(e.entry_type.as_str())
         .number(e.credits.get())
         .text(&e.bucket_id.to_string())
         .text(e.bucket_kind.as_str())
         .text(&run)
+        .text(&member)
         .text(e.reference.as_deref().unwrap_or_default())
         .text(e.reason.as_deref().unwrap_or_default())
         .text(&e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
@@ -134,13 +136,13 @@ pub async fn ledger_csv(
         let mut csv = Csv::with_header(&EXPORT_HEADER);
         let mut chunk = first;
         loop {
-            for (_, e) in &chunk {
-                csv_row(&mut csv, e);
+            for row in &chunk {
+                csv_row(&mut csv, row);
             }
             if tx.blocking_send(Ok(Bytes::from(csv.take()))).is_err() {
                 return; // the client went away
             }
-            let Some(&(last, _)) = chunk.last() else { return };
+            let Some(last) = chunk.last().map(|r| r.seq) else { return };
             if (chunk.len() as i64) < EXPORT_CHUNK {
                 return;
             }

@@ -41,7 +41,7 @@ pub(crate) struct MemberRow {
 }
 
 impl MemberRow {
-    fn role(&self) -> QueryResult<Role> {
+    pub(crate) fn role(&self) -> QueryResult<Role> {
         Role::parse(&self.role).ok_or_else(|| crate::rows::undecodable("member role", &self.role))
     }
 

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use credits_domain::error::{AccountError, StoreError};
 use credits_domain::ids::{AccountId, OperatorId};
+use credits_domain::members::Role as MemberRole;
 use credits_domain::operator::{Operator, Role};
 use credits_domain::pages::{
     CONSOLE_IDLE, CONSOLE_MOST, ConsoleSession, ConsoleStore, LINK_TTL, PageSession, PageStore, SESSION_TTL, may_open,
@@ -10,13 +11,19 @@ use credits_domain::pages::{
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::schema::{accounts, console_sessions, operators, page_links, page_sessions};
+use crate::schema::{accounts, console_sessions, members, operators, page_links, page_sessions};
 use crate::{Fail, PgStore};
+
+/// A link: its account, when it was made and used, the member it acts as.
+type LinkRow = (Uuid, DateTime<Utc>, Option<DateTime<Utc>>, Option<Uuid>);
+/// A session: its account and member, CSRF token, expiry, and the member's role now.
+type SessionRow = (Uuid, Option<Uuid>, String, DateTime<Utc>, Option<String>);
 
 impl PageStore for PgStore {
     fn create_page_link(
         &self,
         account: AccountId,
+        member: Option<Uuid>,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, AccountError> {
@@ -30,6 +37,7 @@ impl PageStore for PgStore {
                 .values((
                     page_links::token_hash.eq(token_hash),
                     page_links::account_id.eq(account.0),
+                    page_links::member_id.eq(member),
                     page_links::created_at.eq(now),
                 ))
                 .execute(conn)?;
@@ -47,16 +55,24 @@ impl PageStore for PgStore {
     ) -> Result<Option<PageSession>, StoreError> {
         let mut conn = self.conn()?;
         conn.transaction(|conn| -> Result<Option<PageSession>, Fail<StoreError>> {
-            let link: Option<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = page_links::table
+            let link: Option<LinkRow> = page_links::table
                 .find(token_hash)
-                .select((page_links::account_id, page_links::created_at, page_links::used_at))
+                .select((page_links::account_id, page_links::created_at, page_links::used_at, page_links::member_id))
                 .for_update()
                 .first(conn)
                 .optional()?;
-            let Some((account, created_at, used_at)) = link else { return Ok(None) };
+            let Some((account, created_at, used_at, member)) = link else { return Ok(None) };
             if !may_open(created_at, used_at.is_some(), now) {
                 return Ok(None);
             }
+            // R27: a link for a member removed since opens nothing.
+            let role = match member {
+                None => MemberRole::Owner,
+                Some(id) => match crate::members::current_one(conn, AccountId(account), id)? {
+                    Some(m) => m.role()?,
+                    None => return Ok(None),
+                },
+            };
             diesel::update(page_links::table.find(token_hash)).set(page_links::used_at.eq(Some(now))).execute(conn)?;
             let expires_at = now + SESSION_TTL;
             diesel::insert_into(page_sessions::table)
@@ -66,23 +82,44 @@ impl PageStore for PgStore {
                     page_sessions::csrf.eq(csrf),
                     page_sessions::created_at.eq(now),
                     page_sessions::expires_at.eq(expires_at),
+                    page_sessions::member_id.eq(member),
                 ))
                 .execute(conn)?;
-            Ok(Some(PageSession { account: AccountId(account), csrf: csrf.to_string(), expires_at }))
+            Ok(Some(PageSession { account: AccountId(account), member, role, csrf: csrf.to_string(), expires_at }))
         })
         .map_err(Fail::into_error)
     }
 
     fn page_session(&self, session_hash: &str, now: DateTime<Utc>) -> Result<Option<PageSession>, StoreError> {
         let mut conn = self.conn()?;
-        let found: Option<(Uuid, String, DateTime<Utc>)> = page_sessions::table
-            .find(session_hash)
+        // R27: the role of the member it acts as, as it is now; a member removed since ends it.
+        let current = members::account_id
+            .eq(page_sessions::account_id)
+            .and(members::id.nullable().eq(page_sessions::member_id))
+            .and(members::removed_at.is_null());
+        let found: Option<SessionRow> = page_sessions::table
+            .left_join(members::table.on(current))
+            .filter(page_sessions::id_hash.eq(session_hash))
             .filter(page_sessions::expires_at.gt(now))
-            .select((page_sessions::account_id, page_sessions::csrf, page_sessions::expires_at))
+            .select((
+                page_sessions::account_id,
+                page_sessions::member_id,
+                page_sessions::csrf,
+                page_sessions::expires_at,
+                members::role.nullable(),
+            ))
             .first(&mut conn)
             .optional()
             .map_err(crate::store_error)?;
-        Ok(found.map(|(account, csrf, expires_at)| PageSession { account: AccountId(account), csrf, expires_at }))
+        let Some((account, member, csrf, expires_at, role)) = found else { return Ok(None) };
+        let role = match (member, role) {
+            (None, _) => MemberRole::Owner,
+            (Some(_), None) => return Ok(None),
+            (Some(_), Some(r)) => {
+                MemberRole::parse(&r).ok_or_else(|| crate::store_error(crate::rows::undecodable("member role", &r)))?
+            }
+        };
+        Ok(Some(PageSession { account: AccountId(account), member, role, csrf, expires_at }))
     }
 
     fn end_page_session(&self, session_hash: &str) -> Result<(), StoreError> {

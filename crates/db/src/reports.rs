@@ -7,13 +7,13 @@ use credits_domain::credits::Credits;
 use credits_domain::error::{AccountError, StoreError};
 use credits_domain::ids::AccountId;
 use credits_domain::ports::ReportStore;
-use credits_domain::reports::{BucketAsOf, Flow, GroupBy, MonthFlow, Span, UnitValue, UsageGroup};
-use credits_domain::views::LedgerEntryView;
+use credits_domain::reports::{BucketAsOf, ExportRow, Flow, GroupBy, MonthFlow, Span, UnitValue, UsageGroup};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use uuid::Uuid;
 
 use crate::rows::{EntryRow, NewEntryRow, undecodable};
-use crate::schema::{accounts, buckets, ledger_entries};
+use crate::schema::{accounts, buckets, ledger_entries, runs};
 use crate::{PgStore, read_tx};
 
 #[derive(QueryableByName)]
@@ -100,6 +100,7 @@ impl ReportStore for PgStore {
                 GroupBy::Model => by_run("r.model_id"),
                 GroupBy::ApiKey => by_run("r.api_key_id::text"),
                 GroupBy::Workflow => by_run("r.workflow_id"),
+                GroupBy::Member => by_run("r.member_id::text"),
             };
             let rows: Vec<GroupRow> = diesel::sql_query(sql)
                 .bind::<SqlUuid, _>(account.0)
@@ -119,7 +120,7 @@ impl ReportStore for PgStore {
         span: Span,
         after: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<(i64, LedgerEntryView)>, AccountError> {
+    ) -> Result<Vec<ExportRow>, AccountError> {
         let mut conn = self.conn()?;
         read_tx(&mut conn, |conn| {
             if after.is_none() && !exists(conn, account)? {
@@ -127,19 +128,22 @@ impl ReportStore for PgStore {
             }
             let mut q = ledger_entries::table
                 .inner_join(buckets::table)
+                .left_join(runs::table)
                 .filter(ledger_entries::account_id.eq(account.0))
                 .filter(ledger_entries::created_at.ge(span.from))
                 .filter(ledger_entries::created_at.lt(span.to))
-                .select((ledger_entries::seq, NewEntryRow::as_select(), buckets::kind))
+                .select((ledger_entries::seq, NewEntryRow::as_select(), buckets::kind, runs::member_id.nullable()))
                 .order(ledger_entries::seq.asc())
                 .limit(limit)
                 .into_boxed();
             if let Some(seq) = after {
                 q = q.filter(ledger_entries::seq.gt(seq));
             }
-            Ok(q.load::<(i64, NewEntryRow, String)>(conn)?
+            Ok(q.load::<(i64, NewEntryRow, String, Option<Uuid>)>(conn)?
                 .into_iter()
-                .map(|(seq, entry, bucket_kind)| Ok((seq, EntryRow { seq, entry, bucket_kind }.to_view()?)))
+                .map(|(seq, entry, bucket_kind, member_id)| {
+                    Ok(ExportRow { seq, entry: EntryRow { seq, entry, bucket_kind }.to_view()?, member_id })
+                })
                 .collect::<QueryResult<_>>()?)
         })
     }

@@ -16,6 +16,10 @@ pub const SESSION_TTL: TimeDelta = TimeDelta::hours(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageSession {
     pub account: AccountId,
+    /// R27: the member the page acts as; `None`: the account's first owner.
+    pub member: Option<uuid::Uuid>,
+    /// R27: their role now (a session of a member since removed is found no more).
+    pub role: crate::members::Role,
     /// The token every form of the session carries (CSRF).
     pub csrf: String,
     pub expires_at: DateTime<Utc>,
@@ -27,10 +31,12 @@ pub fn may_open(created_at: DateTime<Utc>, used: bool, now: DateTime<Utc>) -> bo
 }
 
 pub trait PageStore {
-    /// Keeps a new one-time link of `account` (by its token's hash); returns when it expires.
+    /// Keeps a new one-time link of `account` (by its token's hash), acting as `member` (R27);
+    /// returns when it expires.
     fn create_page_link(
         &self,
         account: AccountId,
+        member: Option<uuid::Uuid>,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, AccountError>;

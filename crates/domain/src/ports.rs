@@ -365,7 +365,7 @@ pub trait ReportStore {
         span: crate::reports::Span,
         after: Option<i64>,
         limit: i64,
-    ) -> Result<Vec<(i64, crate::views::LedgerEntryView)>, AccountError>;
+    ) -> Result<Vec<crate::reports::ExportRow>, AccountError>;
     /// The sums of every account's buckets and entries as of `at`.
     fn liability_sums(
         &self,

@@ -47,11 +47,14 @@ pub enum GroupBy {
     Model,
     ApiKey,
     Workflow,
+    /// R25: by the member each run was for.
+    Member,
 }
 
 impl GroupBy {
     pub fn parse(s: &str) -> Option<GroupBy> {
         match s {
+            "member" => Some(GroupBy::Member),
             "day" => Some(GroupBy::Day),
             "model" => Some(GroupBy::Model),
             "api_key" => Some(GroupBy::ApiKey),
@@ -59,6 +62,15 @@ impl GroupBy {
             _ => None,
         }
     }
+}
+
+/// One row of the ledger export: the entry, its place in the ledger (`seq`, to go on after it),
+/// and the member whose run it is (R25).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRow {
+    pub seq: i64,
+    pub entry: crate::views::LedgerEntryView,
+    pub member_id: Option<uuid::Uuid>,
 }
 
 /// The longest span a usage or export request covers.

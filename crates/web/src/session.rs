@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use credits_api::ApiError;
 use credits_api::state::{AppState, token_hash};
+use credits_domain::members::PageAccess;
 use credits_domain::pages::PageSession;
 
 use crate::layout::message_page;
@@ -63,6 +64,28 @@ pub(super) async fn checked(
         Ok(s) if !csrf_matches(&s, csrf) => Err(refused_csrf()),
         Ok(s) => Ok(s),
     })
+}
+
+/// As [`checked`], and the session's role may use this form (R27); otherwise 403, nothing changed.
+pub(super) async fn permitted(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+    access: PageAccess,
+) -> Result<Result<PageSession, HttpResponse>, ApiError> {
+    Ok(match checked(req, state, csrf).await? {
+        Ok(s) if !s.role.may(access) => Err(refused_role(&s)),
+        other => other,
+    })
+}
+
+/// R27: what a role may not use is refused, whatever the form.
+pub(crate) fn refused_role(session: &PageSession) -> HttpResponse {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "Not for your role",
+        &format!("As a {} of this account you may not do this. Nothing was changed.", session.role.as_str()),
+    )
 }
 
 fn csrf_matches(session: &PageSession, given: &str) -> bool {

@@ -10,10 +10,12 @@ use credits_domain::payments::ReturnUrls;
 use credits_domain::verification::{RawRequest, VerificationRequest};
 use serde::Deserialize;
 
-use super::{Shown, after, checked, optional_number, page, read, render_with, session_of};
+use super::{Shown, after, checked, optional_number, page, permitted, read, refused_role, render_with, session_of};
 use credits_api::ApiError;
 use credits_api::apikeys::KeyRequest;
 use credits_api::state::AppState;
+use credits_domain::members::PageAccess;
+use credits_domain::pages::PageSession;
 
 fn billing_url(state: &AppState, notice: &str) -> String {
     format!("{}/billing?notice={notice}", state.pages.public_url.trim_end_matches('/'))
@@ -70,7 +72,7 @@ where
         + Send
         + 'static,
 {
-    let session = match checked(req, state, csrf).await? {
+    let session = match permitted(req, state, csrf, PageAccess::Payments).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
@@ -117,7 +119,7 @@ pub async fn portal(
     form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
+    let session = match permitted(&req, &state, &form.csrf, PageAccess::Payments).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
@@ -148,11 +150,16 @@ pub async fn api_key(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
+    // R27: owners and admins make the account's keys; a member makes their own.
+    let member = match keys_of(&session) {
+        Some(member) => member,
+        None => return Ok(refused_role(&session)),
+    };
     let form = form.into_inner();
     let made = match optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()) {
         Err(e) => Err(e),
         Ok(limit) => {
-            let asked = KeyRequest { name: form.name, scopes: None, monthly_credit_limit: limit, member: None };
+            let asked = KeyRequest { name: form.name, scopes: None, monthly_credit_limit: limit, member };
             credits_api::apikeys::issue(&state, session.account, asked, None).await
         }
     };
@@ -176,9 +183,19 @@ pub async fn revoke_key(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
+    let Some(member) = keys_of(&session) else { return Ok(refused_role(&session)) };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "API key")?;
     let account = session.account;
-    let done = state.keys().call_for(account, move |keys, now| Ok(keys.revoke_api_key(account, id, now)?)).await;
+    let done = state
+        .keys()
+        .call_for(account, move |keys, now| {
+            // A member revokes only their own keys: another's is no key of theirs (404).
+            if member.is_some() && !keys.api_keys(account, now)?.iter().any(|k| k.id == id && k.member_id == member) {
+                return Err(ApiError::not_found("no such API key of yours"));
+            }
+            Ok(keys.revoke_api_key(account, id, now)?)
+        })
+        .await;
     after(&state, &session, done, "revoked").await
 }
 
@@ -201,7 +218,7 @@ pub async fn submit_verification(
     form: credits_api::edge::Form<VerificationForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
+    let session = match permitted(&req, &state, &form.csrf, PageAccess::Payments).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
@@ -236,7 +253,20 @@ pub async fn submit_verification(
 pub async fn ledger_csv(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match session_of(&req, &state).await? {
         Err(answer) => Ok(answer),
+        Ok(session) if !session.role.may(PageAccess::Usage) => Ok(refused_role(&session)),
         Ok(session) => credits_api::reports::ledger_csv(&state, session.account, None, None).await,
+    }
+}
+
+/// R27: whose keys this session makes and revokes: `Some(None)` the account's (owners and
+/// admins), `Some(Some(member))` a member's own, `None` no keys (billing).
+fn keys_of(session: &PageSession) -> Option<Option<uuid::Uuid>> {
+    if session.role.may(PageAccess::Keys) {
+        Some(None)
+    } else if session.role.may(PageAccess::OwnKeys) {
+        Some(session.member)
+    } else {
+        None
     }
 }
 
@@ -257,7 +287,7 @@ pub async fn create_endpoint(
             _ => {}
         }
     }
-    let session = match checked(&req, &state, &csrf).await? {
+    let session = match permitted(&req, &state, &csrf, PageAccess::WebhookEndpoints).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
@@ -281,7 +311,7 @@ pub async fn delete_endpoint(
     form: credits_api::edge::Form<CsrfForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
+    let session = match permitted(&req, &state, &form.csrf, PageAccess::WebhookEndpoints).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };

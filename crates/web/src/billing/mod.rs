@@ -6,11 +6,13 @@
 //! API.
 
 mod actions;
+mod members;
 
 pub use actions::{
     api_key, buy_pack, change_plan, create_endpoint, delete_endpoint, ledger_csv, portal, revoke_key,
     submit_verification,
 };
+pub use members::{add_member, change_member, remove_member};
 
 /// A secret shown once, on the answer that made it.
 pub(crate) enum Shown<'a> {
@@ -24,6 +26,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Duration;
 use credits_api::ApiError;
 use credits_api::state::{AppState, token_hash};
+use credits_domain::members::{MemberView, PageAccess, Role};
 use credits_domain::notify::autotopup::AutoTopupRequest;
 use credits_domain::pages::PageSession;
 use credits_domain::reports::{GroupBy, Span};
@@ -31,7 +34,7 @@ use credits_domain::views::LedgerQuery;
 use serde::Deserialize;
 
 use crate::layout::{message_page, money, page};
-use crate::session::{COOKIE, checked, cookie_token, random_token, session_of};
+use crate::session::{COOKIE, checked, cookie_token, permitted, random_token, refused_role, session_of};
 use template::{render, render_with};
 
 mod chart;
@@ -92,6 +95,11 @@ pub(super) struct Billing {
     /// The invoices as Stripe has them, or why they cannot be shown now.
     invoices: Result<Vec<credits_domain::payments::InvoiceView>, String>,
     verification: Option<credits_domain::verification::VerificationView>,
+    /// R27: the role the page acts with, and what it shows of the team: every current member
+    /// (owners and admins), and the member the page acts as.
+    role: Role,
+    members: Vec<MemberView>,
+    me: Option<MemberView>,
 }
 
 /// The ports the billing page reads besides reports and Stripe's invoices.
@@ -100,6 +108,7 @@ type Ports<'a> = (
     &'a dyn credits_domain::notify::store::NotifyStore,
     &'a dyn credits_domain::ports::ApiKeyStore,
     &'a dyn credits_domain::ports::VerificationStore,
+    &'a dyn credits_domain::members::MemberStore,
 );
 
 pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Billing, ApiError> {
@@ -108,12 +117,19 @@ pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Bill
 
 /// The page's facts, the ledger from `cursor` (newest first).
 async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -> Result<Billing, ApiError> {
-    let account = session.account;
+    let (account, member, role) = (session.account, session.member, session.role);
     let catalog = state.catalog.clone();
     // Four reads at once, each on its own connection: Stripe's invoices, the two usage
     // aggregates (the page's costliest statements on a long ledger), and the rest; the page takes
     // as long as the slowest, not their sum (the 50 ms budget, measured by `make bench`).
-    let invoices = state.checkout(move |checkout, now| Ok(checkout.invoices(account, now).map_err(|e| e.to_string())));
+    // Stripe is asked for invoices only for a role that sees them (R27).
+    let invoices = async move {
+        if role.may(PageAccess::Payments) {
+            state.checkout(move |checkout, now| Ok(checkout.invoices(account, now).map_err(|e| e.to_string()))).await
+        } else {
+            Ok(Ok(Vec::new()))
+        }
+    };
     let days = state.reports().call(move |reports, now| {
         let span = Span::new(None, None, now).map_err(ApiError::invalid_parameters)?;
         let by_day = reports.usage(account, GroupBy::Day, span)?;
@@ -132,7 +148,17 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
     });
     // One connection for the rest, read through the ports of the use cases the page shows.
     let rest = state.call(move |store, now| {
-        let (accounts, notify, keys, verifications): Ports<'_> = (store, store, store, store);
+        let (accounts, notify, keys, verifications, members): Ports<'_> = (store, store, store, store, store);
+        let team = members.members(account, now)?;
+        let me = member.and_then(|id| team.iter().find(|m| m.id == id).cloned());
+        // A member sees their own keys; billing sees none.
+        let keys = match role {
+            Role::Owner | Role::Admin => keys.api_keys(account, now).unwrap_or_default(),
+            Role::Member => {
+                keys.api_keys(account, now).unwrap_or_default().into_iter().filter(|k| k.member_id == member).collect()
+            }
+            Role::Billing => Vec::new(),
+        };
         let balance = accounts
             .balances(&[account], now)?
             .pop()
@@ -148,7 +174,7 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
             alerts: notify.alerts(account)?,
             auto_topup: notify.auto_topup(account, now)?,
             endpoints: notify.endpoints(account)?,
-            keys: keys.api_keys(account, now).unwrap_or_default(),
+            keys,
             packs: catalog
                 .packs()
                 .iter()
@@ -168,6 +194,9 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
                 .collect(),
             invoices: Ok(Vec::new()),
             verification: verifications.latest_verification(account)?,
+            role,
+            members: if role.may(PageAccess::Members) { team } else { Vec::new() },
+            me,
         })
     });
     let (invoices, days, models, rest) = tokio::join!(invoices, days, models, rest);
@@ -203,6 +232,9 @@ pub async fn show(
         Some("revoked") => Some("The key is revoked: it stops working at once."),
         Some("verification") => Some("Your request is sent: the sales team will answer by email."),
         Some("endpoint-deleted") => Some("The endpoint is deleted: nothing more is sent to it."),
+        Some("member-added") => Some("The member is added and emailed."),
+        Some("member-changed") => Some("The member's role and cap are saved."),
+        Some("member-removed") => Some("The member is removed: their API keys stop working at once."),
         _ => None,
     };
     Ok(page(StatusCode::OK, render(&session, &billing, notice, None)))
@@ -250,7 +282,7 @@ pub async fn set_alerts(
     form: credits_api::edge::Form<AlertsForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
+    let session = match permitted(&req, &state, &form.csrf, PageAccess::Alerts).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
@@ -280,7 +312,7 @@ pub async fn set_auto_topup(
     form: credits_api::edge::Form<AutoTopupForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = match checked(&req, &state, &form.csrf).await? {
+    let session = match permitted(&req, &state, &form.csrf, PageAccess::AutoTopup).await? {
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };

@@ -369,15 +369,17 @@ pub async fn account(
     };
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "account")?;
     let by = session.operator.clone();
-    let (view, ledger, (runs, audit)) = state
+    let (view, ledger, (runs, audit), team) = state
         .call(move |store, now| {
-            let (operators, accounts): (
+            let (operators, accounts, members): (
                 &dyn credits_domain::ports::OperatorStore,
                 &dyn credits_domain::ports::AccountStore,
-            ) = (store, store);
+                &dyn credits_domain::members::MemberStore,
+            ) = (store, store, store);
             let view = operators.admin_account(&by, AccountId(id), now)?;
             let ledger = accounts.ledger(AccountId(id), &LedgerQuery { limit: 50, cursor: None })?;
-            Ok((view, ledger, operators.account_activity(AccountId(id), 20)?))
+            let team = members.members(AccountId(id), now)?;
+            Ok((view, ledger, operators.account_activity(AccountId(id), 20)?, team))
         })
         .await?;
     let notice = match query.notice.as_deref() {
@@ -430,6 +432,20 @@ pub async fn account(
                     input type="number" id="runs_per_minute" name="runs_per_minute" min="1";
                     button type="submit" { "Set the contract" }
                 }
+            }
+        }
+        section aria-labelledby="members-h" {
+            h2 id="members-h" { "Members" }
+            table {
+                caption { "Who spends this account's credits (R24)" }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Monthly cap" } th scope="col" { "Used this month" } } }
+                tbody { @for m in &team {
+                    tr class="member" {
+                        td { (m.name) } td { (m.email) } td { (m.role.as_str()) }
+                        td class="num" { (m.monthly_credit_limit.map(|l| l.get().to_string()).unwrap_or_else(|| "none".into())) }
+                        td class="num" { (m.used_this_month.get()) }
+                    }
+                } }
             }
         }
         section aria-labelledby="buckets-h" {
