@@ -145,6 +145,24 @@ impl Browser {
         }
     }
 
+    /// Posts a form the page does not offer, as a person crafting one in this browser would: built
+    /// in the current page with its session's CSRF token (the page's first `csrf` field) and
+    /// `fields`, submitted, and its answer's page waited for.
+    pub async fn post_form(&self, action: &str, fields: &[(&str, &str)]) {
+        let script = json!({"script": "const [action, fields] = arguments;\n\
+            const form = document.createElement('form');\n\
+            form.method = 'post'; form.action = action; form.id = '__crafted';\n\
+            const add = (name, value) => { const i = document.createElement('input');\n\
+              i.type = 'hidden'; i.name = name; i.value = value; form.appendChild(i); };\n\
+            add('csrf', document.querySelector('input[name=csrf]').value);\n\
+            for (const [name, value] of fields) { add(name, value); }\n\
+            const b = document.createElement('button'); b.type = 'submit'; form.appendChild(b);\n\
+            document.body.appendChild(form); return true;",
+            "args": [action, fields]});
+        self.call(reqwest::Method::POST, "/execute/sync", Some(script)).await;
+        self.submit("#__crafted button").await;
+    }
+
     /// Every cookie of the current page, HttpOnly ones included (WebDriver sees them all).
     pub async fn cookie(&self, name: &str) -> Option<String> {
         let all = self.call(reqwest::Method::GET, "/cookie", None).await;

@@ -36,6 +36,8 @@ pub enum As {
     Nobody,
     Internal,
     Canvas(String),
+    /// The canvas acting for a member of the account (R25): account id, member id.
+    Member(String, String),
     Bearer(String),
 }
 
@@ -45,7 +47,7 @@ pub fn client() -> reqwest::Client {
 
 pub fn account_id(who: &As) -> &str {
     match who {
-        As::Canvas(id) => id,
+        As::Canvas(id) | As::Member(id, _) => id,
         other => panic!("not an account: {other:?}"),
     }
 }
@@ -65,6 +67,9 @@ pub async fn call_at(
         As::Nobody => req,
         As::Internal => req.bearer_auth(INTERNAL_TOKEN),
         As::Canvas(id) => req.bearer_auth(INTERNAL_TOKEN).header("X-Account-Id", id),
+        As::Member(id, member) => {
+            req.bearer_auth(INTERNAL_TOKEN).header("X-Account-Id", id).header("X-Member-Id", member)
+        }
         As::Bearer(token) => req.bearer_auth(token),
     };
     if let Some(key) = idem {

@@ -99,6 +99,8 @@ pub struct CreatedApiKey {
     pub prefix: String,
     pub scopes: std::collections::BTreeSet<Capability>,
     pub monthly_credit_limit: Option<Credits>,
+    /// R25: the member the key belongs to; `null`: the account's.
+    pub member_id: Option<Uuid>,
     pub used_this_month: Credits,
     pub created_at: DateTime<Utc>,
 }
@@ -112,6 +114,7 @@ impl CreatedApiKey {
             prefix: view.prefix,
             scopes: view.scopes,
             monthly_credit_limit: view.monthly_credit_limit,
+            member_id: view.member_id,
             used_this_month: view.used_this_month,
             created_at: view.created_at,
         }

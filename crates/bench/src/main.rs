@@ -87,6 +87,8 @@ impl Outcome {
 #[derive(Clone, Copy)]
 enum Scenario {
     CaptureSpread,
+    /// As `CaptureSpread`, each run for the account's capped member (`X-Member-Id`, R26).
+    CaptureSpreadMember,
     CaptureHot,
     HoldThenComplete,
     Balance,
@@ -96,7 +98,7 @@ enum Scenario {
 /// over the instances at `bases`.
 async fn drive(
     bases: &[String],
-    accounts: Arc<Vec<String>>,
+    accounts: Arc<Vec<(String, String)>>,
     scenario: Scenario,
     connections: usize,
     seconds: u64,
@@ -122,20 +124,20 @@ async fn drive(
             let hold = json!({"model": "flux-schnell", "images": 2});
             while Instant::now() < deadline {
                 i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let account = match scenario {
+                let (account, member) = match scenario {
                     Scenario::CaptureHot => &accounts[0],
                     _ => &accounts[(i >> 33) % accounts.len()],
                 };
                 let t = Instant::now();
                 let ok = match scenario {
-                    Scenario::CaptureSpread | Scenario::CaptureHot => http
-                        .post(format!("{base}/v1/runs"))
-                        .bearer_auth(TOKEN)
-                        .header("X-Account-Id", account)
-                        .json(&capture)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().as_u16() == 201),
+                    Scenario::CaptureSpread | Scenario::CaptureHot | Scenario::CaptureSpreadMember => {
+                        let mut req =
+                            http.post(format!("{base}/v1/runs")).bearer_auth(TOKEN).header("X-Account-Id", account);
+                        if matches!(scenario, Scenario::CaptureSpreadMember) {
+                            req = req.header("X-Member-Id", member);
+                        }
+                        req.json(&capture).send().await.is_ok_and(|r| r.status().as_u16() == 201)
+                    }
                     Scenario::HoldThenComplete => {
                         let held = http
                             .post(format!("{base}/v1/runs"))
@@ -196,10 +198,17 @@ fn seed(db_url: &str) {
     sql(
         db_url,
         &format!(
-            "CREATE TABLE bench_accounts (n int PRIMARY KEY, account_id uuid NOT NULL, bucket_id uuid NOT NULL);
-             INSERT INTO bench_accounts SELECT g, gen_random_uuid(), gen_random_uuid() FROM generate_series(1, {ACCOUNTS}) g;
+            "CREATE TABLE bench_accounts (n int PRIMARY KEY, account_id uuid NOT NULL, bucket_id uuid NOT NULL,
+                                          member_id uuid NOT NULL);
+             INSERT INTO bench_accounts
+               SELECT g, gen_random_uuid(), gen_random_uuid(), gen_random_uuid() FROM generate_series(1, {ACCOUNTS}) g;
              INSERT INTO accounts (id, email, name, plan_id, created_at)
                SELECT account_id, 'bench' || n || '@example.test', 'Bench ' || n, 'enterprise', now() FROM bench_accounts;
+             -- R26: each account's owner, with a monthly cap far above what the bench spends, so
+             -- every run for them is judged against it (the member read, their use this month).
+             INSERT INTO members (account_id, id, email, name, role, monthly_credit_limit, created_at)
+               SELECT account_id, member_id, 'bench' || n || '@example.test', 'Bench ' || n, 'owner', 1000000000000, now()
+                 FROM bench_accounts;
              INSERT INTO buckets (id, account_id, kind, granted, remaining, created_at)
                SELECT bucket_id, account_id, 'adjustment', 1000000000000, 0, now() FROM bench_accounts;
              INSERT INTO ledger_entries (id, account_id, bucket_id, entry_type, credits, reason, created_at)
@@ -334,23 +343,29 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let accounts: Arc<Vec<String>> = {
+    // Each account and its capped member.
+    let accounts: Arc<Vec<(String, String)>> = {
         use diesel::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::Text)]
             id: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            member: String,
         }
         let mut conn = PgConnection::establish(&db_url).unwrap();
-        let rows: Vec<Row> =
-            diesel::sql_query("SELECT account_id::text AS id FROM bench_accounts ORDER BY n").load(&mut conn).unwrap();
-        Arc::new(rows.into_iter().map(|r| r.id).collect())
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT account_id::text AS id, member_id::text AS member FROM bench_accounts ORDER BY n",
+        )
+        .load(&mut conn)
+        .unwrap();
+        Arc::new(rows.into_iter().map(|r| (r.id, r.member)).collect())
     };
 
     // The pages first, before the load adds to the tables.
     let pages = if a.only.as_ref().is_none_or(|only| "pages".contains(only.as_str())) {
         eprintln!("bench: the pages of an account with {PAGE_ENTRIES} ledger entries");
-        measure_pages(&a, &env, &base, &accounts[1]).await
+        measure_pages(&a, &env, &base, &accounts[1].0).await
     } else {
         Vec::new()
     };
@@ -359,6 +374,7 @@ async fn main() {
         ("capture, 10,000 accounts", Scenario::CaptureSpread, 8),
         ("capture, 10,000 accounts", Scenario::CaptureSpread, 32),
         ("capture, 10,000 accounts", Scenario::CaptureSpread, 64),
+        ("capture, 10,000 accounts, capped member", Scenario::CaptureSpreadMember, 64),
         ("capture, one hot account", Scenario::CaptureHot, 8),
         ("capture, one hot account", Scenario::CaptureHot, 32),
         ("capture, one hot account", Scenario::CaptureHot, 64),
@@ -482,6 +498,13 @@ async fn main() {
         summary.push(format!("ratio capture_many_64 {:.2}", o.rps() / limit_spread));
         summary.push(format!("ratio capture_many_64_vs_batched {:.2}", o.rps() / limit_batched));
         summary.push(format!("p99_ms capture_many_64 {:.2}", o.ms(0.99)));
+    }
+    // R26's cost on the hot path: the same load, each run for the account's capped member.
+    if let (Some(plain), Some(member)) =
+        (find("capture, 10,000 accounts", 64), find("capture, 10,000 accounts, capped member", 64))
+    {
+        summary.push(format!("ratio member_vs_plain_capture_many_64 {:.2}", member.rps() / plain.rps()));
+        summary.push(format!("p99_ms capture_many_64_member {:.2}", member.ms(0.99)));
     }
     if let Some(o) = find("capture, 10,000 accounts, 2 instances", 64) {
         summary.push(format!("ratio capture_many_64_2_instances {:.2}", o.rps() / limit_spread));

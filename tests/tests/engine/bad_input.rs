@@ -92,6 +92,10 @@ async fn every_route_answers_bad_input_with_a_4xx_in_the_contracts_format_and_ch
                     As::Canvas(a) => req.bearer_auth(credits_tests::INTERNAL_TOKEN).header("X-Account-Id", a.as_str()),
                     As::Bearer(t) => req.header("Authorization", format!("Bearer {t}")),
                     As::Internal => req.bearer_auth(credits_tests::INTERNAL_TOKEN),
+                    As::Member(a, m) => req
+                        .bearer_auth(credits_tests::INTERNAL_TOKEN)
+                        .header("X-Account-Id", a.as_str())
+                        .header("X-Member-Id", m.as_str()),
                 };
                 let r = req
                     .header("Content-Type", "application/json")

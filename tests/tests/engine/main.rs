@@ -24,6 +24,7 @@ mod robustness;
 mod runs;
 mod scale_out;
 mod stripe;
+mod teams;
 mod text_input;
 mod trials;
 mod verification;

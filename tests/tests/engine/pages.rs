@@ -578,3 +578,127 @@ async fn an_admin_sends_a_dead_mail_again_from_the_console_and_it_goes_out() {
     assert!(browser.wait_for("Back in the outbox").await.contains("No dead mail."));
     app.eventually("the mail is sent", || async { !sink.to("lost@example.test").is_empty() }).await;
 }
+
+/// A one-time link to `acct`'s billing page acting as `member` (R27).
+async fn member_link(app: &TestApp, acct: &credits_tests::As, member: &str) -> String {
+    let body = app.post(acct, "/v1/billing-page-sessions", json!({"member_id": member})).await.expect(201);
+    let url = body["url"].as_str().unwrap();
+    format!("{}{}", app.instance.base_url, &url[url.find("/billing/open?token=").unwrap()..])
+}
+
+async fn add_member(app: &TestApp, acct: &credits_tests::As, role: &str, cap: Option<i64>) -> String {
+    let body = json!({"email": format!("{role}-{}@example.test", uuid::Uuid::now_v7()), "name": format!("A {role}"),
+                      "role": role, "monthly_credit_limit": cap});
+    app.post(acct, "/v1/members", body).await.expect(201)["id"].as_str().unwrap().to_string()
+}
+
+/// The sections of the billing page now shown, by their headings' ids.
+async fn sections(browser: &Browser) -> Vec<String> {
+    let source = browser.source().await;
+    let ids = [
+        "plan-h",
+        "plans-h",
+        "packs-h",
+        "balance-h",
+        "mine-h",
+        "usage-h",
+        "trials-h",
+        "ledger-h",
+        "alerts-h",
+        "topup-h",
+        "hooks-h",
+        "keys-h",
+        "members-h",
+        "invoices-h",
+        "verify-h",
+    ];
+    ids.iter().filter(|id| source.contains(&format!("id=\"{id}\""))).map(|id| id.to_string()).collect()
+}
+
+/// R27 in a browser: each role's page shows what SPEC says and passes axe-core; a form the role
+/// may not use, crafted in its session, is refused and changes nothing; an admin manages members.
+#[actix_web::test]
+async fn each_role_sees_its_part_of_the_billing_page_and_a_refused_form_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let acct = app.account().await;
+    app.enterprise(&acct, 10_000).await;
+    let (admin, billing) =
+        (add_member(&app, &acct, "admin", None).await, add_member(&app, &acct, "billing", None).await);
+    let member = add_member(&app, &acct, "member", Some(500)).await;
+    let mine = app.post(&acct, "/v1/api-keys", json!({"name": "mine", "member_id": member})).await.expect(201).clone();
+    app.post(&acct, "/v1/api-keys", json!({"name": "the account's"})).await.expect(201);
+    let everything = [
+        "plan-h",
+        "plans-h",
+        "packs-h",
+        "balance-h",
+        "usage-h",
+        "trials-h",
+        "ledger-h",
+        "alerts-h",
+        "topup-h",
+        "hooks-h",
+        "keys-h",
+        "members-h",
+        "invoices-h",
+        "verify-h",
+    ];
+    let browser = Browser::start().await;
+
+    // No member named: the first owner, everything.
+    browser.goto(&link(&app, &acct).await).await;
+    assert_eq!(sections(&browser).await, everything);
+    browser.assert_accessible("the owner's billing page").await;
+
+    // An admin sees everything too, and adds a member on the page.
+    browser.goto(&member_link(&app, &acct, &admin).await).await;
+    assert_eq!(sections(&browser).await, everything);
+    browser.assert_accessible("an admin's billing page").await;
+    browser.fill("#member-email", "added-on-the-page@example.test").await;
+    browser.fill("#member-name", "Added").await;
+    browser.submit("form[action='/billing/members'] button").await;
+    assert!(browser.wait_for("The member is added").await.contains("added-on-the-page@example.test"));
+    let count = || async { app.get(&acct, "/v1/members").await.expect(200)["members"].as_array().unwrap().len() };
+    assert_eq!(count().await, 5);
+
+    // Billing: what pays, not keys, endpoints or members; adding a member is refused.
+    browser.goto(&member_link(&app, &acct, &billing).await).await;
+    assert_eq!(
+        sections(&browser).await,
+        [
+            "plan-h",
+            "plans-h",
+            "packs-h",
+            "balance-h",
+            "usage-h",
+            "trials-h",
+            "ledger-h",
+            "alerts-h",
+            "topup-h",
+            "invoices-h",
+            "verify-h"
+        ]
+    );
+    browser.assert_accessible("a billing member's billing page").await;
+    browser.post_form("/billing/members", &[("email", "x@example.test"), ("name", "X"), ("role", "owner")]).await;
+    assert!(browser.wait_for("Not for your role").await.contains("Nothing was changed"));
+    assert_eq!(count().await, 5, "nobody added");
+
+    // A member: the balance, their own use and cap, their own keys; the alert form is refused.
+    app.call(&acct, "PUT", "/v1/alerts", Some(json!({"low_balance_threshold": 100})), None).await.expect(200);
+    browser.goto(&member_link(&app, &acct, &member).await).await;
+    assert_eq!(sections(&browser).await, ["balance-h", "mine-h", "keys-h"]);
+    browser.assert_accessible("a member's billing page").await;
+    assert_eq!(browser.text("#my-cap").await, "500 credits");
+    let source = browser.source().await;
+    assert!(source.contains(mine["prefix"].as_str().unwrap()), "their own key is listed");
+    assert_eq!(source.matches("class=\"key\"").count(), 1, "and only theirs");
+    browser.post_form("/billing/alerts", &[("low_balance_threshold", "7")]).await;
+    assert!(browser.wait_for("Not for your role").await.contains("Nothing was changed"));
+    assert_eq!(app.get(&acct, "/v1/alerts").await.expect(200)["low_balance_threshold"], 100);
+
+    // A member removed meanwhile: their session ends.
+    app.call(&acct, "DELETE", &format!("/v1/members/{member}"), None, None).await;
+    browser.goto(&format!("{}/billing", app.instance.base_url)).await;
+    assert!(browser.wait_for("session has ended").await.contains("Open your billing page"));
+}
