@@ -339,7 +339,9 @@ impl PgStore {
             ids.dedup();
             let mut locked: HashMap<Uuid, Held> = lock_accounts_skipping(conn, &mut log, &ids)?
                 .into_iter()
-                .map(|row| (row.id, Held { row, wallet: None, runs: HashMap::new() }))
+                .map(|row| {
+                    (row.id, Held { row, wallet: None, runs: HashMap::new(), members: HashMap::new(), month: None })
+                })
                 .collect();
             // The wallets of the batch's accounts, in one round trip.
             let accounts: Vec<Uuid> = locked.keys().copied().collect();
@@ -360,6 +362,29 @@ impl PgStore {
             for run in load_runs(conn, &finishing)? {
                 if let Some(held) = locked.get_mut(&run.account_id) {
                     held.runs.insert(run.id, run);
+                }
+            }
+            // The members its starts name (R25), with their use this month (R26), in one round trip.
+            let named: Vec<(Uuid, Uuid)> = jobs
+                .iter()
+                .filter(|j| keyed(j) && locked.contains_key(&j.account.0))
+                .filter_map(|j| match &j.op {
+                    RunOp::Start { req, .. } => req.member.map(|m| (j.account.0, m)),
+                    _ => None,
+                })
+                .collect();
+            if !named.is_empty() {
+                let month = credits_domain::runs::month_start(now);
+                for (account, member) in &named {
+                    if let Some(held) = locked.get_mut(account) {
+                        held.month = Some(month);
+                        held.members.insert(*member, None);
+                    }
+                }
+                for (row, used) in crate::members::batch_known(conn, &named, month)? {
+                    if let Some(held) = locked.get_mut(&row.account_id) {
+                        held.members.insert(row.id, Some(crate::runs::KnownMember { row, used }));
+                    }
                 }
             }
             // Their keys' records, in one round trip.

@@ -25,7 +25,7 @@ use crate::schema::{accounts, members};
 use crate::{Fail, PgStore, read_tx};
 
 /// A member as its row has it.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = members, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct MemberRow {
     pub account_id: Uuid,
@@ -153,17 +153,18 @@ pub(crate) fn used_since(
 /// R26: a capped member's run was admitted and their use is now `used`: the notices it earns
 /// (80%, 100%; once each a month) are mailed to the member, the 100% one told to the account's
 /// endpoints too, in the run's transaction.
+/// Returns the notices' level now kept, when it moved.
 pub(crate) fn notice_use(
     conn: &mut PgConnection,
     settings: &NotifySettings,
     member: &MemberRow,
     used: Credits,
     now: DateTime<Utc>,
-) -> QueryResult<()> {
-    let Some(limit) = member.monthly_credit_limit.map(Credits::new) else { return Ok(()) };
+) -> QueryResult<Option<i32>> {
+    let Some(limit) = member.monthly_credit_limit.map(Credits::new) else { return Ok(None) };
     let month = month_start(now);
     let due = limit_notices(limit, used, member.noticed(month));
-    let Some(last) = due.last() else { return Ok(()) };
+    let Some(last) = due.last() else { return Ok(None) };
     let account = AccountId(member.account_id);
     for notice in &due {
         let reached = *notice == LimitNotice::Reached;
@@ -183,7 +184,44 @@ pub(crate) fn notice_use(
     diesel::update(members::table.find((member.account_id, member.id)))
         .set((members::noticed_month.eq(Some(month)), members::noticed_percent.eq(last.percent())))
         .execute(conn)?;
-    Ok(())
+    Ok(Some(last.percent()))
+}
+
+#[derive(QueryableByName)]
+struct KnownRow {
+    #[diesel(embed)]
+    member: MemberRow,
+    #[diesel(sql_type = BigInt)]
+    used: i64,
+}
+
+/// A batch's named members (`(account, member)` pairs), in one round trip: the current ones,
+/// each with what their runs started since `month` hold or captured when they are capped (zero
+/// otherwise: an uncapped member's use is never judged).
+pub(crate) fn batch_known(
+    conn: &mut PgConnection,
+    named: &[(Uuid, Uuid)],
+    month: DateTime<Utc>,
+) -> QueryResult<Vec<(MemberRow, i64)>> {
+    let (accounts, ids): (Vec<Uuid>, Vec<Uuid>) = named.iter().copied().unzip();
+    let rows: Vec<KnownRow> = diesel::sql_query(
+        "SELECT m.account_id, m.id, m.email, m.name, m.role, m.monthly_credit_limit, m.created_at, m.removed_at,
+                m.noticed_month, m.noticed_percent,
+                CASE WHEN m.monthly_credit_limit IS NULL THEN 0 ELSE COALESCE((
+                  SELECT sum(CASE r.status WHEN $4 THEN r.cost WHEN $5 THEN r.captured_credits ELSE 0 END)
+                    FROM runs r WHERE r.account_id = m.account_id AND r.member_id = m.id AND r.created_at >= $3), 0)
+                END::bigint AS used
+           FROM members m JOIN (SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[])) AS k (account_id, id)
+             ON m.account_id = k.account_id AND m.id = k.id
+          WHERE m.removed_at IS NULL",
+    )
+    .bind::<Array<SqlUuid>, _>(accounts)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Timestamptz, _>(month)
+    .bind::<Text, _>(RunStatus::Held.as_str())
+    .bind::<Text, _>(RunStatus::Captured.as_str())
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.member, r.used)).collect())
 }
 
 fn refused(r: MemberRefusal) -> Fail<MemberError> {

@@ -110,14 +110,18 @@ fn run_member(
     account: AccountId,
     named: Option<Uuid>,
     row: Option<&crate::members::MemberRow>,
+    known: Option<Credits>,
     now: DateTime<Utc>,
 ) -> QueryResult<RunMember> {
     let Some(id) = named else { return Ok(RunMember::None) };
     let Some(row) = row else { return Ok(RunMember::NotCurrent { id }) };
     let limit = row.monthly_credit_limit.map(Credits::new);
-    let used = match limit {
-        Some(_) => crate::members::used_since(conn, account, &[id], month_start(now))?.first().map_or(0, |(_, u)| *u),
-        None => 0,
+    let used = match (limit, known) {
+        (None, _) => 0,
+        (Some(_), Some(known)) => known.get(),
+        (Some(_), None) => {
+            crate::members::used_since(conn, account, &[id], month_start(now))?.first().map_or(0, |(_, u)| *u)
+        }
     };
     Ok(RunMember::Current { id, monthly_credit_limit: limit, used_this_month: Credits::new(used) })
 }
@@ -134,7 +138,7 @@ impl RunFacts {
         req: &RunRequest,
         now: DateTime<Utc>,
         wallet: Option<Wallet>,
-        member: Option<&crate::members::MemberRow>,
+        (member, used): (Option<&crate::members::MemberRow>, Option<Credits>),
     ) -> QueryResult<RunFacts> {
         let model = req.model.as_str();
         Ok(RunFacts {
@@ -145,7 +149,7 @@ impl RunFacts {
             trial: trial_usage(conn, catalog, account, model, now)?,
             window_full_since: window_full_since(conn, catalog, account, now)?,
             key_used_this_month: key_used_this_month(conn, channel, now)?,
-            member: run_member(conn, account.id, req.member, member, now)?,
+            member: run_member(conn, account.id, req.member, member, used, now)?,
         })
     }
 
@@ -425,7 +429,7 @@ impl RunStore for PgStore {
                 Some(id) => crate::members::current_one(conn, account_id, id)?,
                 None => None,
             };
-            let facts = RunFacts::read(conn, catalog, &account, channel, req, now, None, member.as_ref())?;
+            let facts = RunFacts::read(conn, catalog, &account, channel, req, now, None, (member.as_ref(), None))?;
             decide_quote(&facts.state(catalog, &account, channel, now), req).map_err(denied)
         })
     }
@@ -448,6 +452,27 @@ pub(crate) struct Held {
     /// The runs the batch's completions and cancellations name, read at once, as the batch's
     /// earlier requests left them.
     pub runs: std::collections::HashMap<Uuid, RunRow>,
+    /// R25, R26: the members the batch's starts name, read at once: each a current member with
+    /// their use in `month` (kept as the batch's earlier requests leave it), or `None`: not one.
+    pub members: std::collections::HashMap<Uuid, Option<KnownMember>>,
+    pub month: Option<DateTime<Utc>>,
+}
+
+/// A member as a batch knows them: their row, and (when capped) what their runs started in the
+/// batch's month hold or captured.
+pub(crate) struct KnownMember {
+    pub row: crate::members::MemberRow,
+    pub used: i64,
+}
+
+/// What a run counts toward its member's use this month (R26): its cost while held, what it
+/// captured once captured, nothing once released.
+fn counted(row: &RunRow) -> i64 {
+    match row.status() {
+        Ok(RunStatus::Held) => row.cost,
+        Ok(RunStatus::Captured) => row.captured_credits.unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Keep `wallet` as the account's, for the batch's next request (a request alone keeps nothing).
@@ -521,9 +546,13 @@ impl PgStore {
         pending: &mut Pending,
     ) -> Result<RunView, Fail<RunError>> {
         let (account_id, now) = (job.account, job.now);
-        let (held_row, mut known_wallet, mut known_runs) = match held {
-            Some(h) => (Some(&h.row), Some(&mut h.wallet), Some(&mut h.runs)),
-            None => (None, None, None),
+        let (held_row, mut known_wallet, mut known_runs, mut known_members) = match held {
+            Some(h) => {
+                // The batch's members serve only the requests of the month it read them in.
+                let members = h.month.filter(|m| *m == month_start(now)).map(|_| &mut h.members);
+                (Some(&h.row), Some(&mut h.wallet), Some(&mut h.runs), members)
+            }
+            None => (None, None, None, None),
         };
         let locked = |conn: &mut PgConnection, log: &mut TxLog| match held_row {
             Some(row) => Ok(Some(row.clone())),
@@ -537,20 +566,28 @@ impl PgStore {
                 // R14: judged as it stands now (an ended plan, a past_due grace run out).
                 let account = found_account(locked(conn, log)?)?.judged(now, &billing);
                 let known = known_wallet.as_mut().and_then(|w| w.take());
-                // R25: the member it names, read under the account's lock (a member removed a
-                // moment ago is no longer one).
-                let member = match req.member {
-                    Some(id) => crate::members::current_one(conn, account_id, id)?,
-                    None => None,
+                // R25: the member it names, under the account's lock (a member removed a moment
+                // ago is no longer one): as the batch read them, else read now.
+                let batch_known = req.member.and_then(|id| known_members.as_ref().and_then(|m| m.get(&id)));
+                let (member, used_known) = match (req.member, batch_known) {
+                    (None, _) => (None, None),
+                    (Some(_), Some(known)) => {
+                        (known.as_ref().map(|k| k.row.clone()), known.as_ref().map(|k| Credits::new(k.used)))
+                    }
+                    (Some(id), None) => (crate::members::current_one(conn, account_id, id)?, None),
                 };
                 let capped = member.as_ref().is_some_and(|m| m.monthly_credit_limit.is_some());
-                // What this start is judged on must include the starts still to be written.
-                if (known.is_none() || capped || RunFacts::reads_runs(catalog, &account, channel, &req.model))
+                // What this start is judged on must include the starts still to be written (a
+                // capped member's use, unless the batch keeps it).
+                if (known.is_none()
+                    || (capped && used_known.is_none())
+                    || RunFacts::reads_runs(catalog, &account, channel, &req.model))
                     && pending.touches(account_id)
                 {
                     pending.write(conn)?;
                 }
-                let facts = RunFacts::read(conn, catalog, &account, channel, req, now, known, member.as_ref())?;
+                let facts =
+                    RunFacts::read(conn, catalog, &account, channel, req, now, known, (member.as_ref(), used_known))?;
                 let admitted = match decide_run(&facts.state(catalog, &account, channel, now), req) {
                     Ok(admitted) => admitted,
                     Err(denial) => {
@@ -605,7 +642,13 @@ impl PgStore {
                     && m.monthly_credit_limit.is_some()
                 {
                     let used = Credits::new(used_this_month.get() + admitted.priced.cost.get());
-                    crate::members::notice_use(conn, &self.notify, m, used, now)?;
+                    let noticed = crate::members::notice_use(conn, &self.notify, m, used, now)?;
+                    if let Some(Some(k)) = known_members.as_mut().and_then(|ms| ms.get_mut(&m.id)) {
+                        k.used = used.get();
+                        if let Some(percent) = noticed {
+                            (k.row.noticed_month, k.row.noticed_percent) = (Some(month_start(now)), percent);
+                        }
+                    }
                 }
                 let view = fresh_view(&row, &admitted.charge, &facts.wallet, req.capture)?;
                 keep(known_wallet, after_start(facts.wallet, &row, held, debited));
@@ -666,6 +709,12 @@ impl PgStore {
                     record_trial(conn, account_id, &updated.model_id, -returned, None)?;
                 }
                 keep(known_wallet, wallet);
+                // R26: the member's use as the batch keeps it moves with the run.
+                if let Some(Some(k)) = row.member_id.and_then(|m| known_members.as_mut().and_then(|ms| ms.get_mut(&m)))
+                    && row.created_at >= month_start(now)
+                {
+                    k.used += counted(&updated) - counted(&row);
+                }
                 if let Some(runs) = known_runs.as_mut() {
                     runs.insert(updated.id, updated.clone());
                 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use credits_db::{PgStore, RunAnswer, RunJob, RunOp};
 use credits_domain::idempotency::{IdempotencyKey, Replayable};
 use credits_domain::ids::{AccountId, RunId};
+use credits_domain::members::{MemberStore, NewMember};
 use credits_domain::ports::{AccountStore, NewAccount};
 use credits_domain::pricing::{Param, RunParams};
 use credits_domain::runs::{Channel, RunRequest};
@@ -19,15 +20,29 @@ use proptest::prelude::*;
 /// A request as the property generates it: accounts and held runs by their index, keys by name.
 #[derive(Debug, Clone)]
 enum Op {
-    Start { account: usize, model: &'static str, images: i64, capture: bool },
-    Complete { held: usize, images: Option<i64> },
-    Cancel { held: usize },
+    /// `member`: one of account 2's members (capped, uncapped, removed): for another account's
+    /// start, a member of another account.
+    Start {
+        account: usize,
+        model: &'static str,
+        images: i64,
+        capture: bool,
+        member: Option<usize>,
+    },
+    Complete {
+        held: usize,
+        images: Option<i64>,
+    },
+    Cancel {
+        held: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = (Op, Option<u8>)> {
     let op = prop_oneof![
-        4 => (0..3usize, prop_oneof![6 => Just("flux-schnell"), 3 => Just("flux-pro"), 1 => Just("no-such-model")], 1..=8i64, any::<bool>())
-            .prop_map(|(account, model, images, capture)| Op::Start { account, model, images, capture }),
+        4 => (0..3usize, prop_oneof![6 => Just("flux-schnell"), 3 => Just("flux-pro"), 1 => Just("no-such-model")], 1..=8i64, any::<bool>(),
+               prop::option::weighted(0.5, prop_oneof![3 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)]))
+            .prop_map(|(account, model, images, capture, member)| Op::Start { account, model, images, capture, member }),
         2 => (0..2 * HELD, prop::option::of(1..=3i64)).prop_map(|(held, images)| Op::Complete { held, images }),
         1 => (0..2 * HELD).prop_map(|held| Op::Cancel { held }),
     ];
@@ -46,6 +61,8 @@ struct World {
     store: Arc<PgStore>,
     accounts: Vec<AccountId>,
     held: Vec<(AccountId, RunId)>,
+    /// Account 2's members: capped at 30 credits a month, uncapped, removed.
+    members: Vec<uuid::Uuid>,
 }
 
 fn start(account: AccountId, model: &str, images: i64, capture: bool, now: DateTime<Utc>) -> RunJob {
@@ -65,6 +82,14 @@ fn start(account: AccountId, model: &str, images: i64, capture: bool, now: DateT
         now,
         idem: None,
     }
+}
+
+/// `job`, a start, for `member` (R25).
+fn for_member(mut job: RunJob, member: Option<uuid::Uuid>) -> RunJob {
+    if let RunOp::Start { req, .. } = &mut job.op {
+        req.member = member;
+    }
+    job
 }
 
 fn fresh(answer: RunAnswer) -> credits_domain::views::RunView {
@@ -96,11 +121,23 @@ impl World {
             let at = base - Duration::seconds(600 - i * 20);
             fresh(store.write_run_alone(start(accounts[0], "flux-schnell", 8, true, at)));
         }
-        // Three holds of 2 images on account 1 and on account 2.
+        // Account 2's team (R24): a member capped at 30 credits a month (R26), one uncapped, one
+        // removed.
+        let members: Vec<uuid::Uuid> = [("capped", Some(30)), ("uncapped", None), ("removed", None)]
+            .into_iter()
+            .map(|(name, cap)| {
+                let new = NewMember::new(&format!("{name}@example.test"), name, "member", cap).unwrap();
+                store.add_member(accounts[2], &new, base - Duration::hours(1)).unwrap().id
+            })
+            .collect();
+        store.remove_member(accounts[2], members[2], base - Duration::minutes(30)).unwrap();
+        // Three holds of 2 images on account 1, and on account 2 for its capped member (12 of
+        // their 30 credits: what the batch's completions and cancellations free decides whether
+        // the member's next start fits).
         let mut held: Vec<(AccountId, RunId)> = Vec::new();
-        for a in [accounts[1], accounts[2]] {
+        for (a, member) in [(accounts[1], None), (accounts[2], Some(members[0]))] {
             for _ in 0..HELD {
-                let run = start(a, "flux-schnell", 2, false, base - Duration::seconds(100));
+                let run = for_member(start(a, "flux-schnell", 2, false, base - Duration::seconds(100)), member);
                 held.push((a, fresh(store.write_run_alone(run)).id));
             }
         }
@@ -116,15 +153,16 @@ impl World {
             let at = base - Duration::seconds(300 - i * 10);
             fresh(store.write_run_alone(start(accounts[2], "flux-schnell", 8, true, at)));
         }
-        World { url: db.url.clone(), _db: db, store, accounts, held }
+        World { url: db.url.clone(), _db: db, store, accounts, held, members }
     }
 
     fn job(&self, op: &Op, key: Option<u8>, now: DateTime<Utc>) -> RunJob {
         let (account, op_) = match *op {
-            Op::Start { account, model, images, capture } => {
+            Op::Start { account, model, images, capture, member } => {
+                let job = start(self.accounts[account], model, images, capture, now);
                 return RunJob {
                     idem: self.key(self.accounts[account], op, key),
-                    ..start(self.accounts[account], model, images, capture, now)
+                    ..for_member(job, member.map(|m| self.members[m]))
                 };
             }
             Op::Complete { held, images } => (
@@ -176,6 +214,16 @@ impl World {
             .unwrap();
             out.extend(lines.into_iter().map(|l| format!("account {i}: {}", l.line)));
         }
+        for (i, m) in self.members.iter().enumerate() {
+            let lines: Vec<Line> = diesel::sql_query(
+                "SELECT 'runs ' || status || ' ' || count(*) || ' ' || sum(cost) || ' ' || coalesce(sum(captured_credits), 0) \
+                   AS line FROM runs WHERE member_id = $1 GROUP BY status ORDER BY status",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(*m)
+            .load(&mut conn)
+            .unwrap();
+            out.extend(lines.into_iter().map(|l| format!("member {i}: {}", l.line)));
+        }
         let keys: i64 = diesel::select(diesel::dsl::sql::<BigInt>("count(*) FROM idempotency_records"))
             .get_result(&mut conn)
             .unwrap();
@@ -203,6 +251,10 @@ fn seen(answer: &RunAnswer) -> String {
                 "replay {} {} cost {} captured {}",
                 r.status, body["status"], body["cost"], body["captured_credits"]
             )
+        }
+        // Member ids differ between the two databases.
+        Err(credits_domain::error::RunError::Denied(credits_domain::runs::Denial::NotAMember { .. })) => {
+            "refused NotAMember".to_string()
         }
         Err(e) => format!("refused {e:?}"),
     }
