@@ -24,9 +24,11 @@ CREATE UNIQUE INDEX members_current_email ON members (account_id, lower(email)) 
 INSERT INTO members (account_id, id, email, name, role, created_at)
 SELECT id, gen_random_uuid(), email, name, 'owner', created_at FROM accounts;
 
--- R25: who ran it, and whose key it is.
+-- R25: who ran it, and whose key it is. A run's member has no foreign key: members are never
+-- deleted (removal sets removed_at), the run writer checks the member under the account's lock,
+-- and `credits check` audits every run's member; a foreign key's check would take a KEY SHARE
+-- lock on the member's row for every run (docs/decisions.md, "Teams").
 ALTER TABLE runs ADD COLUMN member_id uuid;
-ALTER TABLE runs ADD CONSTRAINT runs_member FOREIGN KEY (account_id, member_id) REFERENCES members (account_id, id);
 CREATE INDEX runs_member ON runs (account_id, member_id, created_at) WHERE member_id IS NOT NULL;
 ALTER TABLE api_keys ADD COLUMN member_id uuid;
 ALTER TABLE api_keys ADD CONSTRAINT api_keys_member FOREIGN KEY (account_id, member_id) REFERENCES members (account_id, id);

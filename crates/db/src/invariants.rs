@@ -68,6 +68,14 @@ const CHECKS: &[&str] = &[
        FROM accounts a
       WHERE (a.restricted_at IS NOT NULL) <> EXISTS (SELECT 1 FROM account_restrictions r
                                                       WHERE r.account_id = a.id AND r.lifted_at IS NULL)",
+    // R25: a run's member is a member of its account (runs carry no foreign key to members).
+    "SELECT u.account_id::text, 'run ' || u.id || ' names member ' || u.member_id || ', not one of its account'
+       FROM runs u WHERE u.member_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM members m WHERE m.account_id = u.account_id AND m.id = u.member_id)",
+    // R24: an account has an owner among its current members (every account made since teams).
+    "SELECT a.id::text, 'account has no current owner'
+       FROM accounts a WHERE EXISTS (SELECT 1 FROM members m WHERE m.account_id = a.id)
+        AND NOT EXISTS (SELECT 1 FROM members m WHERE m.account_id = a.id AND m.removed_at IS NULL AND m.role = $5)",
     // One invoice, one allowance; one lifetime grant per account.
     "SELECT account_id::text, 'account has ' || count(*) || ' lifetime buckets'
        FROM buckets WHERE kind = 'lifetime' GROUP BY account_id HAVING count(*) > 1",
@@ -86,13 +94,14 @@ pub fn check(pool: &PgPool, now: DateTime<Utc>) -> Result<Vec<Violation>, StoreE
             conn.batch_execute("SET LOCAL enable_nestloop = off")?;
             let mut all = Vec::new();
             for sql in CHECKS {
-                // Every check is given the same parameters: the time, and the run statuses'
-                // spellings.
+                // Every check is given the same parameters: the time, the run statuses' spellings
+                // and the owner role's.
                 let found: Vec<Violation> = diesel::sql_query(*sql)
                     .bind::<Timestamptz, _>(now)
                     .bind::<Text, _>(RunStatus::Held.as_str())
                     .bind::<Text, _>(RunStatus::Captured.as_str())
                     .bind::<Text, _>(RunStatus::Released.as_str())
+                    .bind::<Text, _>(credits_domain::members::Role::Owner.as_str())
                     .load(conn)?;
                 all.extend(found);
             }
