@@ -337,12 +337,34 @@ impl PgStore {
             let mut ids: Vec<Uuid> = jobs.iter().filter(|j| keyed(j)).map(|j| j.account.0).collect();
             ids.sort();
             ids.dedup();
-            let mut locked: HashMap<Uuid, Held> = lock_accounts_skipping(conn, &mut log, &ids)?
-                .into_iter()
-                .map(|row| {
-                    (row.id, Held { row, wallet: None, runs: HashMap::new(), members: HashMap::new(), month: None })
+            // The members its starts name (R25), with their use this month (R26), read with the
+            // accounts' lock in the same round trip.
+            let named: Vec<(Uuid, Uuid)> = jobs
+                .iter()
+                .filter(|j| keyed(j))
+                .filter_map(|j| match &j.op {
+                    RunOp::Start { req, .. } => req.member.map(|m| (j.account.0, m)),
+                    _ => None,
                 })
                 .collect();
+            let month = credits_domain::runs::month_start(now);
+            let held = |row: crate::rows::AccountRow, known: Vec<crate::members::KnownRow>| {
+                let mut members: HashMap<Uuid, Option<crate::runs::KnownMember>> =
+                    named.iter().filter(|(a, _)| *a == row.id).map(|(_, m)| (*m, None)).collect();
+                for (member, used) in known {
+                    members.insert(member.id, Some(crate::runs::KnownMember { row: member, used }));
+                }
+                let month = (!members.is_empty()).then_some(month);
+                (row.id, Held { row, wallet: None, runs: HashMap::new(), members, month })
+            };
+            let mut locked: HashMap<Uuid, Held> = if named.is_empty() {
+                lock_accounts_skipping(conn, &mut log, &ids)?.into_iter().map(|row| held(row, Vec::new())).collect()
+            } else {
+                crate::members::lock_accounts_with_members(conn, &mut log, &ids, &named, month)?
+                    .into_iter()
+                    .map(|(row, known)| held(row, known))
+                    .collect()
+            };
             // The wallets of the batch's accounts, in one round trip.
             let accounts: Vec<Uuid> = locked.keys().copied().collect();
             for (id, wallet) in load_wallets(conn, &accounts)? {
@@ -362,29 +384,6 @@ impl PgStore {
             for run in load_runs(conn, &finishing)? {
                 if let Some(held) = locked.get_mut(&run.account_id) {
                     held.runs.insert(run.id, run);
-                }
-            }
-            // The members its starts name (R25), with their use this month (R26), in one round trip.
-            let named: Vec<(Uuid, Uuid)> = jobs
-                .iter()
-                .filter(|j| keyed(j) && locked.contains_key(&j.account.0))
-                .filter_map(|j| match &j.op {
-                    RunOp::Start { req, .. } => req.member.map(|m| (j.account.0, m)),
-                    _ => None,
-                })
-                .collect();
-            if !named.is_empty() {
-                let month = credits_domain::runs::month_start(now);
-                for (account, member) in &named {
-                    if let Some(held) = locked.get_mut(account) {
-                        held.month = Some(month);
-                        held.members.insert(*member, None);
-                    }
-                }
-                for (row, used) in crate::members::batch_known(conn, &named, month)? {
-                    if let Some(held) = locked.get_mut(&row.account_id) {
-                        held.members.insert(row.id, Some(crate::runs::KnownMember { row, used }));
-                    }
                 }
             }
             // Their keys' records, in one round trip.

@@ -28,7 +28,7 @@ pub struct TxLog {
 }
 
 impl TxLog {
-    fn note_locked(&mut self, row: &AccountRow) {
+    pub(crate) fn note_locked(&mut self, row: &AccountRow) {
         if !self.locked.iter().any(|l| l.id == row.id) {
             self.locked.push(Locked { id: row.id, plan: row.plan_id.clone(), restricted: row.restricted_at.is_some() });
         }
