@@ -92,6 +92,8 @@ pub struct AppState {
     pub secrets: Option<Arc<dyn credits_domain::notify::webhooks::SecretKeeper>>,
     pub webhook_policy: credits_domain::notify::service::TargetPolicy,
     pub pages: PagesConfig,
+    /// R28: `billing.automatic_tax`.
+    pub automatic_tax: bool,
 }
 
 /// What the pages need of the configuration.
@@ -248,10 +250,15 @@ impl AppState {
             + Send
             + 'static,
     {
-        let (gateway, catalog) = (self.payments.clone(), self.catalog.clone());
+        let (gateway, catalog, automatic_tax) = (self.payments.clone(), self.catalog.clone(), self.automatic_tax);
         self.call(move |store, now| {
             work(
-                &credits_domain::payments::CheckoutService { store, gateway: gateway.as_ref(), catalog: &catalog },
+                &credits_domain::payments::CheckoutService {
+                    store,
+                    gateway: gateway.as_ref(),
+                    catalog: &catalog,
+                    automatic_tax,
+                },
                 now,
             )
         })

@@ -207,6 +207,7 @@ impl Services {
                 public_url: settings.server.public_url.clone(),
                 simulated: settings.payments.provider == crate::settings::PaymentsProvider::Simulated,
             },
+            automatic_tax: settings.billing.automatic_tax,
             webhook_policy: credits_domain::notify::service::TargetPolicy {
                 allow_insecure: settings.webhooks.allow_insecure,
                 allow_private: settings.webhooks.allow_private,

@@ -93,6 +93,9 @@ pub struct BillingSettings {
     /// R22: the billing page mail links to; empty: `server.public_url` + `/billing`.
     #[serde(default)]
     pub page_url: String,
+    /// R28: every payment taxed by Stripe Tax, prices before tax (every instance the same).
+    #[serde(default)]
+    pub automatic_tax: bool,
 }
 
 impl Settings {

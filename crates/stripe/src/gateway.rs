@@ -19,9 +19,11 @@ use stripe_billing::subscription::{
     UpdateSubscriptionPaymentBehavior, UpdateSubscriptionProrationBehavior,
 };
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionInvoiceCreation, CreateCheckoutSessionLineItems,
-    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
-    CreateCheckoutSessionSubscriptionData, ExpireCheckoutSession,
+    CreateCheckoutSession, CreateCheckoutSessionAutomaticTax, CreateCheckoutSessionCustomerUpdate,
+    CreateCheckoutSessionCustomerUpdateAddress, CreateCheckoutSessionCustomerUpdateName,
+    CreateCheckoutSessionInvoiceCreation, CreateCheckoutSessionLineItems, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionPaymentIntentDataSetupFutureUsage, CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSessionTaxIdCollection, ExpireCheckoutSession,
 };
 use stripe_core::customer::{CreateCustomer, ListPaymentMethodsCustomer};
 use stripe_core::payment_intent::{CreatePaymentIntent, CreatePaymentIntentOffSession};
@@ -117,6 +119,9 @@ struct InvoiceRef {
     number: Option<String>,
     status: Option<String>,
     amount_paid: Option<i64>,
+    subtotal: Option<i64>,
+    total: Option<i64>,
+    total_excluding_tax: Option<i64>,
     currency: Option<String>,
     created: Option<i64>,
     hosted_invoice_url: Option<String>,
@@ -171,6 +176,22 @@ impl PaymentGateway for StripeGateway {
             .line_items(vec![line])
             .success_url(r.urls.success_url.clone())
             .cancel_url(r.urls.cancel_url.clone());
+        // R28: automatic tax, the address it needs, tax ids, and the customer keeping what was
+        // collected; none of it when automatic tax is off.
+        if let Some(tax) = &r.tax {
+            create = create.automatic_tax(CreateCheckoutSessionAutomaticTax::new(tax.automatic));
+            if tax.address_required {
+                create =
+                    create.billing_address_collection(stripe_shared::CheckoutSessionBillingAddressCollection::Required);
+            }
+            create = create.tax_id_collection(CreateCheckoutSessionTaxIdCollection::new(tax.tax_ids));
+            if tax.update_customer {
+                let mut update = CreateCheckoutSessionCustomerUpdate::new();
+                update.address = Some(CreateCheckoutSessionCustomerUpdateAddress::Auto);
+                update.name = Some(CreateCheckoutSessionCustomerUpdateName::Auto);
+                create = create.customer_update(update);
+            }
+        }
         create = match sold.mode {
             SessionMode::Subscription => {
                 let meta = metadata(r.account, "plan", &sold.item);
@@ -323,11 +344,23 @@ impl PaymentGateway for StripeGateway {
         Ok(listed
             .data
             .into_iter()
-            .map(|i| InvoiceView {
+            .map(|i| {
+                let amount_paid = i.amount_paid.unwrap_or(0);
+                let (subtotal, tax) = credits_domain::payments::tax::invoice_split(
+                    amount_paid,
+                    i.subtotal,
+                    i.total,
+                    i.total_excluding_tax,
+                );
+                (i, amount_paid, subtotal, tax)
+            })
+            .map(|(i, amount_paid, subtotal, tax)| InvoiceView {
                 id: i.id,
                 number: i.number,
                 status: i.status,
-                amount_paid: i.amount_paid.unwrap_or(0),
+                amount_paid,
+                subtotal,
+                tax,
                 currency: i.currency.unwrap_or_default(),
                 created: i.created.and_then(|t| DateTime::from_timestamp(t, 0)).unwrap_or_default(),
                 hosted_invoice_url: i.hosted_invoice_url,

@@ -108,6 +108,7 @@ fn session(o: &Value) -> Result<SessionInfo, WebhookError> {
         subscription: id_of(o, &["subscription"]),
         payment_intent: id_of(o, &["payment_intent"]),
         amount_total: int(o, &["amount_total"]),
+        amount_subtotal: int(o, &["amount_subtotal"]),
         currency: string(o, &["currency"]),
     })
 }

@@ -284,6 +284,8 @@ pub async fn pay(
             subscription,
             payment_intent: (mode == SessionMode::Payment).then(|| sim_id("pi")),
             amount_total: amount,
+            // The simulated provider taxes nothing yet (R28's test rate is the next step).
+            amount_subtotal: amount,
             currency,
         };
         match mode {

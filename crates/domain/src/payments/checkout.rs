@@ -165,6 +165,8 @@ pub struct CheckoutService<'a, S: ?Sized, G: ?Sized> {
     pub store: &'a S,
     pub gateway: &'a G,
     pub catalog: &'a Catalog,
+    /// R28: `billing.automatic_tax`.
+    pub automatic_tax: bool,
 }
 
 /// What Stripe's Idempotency-Key is made from: the client's key, so a retried request makes no
@@ -222,6 +224,7 @@ impl<S: PaymentStore + ?Sized, G: PaymentGateway + ?Sized> CheckoutService<'_, S
             sold: sold.clone(),
             urls,
             idempotency: stripe_idempotency(ctx.account.id, "session", idem),
+            tax: super::tax::session_tax(self.automatic_tax),
         };
         let session = match self.gateway.create_session(&request) {
             // Section 5: a customer deleted at Stripe (and no customer.deleted seen yet): forget

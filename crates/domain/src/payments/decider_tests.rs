@@ -19,6 +19,7 @@ fn session(mode: SessionMode, paid: bool) -> SessionInfo {
         subscription: (mode == SessionMode::Subscription).then(|| "sub_1".into()),
         payment_intent: (mode == SessionMode::Payment).then(|| "pi_1".into()),
         amount_total: Some(500),
+        amount_subtotal: None,
         currency: Some("usd".into()),
     }
 }

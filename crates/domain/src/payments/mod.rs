@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod events;
 pub mod ports;
 pub mod subscription;
+pub mod tax;
 
 pub use checkout::*;
 pub use events::*;

@@ -75,6 +75,8 @@ pub struct SessionRequest {
     pub urls: ReturnUrls,
     /// What Stripe's Idempotency-Key is made from: a retry makes no second session.
     pub idempotency: String,
+    /// R28: what it asks of Stripe Tax; `None` with `billing.automatic_tax` off.
+    pub tax: Option<super::tax::SessionTax>,
 }
 
 /// An invoice as Stripe has it (`GET /v1/invoices`).
@@ -85,6 +87,9 @@ pub struct InvoiceView {
     pub number: Option<String>,
     pub status: Option<String>,
     pub amount_paid: i64,
+    /// R28: the amount before tax, and the tax (minor units; 0 when none).
+    pub subtotal: i64,
+    pub tax: i64,
     pub currency: String,
     pub created: DateTime<Utc>,
     pub hosted_invoice_url: Option<String>,

@@ -118,6 +118,8 @@ pub(super) async fn read(state: &AppState, session: &PageSession) -> Result<Bill
 /// The page's facts, the ledger from `cursor` (newest first).
 async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -> Result<Billing, ApiError> {
     let (account, member, role) = (session.account, session.member, session.role);
+    // R28: with automatic tax on, prices are before tax, and the page says so.
+    let plus_tax = if state.automatic_tax { " plus tax" } else { "" };
     let catalog = state.catalog.clone();
     // Four reads at once, each on its own connection: Stripe's invoices, the two usage
     // aggregates (the page's costliest statements on a long ledger), and the rest; the page takes
@@ -180,7 +182,7 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
                 .iter()
                 .map(|p| {
                     let label = format!("{} ({} credits)", p.name, p.credits);
-                    (p.id.clone(), label, money(p.price.amount, &p.price.currency))
+                    (p.id.clone(), label, format!("{}{plus_tax}", money(p.price.amount, &p.price.currency)))
                 })
                 .collect(),
             plans: catalog
@@ -188,7 +190,8 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
                 .iter()
                 .filter(|p| p.sold)
                 .map(|p| {
-                    let price = p.price.as_ref().map(|pr| format!("{} a month", money(pr.amount, &pr.currency)));
+                    let price =
+                        p.price.as_ref().map(|pr| format!("{} a month{plus_tax}", money(pr.amount, &pr.currency)));
                     (p.id.clone(), p.name.clone(), price.unwrap_or_default())
                 })
                 .collect(),

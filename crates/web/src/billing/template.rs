@@ -387,12 +387,16 @@ pub(super) fn render_with(
                             Err(why) => p { "Invoices cannot be shown right now (" (why) ")." },
                             Ok(list) if list.is_empty() => p { "No invoices yet." },
                             Ok(list) => table {
-                                thead { tr { th scope="col" { "Number" } th scope="col" { "Date" } th scope="col" { "Amount" } th scope="col" { "Status" } } }
+                                thead { tr { th scope="col" { "Number" } th scope="col" { "Date" } th scope="col" { "Before tax" } th scope="col" { "Tax" } th scope="col" { "Paid" } th scope="col" { "Status" } } }
                                 tbody {
                                     @for inv in list {
                                         tr {
                                             td { @if let Some(url) = &inv.hosted_invoice_url { a href=(url) { (inv.number.as_deref().unwrap_or(&inv.id)) } } @else { (inv.number.as_deref().unwrap_or(&inv.id)) } }
-                                            td { (when(inv.created)) } td class="num" { (money(inv.amount_paid, &inv.currency)) } td { (inv.status.as_deref().unwrap_or("")) }
+                                            td { (when(inv.created)) }
+                                        td class="num" { (money(inv.subtotal, &inv.currency)) }
+                                        td class="num" { (money(inv.tax, &inv.currency)) }
+                                        td class="num" { (money(inv.amount_paid, &inv.currency)) }
+                                        td { (inv.status.as_deref().unwrap_or("")) }
                                         }
                                     }
                                 }

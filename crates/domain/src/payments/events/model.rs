@@ -37,6 +37,8 @@ pub struct SessionInfo {
     pub subscription: Option<String>,
     pub payment_intent: Option<String>,
     pub amount_total: Option<i64>,
+    /// R28: the amount before tax (Stripe's `amount_subtotal`).
+    pub amount_subtotal: Option<i64>,
     pub currency: Option<String>,
 }
 

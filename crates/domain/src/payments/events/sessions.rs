@@ -105,7 +105,8 @@ fn decide_pack(
                 credits: sold.credits,
                 expires_at: now + chrono::Duration::days(i64::from(sold.expiry_days)),
                 payment_intent: s.payment_intent.clone(),
-                amount: s.amount_total.unwrap_or(sold.amount),
+                // R28: a purchase is worth what it cost before tax.
+                amount: crate::payments::tax::session_value(s.amount_subtotal, s.amount_total, sold.amount),
                 currency: s.currency.clone().or(currency).unwrap_or_else(|| "usd".into()),
             },
             Effect::SessionStatus(SessionStatus::Paid),
