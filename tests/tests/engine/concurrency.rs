@@ -137,7 +137,7 @@ async fn batched_balance_reads(app: &TestApp) -> u64 {
 }
 
 /// How many of a batch histogram's batches held more than one request.
-async fn batches_of_more_than_one(app: &TestApp, histogram: &str) -> u64 {
+pub(crate) async fn batches_of_more_than_one(app: &TestApp, histogram: &str) -> u64 {
     let text = app.http.get(format!("{}/metrics", app.instance.base_url)).send().await.unwrap().text().await.unwrap();
     let figure = |prefix: &str| -> u64 {
         text.lines()

@@ -117,3 +117,41 @@ async fn a_new_month_resets_a_members_use_and_lets_them_run_again() {
     app.run(&as_member, second_of_kling(true)).await.expect(201);
     assert_eq!(used_this_month(&app, &acct, &member).await, 20);
 }
+
+/// R26 on the batched writer: bursts of capped members' runs over several accounts are written
+/// together (a batch naming members commits, not one by one), each charged once.
+#[actix_web::test]
+async fn capped_members_runs_are_written_together_and_each_charged_once() {
+    let app = TestApp::spawn().await;
+    let mut members = Vec::new();
+    for _ in 0..6 {
+        let acct = app.account().await;
+        app.enterprise(&acct, 100_000).await;
+        let (_, as_member) = capped_member(&app, &acct, 1_000_000).await;
+        members.push((acct, as_member));
+    }
+    for burst in 0..5 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..96usize {
+            let (http, base, who) = (app.http.clone(), app.instance.base_url.clone(), members[n % 6].1.clone());
+            let body = json!({"model": "flux-schnell", "images": 1, "capture": true});
+            tasks.spawn(async move { call_at(&http, &base, &who, "POST", "/v1/runs", Some(body), None).await.status });
+        }
+        while let Some(status) = tasks.join_next().await {
+            assert_eq!(status.unwrap(), 201);
+        }
+        if crate::concurrency::batches_of_more_than_one(&app, "credits_run_batch_size").await > 0 {
+            for (acct, as_member) in &members {
+                let (account, member) = match as_member {
+                    As::Member(_, m) => (acct, m.clone()),
+                    _ => unreachable!(),
+                };
+                let runs = 16 * (burst + 1) as i64;
+                assert_eq!(used_this_month(&app, account, &member).await, 2 * runs);
+            }
+            app.assert_invariants().await;
+            return;
+        }
+    }
+    panic!("no transaction wrote more than one member run in five bursts of 96");
+}
