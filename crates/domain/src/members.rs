@@ -45,6 +45,15 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// R27: the API keys a page acting with this role, as `member`, sees and makes.
+    pub fn keys(self, member: Option<Uuid>) -> KeyScope {
+        match member {
+            _ if self.may(PageAccess::Keys) => KeyScope::Account,
+            Some(member) if self.may(PageAccess::OwnKeys) => KeyScope::Own(member),
+            _ => KeyScope::None,
+        }
+    }
+
     /// R27: whether this role may see or do `what` on the billing page.
     pub fn may(self, what: PageAccess) -> bool {
         use PageAccess::*;
@@ -52,6 +61,38 @@ impl Role {
             Role::Owner | Role::Admin => true,
             Role::Billing => matches!(what, Balance | Usage | Payments | Alerts | AutoTopup),
             Role::Member => matches!(what, Balance | OwnUsage | OwnKeys),
+        }
+    }
+}
+
+/// R27: whose API keys a page sees, makes and revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Every key of the account; the keys it makes are the account's (owners, admins).
+    Account,
+    /// The member's own keys, and the keys it makes are theirs.
+    Own(Uuid),
+    /// No key (billing).
+    None,
+}
+
+impl KeyScope {
+    /// Whether a key belonging to `key_member` is within the scope.
+    pub fn shows(self, key_member: Option<Uuid>) -> bool {
+        match self {
+            KeyScope::Account => true,
+            KeyScope::Own(member) => key_member == Some(member),
+            KeyScope::None => false,
+        }
+    }
+
+    /// The member a key made in this scope belongs to (`None`: the account's); `None` outside:
+    /// this scope makes no key.
+    pub fn maker(self) -> Option<Option<Uuid>> {
+        match self {
+            KeyScope::Account => Some(None),
+            KeyScope::Own(member) => Some(Some(member)),
+            KeyScope::None => None,
         }
     }
 }
@@ -299,6 +340,22 @@ mod tests {
         assert_eq!(billing, [Balance, Usage, Payments, Alerts, AutoTopup]);
         let member: Vec<_> = all.into_iter().filter(|w| Role::Member.may(*w)).collect();
         assert_eq!(member, [Balance, OwnUsage, OwnKeys]);
+    }
+
+    #[test]
+    fn owners_and_admins_keep_the_accounts_keys_a_member_their_own_billing_none() {
+        let (me, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        for role in [Role::Owner, Role::Admin] {
+            assert_eq!(role.keys(None), KeyScope::Account);
+            assert_eq!(role.keys(None).maker(), Some(None));
+            assert!(role.keys(None).shows(Some(other)) && role.keys(None).shows(None));
+        }
+        let mine = Role::Member.keys(Some(me));
+        assert_eq!((mine, mine.maker()), (KeyScope::Own(me), Some(Some(me))));
+        assert!(mine.shows(Some(me)) && !mine.shows(Some(other)) && !mine.shows(None));
+        assert_eq!(Role::Billing.keys(Some(me)), KeyScope::None);
+        assert_eq!(Role::Billing.keys(Some(me)).maker(), None);
+        assert!(!Role::Billing.keys(Some(me)).shows(None));
     }
 
     #[test]

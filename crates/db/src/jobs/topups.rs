@@ -107,14 +107,20 @@ pub(super) fn record(
             let answer = autotopup::Answer { payment_intent, outcome, reason };
             autotopup::end(conn, log, &store.notify, &row, answer, now)
         };
-        match answer {
+        // Where the job stands after it, as the branch taken says (an answer to one already ended
+        // by its event is no record of this job's).
+        let ended = |e: autotopup::Ended| (!matches!(e, autotopup::Ended::Already)).then_some(JobStatus::Done);
+        Ok(match answer {
             IntentAnswer::Succeeded { payment_intent } => {
-                end(conn, Some(payment_intent), PaymentOutcome::Succeeded, None)?;
+                ended(end(conn, Some(payment_intent), PaymentOutcome::Succeeded, None)?)
             }
-            IntentAnswer::Processing { payment_intent } => autotopup::processing(conn, row.id, payment_intent)?,
+            IntentAnswer::Processing { payment_intent } => {
+                autotopup::processing(conn, row.id, payment_intent)?;
+                Some(JobStatus::Done)
+            }
             IntentAnswer::Failed { payment_intent, reason, needs_customer } => {
                 let outcome = if *needs_customer { PaymentOutcome::RequiresAction } else { PaymentOutcome::Declined };
-                end(conn, payment_intent.as_deref(), outcome, Some(reason))?;
+                ended(end(conn, payment_intent.as_deref(), outcome, Some(reason))?)
             }
             IntentAnswer::Unavailable(cause) => {
                 match JobKind::AutoTopup.retry().after_failure(attempts, now, now, cause.clone()) {
@@ -123,17 +129,17 @@ pub(super) fn record(
                         diesel::update(auto_topups::table.find(row.id))
                             .set((auto_topups::next_attempt_at.eq(at), auto_topups::last_error.eq(Some(error))))
                             .execute(conn)?;
+                        Some(JobStatus::Pending)
                     }
                     // `after_failure` never answers done: a failure is tried again or given up.
                     JobOutcome::Dead { error } => {
                         tracing::error!(auto_topup = %row.id, attempts, %error, "auto top-up given up: Stripe unreachable");
                         autotopup::abandon(conn, row.id, &error, now)?;
+                        Some(JobStatus::Dead)
                     }
-                    JobOutcome::Done => {}
+                    JobOutcome::Done => None,
                 }
             }
-        }
-        let status: String = auto_topups::table.find(row.id).select(auto_topups::status).first(conn)?;
-        Ok(AutoTopupStatus::parse(&status).map(AutoTopupStatus::job_status))
+        })
     })
 }

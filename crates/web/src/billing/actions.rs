@@ -14,8 +14,7 @@ use super::{Shown, after, checked, optional_number, page, permitted, read, refus
 use credits_api::ApiError;
 use credits_api::apikeys::KeyRequest;
 use credits_api::state::AppState;
-use credits_domain::members::PageAccess;
-use credits_domain::pages::PageSession;
+use credits_domain::members::{KeyScope, PageAccess};
 
 fn billing_url(state: &AppState, notice: &str) -> String {
     format!("{}/billing?notice={notice}", state.pages.public_url.trim_end_matches('/'))
@@ -151,10 +150,7 @@ pub async fn api_key(
         Err(answer) => return Ok(answer),
     };
     // R27: owners and admins make the account's keys; a member makes their own.
-    let member = match keys_of(&session) {
-        Some(member) => member,
-        None => return Ok(refused_role(&session)),
-    };
+    let Some(member) = session.role.keys(session.member).maker() else { return Ok(refused_role(&session)) };
     let form = form.into_inner();
     let made = match optional_number("monthly_credit_limit", form.monthly_credit_limit.as_deref()) {
         Err(e) => Err(e),
@@ -183,14 +179,19 @@ pub async fn revoke_key(
         Ok(s) => s,
         Err(answer) => return Ok(answer),
     };
-    let Some(member) = keys_of(&session) else { return Ok(refused_role(&session)) };
+    let scope = session.role.keys(session.member);
+    if scope == KeyScope::None {
+        return Ok(refused_role(&session));
+    }
     let id: uuid::Uuid = credits_api::edge::path_id(&path, "API key")?;
     let account = session.account;
     let done = state
         .keys()
         .call_for(account, move |keys, now| {
             // A member revokes only their own keys: another's is no key of theirs (404).
-            if member.is_some() && !keys.api_keys(account, now)?.iter().any(|k| k.id == id && k.member_id == member) {
+            if scope != KeyScope::Account
+                && !keys.api_keys(account, now)?.iter().any(|k| k.id == id && scope.shows(k.member_id))
+            {
                 return Err(ApiError::not_found("no such API key of yours"));
             }
             Ok(keys.revoke_api_key(account, id, now)?)
@@ -255,18 +256,6 @@ pub async fn ledger_csv(req: HttpRequest, state: web::Data<AppState>) -> Result<
         Err(answer) => Ok(answer),
         Ok(session) if !session.role.may(PageAccess::Usage) => Ok(refused_role(&session)),
         Ok(session) => credits_api::reports::ledger_csv(&state, session.account, None, None).await,
-    }
-}
-
-/// R27: whose keys this session makes and revokes: `Some(None)` the account's (owners and
-/// admins), `Some(Some(member))` a member's own, `None` no keys (billing).
-fn keys_of(session: &PageSession) -> Option<Option<uuid::Uuid>> {
-    if session.role.may(PageAccess::Keys) {
-        Some(None)
-    } else if session.role.may(PageAccess::OwnKeys) {
-        Some(session.member)
-    } else {
-        None
     }
 }
 

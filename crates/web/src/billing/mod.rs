@@ -26,7 +26,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Duration;
 use credits_api::ApiError;
 use credits_api::state::{AppState, token_hash};
-use credits_domain::members::{MemberView, PageAccess, Role};
+use credits_domain::members::{KeyScope, MemberView, PageAccess, Role};
 use credits_domain::notify::autotopup::AutoTopupRequest;
 use credits_domain::pages::PageSession;
 use credits_domain::reports::{GroupBy, Span};
@@ -153,13 +153,16 @@ async fn read_at(state: &AppState, session: &PageSession, cursor: Option<i64>) -
         let (accounts, notify, keys, verifications, members): Ports<'_> = (store, store, store, store, store);
         let team = members.members(account, now)?;
         let me = member.and_then(|id| team.iter().find(|m| m.id == id).cloned());
-        // A member sees their own keys; billing sees none.
-        let keys = match role {
-            Role::Owner | Role::Admin => keys.api_keys(account, now).unwrap_or_default(),
-            Role::Member => {
-                keys.api_keys(account, now).unwrap_or_default().into_iter().filter(|k| k.member_id == member).collect()
-            }
-            Role::Billing => Vec::new(),
+        // R27: the keys within the role's scope (a member's own; billing none).
+        let scope = role.keys(member);
+        let keys = match scope {
+            KeyScope::None => Vec::new(),
+            _ => keys
+                .api_keys(account, now)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|k| scope.shows(k.member_id))
+                .collect(),
         };
         let balance = accounts
             .balances(&[account], now)?
